@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nm_abi.h - the contract between nodemesh's BPF programs and user space.
+ *
+ * Every key and value stored in a pinned map is declared here with fixed-width
+ * fields and explicit padding, and its size is asserted, so that the BPF side,
+ * the agent, the CLI and `bpftool map dump` all agree on the layout. Ports are
+ * kept in network byte order (as the kernel hands them to the hooks), addresses
+ * as 16 bytes with IPv4 stored IPv4-mapped (::ffff:a.b.c.d).
+ *
+ * Changing a struct here changes the ABI of maps pinned by a running agent:
+ * bump NM_ABI_VERSION so a new agent refuses to reuse old pins.
+ */
+#ifndef NM_ABI_H
+#define NM_ABI_H
+
+#ifdef __bpf__
+/* BPF side: types come from vmlinux.h, included before this header. */
+#else
+#include <linux/types.h>
+#endif
+
+#define NM_ABI_VERSION 1
+
+/* SO_MARK the agent puts on its own sockets so connect4/6 leave them alone. */
+#define NM_AGENT_MARK 0x6e6d0001 /* "nm" 0001 */
+
+#define NM_MAX_WORKLOADS 16384
+#define NM_MAX_SERVICES 4096
+#define NM_MAX_BACKENDS 65536
+#define NM_MAX_ENDPOINTS 16384
+#define NM_MAX_ORIG 65536
+/* Upper bound of backend slots per service that connect4/6 will pick from. */
+#define NM_MAX_BACKENDS_PER_SVC 1024
+
+struct nm_addr {
+	__u8 a[16]; /* IPv6, or IPv4-mapped ::ffff:a.b.c.d */
+};
+
+/* nm_workloads: cgroup id (u64) -> nm_workload */
+enum nm_workload_flags {
+	NM_WL_MESHED = 1u << 0, /* redirect this workload's connections */
+	NM_WL_STRICT = 1u << 1, /* inbound: only mesh traffic (later issue) */
+};
+
+struct nm_workload {
+	__u32 workload_id;
+	__u32 identity_id;
+	__u32 namespace_id;
+	__u32 flags; /* enum nm_workload_flags */
+};
+
+/* nm_services: nm_svc_key -> nm_service */
+struct nm_svc_key {
+	struct nm_addr vip;
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP */
+	__u8 pad;
+};
+
+enum nm_lb_algo {
+	NM_LB_RANDOM = 0,
+	NM_LB_ROUND_ROBIN = 1,
+	NM_LB_LEAST_REQUEST = 2,
+	NM_LB_MAGLEV = 3,
+};
+
+struct nm_service {
+	__u32 service_id;
+	__u32 backend_count; /* slots 0..backend_count-1 exist in nm_backends */
+	__u32 lb_algo;       /* enum nm_lb_algo */
+	__u32 flags;
+};
+
+/* nm_backends: nm_backend_key -> nm_backend */
+struct nm_backend_key {
+	__u32 service_id;
+	__u32 slot;
+};
+
+enum nm_endpoint_flags {
+	NM_EP_LOCAL = 1u << 0, /* endpoint runs on this node */
+};
+
+struct nm_backend {
+	struct nm_addr addr;
+	__be16 port;
+	__u16 weight;
+	__u32 flags; /* enum nm_endpoint_flags */
+	__u32 workload_id;
+	__u32 identity_id;
+};
+
+/* nm_endpoints: nm_addr (pod address) -> nm_endpoint */
+struct nm_endpoint {
+	__u32 workload_id;
+	__u32 identity_id;
+	__u32 node_id;
+	__u32 flags; /* enum nm_endpoint_flags */
+};
+
+/*
+ * nm_orig_by_cookie: socket cookie (u64) -> nm_orig, written by connect4/6.
+ * nm_orig_by_tuple:  nm_tuple_key -> nm_orig, moved there by sockops when the
+ * redirected connection is established; the agent looks it up by the peer
+ * address of the accepted socket and deletes it.
+ */
+enum nm_orig_flags {
+	NM_ORIG_SERVICE = 1u << 0,  /* original destination was a service VIP */
+	NM_ORIG_ENDPOINT = 1u << 1, /* original destination was a pod address */
+	NM_ORIG_LOCAL = 1u << 2,    /* chosen backend is on this node */
+	NM_ORIG_V6 = 1u << 3,       /* connect6 made it */
+};
+
+struct nm_orig {
+	struct nm_addr orig_dst;
+	struct nm_addr backend;
+	__be16 orig_port;
+	__be16 backend_port;
+	__u32 src_workload_id;
+	__u32 src_identity_id;
+	__u32 service_id; /* 0 when not a service */
+	__u32 dst_workload_id;
+	__u32 dst_identity_id;
+	__u32 flags; /* enum nm_orig_flags */
+	__u32 pad;
+	__u64 cookie;
+};
+
+struct nm_tuple_key {
+	struct nm_addr addr; /* client address as the agent sees it */
+	__be16 port;
+	__u16 pad0;
+	__u32 pad1;
+};
+
+/* nm_agent_state: array, one entry at key 0. */
+enum nm_fail_mode {
+	NM_FAIL_CLOSED = 0,
+	NM_FAIL_OPEN = 1,
+};
+
+struct nm_agent_state {
+	__u64 heartbeat_ns;       /* bpf_ktime_get_ns() clock, stamped by the agent */
+	__u32 config_generation;
+	__u32 fail_mode;          /* enum nm_fail_mode */
+	struct nm_addr agent_v4;  /* outbound listener, IPv4-mapped; zero = none */
+	struct nm_addr agent_v6;  /* outbound listener for connect6; zero = none */
+	__be16 outbound_port;
+	__u16 pad0;
+	__u32 abi_version;
+};
+
+/* nm_wl_stats: percpu hash workload id (u32) -> nm_wl_stats */
+struct nm_wl_stats {
+	__u64 connects;
+	__u64 redirects;
+	__u64 denies;
+	__u64 passthrough;
+	__u64 bytes;
+	__u64 errors; /* map updates that failed */
+};
+
+#ifndef __bpf__
+_Static_assert(sizeof(struct nm_addr) == 16, "nm_addr");
+_Static_assert(sizeof(struct nm_workload) == 16, "nm_workload");
+_Static_assert(sizeof(struct nm_svc_key) == 20, "nm_svc_key");
+_Static_assert(sizeof(struct nm_service) == 16, "nm_service");
+_Static_assert(sizeof(struct nm_backend_key) == 8, "nm_backend_key");
+_Static_assert(sizeof(struct nm_backend) == 32, "nm_backend");
+_Static_assert(sizeof(struct nm_endpoint) == 16, "nm_endpoint");
+_Static_assert(sizeof(struct nm_orig) == 72, "nm_orig");
+_Static_assert(sizeof(struct nm_tuple_key) == 24, "nm_tuple_key");
+_Static_assert(sizeof(struct nm_agent_state) == 56, "nm_agent_state");
+_Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");
+#endif
+
+#endif /* NM_ABI_H */
