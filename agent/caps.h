@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * caps.h - shed privileges after set-up. Once the BPF programs are attached
+ * and the maps are open, the agent needs CAP_NET_ADMIN (for SO_MARK on its
+ * upstream sockets) and nothing else: map updates go through fds it holds.
+ */
+#ifndef NM_CAPS_H
+#define NM_CAPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * Keeps only the capabilities in keep_mask (bit n = capability n) in the
+ * effective, permitted and bounding sets, clears inheritable and ambient,
+ * and sets no_new_privs. 0 or -errno.
+ */
+int nm_caps_restrict(uint64_t keep_mask);
+/* Effective capability mask of this process (for tests and status). */
+int nm_caps_effective(uint64_t *mask);
+
+#endif

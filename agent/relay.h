@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * relay.h - one end of a proxied connection (plain TCP or TLS) and the
+ * non-blocking I/O primitives the proxy pumps bytes with.
+ *
+ * Buffers come from a small pool and are held only while they carry bytes,
+ * so an idle connection costs no buffer memory.
+ */
+#ifndef NM_RELAY_H
+#define NM_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#define NM_BUF_SIZE (16 * 1024)
+#define NM_BUFPOOL_KEEP 256
+
+struct nm_buf {
+	uint8_t *data; /* NULL while empty */
+	uint32_t off;  /* next byte to write out */
+	uint32_t len;  /* bytes held */
+};
+
+struct nm_bufpool {
+	uint8_t **free;
+	unsigned int n_free;
+	unsigned int in_use;
+};
+
+int nm_buf_get(struct nm_bufpool *pool, struct nm_buf *b);
+void nm_buf_put(struct nm_bufpool *pool, struct nm_buf *b);
+void nm_bufpool_drain(struct nm_bufpool *pool);
+static inline bool nm_buf_empty(const struct nm_buf *b)
+{
+	return b->off >= b->len;
+}
+
+struct nm_side {
+	int fd;
+	SSL *ssl;            /* NULL for plain TCP */
+	bool readable;       /* epoll said so and no EAGAIN since */
+	bool writable;
+	bool rd_eof;         /* peer finished sending (FIN or close_notify) */
+	bool wr_shut;        /* we sent FIN or close_notify */
+	bool rd_want_write;  /* SSL_read needs the socket writable */
+	bool wr_want_read;   /* SSL_write needs the socket readable */
+	uint64_t bytes_read;
+};
+
+/* I/O results: > 0 bytes, 0 end of stream, or -EAGAIN, -ECONNRESET, -EPROTO
+ * and other -errno. */
+int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len);
+int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len);
+/* Sends FIN (plain) or close_notify (TLS); 0 done, -EAGAIN retry, -errno. */
+int nm_side_shutdown(struct nm_side *s);
+/* TLS bytes decrypted and waiting inside OpenSSL. */
+bool nm_side_pending(const struct nm_side *s);
+/* Closes the socket; with reset, the peer gets an RST (SO_LINGER 0). */
+void nm_side_close(struct nm_side *s, bool reset);
+/* Describes the last TLS error for logs. */
+const char *nm_ssl_error_string(char *buf, size_t len);
+
+#endif
