@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <linux/capability.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ struct nm_daemon {
 	struct nm_agent agent;
 	const char *config_path;
 	const char *node_name;
+	bool tls_resumption;
 	struct timespec config_mtime;
 	int sigfd;
 	uint64_t reload_timer;
@@ -41,13 +43,16 @@ struct nm_daemon {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: nodemeshd --config FILE [--node NAME] [--instance NAME] [--log-level warn|info|debug]\n"
+		"Usage: nodemeshd --config FILE [--node NAME] [--instance NAME] [--log-level L]\n"
+		"                 [--tls-resumption on|off]\n"
 		"\n"
 		"  --config FILE    standalone cluster file (see docs/config.md)\n"
 		"  --node NAME      this node's name in the file (default: $NODE_NAME, else\n"
 		"                   the node whose address is configured on this host)\n"
 		"  --instance NAME  pin directory /sys/fs/bpf/nodemesh/NAME (default: default)\n"
-		"  --log-level L    warn, info (default) or debug\n");
+		"  --log-level L    warn, info (default) or debug\n"
+		"  --tls-resumption on|off\n"
+		"                   reuse TLS 1.3 sessions for new tunnels (default on)\n");
 }
 
 static int file_mtime(const char *path, struct timespec *ts)
@@ -274,10 +279,11 @@ int main(int argc, char **argv)
 		{ "node", required_argument, NULL, 'n' },
 		{ "instance", required_argument, NULL, 'i' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "tls-resumption", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct nm_daemon d = { .sigfd = -1 };
+	struct nm_daemon d = { .sigfd = -1, .tls_resumption = true };
 	struct nm_agent *a = &d.agent;
 	enum nm_log_level level;
 	char err[NM_ERRMSG_MAX];
@@ -302,6 +308,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			nm_log_set_level(level);
+			break;
+		case 'r':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "nodemeshd: --tls-resumption: expected on or off, got '%s'\n", optarg);
+				return 2;
+			}
+			d.tls_resumption = !strcmp(optarg, "on");
 			break;
 		case 'h':
 			usage(stdout);
@@ -338,6 +351,7 @@ int main(int argc, char **argv)
 		pr_warn("msg=\"cannot load certificates\" err=\"%s\"", err);
 		goto out;
 	}
+	nm_tls_set_resumption(a->tls, d.tls_resumption);
 	{
 		uint64_t r;
 

@@ -35,6 +35,12 @@ const char *nm_tls_trust_domain(const struct nm_tls *t);
 bool nm_tls_has_identity(const struct nm_tls *t, const char *ns, const char *sa);
 /* Number of loaded credentials. */
 unsigned int nm_tls_identity_count(const struct nm_tls *t);
+/*
+ * TLS 1.3 session resumption, on by default: the server issues one ticket
+ * per handshake and the client keeps the newest per (source identity, peer
+ * identity). Off: no tickets, no resumption, cached sessions dropped.
+ */
+void nm_tls_set_resumption(struct nm_tls *t, bool on);
 
 /*
  * Client side: presents ns/sa's certificate, sets SNI from expected_peer and

@@ -67,7 +67,8 @@ enum nm_lb_algo {
 
 struct nm_service {
 	__u32 service_id;
-	__u32 backend_count; /* slots 0..backend_count-1 exist in nm_backends */
+	__u32 backend_count; /* NM_BACKEND_SLOT(port, v6, 0..backend_count-1)
+			      * exist in nm_backends */
 	__u32 lb_algo;       /* enum nm_lb_algo */
 	__u32 flags;
 };
@@ -75,8 +76,20 @@ struct nm_service {
 /* nm_backends: nm_backend_key -> nm_backend */
 struct nm_backend_key {
 	__u32 service_id;
-	__u32 slot;
+	__u32 slot; /* NM_BACKEND_SLOT() */
 };
+
+/*
+ * A service has one backend set per VIP port and VIP family: each port of a
+ * multi-port service has its own targetPort, and a v6 VIP is served by the
+ * endpoints' v6 addresses. Slot k (k < backend_count of the matching
+ * nm_services entry) of the set for VIP port `port_host` (host order) lives at
+ * NM_BACKEND_SLOT(port_host, vip_is_v6, k). k stays below 0x8000 because
+ * NM_MAX_BACKENDS_PER_SVC does.
+ */
+#define NM_BACKEND_SLOT(port_host, v6, k)                           \
+	(((__u32)(port_host) << 16) | ((v6) ? 0x8000u : 0u) |       \
+	 ((__u32)(k) & 0x7fffu))
 
 enum nm_endpoint_flags {
 	NM_EP_LOCAL = 1u << 0, /* endpoint runs on this node */
@@ -173,6 +186,7 @@ _Static_assert(sizeof(struct nm_orig) == 72, "nm_orig");
 _Static_assert(sizeof(struct nm_tuple_key) == 24, "nm_tuple_key");
 _Static_assert(sizeof(struct nm_agent_state) == 56, "nm_agent_state");
 _Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");
+_Static_assert(NM_MAX_BACKENDS_PER_SVC <= 0x8000, "backend slot bits");
 #endif
 
 #endif /* NM_ABI_H */

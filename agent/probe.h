@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * probe.h - what the running kernel can do for nodemesh, found at start-up.
+ *
+ * Every feature is detected by asking the kernel, never by comparing version
+ * numbers (distributions backport): libbpf's libbpf_probe_bpf_* loads tiny
+ * programs and maps, the cgroup bpf_link is tried for real on a temporary
+ * cgroup the probe creates and removes (never the root cgroup), and kTLS is
+ * tried on a connected loopback TCP socket.
+ *
+ * The agent refuses to start without the required features
+ * (nm_probe_required_missing() names the first one missing and the kernel
+ * that brought it); the optional ones each have a fallback that
+ * nm_probe_choose() applies and `nodemesh status` reports. docs/kernels.md
+ * lists both per kernel.
+ */
+#ifndef NM_PROBE_H
+#define NM_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct nm_features {
+	/* optional: each has a fallback */
+	bool ringbuf;      /* BPF_MAP_TYPE_RINGBUF (5.8): flow events */
+	bool sk_storage;   /* sk_storage map + helper in sockops: per-socket stats */
+	bool cgroup_link;  /* bpf_link for cgroup hooks (5.7) -- required */
+	bool sockops;      /* BPF_PROG_TYPE_SOCK_OPS attachable -- required */
+	bool netns_cookie; /* bpf_get_netns_cookie() in sock_addr programs (5.7) */
+	bool ktls;         /* TCP_ULP "tls" accepted (CONFIG_TLS, module tls) */
+	bool sockmap;      /* sockmap + sk_skb programs: in-kernel splice */
+	char kernel_release[64];
+	/* added after the first contract, all required */
+	bool sock_addr;     /* cgroup connect4/connect6 programs (4.17) */
+	bool lru_hash;      /* BPF_MAP_TYPE_LRU_HASH (4.10) */
+	bool socket_cookie; /* bpf_get_socket_cookie() in sock_addr (5.7) */
+	/* kTLS record layer: an AES-128-GCM TLS 1.3 TX key could be installed
+	 * (needs the kernel's gcm(aes) crypto, often modules too). */
+	bool ktls_crypto;
+	/* true when cgroup_link/sockops were checked by attaching to a
+	 * temporary cgroup, false when only the syscall was probed */
+	bool attach_tested;
+};
+
+/*
+ * Fills f. Needs CAP_BPF/CAP_SYS_ADMIN for the BPF probes (without them the
+ * BPF features read false). Returns 0, or -errno when the probe itself could
+ * not run (then f holds what was found).
+ */
+int nm_probe_features(struct nm_features *f);
+
+/*
+ * NULL when every required feature is present, else a static message naming
+ * the first missing one and the minimum kernel, e.g.
+ * "kernel lacks bpf_link for cgroup programs (needs Linux >= 5.7)".
+ */
+const char *nm_probe_required_missing(const struct nm_features *f);
+
+/* One row per feature, in display order; for status output and docs. */
+struct nm_feature_info {
+	const char *name;        /* JSON key, e.g. "ringbuf" */
+	const char *min_kernel;  /* "5.8" */
+	bool required;
+	const char *use;         /* what nodemesh does with it */
+	const char *fallback;    /* what happens without it; NULL if required */
+};
+const struct nm_feature_info *nm_probe_info(size_t *n);
+/* The value of the feature named info->name in f (false for unknown names). */
+bool nm_probe_get(const struct nm_features *f, const char *name);
+
+/*
+ * The agent's choices given the kernel: each acceleration is on only when
+ * asked for (want) and supported. want == NULL asks for everything.
+ */
+struct nm_choices {
+	bool flow_events; /* BPF flow events through the ring buffer */
+	bool sock_stats;  /* per-socket TCP stats in sk_storage */
+	bool ktls;        /* TLS record layer in the kernel */
+	bool sockmap;     /* plaintext relay spliced in the kernel */
+};
+void nm_probe_choose(const struct nm_features *f, const struct nm_choices *want,
+		     struct nm_choices *out);
+
+/*
+ * Where a running agent records what it probed and chose, so that
+ * `nodemesh status` can report it: <run_dir>/<instance>/features.json
+ * (run_dir NULL = NM_RUN_DIR). 0 or -ENAMETOOLONG.
+ */
+#define NM_RUN_DIR "/run/nodemesh"
+int nm_probe_state_path(const char *run_dir, const char *instance, char *buf,
+			size_t len);
+/* Writes the state file atomically (creating its directory); 0 or -errno. */
+int nm_probe_save(const char *path, const struct nm_features *f,
+		  const struct nm_choices *c, pid_t pid);
+/* Reads it back; 0, -ENOENT, or -EINVAL for a malformed file. */
+int nm_probe_load(const char *path, struct nm_features *f,
+		  struct nm_choices *c, pid_t *pid);
+
+#endif

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nm_maps.bpf.h - every map nodemesh's BPF programs share, declared once.
+ *
+ * Each BPF object includes this header, so each object carries the same map
+ * definitions. All are pinned by name (LIBBPF_PIN_BY_NAME): the loader sets
+ * pin_root_path to /sys/fs/bpf/nodemesh/<instance>, the first object creates
+ * and pins the maps and the next ones reuse the pins, so connect4/6 and
+ * sockops see the same records. Names start with nm_ and fit the kernel's 15
+ * characters; keys and values come from nm_abi.h so the maps carry BTF and
+ * `bpftool map dump pinned` prints typed records.
+ */
+#ifndef NM_MAPS_BPF_H
+#define NM_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#include "nm_abi.h"
+
+/* cgroup id -> workload; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_WORKLOADS);
+	__type(key, __u64);
+	__type(value, struct nm_workload);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_workloads SEC(".maps");
+
+/* VIP, port, proto -> service; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_SERVICES);
+	__type(key, struct nm_svc_key);
+	__type(value, struct nm_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_services SEC(".maps");
+
+/* service id, slot -> backend; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_BACKENDS);
+	__type(key, struct nm_backend_key);
+	__type(value, struct nm_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_backends SEC(".maps");
+
+/* pod address -> endpoint; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_ENDPOINTS);
+	__type(key, struct nm_addr);
+	__type(value, struct nm_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_endpoints SEC(".maps");
+
+/*
+ * socket cookie -> original destination; written by connect4/6, moved by
+ * sockops. LRU so connects that never establish (agent down, RST) age out
+ * instead of filling the map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_MAX_ORIG);
+	__type(key, __u64);
+	__type(value, struct nm_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_orig_by_cookie SEC(".maps");
+
+/*
+ * client address, port -> original destination; written by sockops, read and
+ * deleted by the agent on accept(). LRU for clients the agent never accepts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_MAX_ORIG);
+	__type(key, struct nm_tuple_key);
+	__type(value, struct nm_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_orig_by_tuple SEC(".maps");
+
+/* key 0: the agent's listener addresses, heartbeat and fail mode. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nm_agent_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_agent_state SEC(".maps");
+
+/* workload id -> counters, per CPU so the hot path needs no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NM_MAX_WORKLOADS);
+	__type(key, __u32);
+	__type(value, struct nm_wl_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_wl_stats SEC(".maps");
+
+#endif /* NM_MAPS_BPF_H */

@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nm_redirect.bpf.h - the decisions behind cgroup/connect4|6 and sockops:
+ * who is meshed, where a connection really goes, and how its original
+ * destination reaches the agent (DESIGN §2 path 1).
+ *
+ * Everything here is static __always_inline so the SEC() entry points stay
+ * thin and the programs need no BPF-to-BPF calls. Only helpers and context
+ * fields that exist in Linux 5.10 are used: bpf_get_current_cgroup_id() in
+ * sock_addr programs (5.7), ctx->sk (5.3), socket cookies (5.0).
+ *
+ * Addresses are 16 bytes, IPv4-mapped for v4, and are copied as four u32
+ * words. Every struct nm_addr in nm_abi.h sits at a 4-byte aligned offset of
+ * its containing struct, and the locals holding them are declared aligned, so
+ * these word accesses are aligned for the verifier.
+ */
+#ifndef NM_REDIRECT_BPF_H
+#define NM_REDIRECT_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "nm_abi.h"
+#include "nm_maps.bpf.h"
+
+/* AF_* are macros in the UAPI headers, so vmlinux.h does not carry them. */
+#define NM_AF_INET 2
+#define NM_AF_INET6 10
+
+/* Values a cgroup/connect program returns. */
+#define NM_CONNECT_ALLOW 1
+#define NM_CONNECT_REJECT 0 /* connect() fails with EPERM */
+
+#define NM_ALIGNED __attribute__((aligned(8)))
+
+static __always_inline void nm_addr_set_v4(struct nm_addr *a, __u32 ip4_be)
+{
+	__u32 *w = (__u32 *)a->a;
+
+	w[0] = 0;
+	w[1] = 0;
+	w[2] = bpf_htonl(0x0000ffff);
+	w[3] = ip4_be;
+}
+
+static __always_inline void nm_addr_copy(struct nm_addr *dst,
+					 const struct nm_addr *src)
+{
+	const __u32 *s = (const __u32 *)src->a;
+	__u32 *d = (__u32 *)dst->a;
+
+	d[0] = s[0];
+	d[1] = s[1];
+	d[2] = s[2];
+	d[3] = s[3];
+}
+
+static __always_inline bool nm_addr_is_zero(const struct nm_addr *a)
+{
+	const __u32 *w = (const __u32 *)a->a;
+
+	return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
+static __always_inline bool nm_addr_is_v4(const struct nm_addr *a)
+{
+	const __u32 *w = (const __u32 *)a->a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* The workload's counters, created on first use; NULL if the map is full. */
+static __always_inline struct nm_wl_stats *nm_stats_get(__u32 workload_id)
+{
+	struct nm_wl_stats *st;
+
+	st = bpf_map_lookup_elem(&nm_wl_stats, &workload_id);
+	if (st)
+		return st;
+	struct nm_wl_stats zero = {};
+
+	/* BPF_NOEXIST: another CPU may have created it meanwhile; either way
+	 * the lookup below finds this CPU's copy. */
+	bpf_map_update_elem(&nm_wl_stats, &workload_id, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&nm_wl_stats, &workload_id);
+}
+
+/*
+ * Picks the backend of a service VIP:port into orig. Returns 0 when orig is
+ * filled, -1 when the service has no backends (the connect is refused) and
+ * -2 when a slot the service announces is missing (a sync in progress).
+ */
+static __always_inline int nm_pick_service_backend(const struct nm_service *svc,
+						   struct nm_orig *orig,
+						   bool vip_v6)
+{
+	struct nm_backend_key bkey = {};
+	struct nm_backend *be;
+	__u32 count = svc->backend_count;
+
+	if (count == 0)
+		return -1;
+	if (count > NM_MAX_BACKENDS_PER_SVC)
+		count = NM_MAX_BACKENDS_PER_SVC;
+	/* NM_LB_RANDOM for every algorithm for now (issue 3): the others need
+	 * per-service state the agent does not fill yet. */
+	bkey.service_id = svc->service_id;
+	bkey.slot = NM_BACKEND_SLOT(bpf_ntohs(orig->orig_port), vip_v6,
+				    bpf_get_prandom_u32() % count);
+	be = bpf_map_lookup_elem(&nm_backends, &bkey);
+	if (!be)
+		return -2;
+	nm_addr_copy(&orig->backend, &be->addr);
+	orig->backend_port = be->port;
+	orig->service_id = svc->service_id;
+	orig->dst_workload_id = be->workload_id;
+	orig->dst_identity_id = be->identity_id;
+	orig->flags |= NM_ORIG_SERVICE;
+	if (be->flags & NM_EP_LOCAL)
+		orig->flags |= NM_ORIG_LOCAL;
+	return 0;
+}
+
+/*
+ * The connect4/6 decision. dst/port are the destination the application
+ * asked for (IPv4-mapped for connect4); on redirect agent and agent_port are set
+ * to the listener to rewrite to. Returns NM_CONNECT_ALLOW or
+ * NM_CONNECT_REJECT; *redirect tells whether to rewrite.
+ */
+static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
+					     const struct nm_addr *dst,
+					     __be16 port, bool hook_v6,
+					     struct nm_addr *agent,
+					     __be16 *agent_port, bool *redirect)
+{
+	struct nm_orig orig NM_ALIGNED = {};
+	struct nm_svc_key skey NM_ALIGNED = {};
+	const struct nm_agent_state *state;
+	const struct nm_workload *wl;
+	const struct nm_service *svc;
+	struct nm_wl_stats *st;
+	struct bpf_sock *sk;
+	__u64 cgroup_id, cookie;
+	__u32 zero = 0;
+	bool dst_v6;
+
+	*redirect = false;
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+		return NM_CONNECT_ALLOW;
+	cgroup_id = bpf_get_current_cgroup_id();
+	wl = bpf_map_lookup_elem(&nm_workloads, &cgroup_id);
+	if (!wl || !(wl->flags & NM_WL_MESHED))
+		return NM_CONNECT_ALLOW;
+	/* The agent's own sockets carry NM_AGENT_MARK: never loop them back. */
+	sk = ctx->sk;
+	if (!sk || sk->mark == NM_AGENT_MARK)
+		return NM_CONNECT_ALLOW;
+
+	st = nm_stats_get(wl->workload_id);
+	if (st)
+		st->connects++;
+
+	nm_addr_copy(&orig.orig_dst, dst);
+	orig.orig_port = port;
+	orig.src_workload_id = wl->workload_id;
+	orig.src_identity_id = wl->identity_id;
+	if (hook_v6)
+		orig.flags |= NM_ORIG_V6;
+	dst_v6 = !nm_addr_is_v4(dst);
+
+	nm_addr_copy(&skey.vip, dst);
+	skey.port = port;
+	skey.proto = IPPROTO_TCP;
+	svc = bpf_map_lookup_elem(&nm_services, &skey);
+	if (svc) {
+		int ret = nm_pick_service_backend(svc, &orig, dst_v6);
+
+		if (ret == -1) {
+			/* No endpoints: fail at once, as kube-proxy rejects,
+			 * rather than let a SYN to a VIP wander off. */
+			if (st)
+				st->denies++;
+			return NM_CONNECT_REJECT;
+		}
+		if (ret < 0) {
+			if (st) {
+				st->errors++;
+				st->passthrough++;
+			}
+			return NM_CONNECT_ALLOW;
+		}
+	} else {
+		const struct nm_endpoint *ep;
+
+		/* A direct connect to a known pod address is meshed too. */
+		ep = bpf_map_lookup_elem(&nm_endpoints, &orig.orig_dst);
+		if (!ep) {
+			if (st)
+				st->passthrough++;
+			return NM_CONNECT_ALLOW;
+		}
+		nm_addr_copy(&orig.backend, dst);
+		orig.backend_port = port;
+		orig.dst_workload_id = ep->workload_id;
+		orig.dst_identity_id = ep->identity_id;
+		orig.flags |= NM_ORIG_ENDPOINT;
+		if (ep->flags & NM_EP_LOCAL)
+			orig.flags |= NM_ORIG_LOCAL;
+	}
+
+	state = bpf_map_lookup_elem(&nm_agent_state, &zero);
+	if (!state)
+		goto passthrough;
+	/* A v4 destination reached through an AF_INET6 socket (::ffff:a.b.c.d)
+	 * goes to the v4 listener, written back IPv4-mapped. */
+	if (dst_v6)
+		nm_addr_copy(agent, &state->agent_v6);
+	else
+		nm_addr_copy(agent, &state->agent_v4);
+	*agent_port = state->outbound_port;
+	if (nm_addr_is_zero(agent) || *agent_port == 0)
+		goto passthrough;
+
+	cookie = bpf_get_socket_cookie(ctx);
+	orig.cookie = cookie;
+	/*
+	 * Without its record the agent would close the connection at once, so
+	 * a failed update (map full beyond LRU eviction, out of memory) does
+	 * not redirect: the connection keeps its original destination and the
+	 * failure is counted in errors.
+	 */
+	if (bpf_map_update_elem(&nm_orig_by_cookie, &cookie, &orig, BPF_ANY)) {
+		if (st)
+			st->errors++;
+		goto passthrough;
+	}
+	if (st)
+		st->redirects++;
+	*redirect = true;
+	return NM_CONNECT_ALLOW;
+
+passthrough:
+	if (st)
+		st->passthrough++;
+	return NM_CONNECT_ALLOW;
+}
+
+static __always_inline int nm_handle_connect4(struct bpf_sock_addr *ctx)
+{
+	struct nm_addr dst NM_ALIGNED, agent NM_ALIGNED;
+	__be16 port = (__be16)ctx->user_port;
+	__be16 agent_port = 0;
+	bool redirect;
+	int ret;
+
+	nm_addr_set_v4(&dst, ctx->user_ip4);
+	ret = nm_connect_decide(ctx, &dst, port, false, &agent, &agent_port,
+				&redirect);
+	if (redirect) {
+		ctx->user_ip4 = ((const __u32 *)agent.a)[3];
+		ctx->user_port = (__u32)agent_port;
+	}
+	return ret;
+}
+
+static __always_inline int nm_handle_connect6(struct bpf_sock_addr *ctx)
+{
+	struct nm_addr dst NM_ALIGNED, agent NM_ALIGNED;
+	__u32 *d = (__u32 *)dst.a;
+	const __u32 *a = (const __u32 *)agent.a;
+	__be16 port = (__be16)ctx->user_port;
+	__be16 agent_port = 0;
+	bool redirect;
+	int ret;
+
+	d[0] = ctx->user_ip6[0];
+	d[1] = ctx->user_ip6[1];
+	d[2] = ctx->user_ip6[2];
+	d[3] = ctx->user_ip6[3];
+	ret = nm_connect_decide(ctx, &dst, port, true, &agent, &agent_port,
+				&redirect);
+	if (redirect) {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+		ctx->user_port = (__u32)agent_port;
+	}
+	return ret;
+}
+
+/*
+ * ACTIVE_ESTABLISHED_CB runs on the client before its final ACK leaves, so
+ * the record is keyed by the client's (address, port) before the agent can
+ * accept() the connection.
+ */
+static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
+{
+	struct nm_tuple_key key NM_ALIGNED = {};
+	struct nm_orig *orig;
+	__u64 cookie;
+
+	cookie = bpf_get_socket_cookie(skops);
+	orig = bpf_map_lookup_elem(&nm_orig_by_cookie, &cookie);
+	if (!orig)
+		return;
+	if (skops->family == NM_AF_INET) {
+		nm_addr_set_v4(&key.addr, skops->local_ip4);
+	} else {
+		/* An AF_INET6 socket talking v4 has ::ffff:a.b.c.d here,
+		 * which is the key the agent builds from its v4 peer. */
+		__u32 *w = (__u32 *)key.addr.a;
+
+		w[0] = skops->local_ip6[0];
+		w[1] = skops->local_ip6[1];
+		w[2] = skops->local_ip6[2];
+		w[3] = skops->local_ip6[3];
+	}
+	/* local_port is in host order, unlike remote_port. */
+	key.port = bpf_htons((__u16)skops->local_port);
+	if (bpf_map_update_elem(&nm_orig_by_tuple, &key, orig, BPF_ANY)) {
+		struct nm_wl_stats *st = nm_stats_get(orig->src_workload_id);
+
+		/* Left in nm_orig_by_cookie for the LRU to age out; the agent
+		 * will close the connection it cannot place. */
+		if (st)
+			st->errors++;
+		return;
+	}
+	bpf_map_delete_elem(&nm_orig_by_cookie, &cookie);
+}
+
+#endif /* NM_REDIRECT_BPF_H */

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# test_04_same_node - scenario 4: the client pod on node-1 dials the
+# `echo-local` service (198.19.0.11:80, backend local-echo on node-1); 1 MiB
+# comes back unchanged, the local-echo pod (not the node-2 echo pod) served
+# it, and the agent reports a local path when it carried the flow.
+set -uo pipefail
+. "$(dirname "$0")/lib/cluster.sh"
+
+nm_require_bins same-node
+nm_cluster_init
+nm_cluster_up || { nm_dump_logs; nm_fail same-node "cluster setup failed"; exit 1; }
+log1=$(nm_agent_log 1)
+n=1048576
+before_remote=$(grep -c '^accept' "$NM_STATE/echo-echo.out")
+
+out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$n" --timeout-ms 20000)
+src=$(nm_json "$out" local)
+nm_check same-node-1mib-echo "client -> 198.19.0.11:80: $out" test "$(nm_json "$out" match)" == true
+
+after_remote=$(grep -c '^accept' "$NM_STATE/echo-echo.out")
+if grep -q '^accept' "$NM_STATE/echo-local-echo.out" && [[ $before_remote == "$after_remote" ]]; then
+	nm_pass same-node-local-backend
+else
+	nm_fail same-node-local-backend "local-echo accepts: $(grep -c '^accept' "$NM_STATE/echo-local-echo.out"), node-2 echo accepts $before_remote -> $after_remote"
+fi
+
+# Agent path (plaintext, path=local) or kernel path (no agent line): both are
+# valid designs; a remote path is not.
+if line=$(nm_flow_line "$log1" outbound src "$src" 1); then
+	if [[ $(nm_kv "$line" path) == local && $(nm_kv "$line" backend) == "$(nm_pod_ip local-echo):8080" ]]; then
+		nm_pass same-node-path-local
+	else
+		nm_fail same-node-path-local "node-1 flow line: $line"
+	fi
+else
+	nm_pass "same-node-path-local (kernel path: no agent flow line)"
+fi
+((NM_FAILS)) && nm_dump_logs
+exit $((NM_FAILS > 0))

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# tests/run.sh - run nodemesh's test suites and sum their results.
+#
+#   tests/run.sh [all|unit|bpf|integration|fuzz|vm]...     (default: all)
+#
+#   unit         every build/tests/unit/check_* (Check suites; each check
+#                counts, from Check's "Checks: N, Failures: F, Errors: E")
+#   bpf          every build/tests/bpf/test_* (root; Check suites or plain
+#                binaries, one result per binary when there is no summary)
+#   integration  every tests/integration/test_*.sh (root); each scenario's
+#                "PASS name" / "FAIL name: reason" line counts, then a sweep
+#                for anything a run left behind
+#   fuzz         every build/tests/fuzz/fuzz_* for FUZZ_SECONDS (default 20)
+#                over tests/fuzz/corpus/<name without fuzz_>/ when present
+#   vm           tests/vm/run.sh --quick
+#   all          unit bpf integration fuzz vm
+#
+# A suite whose sources exist but whose binaries do not is a failure, not a
+# skip. Prints one line per result and ends with "N passed, N failed" alone
+# on the last line; exits 1 when anything failed.
+#
+# Environment: OUT (build dir, default build), FUZZ_SECONDS, NM_TEST_FILTER
+# (ERE on integration script names), NM_TEST_TIMEOUT (per integration
+# script, default 240 s). Logs go to $OUT/test-logs/.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-build}
+case $OUT in
+/*) BUILD=$OUT ;;
+*) BUILD=$REPO/$OUT ;;
+esac
+LOGS=$BUILD/test-logs
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+NM_TEST_TIMEOUT=${NM_TEST_TIMEOUT:-240}
+PASSED=0
+FAILED=0
+
+pass() { printf 'PASS %s\n' "$1"; PASSED=$((PASSED + 1)); }
+fail() { printf 'FAIL %s: %s\n' "$1" "$2"; FAILED=$((FAILED + 1)); }
+section() { printf '== %s\n' "$1"; }
+indent() { sed 's/^/    /'; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# Run one Check-based (or plain) test binary; count each check when Check
+# printed its summary, else the binary as one test.
+run_check_binary() { # LABEL BINARY LOG
+	local label=$1 bin=$2 log=$3 rc sums n=0 f=0 e=0 a b c
+	(cd "$REPO" && timeout -k 5 300 "$bin") >"$log" 2>&1
+	rc=$?
+	sums=$(grep -Eo 'Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log")
+	if [[ -n $sums ]]; then
+		while read -r _ a _ b _ c; do
+			n=$((n + ${a%,})) f=$((f + ${b%,})) e=$((e + c))
+		done <<<"$sums"
+		PASSED=$((PASSED + n - f - e))
+		FAILED=$((FAILED + f + e))
+		if ((f + e == 0 && rc == 0)); then
+			printf 'PASS %s (%d checks)\n' "$label" "$n"
+		else
+			printf 'FAIL %s: %d of %d checks failed (exit %d)\n' "$label" $((f + e)) "$n" "$rc"
+			grep -E ':[FE]:' "$log" | head -n 20 | indent
+			if ((f + e == 0)); then
+				# Exit status says failure but no check did: count it.
+				FAILED=$((FAILED + 1))
+				tail -n 10 "$log" | indent
+			fi
+		fi
+	elif ((rc == 0)); then
+		pass "$label"
+	else
+		fail "$label" "exit $rc$( ((rc == 124)) && echo ' (timeout)')"
+		tail -n 20 "$log" | indent
+	fi
+}
+
+# Binaries named after the sources: every source must have its binary.
+run_binary_suite() { # SUITE SRCGLOB-DIR PREFIX NEEDROOT
+	local suite=$1 dir=$2 prefix=$3 needroot=$4 src name bin any=0
+	section "$suite"
+	mkdir -p "$LOGS/$suite"
+	for src in "$REPO/$dir/$prefix"*.c; do
+		[[ -e $src ]] || continue
+		any=1
+		name=$(basename "$src" .c)
+		bin=$BUILD/$dir/$name
+		if [[ ! -x $bin ]]; then
+			fail "$suite/$name" "binary $bin missing (run make)"
+			continue
+		fi
+		if [[ $needroot == 1 ]] && ! is_root; then
+			fail "$suite/$name" "needs root"
+			continue
+		fi
+		run_check_binary "$suite/$name" "$bin" "$LOGS/$suite/$name.log"
+	done
+	((any)) || fail "$suite" "no $dir/$prefix*.c sources: the suite is missing"
+}
+
+suite_unit() { run_binary_suite unit tests/unit check_ 0; }
+suite_bpf() { run_binary_suite bpf tests/bpf test_ 1; }
+
+# Runs of the test harness that are still around (the demo's excluded).
+leftover_sweep() {
+	local demo_runs="" p left=""
+	for p in /run/nodemesh-demo/nm*; do
+		[[ -d $p ]] && demo_runs+=" ${p##*/}"
+	done
+	is_demo() { [[ " $demo_runs " == *" $1 "* ]]; }
+	for p in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		[[ $p =~ ^(nm[0-9a-f]{4})- ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="netns $p; "
+	done
+	for p in /sys/fs/cgroup/*/nodemesh-nm* /sys/fs/cgroup/nodemesh-nm*; do
+		[[ -d $p ]] || continue
+		[[ ${p##*/} =~ ^nodemesh-(nm[0-9a-f]{4})$ ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="cgroup $p; "
+	done
+	for p in /sys/fs/bpf/nodemesh/nm*; do
+		[[ -e $p ]] || continue
+		[[ ${p##*/} =~ ^(nm[0-9a-f]{4})- ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="pins $p; "
+	done
+	for p in /run/nodemesh-test/nm*; do
+		[[ -e $p ]] && left+="state $p; "
+	done
+	for p in /proc/[0-9]*; do
+		local cmd
+		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		[[ $cmd == *"/run/nodemesh-test/nm"* ]] && left+="process ${p#/proc/}: $cmd; "
+	done
+	if [[ -z $left ]]; then
+		pass "integration/no-leftovers"
+	else
+		fail "integration/no-leftovers" "$left"
+	fi
+}
+
+suite_integration() {
+	local script name log rc n_pass n_fail any=0
+	section integration
+	mkdir -p "$LOGS/integration"
+	if ! is_root; then
+		fail integration "needs root"
+		return
+	fi
+	for script in "$REPO"/tests/integration/test_*.sh; do
+		[[ -e $script ]] || continue
+		name=$(basename "$script" .sh)
+		[[ -n ${NM_TEST_FILTER:-} && ! $name =~ $NM_TEST_FILTER ]] && continue
+		any=1
+		log=$LOGS/integration/$name.log
+		rm -rf "$LOGS/integration/$name"
+		# Scenario lines are shown as they happen; the rest goes to the log.
+		NM_BUILD=$BUILD NM_ARTIFACTS=$LOGS/integration/$name \
+			timeout -k 10 "$NM_TEST_TIMEOUT" bash "$script" >"$log" 2>&1 &
+		local pid=$!
+		tail -n +1 --pid="$pid" -f "$log" 2>/dev/null | grep --line-buffered -E '^(PASS|FAIL) '
+		wait "$pid"
+		rc=$?
+		n_pass=$(grep -c '^PASS ' "$log")
+		n_fail=$(grep -c '^FAIL ' "$log")
+		PASSED=$((PASSED + n_pass))
+		FAILED=$((FAILED + n_fail))
+		if ((rc != 0 && n_fail == 0)); then
+			fail "integration/$name" "exited $rc$( ((rc == 124)) && echo " (timeout after ${NM_TEST_TIMEOUT}s)") without a FAIL line"
+		elif ((n_pass + n_fail == 0)); then
+			fail "integration/$name" "reported no result"
+		fi
+		if ((rc != 0 || n_fail > 0)); then
+			echo "    --- $name: log $log (last lines)"
+			grep -vE '^(PASS|FAIL) ' "$log" | tail -n 25 | indent
+		fi
+	done
+	((any)) || fail integration "no tests/integration/test_*.sh scripts"
+	((any)) && [[ -z ${NM_TEST_FILTER:-} ]] && leftover_sweep
+}
+
+suite_fuzz() {
+	local src name bin corpus tmp log rc any=0 seeds
+	section fuzz
+	mkdir -p "$LOGS/fuzz"
+	for src in "$REPO"/tests/fuzz/fuzz_*.c; do
+		[[ -e $src ]] || continue
+		any=1
+		name=$(basename "$src" .c)
+		bin=$BUILD/tests/fuzz/$name
+		if [[ ! -x $bin ]]; then
+			fail "fuzz/$name" "binary $bin missing (run make fuzz)"
+			continue
+		fi
+		corpus=$REPO/tests/fuzz/corpus/${name#fuzz_}
+		tmp=$(mktemp -d)
+		mkdir -p "$tmp/corpus"
+		seeds=()
+		# New inputs go to the scratch dir, never into the checked-in corpus.
+		[[ -d $corpus ]] && seeds=("$corpus")
+		log=$LOGS/fuzz/$name.log
+		(cd "$tmp" && timeout -k 10 $((FUZZ_SECONDS + 60)) "$bin" \
+			-max_total_time="$FUZZ_SECONDS" -artifact_prefix="$tmp/" \
+			"$tmp/corpus" "${seeds[@]}") >"$log" 2>&1
+		rc=$?
+		if ((rc == 0)); then
+			pass "fuzz/$name (${FUZZ_SECONDS}s, $(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}' | tail -n 1) runs${seeds:+, seeds $(ls "$corpus" | wc -l)})"
+		else
+			local crash
+			crash=$(ls "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* "$tmp"/oom-* 2>/dev/null | head -n 1)
+			if [[ -n $crash ]]; then
+				mkdir -p "$LOGS/fuzz/artifacts"
+				cp "$crash" "$LOGS/fuzz/artifacts/$name-${crash##*/}"
+			fi
+			fail "fuzz/$name" "exit $rc${crash:+, input saved as $LOGS/fuzz/artifacts/$name-${crash##*/}}"
+			grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log" | head -n 10 | indent
+		fi
+		rm -rf "$tmp"
+	done
+	((any)) || fail fuzz "no tests/fuzz/fuzz_*.c targets"
+}
+
+suite_vm() {
+	local script=$REPO/tests/vm/run.sh log=$LOGS/vm/run.log rc last
+	section vm
+	mkdir -p "$LOGS/vm"
+	if [[ ! -f $script ]]; then
+		fail vm "tests/vm/run.sh missing"
+		return
+	fi
+	if ! is_root; then
+		fail vm "needs root"
+		return
+	fi
+	OUT=$OUT timeout -k 10 1800 bash "$script" --quick >"$log" 2>&1 &
+	local pid=$!
+	tail -n +1 --pid="$pid" -f "$log" 2>/dev/null | grep --line-buffered -E '^(PASS|FAIL) ' | indent
+	wait "$pid"
+	rc=$?
+	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+	if [[ -n $last ]]; then
+		local p f
+		read -r p _ f _ <<<"$last"
+		f=${f%,}
+		PASSED=$((PASSED + p))
+		FAILED=$((FAILED + f))
+		printf '%s vm: %s\n' "$( ((f == 0 && rc == 0)) && echo PASS || echo FAIL)" "$last"
+		if ((rc != 0 && f == 0)); then
+			fail vm "tests/vm/run.sh exited $rc"
+		fi
+	elif ((rc == 0)); then
+		pass vm
+	else
+		fail vm "tests/vm/run.sh --quick exited $rc"
+	fi
+	((rc == 0)) || tail -n 20 "$log" | indent
+}
+
+main() {
+	local suites=("$@") s
+	((${#suites[@]})) || suites=(all)
+	for s in "${suites[@]}"; do
+		case $s in
+		all) suite_unit; suite_bpf; suite_integration; suite_fuzz; suite_vm ;;
+		unit) suite_unit ;;
+		bpf) suite_bpf ;;
+		integration) suite_integration ;;
+		fuzz) suite_fuzz ;;
+		vm) suite_vm ;;
+		-h | --help)
+			sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'
+			exit 0
+			;;
+		*)
+			echo "tests/run.sh: unknown suite '$s' (all|unit|bpf|integration|fuzz|vm)" >&2
+			exit 2
+			;;
+		esac
+	done
+	printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+	((FAILED == 0))
+}
+
+main "$@"
