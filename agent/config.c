@@ -26,6 +26,14 @@
 #include "nm_abi.h"
 
 #define CFG_MAX_FILE (16u << 20) /* a cluster file is never near this */
+/*
+ * jansson spends about 200 bytes per object or array and 40 per scalar, so
+ * 16 MiB of "{}," would cost over 1 GiB. The largest file the map limits
+ * allow (16384 workloads, 4096 services with 16 ports) has ~120k containers
+ * and well under 1M values; these bounds keep the worst case near 200 MiB.
+ */
+#define CFG_MAX_CONTAINERS (512u << 10)
+#define CFG_MAX_VALUES (2u << 20)
 #define PATH_BUF 512             /* JSON path of a field, for messages */
 #define SHOW_MAX 64              /* bytes of a bad value quoted in a message */
 #define SHOW_BUF (SHOW_MAX * 4 + 8)
@@ -386,7 +394,8 @@ static int check_keys(struct parser *p, const json_t *obj, const char *parent,
 
 	json_object_foreach((json_t *)obj, key, v) {
 		const char *best = NULL;
-		unsigned int best_d = 3; /* suggest only close matches */
+		/* suggest only close matches: one edit for short keys, else two */
+		unsigned int best_d = strlen(key) <= 4 ? 2 : 3;
 		char path[PATH_BUF];
 		size_t i;
 
@@ -773,6 +782,38 @@ static int forward_listen_cmp(const void *ctx, unsigned int a, unsigned int b)
 	const struct nm_cluster *c = ctx;
 
 	return sockaddr_cmp(&c->forwards[a].listen, &c->forwards[b].listen);
+}
+
+/* Count containers and values without parsing, to bound jansson's memory. */
+static int check_complexity(struct parser *p, const char *buf, size_t len)
+{
+	size_t containers = 0, commas = 0, i;
+	bool in_str = false;
+
+	for (i = 0; i < len; i++) {
+		char ch = buf[i];
+
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"')
+			in_str = true;
+		else if (ch == '{' || ch == '[')
+			containers++;
+		else if (ch == ',')
+			commas++;
+	}
+	if (containers > CFG_MAX_CONTAINERS)
+		return fail(p, NULL, "file is too complex (%zu objects and arrays, at most %u)",
+			    containers, CFG_MAX_CONTAINERS);
+	if (commas + 1 > CFG_MAX_VALUES)
+		return fail(p, NULL, "file is too complex (%zu values, at most %u)",
+			    commas + 1, CFG_MAX_VALUES);
+	return 0;
 }
 
 /* --- sections ------------------------------------------------------------ */
@@ -1511,6 +1552,9 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	c->mesh.fail_mode = NM_CFG_FAIL_CLOSED;
 	p.c = c;
 
+	ret = check_complexity(&p, buf ? buf : "", len);
+	if (ret)
+		goto cleanup;
 	/* Duplicate keys are typos or merge accidents; \u0000 stays refused. */
 	root = json_loadb(buf ? buf : "", len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {

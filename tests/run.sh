@@ -125,7 +125,7 @@ leftover_sweep() {
 	done
 	for p in /proc/[0-9]*; do
 		local cmd
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		[[ $cmd == *"/run/nodemesh-test/nm"* ]] && left+="process ${p#/proc/}: $cmd; "
 	done
 	if [[ -z $left ]]; then

@@ -62,17 +62,17 @@ tls_refused() { # NAME TAG [openssl args...]
 	local name=$1 tag=$2 fails0 fails1 flows0 flows1 out
 	shift 2
 	fails0=$(count 'msg="tls handshake failed"')
-	flows0=$(count 'dir=inbound')
+	flows0=$(count 'msg="flow open" dir=inbound')
 	tls_probe "$tag" "$@"
 	sleep 0.2
 	fails1=$(count 'msg="tls handshake failed"')
-	flows1=$(count 'dir=inbound')
+	flows1=$(count 'msg="flow open" dir=inbound')
 	out=$NM_STATE/s_client-$tag.out
 	if ((fails1 > fails0)) && ((flows1 == flows0)) &&
 		grep -Eqi 'alert|handshake failure|errno=' "$out"; then
 		nm_pass "$name ($(grep -F 'msg="tls handshake failed"' "$log1" | tail -n 1 | sed -n 's/.*reason=//p'))"
 	else
-		nm_fail "$name" "agent handshake failures $fails0 -> $fails1, inbound flows $flows0 -> $flows1; client: $(grep -Ei 'alert|error|verify' "$out" | head -n 3 | tr '\n' ' ')"
+		nm_fail "$name" "agent handshake failures $fails0 -> $fails1, inbound flows $flows0 -> $flows1; client: $(grep -Ei 'alert|error|verify return code' "$out" | head -n 3 | tr '\n' ' ')"
 	fi
 }
 

@@ -230,7 +230,7 @@ static int opt_u64(const struct opts *o, const char *name, uint64_t def,
  * (-ETIMEDOUT when the deadline passed).
  */
 static int dial(const struct sockaddr_storage *to, socklen_t tolen,
-		int timeout_ms)
+		int timeout_ms, char *la, size_t lalen)
 {
 	int fd, err = 0;
 	socklen_t el = sizeof(err);
@@ -272,6 +272,9 @@ static int dial(const struct sockaddr_storage *to, socklen_t tolen,
 		goto fail;
 	return fd;
 fail:
+	/* The port the kernel picked still names the attempt in peer logs. */
+	if (la)
+		local_addr(fd, la, lalen);
 	close(fd);
 	return -err;
 }
@@ -582,7 +585,7 @@ static int cmd_send(const struct opts *o)
 	}
 
 	t0 = now_ms();
-	fd = dial(&ss, sl, (int)timeout);
+	fd = dial(&ss, sl, (int)timeout, la, sizeof(la));
 	if (fd < 0) {
 		result = "error";
 		stage = "connect";
@@ -693,11 +696,21 @@ static int cmd_connect(const struct opts *o)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	t0 = now_ms();
-	fd = dial(&ss, sl, (int)timeout);
+	fd = dial(&ss, sl, (int)timeout, la, sizeof(la));
 	elapsed = now_ms() - t0;
 	if (fd < 0) {
 		ename = errno_name(-fd);
-		if (fd == -ECONNREFUSED) {
+		if (fd == -ECONNRESET && wait_close) {
+			/*
+			 * The handshake completed and the peer reset the
+			 * connection before poll() reported it writable: that
+			 * is the fastest possible close by the peer.
+			 */
+			result = "reset";
+			closed = ename;
+			close_ms = 0;
+			rc = CX_CONNECTED;
+		} else if (fd == -ECONNREFUSED) {
 			result = "refused";
 			rc = CX_REFUSED;
 		} else if (fd == -ETIMEDOUT) {

@@ -879,6 +879,33 @@ START_TEST(test_api_edges)
 	ck_assert_ptr_nonnull(strstr(err, "null.json: line 1"));
 	nm_cluster_free(NULL);
 	ck_assert_int_eq(nm_cluster_find_node(NULL, "x"), -ENOENT);
+
+	/* Small files that would cost jansson gigabytes are refused up front. */
+	size_t n = 600000, len = 0;
+	char *big = malloc(4 * n);
+	ck_assert_ptr_nonnull(big);
+	big[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		memcpy(big + len, "{},", 3);
+		len += 3;
+	}
+	big[len - 1] = ']';
+	ck_assert_int_eq(nm_cluster_load_buf(big, len, NAME, &c, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_str_eq(err, NAME ": file is too complex (600001 objects and arrays, at most 524288)");
+	/* ...but brackets inside strings are text, not structure. */
+	len = (size_t)snprintf(big, 4 * n, "{\"trustDomain\":\"td\",\"certDir\":\"");
+	for (size_t i = 0; i < n; i++) {
+		memcpy(big + len, "{\\\"", 3); /* {\" inside the string */
+		len += 3;
+	}
+	memcpy(big + len, "\"}", 2);
+	len += 2;
+	ck_assert_int_eq(nm_cluster_load_buf(big, len, NAME, &c, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_msg(strstr(err, NAME ": certDir: ") == err, "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, "is too long"));
+	free(big);
 }
 END_TEST
 

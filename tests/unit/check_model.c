@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -488,7 +489,7 @@ END_TEST
 START_TEST(test_real_cgroup_resolution)
 {
 	struct nm_model m;
-	char err[NM_ERRMSG_MAX], mnt[NM_PATH_MAX];
+	char err[NM_ERRMSG_MAX], mnt[256];
 	uint64_t root_id;
 
 	/* The v2 mount root exists everywhere nodemesh runs and its id can be

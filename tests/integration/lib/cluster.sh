@@ -553,6 +553,9 @@ nm_cluster_cleanup() {
 	# shell that created the run tears it down.
 	[[ -z ${NM_OWNER_PID:-} || $NM_OWNER_PID == "$BASHPID" ]] || return "$rc"
 	NM_CLEANED=1
+	# Callers may run under set -e; a cleanup step that finds nothing to do
+	# must not end the cleanup.
+	set +e
 	trap - INT TERM HUP
 	nm_cluster_down_from_env "$NM_STATE"
 	return "$rc"
@@ -599,6 +602,8 @@ nm__unpin() {
 nm_cluster_down_from_env() {
 	local state=$1 env=$1/cluster.env pid i ns inst
 	local NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
+	local -
+	set +e
 
 	if [[ -f $env ]]; then
 		# shellcheck disable=SC1090
@@ -684,6 +689,8 @@ nm_cluster_leftovers() {
 	local env=$1 bad=0 ns inode pid p link
 	local NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
 	local NM_NETNS_INODES="" NM_STATE=""
+	local -
+	set +e
 
 	# shellcheck disable=SC1090
 	. "$env"
@@ -709,15 +716,15 @@ nm_cluster_leftovers() {
 			inode=${inode#net:[}
 			inode=${inode%]}
 			for ns in $NM_NETNS_INODES; do
-				[[ $inode == "$ns" ]] && { echo "process ${p#/proc/} ($(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)) in a run netns"; bad=1; }
+				[[ $inode == "$ns" ]] && { echo "process ${p#/proc/} ($(tr '\0' ' ' 2>/dev/null <"$p/cmdline")) in a run netns"; bad=1; }
 			done
 		done
 	fi
 	# Recorded pids still alive and still ours (same binary family).
 	for pid in $NM_PIDS $NM_AGENT_PIDS; do
 		[[ -r /proc/$pid/cmdline ]] || continue
-		if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -Eq 'nodemeshd|nm_peer|tcpdump|openssl|socat'; then
-			echo "process $pid still running: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+		if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -Eq 'nodemeshd|nm_peer|tcpdump|openssl|socat'; then
+			echo "process $pid still running: $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"
 			bad=1
 		fi
 	done
@@ -725,7 +732,7 @@ nm_cluster_leftovers() {
 	if [[ -n $NM_STATE ]]; then
 		local cmd
 		for p in /proc/[0-9]*; do
-			cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+			cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 			if [[ $cmd == *"$NM_STATE/"* ]]; then
 				echo "process ${p#/proc/} mentions $NM_STATE: $cmd"
 				bad=1

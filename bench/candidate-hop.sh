@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# candidate-hop.sh -- the nodemesh "mesh hop" for ../shared/bench/peers.sh.
+#
+#   peers.sh --candidate 'nodemesh=exec bench/candidate-hop.sh'
+#
+# Brings up two real nodemeshd processes that use only static forwarding
+# listeners ("forwards" in the cluster file, docs/config.md):
+#
+#   client -> [outbound agent] 127.0.0.1:$BENCH_OUT_x --TLS 1.3 + NMTP-->
+#             [inbound agent]  127.0.0.1:$BENCH_IN_x  --plain TCP--> 127.0.0.1:$BENCH_SRV_x
+#
+# for x = LAT, TPUT, CONN. It uses the kit's certificates (laid out as
+# <certDir>/default/{client,server}/{cert,key,bundle}.pem), pins both agents
+# to $BENCH_PROXY_CPU like the peers, turns TLS resumption off when
+# BENCH_TLS_RESUME=0 (the kit's default, full handshakes), and logs at warn
+# level so that the per-flow info lines cost nothing during the measurement.
+# Logs: $BENCH_WORK_DIR/nodemesh-{out,in}.log; pids: $BENCH_WORK_DIR/nodemesh-{out,in}.pid.
+#
+# Stays in the foreground until killed (peers.sh kills its process group) or
+# until one agent exits; every agent is bounded by BENCH_HOP_LIFETIME seconds
+# (default 3600). Env overrides: NODEMESHD (binary), BENCH_HOP_NAME (file
+# prefix and instance name, default nodemesh), BENCH_LOG_LEVEL (default warn).
+set -euo pipefail
+
+: "${BENCH_CERT_DIR:?run me from peers.sh --candidate (BENCH_CERT_DIR unset)}"
+: "${BENCH_WORK_DIR:?BENCH_WORK_DIR unset}"
+for v in OUT_LAT OUT_TPUT OUT_CONN IN_LAT IN_TPUT IN_CONN SRV_LAT SRV_TPUT SRV_CONN; do
+	var=BENCH_$v
+	[[ ${!var:-} =~ ^[0-9]+$ ]] || { echo "candidate-hop: $var is not a port: '${!var:-}'" >&2; exit 2; }
+done
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+NODEMESHD=${NODEMESHD:-$REPO/build/nodemeshd}
+NAME=${BENCH_HOP_NAME:-nodemesh}
+LIFETIME=${BENCH_HOP_LIFETIME:-3600}
+LEVEL=${BENCH_LOG_LEVEL:-warn}
+RESUME=on
+[[ ${BENCH_TLS_RESUME:-0} == 1 ]] || RESUME=off
+[[ -x $NODEMESHD ]] || { echo "candidate-hop: $NODEMESHD not built (run make)" >&2; exit 1; }
+
+TD=cluster.local
+CLIENT_ID=spiffe://$TD/ns/default/sa/client
+SERVER_ID=spiffe://$TD/ns/default/sa/server
+DIR=$BENCH_WORK_DIR/$NAME
+mkdir -p "$DIR"
+
+# --- certificates: each agent holds only the identity it presents.
+for side in out in; do
+	if [[ $side == out ]]; then who=client; else who=server; fi
+	d=$DIR/certs-$side/default/$who
+	mkdir -p "$d"
+	install -m 0644 "$BENCH_CERT_DIR/$who.crt" "$d/cert.pem"
+	install -m 0600 "$BENCH_CERT_DIR/$who.key" "$d/key.pem"
+	install -m 0644 "$BENCH_CERT_DIR/ca.crt" "$d/bundle.pem"
+done
+
+# --- cluster files: forwards only, no nodes (no BPF datapath is loaded).
+{
+	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-out",\n  "forwards": [\n' "$TD"
+	sep=""
+	for svc in LAT TPUT CONN; do
+		o=BENCH_OUT_$svc i=BENCH_IN_$svc s=BENCH_SRV_$svc
+		printf '%s    { "name": "%s", "mode": "outbound", "listen": "127.0.0.1:%s",\n' \
+			"$sep" "${svc,,}" "${!o}"
+		printf '      "peer": "127.0.0.1:%s", "destination": "127.0.0.1:%s",\n' "${!i}" "${!s}"
+		printf '      "identity": "default/client", "peerIdentity": "%s" }' "$SERVER_ID"
+		sep=$',\n'
+	done
+	printf '\n  ]\n}\n'
+} >"$DIR/out.json"
+{
+	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-in",\n  "forwards": [\n' "$TD"
+	sep=""
+	for svc in LAT TPUT CONN; do
+		i=BENCH_IN_$svc s=BENCH_SRV_$svc
+		printf '%s    { "name": "%s-in", "mode": "inbound", "listen": "127.0.0.1:%s",\n' \
+			"$sep" "${svc,,}" "${!i}"
+		printf '      "destination": "127.0.0.1:%s", "identity": "default/server",\n' "${!s}"
+		printf '      "allowedPeers": [ "%s" ] }' "$CLIENT_ID"
+		sep=$',\n'
+	done
+	printf '\n  ]\n}\n'
+} >"$DIR/in.json"
+
+# --- agents
+INST_BASE="bench-$NAME-$$"
+PIDS=()
+cleanup() {
+	local p
+	trap - EXIT TERM INT
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	sleep 0.3
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	# The agents remove their run state on a clean stop; after a SIGKILL
+	# this removes what is left (only our own instance names).
+	rm -rf "/run/nodemesh/$INST_BASE-out" "/run/nodemesh/$INST_BASE-in" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+start_agent() { # start_agent SIDE
+	local side=$1 pin=()
+	[[ -n ${BENCH_PROXY_CPU:-} ]] && pin=(taskset -c "$BENCH_PROXY_CPU")
+	# The agent keeps running in front of `timeout`, which forwards TERM.
+	"${pin[@]}" timeout --kill-after=5 "$LIFETIME" "$NODEMESHD" \
+		--config "$DIR/$side.json" --instance "$INST_BASE-$side" \
+		--log-level "$LEVEL" --tls-resumption "$RESUME" \
+		>"$BENCH_WORK_DIR/$NAME-$side.log" 2>&1 </dev/null &
+	PIDS+=("$!")
+}
+# Inbound first, so the outbound side's first tunnel finds it listening.
+start_agent in
+start_agent out
+
+# nodemeshd's own pid (the child of `timeout`), for the resource figures.
+for side in in out; do
+	if [[ $side == in ]]; then t=${PIDS[0]}; else t=${PIDS[1]}; fi
+	pid=""
+	for _ in $(seq 50); do
+		pid=$(cat "/proc/$t/task/$t/children" 2>/dev/null | awk '{print $1}') || true
+		[[ -n $pid ]] && break
+		sleep 0.02
+	done
+	echo "${pid:-$t}" >"$BENCH_WORK_DIR/$NAME-$side.pid"
+done
+
+# Foreground until one agent ends (or we are killed).
+set +e
+wait -n "${PIDS[@]}"
+rc=$?
+echo "candidate-hop: an agent exited (status $rc); see $BENCH_WORK_DIR/$NAME-*.log" >&2
+exit "$rc"
