@@ -254,6 +254,14 @@ int nm_ca_new_leaf(const struct nm_ca *ca, EVP_PKEY *leaf_key,
 	err = cert_skeleton(leaf_key, days, &x);
 	if (err)
 		return err;
+	/* A leaf that outlives its CA stops verifying anyway; say so in
+	 * its notAfter rather than promise more. */
+	if (ASN1_TIME_compare(X509_get0_notAfter(x),
+			      X509_get0_notAfter(ca->cert)) > 0 &&
+	    !X509_set1_notAfter(x, X509_get0_notAfter(ca->cert))) {
+		err = -EIO;
+		goto fail;
+	}
 	err = set_name(X509_get_subject_name(x), "nodemesh", cn);
 	if (err || !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)))
 		goto fail;

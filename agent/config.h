@@ -2,7 +2,7 @@
 /*
  * config.h - the standalone cluster file (DESIGN §8) and the state model it
  * produces. Parsing is pure: no sockets, no maps, no TLS. Every agent reads the
- * same file and then keeps its own node's part (nm_cluster_select_node()).
+ * same file and then keeps its own node's part (nodemeshd picks it by --node or local address).
  *
  * File format (JSON; unknown keys are rejected so typos are caught):
  * {

@@ -232,17 +232,17 @@ out:
 static int libbpf_log(enum libbpf_print_level level, const char *fmt,
 		      va_list ap)
 {
-	char line[1024];
-	size_t n;
+	enum nm_log_level lvl = level == LIBBPF_WARN ? NM_LOG_WARN : NM_LOG_DEBUG;
+	char text[8192], *line, *save = NULL;
 
-	if (level == LIBBPF_DEBUG && nm_log_get_level() < NM_LOG_DEBUG)
+	if (lvl > nm_log_get_level())
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	nm_log(level == LIBBPF_WARN ? NM_LOG_WARN : NM_LOG_DEBUG,
-	       "msg=\"libbpf\" detail=\"%s\"", line);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	/* A verifier log arrives as one multi-line message: one log line
+	 * each keeps our output line-structured. */
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		nm_log(lvl, "msg=\"libbpf\" detail=\"%s\"", line);
 	return 0;
 }
 
@@ -316,8 +316,11 @@ static int attach_or_update(struct nm_datapath *dp, enum nm_link_idx idx,
 	}
 	dp->links[idx] = link;
 	*created = true;
+	/* The new link is in place: take the replaced one off its hook now
+	 * rather than when bpffs gets round to dropping it. */
+	if (old)
+		bpf_link_detach(bpf_link__fd(old));
 out:
-	/* Closing the replaced link's last fd detaches it. */
 	bpf_link__destroy(old);
 	return ret;
 }
@@ -421,8 +424,11 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	/* The first load creates and pins the maps, the second reuses them. */
 	ret = nm_connect_bpf__load(dp->connect);
 	if (ret) {
-		set_err(err, errlen, "load nm_connect (pins in %s): %s",
-			dp->pin_dir, strerror(-ret));
+		/* EINVAL here is mostly libbpf refusing a pinned map whose
+		 * definition differs from ours (see its log line). */
+		set_err(err, errlen, "load nm_connect (pins in %s): %s%s",
+			dp->pin_dir, strerror(-ret),
+			ret == -EINVAL ? " (pinned maps of another layout? remove the pin directory)" : "");
 		goto fail;
 	}
 	dp->sockops = nm_sockops_bpf__open_opts(&oo);
@@ -488,9 +494,28 @@ void nm_datapath_close(struct nm_datapath *dp)
 	free(dp);
 }
 
+/*
+ * Detaches a pinned link from its cgroup now. Dropping the last reference
+ * would too, but bpffs drops a pin's reference after an RCU grace period and
+ * a workqueue pass, so the hook could still redirect for a moment after the
+ * pin is gone; BPF_LINK_DETACH (5.9) makes it immediate.
+ */
+static void detach_pinned_link(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	bpf_link_detach(fd);
+	close(fd);
+}
+
 int nm_datapath_remove_pins(const char *instance)
 {
-	char dir[PATH_MAX];
+	char dir[128]; /* NM_PIN_BASE "/" instance */
 	struct dirent *de;
 	int ret = 0, pass;
 	DIR *d;
@@ -511,6 +536,8 @@ int nm_datapath_remove_pins(const char *instance)
 			    strcmp(de->d_name, "..") == 0 ||
 			    is_link != (pass == 0))
 				continue;
+			if (is_link)
+				detach_pinned_link(dir, de->d_name);
 			if (unlinkat(dirfd(d), de->d_name, 0) && errno != ENOENT &&
 			    !ret)
 				ret = -errno;

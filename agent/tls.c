@@ -27,8 +27,11 @@
  *    everything (resumed sessions skip the verify callback).
  *  - ALPN "nmtp/1" both ways; the server refuses a ClientHello without ALPN
  *    (client_hello callback) or without nmtp/1 in it (select callback).
+ *  - nm_tls_client_new() accepts expected_peer == NULL: no SNI (the server
+ *    presents its default), no expectation, no resumption. fd < 0 leaves
+ *    the SSL without a BIO for the caller to attach one.
  *  - Resumption: server sends one stateless ticket per handshake and keeps
- *    no session cache; the client stores the newest session per
+ *    no session cache; the client stores a copy of the newest session per
  *    (source identity, peer identity) from the new-session callback. Peers
  *    of one identity on several nodes share one cache slot, so alternating
  *    between them resumes less often (the ticket of one node is useless at
@@ -39,7 +42,9 @@
  *    malloc/free on every read burst.
  *  - Groups X25519 then P-256 (X25519 is the cheaper key exchange, P-256
  *    matches the certificates for FIPS-minded peers).
- *  - An nm_tls must outlive every SSL made from it (callbacks use it).
+ *  - An nm_tls must outlive every SSL made from it (callbacks use it), and
+ *    is not thread-safe (the session cache is unlocked): one per event
+ *    loop thread.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -635,20 +640,32 @@ static struct nm_tls_session *find_session(struct nm_tls *t, const char *key)
 	return NULL;
 }
 
-/* Keeps the newest session per cache key; returns 1 to keep the reference. */
+/*
+ * Keeps a copy of the newest session per cache key. A copy, not the
+ * session itself: that one stays attached to the SSL, and OpenSSL marks it
+ * not resumable when the SSL is freed without a close_notify sent (any
+ * reset relay connection), which would spoil the cache for everyone.
+ * Returns 0: OpenSSL keeps ownership of sess.
+ */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct nm_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	struct nm_tls_conn *c = conn_of(ssl);
 	struct nm_tls_session *s;
+	SSL_SESSION *copy;
 
 	if (!t || !c || !t->resumption || !c->cache_key[0])
+		return 0;
+	copy = SSL_SESSION_dup(sess);
+	if (!copy)
 		return 0;
 	s = find_session(t, c->cache_key);
 	if (!s && t->n_sessions < NM_TLS_SESSIONS_MAX) {
 		s = realloc(t->sessions, (t->n_sessions + 1) * sizeof(*s));
-		if (!s)
+		if (!s) {
+			SSL_SESSION_free(copy);
 			return 0;
+		}
 		t->sessions = s;
 		s = &t->sessions[t->n_sessions++];
 		memset(s, 0, sizeof(*s));
@@ -662,9 +679,9 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 		snprintf(s->key, sizeof(s->key), "%s", c->cache_key);
 	}
 	SSL_SESSION_free(s->sess);
-	s->sess = sess;
+	s->sess = copy;
 	s->stamp = ++t->clock;
-	return 1;
+	return 0;
 }
 
 static void flush_sessions(struct nm_tls *t)
@@ -840,8 +857,15 @@ void nm_tls_set_resumption(struct nm_tls *t, bool on)
 {
 	t->resumption = on;
 	SSL_CTX_set_num_tickets(t->server_ctx, on ? 1 : 0);
-	if (!on)
+	/* No tickets issued is not enough: a client may still present one
+	 * from before. SSL_OP_NO_TICKET switches TLS 1.3 to stateful
+	 * session IDs, which find nothing in our (disabled) server cache. */
+	if (on) {
+		SSL_CTX_clear_options(t->server_ctx, SSL_OP_NO_TICKET);
+	} else {
+		SSL_CTX_set_options(t->server_ctx, SSL_OP_NO_TICKET);
 		flush_sessions(t);
+	}
 }
 
 /* --- connections --------------------------------------------------------- */

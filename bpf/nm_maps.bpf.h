@@ -6,9 +6,11 @@
  * definitions. All are pinned by name (LIBBPF_PIN_BY_NAME): the loader sets
  * pin_root_path to /sys/fs/bpf/nodemesh/<instance>, the first object creates
  * and pins the maps and the next ones reuse the pins, so connect4/6 and
- * sockops see the same records. Names start with nm_ and fit the kernel's 15
- * characters; keys and values come from nm_abi.h so the maps carry BTF and
- * `bpftool map dump pinned` prints typed records.
+ * sockops see the same records. Names start with nm_; keys and values come
+ * from nm_abi.h so the maps carry BTF and `bpftool map dump pinned` prints
+ * typed records. The kernel keeps 15 characters of a map name, so
+ * nm_orig_by_cookie and nm_orig_by_tuple show as nm_orig_by_cook and
+ * nm_orig_by_tupl in `bpftool map list`; their pins carry the full names.
  */
 #ifndef NM_MAPS_BPF_H
 #define NM_MAPS_BPF_H

@@ -34,6 +34,16 @@
 
 #define NM_ALIGNED __attribute__((aligned(8)))
 
+/*
+ * Reads a u32 context field whole. Before 5.18 the verifier rejects narrow
+ * (u16) loads of bpf_sock_addr.user_port, and sock_ops fields never allow
+ * them, yet clang may narrow a load it sees truncated.
+ */
+static __always_inline __u32 nm_ctx_u32(const __u32 *field)
+{
+	return *(const volatile __u32 *)field;
+}
+
 static __always_inline void nm_addr_set_v4(struct nm_addr *a, __u32 ip4_be)
 {
 	__u32 *w = (__u32 *)a->a;
@@ -249,7 +259,7 @@ passthrough:
 static __always_inline int nm_handle_connect4(struct bpf_sock_addr *ctx)
 {
 	struct nm_addr dst NM_ALIGNED, agent NM_ALIGNED;
-	__be16 port = (__be16)ctx->user_port;
+	__be16 port = (__be16)nm_ctx_u32(&ctx->user_port);
 	__be16 agent_port = 0;
 	bool redirect;
 	int ret;
@@ -269,7 +279,7 @@ static __always_inline int nm_handle_connect6(struct bpf_sock_addr *ctx)
 	struct nm_addr dst NM_ALIGNED, agent NM_ALIGNED;
 	__u32 *d = (__u32 *)dst.a;
 	const __u32 *a = (const __u32 *)agent.a;
-	__be16 port = (__be16)ctx->user_port;
+	__be16 port = (__be16)nm_ctx_u32(&ctx->user_port);
 	__be16 agent_port = 0;
 	bool redirect;
 	int ret;
@@ -318,7 +328,7 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 		w[3] = skops->local_ip6[3];
 	}
 	/* local_port is in host order, unlike remote_port. */
-	key.port = bpf_htons((__u16)skops->local_port);
+	key.port = bpf_htons((__u16)nm_ctx_u32(&skops->local_port));
 	if (bpf_map_update_elem(&nm_orig_by_tuple, &key, orig, BPF_ANY)) {
 		struct nm_wl_stats *st = nm_stats_get(orig->src_workload_id);
 

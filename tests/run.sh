@@ -28,6 +28,7 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-build}
+export OUT
 case $OUT in
 /*) BUILD=$OUT ;;
 *) BUILD=$REPO/$OUT ;;
@@ -102,31 +103,45 @@ run_binary_suite() { # SUITE SRCGLOB-DIR PREFIX NEEDROOT
 suite_unit() { run_binary_suite unit tests/unit check_ 0; }
 suite_bpf() { run_binary_suite bpf tests/bpf test_ 1; }
 
-# Runs of the test harness that are still around (the demo's excluded).
-leftover_sweep() {
-	local demo_runs="" p left=""
-	for p in /run/nodemesh-demo/nm*; do
-		[[ -d $p ]] && demo_runs+=" ${p##*/}"
-	done
-	is_demo() { [[ " $demo_runs " == *" $1 "* ]]; }
-	for p in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-		[[ $p =~ ^(nm[0-9a-f]{4})- ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="netns $p; "
-	done
-	for p in /sys/fs/cgroup/*/nodemesh-nm* /sys/fs/cgroup/nodemesh-nm*; do
-		[[ -d $p ]] || continue
-		[[ ${p##*/} =~ ^nodemesh-(nm[0-9a-f]{4})$ ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="cgroup $p; "
-	done
-	for p in /sys/fs/bpf/nodemesh/nm*; do
-		[[ -e $p ]] || continue
-		[[ ${p##*/} =~ ^(nm[0-9a-f]{4})- ]] && ! is_demo "${BASH_REMATCH[1]}" && left+="pins $p; "
-	done
-	for p in /run/nodemesh-test/nm*; do
-		[[ -e $p ]] && left+="state $p; "
-	done
-	for p in /proc/[0-9]*; do
-		local cmd
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		[[ $cmd == *"/run/nodemesh-test/nm"* ]] && left+="process ${p#/proc/}: $cmd; "
+# Run ids ("nm" + 4 hex) that own anything right now: network namespaces,
+# cgroup subtrees, pin directories, state directories.
+list_runs() {
+	local p
+	{
+		ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^\(nm[0-9a-f]\{4\}\)-.*/\1/p'
+		for p in /sys/fs/cgroup/*/nodemesh-nm* /sys/fs/cgroup/nodemesh-nm*; do
+			[[ -d $p ]] && echo "${p##*/nodemesh-}"
+		done
+		for p in /sys/fs/bpf/nodemesh/nm*-*; do
+			[[ -e $p ]] && echo "${p##*/}" | sed 's/-.*//'
+		done
+		for p in /run/nodemesh-test/nm* /run/nodemesh-demo/run/nm*; do
+			[[ -d $p ]] && echo "${p##*/}"
+		done
+	} | grep -E '^nm[0-9a-f]{4}$' | sort -u
+}
+
+# After the integration scripts: anything of a run that appeared during the
+# suite and is still there is a leak. Runs that are still in progress in
+# another shell (their owner is alive) and `demo.sh up` clusters are not
+# ours to judge.
+leftover_sweep() { # RUNS-BEFORE
+	local before run env owner left=""
+	before=" $(tr '\n' ' ' <<<"$1") "
+	for run in $(list_runs); do
+		[[ $before == *" $run "* ]] && continue
+		[[ -d /run/nodemesh-demo/$run ]] && continue
+		owner=""
+		for env in /run/nodemesh-test/$run/cluster.env /run/nodemesh-demo/run/$run/cluster.env; do
+			[[ -f $env ]] && owner=$(sed -n 's/^NM_OWNER_PID=//p' "$env" | tail -n 1)
+		done
+		if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
+			continue
+		fi
+		left+="$run: $(ip netns list 2>/dev/null | awk '{print $1}' | grep -c "^$run-") netns,"
+		left+=" cgroup $(ls -d /sys/fs/cgroup/*/nodemesh-"$run" /sys/fs/cgroup/nodemesh-"$run" 2>/dev/null | head -n 1),"
+		left+=" pins $(ls -d /sys/fs/bpf/nodemesh/"$run"-* 2>/dev/null | tr '\n' ' ')"
+		left+=" state $(ls -d /run/nodemesh-test/"$run" /run/nodemesh-demo/run/"$run" 2>/dev/null); "
 	done
 	if [[ -z $left ]]; then
 		pass "integration/no-leftovers"
@@ -136,8 +151,9 @@ leftover_sweep() {
 }
 
 suite_integration() {
-	local script name log rc n_pass n_fail any=0
+	local script name log rc n_pass n_fail any=0 runs_before
 	section integration
+	runs_before=$(list_runs)
 	mkdir -p "$LOGS/integration"
 	if ! is_root; then
 		fail integration "needs root"
@@ -150,13 +166,11 @@ suite_integration() {
 		any=1
 		log=$LOGS/integration/$name.log
 		rm -rf "$LOGS/integration/$name"
-		# Scenario lines are shown as they happen; the rest goes to the log.
+		# Scenario lines are shown as they happen; everything goes to the log.
 		NM_BUILD=$BUILD NM_ARTIFACTS=$LOGS/integration/$name \
-			timeout -k 10 "$NM_TEST_TIMEOUT" bash "$script" >"$log" 2>&1 &
-		local pid=$!
-		tail -n +1 --pid="$pid" -f "$log" 2>/dev/null | grep --line-buffered -E '^(PASS|FAIL) '
-		wait "$pid"
-		rc=$?
+			timeout -k 10 "$NM_TEST_TIMEOUT" bash "$script" 2>&1 </dev/null |
+			tee "$log" | grep --line-buffered -E '^(PASS|FAIL) '
+		rc=${PIPESTATUS[0]}
 		n_pass=$(grep -c '^PASS ' "$log")
 		n_fail=$(grep -c '^FAIL ' "$log")
 		PASSED=$((PASSED + n_pass))
@@ -172,7 +186,7 @@ suite_integration() {
 		fi
 	done
 	((any)) || fail integration "no tests/integration/test_*.sh scripts"
-	((any)) && [[ -z ${NM_TEST_FILTER:-} ]] && leftover_sweep
+	((any)) && leftover_sweep "$runs_before"
 }
 
 suite_fuzz() {
@@ -196,7 +210,7 @@ suite_fuzz() {
 		[[ -d $corpus ]] && seeds=("$corpus")
 		log=$LOGS/fuzz/$name.log
 		(cd "$tmp" && timeout -k 10 $((FUZZ_SECONDS + 60)) "$bin" \
-			-max_total_time="$FUZZ_SECONDS" -artifact_prefix="$tmp/" \
+			-max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$tmp/" \
 			"$tmp/corpus" "${seeds[@]}") >"$log" 2>&1
 		rc=$?
 		if ((rc == 0)); then
@@ -228,12 +242,10 @@ suite_vm() {
 		fail vm "needs root"
 		return
 	fi
-	OUT=$OUT timeout -k 10 1800 bash "$script" --quick >"$log" 2>&1 &
-	local pid=$!
-	tail -n +1 --pid="$pid" -f "$log" 2>/dev/null | grep --line-buffered -E '^(PASS|FAIL) ' | indent
-	wait "$pid"
-	rc=$?
-	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+	NM_OUT=$OUT timeout -k 10 1800 bash "$script" --quick 2>&1 </dev/null |
+		tee "$log" | grep --line-buffered -E '^(PASS|FAIL) |^KERNEL | (PASS|FAIL)$' | indent
+	rc=${PIPESTATUS[0]}
+	last=$(grep -Eo '[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
 	if [[ -n $last ]]; then
 		local p f
 		read -r p _ f _ <<<"$last"

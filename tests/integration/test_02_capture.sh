@@ -18,7 +18,9 @@ nm_cluster_up || { nm_dump_logs; nm_fail capture "cluster setup failed"; exit 1;
 pcap=$NM_STATE/link.pcap
 n=1048576
 
-nm_node_spawn 1 tcpdump tcpdump -i "${NM_RUN}l1" -n -s 0 -B 16384 -U -Z root -w "$pcap" tcp
+# --immediate-mode: without it packets wait in a ring block for up to a
+# second and whatever is still there when tcpdump stops is never written.
+nm_node_spawn 1 tcpdump tcpdump -i "${NM_RUN}l1" --immediate-mode -n -s 0 -B 16384 -U -Z root -w "$pcap" tcp
 tcpdump_pid=$NM_LAST_PID
 nm_wait_file_match "$NM_STATE/tcpdump.err" "listening on" 5 ||
 	{ nm_fail capture "tcpdump did not start: $(cat "$NM_STATE/tcpdump.err")"; exit 1; }
@@ -33,7 +35,8 @@ for ((i = 0; i < 100; i++)); do
 	kill -0 "$tcpdump_pid" 2>/dev/null || break
 	sleep 0.05
 done
-dropped=$(grep -Eo '[0-9]+ packets dropped by kernel' "$NM_STATE/tcpdump.err" | awk '{print $1}')
+tcpdump_stat() { grep -Eo "[0-9]+ packets $1" "$NM_STATE/tcpdump.err" | awk '{print $1}'; }
+captured=$(tcpdump_stat captured) received=$(tcpdump_stat "received by filter") dropped=$(tcpdump_stat "dropped by kernel")
 
 if [[ $(nm_json "$meshed" match) != true ]]; then
 	nm_fail capture "the meshed transfer itself failed: $meshed"
@@ -41,11 +44,19 @@ if [[ $(nm_json "$meshed" match) != true ]]; then
 	exit 1
 fi
 
+# Every packet that crossed the link is in the file, or "never the payload"
+# would mean nothing.
+if [[ -n $captured && $captured == "$received" && $dropped == 0 ]]; then
+	nm_pass "capture-complete ($captured packets)"
+else
+	nm_fail capture-complete "tcpdump captured ${captured:-?} of ${received:-?} packets, ${dropped:-?} dropped by the kernel"
+fi
+
 rec=$("$NM_PEER" tlsrec --pcap "$pcap" --port 15008 --min-bytes "$n")
 if [[ $? -eq 0 ]]; then
 	nm_pass capture-tls-records
 else
-	nm_fail capture-tls-records "tlsrec (kernel drops: ${dropped:-?}): $rec"
+	nm_fail capture-tls-records "tlsrec: $rec"
 fi
 
 hit=$("$NM_PEER" find --haystack "$pcap" --needles "$NM_STATE/meshed.bin" --chunk 32)

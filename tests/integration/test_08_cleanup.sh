@@ -30,7 +30,7 @@ nm_cluster_init
 echo "$NM_STATE" >"$out/state"
 nm_cluster_up
 nm_pod_exec client "$NM_PEER" send --to 198.19.0.10:80 --bytes 64K --timeout-ms 10000 >"$out/send"
-nm_node_spawn 1 tcpdump tcpdump -i "${NM_RUN}l1" -n -U -Z root -w "$NM_STATE/x.pcap" tcp
+nm_node_spawn 1 tcpdump tcpdump -i "${NM_RUN}l1" --immediate-mode -n -U -Z root -w "$NM_STATE/x.pcap" tcp
 nm_wait_file_match "$NM_STATE/tcpdump.err" "listening on" 5
 cp "$NM_STATE/cluster.env" "$out/cluster.env"
 touch "$out/ready"
@@ -56,7 +56,7 @@ run_mode() { # MODE
 		[[ -e $out/ready ]] || { nm_fail "cleanup-after-$mode" "child never got ready: $(tail -n 5 "$out/log")"; wait "$pid"; return; }
 		kill "-${mode#sig}" "$pid"
 	fi
-	wait "$pid"
+	wait "$pid" 2>/dev/null
 	if [[ ! -e $out/ready ]]; then
 		nm_fail "cleanup-after-$mode" "child did not build its cluster: $(tail -n 5 "$out/log" | tr '\n' ' ')"
 		return

@@ -20,11 +20,11 @@ set -euo pipefail
 CACHE=${NM_VM_CACHE:-/var/cache/nodemesh-vm}
 APTDIR=$CACHE/apt
 # Modules the in-VM tests load (their dependencies come from modules.dep):
-# veth for the simulated cluster, tls for kTLS, and the AES-GCM pieces the
+# veth and bridge for the simulated cluster, tls for kTLS, and the AES-GCM pieces the
 # kTLS record layer asks the crypto API for (the VM has no modprobe to load
 # them on demand). A kernel that lacks one (5.10 cloud has no tls) just
 # does without it.
-WANT_MODULES=(veth tls gcm ghash-generic ctr)
+WANT_MODULES=(veth bridge tls gcm ghash-generic ctr)
 
 log() { printf 'fetch-kernel: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

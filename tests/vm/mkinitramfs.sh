@@ -16,6 +16,7 @@
 #   vmprobe        tests/vm/vmprobe.c + agent/probe.c (always)
 #   test_*         tests/bpf/test_*.c + $NM_OUT/libnmagent.a (when built)
 #   nodemeshd, nodemesh  from $NM_OUT objects (when built, for the flow)
+#   nm_peer        tests/tools/nm_peer.c (the flow's client and echo server)
 # The full-flow harness is bash + iproute2: those and their shared libraries
 # (from ldd) are copied from the host into /host (see HOST_TOOLS).
 set -euo pipefail
@@ -33,10 +34,12 @@ done
 shift $((OPTIND - 1))
 [[ $# -gt 0 ]] || { echo "mkinitramfs: no kernel directories given" >&2; exit 2; }
 
-# Host programs the full-flow harness runs inside the VM (busybox has no
-# netns support in `ip`, and the harness is bash).
-HOST_TOOLS=(bash ip)
-HOST_TOOLS_OPTIONAL=(ss nsenter unshare)
+# Host programs copied with their libraries: the full-flow harness is bash
+# and needs iproute2 (busybox `ip` has no netns or bridge support), nsenter,
+# ss and findmnt; the BPF tests dump maps with bpftool. Everything else the
+# scripts call (awk, grep, od, stat, find, sysctl, timeout...) is busybox.
+HOST_TOOLS=(bash ip ss nsenter findmnt)
+HOST_TOOLS_OPTIONAL=(bpftool)
 
 log() { printf 'mkinitramfs: %s\n' "$*" >&2; }
 
@@ -84,6 +87,13 @@ build_static() {
 			# shellcheck disable=SC2086
 			link_static "$bin/$name" $CHECK_STATIC "$src" "$lib" $CHECK_STATIC ||
 				log "skip $name: static link failed"
+		fi
+	done
+	for src in tests/tools/*.c; do
+		[[ -e $src && -e $lib ]] || continue
+		name=$(basename "$src" .c)
+		if newer "$bin/$name" "$src" "$lib"; then
+			link_static "$bin/$name" "$src" "$lib" || log "skip $name: static link failed"
 		fi
 	done
 	if [[ -e $lib && -e $NM_OUT/agent/main.o ]]; then
@@ -143,9 +153,11 @@ stage() {
 	for t in "${HOST_TOOLS[@]}"; do copy_host_tool "$root" "$t" yes; done
 	for t in "${HOST_TOOLS_OPTIONAL[@]}"; do copy_host_tool "$root" "$t" no; done
 	ln -sf /host/bin/bash "$root/bin/bash"
+	# The BPF tests call bpftool by name; keep it on the usual path too.
+	[[ -x $root/host/bin/bpftool ]] && ln -sf /host/bin/bpftool "$root/usr/sbin/bpftool"
 	# The flow harness (tests/integration) when its parts exist.
 	if [[ -x tests/vm/flow.sh && -x $VMOUT/bin/nodemeshd && -x $VMOUT/bin/nodemesh &&
-	      -f tests/integration/lib/cluster.sh ]]; then
+	      -x $VMOUT/bin/nm_peer && -f tests/integration/lib/cluster.sh ]]; then
 		mkdir -p "$root/nm/flow"
 		cp -r tests/integration "$root/nm/flow/integration"
 		install -m 0755 tests/vm/flow.sh "$root/nm/flow/flow.sh"
@@ -155,7 +167,20 @@ stage() {
 	printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
 }
 
+# The BPF objects themselves (vmprobe loads each one): make treats them as
+# intermediates of the skeletons and deletes them, so ask for them by name.
+build_bpf_objects() {
+	local src objs=()
+	for src in bpf/*.bpf.c; do
+		[[ -e $src ]] && objs+=("$NM_OUT/bpf/$(basename "$src" .c).o")
+	done
+	[[ ${#objs[@]} -gt 0 ]] || return 0
+	make -s --no-print-directory OUT="$NM_OUT" "${objs[@]}" >&2 ||
+		log "warning: BPF objects did not build"
+}
+
 mkdir -p "$VMOUT"
+build_bpf_objects
 build_static
 stage "$@"
 (cd "$VMOUT/root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$OUTIMG.tmp"

@@ -60,8 +60,11 @@ log() { printf 'vm: %s\n' "$*" >&2; }
 for tool in qemu-system-x86_64 cpio gzip busybox dpkg-deb apt-get; do
 	command -v "$tool" >/dev/null || { log "missing $tool (run tools/install-deps.sh)"; exit 1; }
 done
-[[ -x /bin/busybox ]] && /bin/busybox --help 2>&1 | head -n1 | grep -q BusyBox ||
-	{ log "/bin/busybox is not busybox-static"; exit 1; }
+# The initramfs has no libraries for busybox: it must be busybox-static.
+if [[ ! -x /bin/busybox ]] || ldd /bin/busybox >/dev/null 2>&1; then
+	log "/bin/busybox missing or not static (install busybox-static)"
+	exit 1
+fi
 
 RESULTS=$VMOUT/results
 LOGS=$VMOUT/logs

@@ -21,8 +21,11 @@ failed=0
 W=$(mktemp -d "${TMPDIR:-/tmp}/nm-vmtests.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
+t_start=$(cut -d' ' -f1 /proc/uptime)
+elapsed() { awk -v s="$t_start" -v n="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", n - s }'; }
+
 result() { # test result [extra]
-	echo "VMRESULT kernel=$K test=$1 result=$2${3:+ $3}"
+	echo "VMRESULT kernel=$K test=$1 result=$2${3:+ $3} t=$(elapsed)"
 	[ "$2" = FAIL ] && failed=1
 	return 0
 }

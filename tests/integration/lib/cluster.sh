@@ -144,9 +144,10 @@ nm_cluster_init() {
 	mkdir -p "$NM_STATE"
 	chmod 0700 "$NM_STATE"
 	: >"$NM_STATE/cluster.env"
-	NM_OWNER_PID=$BASHPID
 	NM_CLEANED=0
 	nm_env_set NM_RUN "$NM_RUN"
+	# While this shell lives, the run is in progress (its trap will clean).
+	nm_env_set NM_OWNER_PID "$BASHPID"
 	nm_env_set NM_STATE "$NM_STATE"
 	nm_env_set NM_CREATED "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	if [[ ${NM_NO_TRAP:-0} != 1 ]]; then
@@ -350,7 +351,7 @@ nm__spawn() {
 	(
 		echo "$BASHPID" >"$cg/cgroup.procs" || exit 126
 		exec nsenter --net="/run/netns/$ns" -- "$@"
-	) >"$NM_STATE/$tag.out" 2>"$NM_STATE/$tag.err" &
+	) </dev/null >"$NM_STATE/$tag.out" 2>"$NM_STATE/$tag.err" &
 	NM_LAST_PID=$!
 	disown "$NM_LAST_PID" 2>/dev/null || true
 	nm_env_add NM_PIDS "$NM_LAST_PID"
@@ -421,7 +422,7 @@ nm_agent_start() {
 		exec nsenter --net="/run/netns/$ns" -- "$NODEMESHD" \
 			--config "$NM_STATE/cluster.json" --node "node-$n" \
 			--instance "$(nm_instance "$n")" --log-level "$NM_AGENT_LOG_LEVEL" "$@"
-	) >>"$log" 2>&1 &
+	) </dev/null >>"$log" 2>&1 &
 	pid=$!
 	nm_env_set "NM_AGENT_PID_$n" "$pid"
 	nm_env_set "NM_AGENT_LOG_$n" "$log"
@@ -599,10 +600,11 @@ nm__unpin() {
 # nm_cluster_down_from_env STATE_DIR: tear down the run recorded there. Also
 # works from a fresh shell (demo.sh down): everything comes from cluster.env,
 # plus a sweep for names carrying the run id in case the env is partial.
-nm_cluster_down_from_env() {
+nm_cluster_down_from_env() (
+	# A subshell: sourcing the run's cluster.env must not change the
+	# caller's variables (demo.sh down, or a test inspecting another run).
 	local state=$1 env=$1/cluster.env pid i ns inst
-	local NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
-	local -
+	NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
 	set +e
 
 	if [[ -f $env ]]; then
@@ -641,9 +643,6 @@ nm_cluster_down_from_env() {
 	for pid in $NM_PIDS $NM_AGENT_PIDS; do
 		kill -KILL "$pid" 2>/dev/null
 	done
-	# Reap our own children so no zombie outlives the run.
-	# shellcheck disable=SC2086
-	wait $NM_AGENT_PIDS 2>/dev/null
 
 	# 3. Network namespaces (deleting a node netns removes its veths).
 	for ns in $NM_NETNS $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NM_RUN-" ); do
@@ -681,15 +680,14 @@ nm_cluster_down_from_env() {
 	/*/nm*) rm -rf "$state" ;;
 	esac
 	return 0
-}
+)
 
 # nm_cluster_leftovers ENVFILE: print whatever of that run still exists;
 # return 1 when anything does. ENVFILE is a copy of the run's cluster.env.
-nm_cluster_leftovers() {
+nm_cluster_leftovers() (
 	local env=$1 bad=0 ns inode pid p link
-	local NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
-	local NM_NETNS_INODES="" NM_STATE=""
-	local -
+	NM_RUN="" NM_CG="" NM_NETNS="" NM_INSTANCES="" NM_AGENT_PIDS="" NM_PIDS=""
+	NM_NETNS_INODES="" NM_STATE=""
 	set +e
 
 	# shellcheck disable=SC1090
@@ -739,8 +737,8 @@ nm_cluster_leftovers() {
 			fi
 		done
 	fi
-	return $((bad))
-}
+	exit $((bad))
+)
 
 # ------------------------------------------------------------ test helpers
 

@@ -1,0 +1,1013 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * check_tls.c - TLS 1.3 contexts (agent/tls.c) and the development CA
+ * (agent/ca.c), with real handshakes: both ends are non-blocking SSLs on a
+ * socketpair, driven in turn until each finishes or fails.
+ *
+ * Credentials come from agent/ca.c into a mkdtemp folder; certificates
+ * nodemesh would never issue (two URI SANs, foreign trust domain, P-384) are
+ * crafted here with the OpenSSL API.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "ca.h"
+#include "identity.h"
+#include "tls.h"
+#include "tunnel.h"
+
+#define TD "cluster.local"
+
+static char base[256];
+static char ca1_dir[300], ca2_dir[300];
+static char n1_dir[300];   /* default/client, CA 1 */
+static char n2_dir[300];   /* default/server + default/other, CA 1 */
+static char bad_dir[300];  /* default/client from CA 2, trusts CA 1 */
+static char bad2_dir[300]; /* default/server from CA 2, trusts CA 1 */
+
+static const struct nm_spiffe_id id_client = { TD, "default", "client" };
+static const struct nm_spiffe_id id_server = { TD, "default", "server" };
+static const struct nm_spiffe_id id_other = { TD, "default", "other" };
+
+/* --- fixture ---------------------------------------------------------------- */
+
+static void path_join(char *buf, size_t len, const char *a, const char *b)
+{
+	ck_assert_int_lt(snprintf(buf, len, "%s/%s", a, b), (int)len);
+}
+
+static void copy_file(const char *src, const char *dst, mode_t mode)
+{
+	char buf[8192];
+	int in = open(src, O_RDONLY), out;
+	ssize_t n;
+
+	ck_assert_msg(in >= 0, "open %s", src);
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	ck_assert_msg(out >= 0, "open %s", dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	fchmod(out, mode);
+	close(in);
+	close(out);
+}
+
+static void issue(const char *ca_dir, const char *out, const char *ns,
+		  const char *sa)
+{
+	char err[512];
+	struct nm_ca ca;
+
+	ck_assert_msg(nm_ca_load(ca_dir, &ca, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nm_ca_issue(&ca, out, ns, sa, 1, NULL, 0, err,
+				  sizeof(err)) == 0, "%s", err);
+	nm_ca_release(&ca);
+}
+
+/* Points dir/<ns>/<sa>/bundle.pem at CA 1 instead of its issuer. */
+static void trust_ca1(const char *dir, const char *ns, const char *sa)
+{
+	char src[512], dst[512];
+
+	path_join(src, sizeof(src), ca1_dir, "ca.crt");
+	snprintf(dst, sizeof(dst), "%s/%s/%s/bundle.pem", dir, ns, sa);
+	copy_file(src, dst, 0644);
+}
+
+static pid_t owner; /* the process that made base; forked tests must not remove it */
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void teardown_all(void)
+{
+	if (base[0] && getpid() == owner) {
+		nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		base[0] = '\0';
+	}
+}
+
+static void setup_all(void)
+{
+	char err[512];
+
+	if (base[0])
+		return; /* one tree serves every test case */
+	strcpy(base, "/tmp/nm-check-tls.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(base));
+	/* Removed at exit too, so a run limited with CK_RUN_CASE or cut
+	 * short by a failing fixture leaves nothing behind. */
+	owner = getpid();
+	atexit(teardown_all);
+	path_join(ca1_dir, sizeof(ca1_dir), base, "ca1");
+	path_join(ca2_dir, sizeof(ca2_dir), base, "ca2");
+	path_join(n1_dir, sizeof(n1_dir), base, "n1");
+	path_join(n2_dir, sizeof(n2_dir), base, "n2");
+	path_join(bad_dir, sizeof(bad_dir), base, "bad");
+	path_join(bad2_dir, sizeof(bad2_dir), base, "bad2");
+	ck_assert_msg(nm_ca_init(ca1_dir, TD, 2, false, NULL, 0, err,
+				 sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nm_ca_init(ca2_dir, TD, 2, false, NULL, 0, err,
+				 sizeof(err)) == 0, "%s", err);
+	issue(ca1_dir, n1_dir, "default", "client");
+	issue(ca1_dir, n2_dir, "default", "server");
+	issue(ca1_dir, n2_dir, "default", "other");
+	issue(ca2_dir, bad_dir, "default", "client");
+	trust_ca1(bad_dir, "default", "client");
+	issue(ca2_dir, bad2_dir, "default", "server");
+	trust_ca1(bad2_dir, "default", "server");
+}
+
+static struct nm_tls *load(const char *dir)
+{
+	struct nm_tls *t = NULL;
+	char err[512] = "";
+
+	ck_assert_msg(nm_tls_create(dir, TD, &t, err, sizeof(err)) == 0, "%s",
+		      err);
+	return t;
+}
+
+/* --- handshake driver ------------------------------------------------------- */
+
+struct pair {
+	int fd[2];
+	SSL *c, *s;
+	int c_st, s_st; /* 0 pending, 1 done, -1 failed */
+};
+
+static void pair_open(struct pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				    p->fd), 0);
+}
+
+static void pair_close(struct pair *p)
+{
+	SSL_free(p->c);
+	SSL_free(p->s);
+	close(p->fd[0]);
+	close(p->fd[1]);
+	ERR_clear_error();
+}
+
+static void step(SSL *ssl, int *st)
+{
+	int r = SSL_do_handshake(ssl), e;
+
+	if (r == 1) {
+		*st = 1;
+		return;
+	}
+	e = SSL_get_error(ssl, r);
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+		*st = -1;
+}
+
+static void drive(struct pair *p)
+{
+	for (int i = 0; i < 200 && (p->c_st == 0 || p->s_st == 0); i++) {
+		if (p->c_st == 0)
+			step(p->c, &p->c_st);
+		if (p->s_st == 0)
+			step(p->s, &p->s_st);
+	}
+}
+
+/* Sends msg from one end and reads it at the other (pumping both). */
+static bool transfer(SSL *from, SSL *to, const char *msg)
+{
+	size_t len = strlen(msg), got = 0, sent = 0;
+	char buf[256];
+
+	for (int i = 0; i < 200 && got < len; i++) {
+		if (sent < len) {
+			int w = SSL_write(from, msg + sent, (int)(len - sent));
+
+			if (w > 0)
+				sent += (size_t)w;
+			else if (SSL_get_error(from, w) != SSL_ERROR_WANT_READ &&
+				 SSL_get_error(from, w) != SSL_ERROR_WANT_WRITE)
+				return false;
+		}
+		int r = SSL_read(to, buf + got, (int)(sizeof(buf) - got));
+
+		if (r > 0)
+			got += (size_t)r;
+		else if (SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
+			return false;
+	}
+	return got == len && memcmp(buf, msg, len) == 0;
+}
+
+/* After the server refused, the client's next read sees the alert. */
+static bool client_read_fails(SSL *c)
+{
+	char buf[64];
+
+	for (int i = 0; i < 50; i++) {
+		int r = SSL_read(c, buf, sizeof(buf));
+
+		if (r > 0)
+			return false;
+		if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ)
+			return true;
+	}
+	return false;
+}
+
+static void connect_pair(struct nm_tls *tc, struct nm_tls *ts,
+			 const struct nm_spiffe_id *expect, const char *def_ns,
+			 const char *def_sa, struct pair *p)
+{
+	pair_open(p);
+	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", expect,
+					   p->fd[0], &p->c), 0);
+	ck_assert_int_eq(nm_tls_server_new(ts, def_ns, def_sa, p->fd[1], &p->s),
+			 0);
+	drive(p);
+}
+
+static void assert_id_eq(const struct nm_spiffe_id *a,
+			 const struct nm_spiffe_id *b)
+{
+	ck_assert_str_eq(a->trust_domain, b->trust_domain);
+	ck_assert_str_eq(a->ns, b->ns);
+	ck_assert_str_eq(a->sa, b->sa);
+}
+
+/* A bare OpenSSL TLS 1.3 client, for peers nm_tls would never build. */
+static SSL *raw_client(int fd, X509 *cert, EVP_PKEY *key, const char *alpn)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl;
+
+	ck_assert_ptr_nonnull(ctx);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (alpn) {
+		unsigned char wire[32];
+		size_t n = strlen(alpn);
+
+		wire[0] = (unsigned char)n;
+		memcpy(wire + 1, alpn, n);
+		ck_assert_int_eq(SSL_CTX_set_alpn_protos(ctx, wire,
+							 (unsigned int)n + 1), 0);
+	}
+	if (cert) {
+		ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cert), 1);
+		ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
+	}
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx); /* the SSL keeps its reference */
+	ck_assert_ptr_nonnull(ssl);
+	SSL_set_fd(ssl, fd);
+	SSL_set_tlsext_host_name(ssl, "server.default." TD);
+	SSL_set_connect_state(ssl);
+	return ssl;
+}
+
+static X509 *read_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+
+	ck_assert_ptr_nonnull(f);
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	ck_assert_ptr_nonnull(x);
+	return x;
+}
+
+static EVP_PKEY *read_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k;
+
+	ck_assert_ptr_nonnull(f);
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	ck_assert_ptr_nonnull(k);
+	return k;
+}
+
+/* A client leaf signed by CA 1 with the given SAN config string. */
+static X509 *craft_leaf(EVP_PKEY *key, const char *san)
+{
+	char err[512];
+	struct nm_ca ca;
+	X509V3_CTX ctx;
+	X509 *x = X509_new();
+	X509_EXTENSION *e;
+
+	ck_assert_msg(nm_ca_load(ca1_dir, &ca, err, sizeof(err)) == 0, "%s", err);
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_set_issuer_name(x, X509_get_subject_name(ca.cert));
+	X509V3_set_ctx(&ctx, ca.cert, x, NULL, NULL, 0);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+	ck_assert_ptr_nonnull(e);
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	ck_assert_int_gt(X509_sign(x, ca.key, EVP_sha256()), 0);
+	nm_ca_release(&ca);
+	return x;
+}
+
+/* Runs a raw client against t's server side; true when the server refused. */
+static bool server_refuses(struct nm_tls *t, X509 *cert, EVP_PKEY *key,
+			   const char *alpn, long *verify_result)
+{
+	struct pair p;
+	bool refused;
+
+	pair_open(&p);
+	p.c = raw_client(p.fd[0], cert, key, alpn);
+	ck_assert_int_eq(nm_tls_server_new(t, NULL, NULL, p.fd[1], &p.s), 0);
+	drive(&p);
+	refused = p.s_st == -1 && (p.c_st == -1 || client_read_fails(p.c));
+	if (verify_result)
+		*verify_result = SSL_get_verify_result(p.s);
+	pair_close(&p);
+	return refused;
+}
+
+/* --- tests: handshakes ------------------------------------------------------ */
+
+START_TEST(test_create_loads_tree)
+{
+	struct nm_tls *t = load(n2_dir);
+
+	ck_assert_uint_eq(nm_tls_identity_count(t), 2);
+	ck_assert(nm_tls_has_identity(t, "default", "server"));
+	ck_assert(nm_tls_has_identity(t, "default", "other"));
+	ck_assert(!nm_tls_has_identity(t, "default", "client"));
+	ck_assert_str_eq(nm_tls_trust_domain(t), TD);
+	nm_tls_free(t);
+}
+END_TEST
+
+START_TEST(test_handshake_ids_both_ways)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_spiffe_id peer, local;
+	const unsigned char *alpn;
+	unsigned int alpn_len;
+	const char *why = NULL;
+	struct pair p;
+
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_int_eq(SSL_version(p.c), TLS1_3_VERSION);
+	SSL_get0_alpn_selected(p.s, &alpn, &alpn_len);
+	ck_assert_uint_eq(alpn_len, 6);
+	ck_assert_mem_eq(alpn, "nmtp/1", 6);
+	ck_assert_str_eq(SSL_get_servername(p.s, TLSEXT_NAMETYPE_host_name),
+			 "server.default." TD);
+
+	/* The server saw the client's exact ID, and the reverse. */
+	ck_assert_msg(nm_tls_check_peer(p.s, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_client);
+	ck_assert_msg(nm_tls_check_peer(p.c, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_server);
+	ck_assert_int_eq(nm_tls_local_identity(p.s, &local), 0);
+	assert_id_eq(&local, &id_server);
+	ck_assert_int_eq(nm_tls_local_identity(p.c, &local), 0);
+	assert_id_eq(&local, &id_client);
+	/* An explicit expectation overrides the remembered one. */
+	ck_assert_int_eq(nm_tls_check_peer(p.s, &id_client, NULL, &why), 0);
+	ck_assert_int_eq(nm_tls_check_peer(p.s, &id_other, NULL, &why), -EPERM);
+	ck_assert_str_eq(why, "peer identity is not the expected one");
+
+	ck_assert(transfer(p.s, p.c, "NMT1"));
+	ck_assert(transfer(p.c, p.s, "hello over nmtp"));
+	pair_close(&p);
+
+	/* SNI picks the other certificate the node holds. */
+	connect_pair(t1, t2, &id_other, "default", "server", &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_int_eq(nm_tls_local_identity(p.s, &local), 0);
+	assert_id_eq(&local, &id_other);
+	ck_assert_int_eq(nm_tls_check_peer(p.c, NULL, &peer, &why), 0);
+	assert_id_eq(&peer, &id_other);
+	pair_close(&p);
+
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_default_identity_without_sni)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_spiffe_id peer, local;
+	const char *why = NULL;
+	struct pair p;
+
+	connect_pair(t1, t2, NULL, "default", "other", &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_ptr_null(SSL_get_servername(p.s, TLSEXT_NAMETYPE_host_name));
+	ck_assert_int_eq(nm_tls_local_identity(p.s, &local), 0);
+	assert_id_eq(&local, &id_other);
+	/* No expectation: any ID of the trust domain passes. */
+	ck_assert_msg(nm_tls_check_peer(p.c, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_other);
+	pair_close(&p);
+
+	/* No SNI and no default: nothing to present, the handshake fails. */
+	connect_pair(t1, t2, NULL, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, -1);
+	ck_assert_int_ne(p.c_st, 1);
+	pair_close(&p);
+
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_server_with_unexpected_identity)
+{
+	static const struct nm_spiffe_id nobody = { TD, "default", "nobody" };
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_spiffe_id peer;
+	const char *why = NULL;
+	struct pair p;
+
+	/* Unknown SNI, default "other": the handshake completes, but the
+	 * client sees a server that is not the one it asked for. */
+	connect_pair(t1, t2, &nobody, "default", "other", &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_int_eq(nm_tls_check_peer(p.c, NULL, &peer, &why), -EPERM);
+	ck_assert_str_eq(why, "peer identity is not the expected one");
+	pair_close(&p);
+
+	/* Unknown SNI without default: refused with unrecognized_name. */
+	connect_pair(t1, t2, &nobody, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, -1);
+	ck_assert_int_ne(p.c_st, 1);
+	pair_close(&p);
+
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_client_from_other_ca_refused)
+{
+	struct nm_tls *tb = load(bad_dir), *t2 = load(n2_dir);
+	struct pair p;
+
+	connect_pair(tb, t2, &id_server, NULL, NULL, &p);
+	/* TLS 1.3: the client finishes first; the server then refuses. */
+	ck_assert_int_eq(p.s_st, -1);
+	ck_assert_int_ne(SSL_get_verify_result(p.s), X509_V_OK);
+	ck_assert(p.c_st == -1 || client_read_fails(p.c));
+	pair_close(&p);
+	nm_tls_free(tb);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_server_from_other_ca_refused)
+{
+	struct nm_tls *t1 = load(n1_dir), *tb = load(bad2_dir);
+	struct pair p;
+
+	connect_pair(t1, tb, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, -1);
+	ck_assert_int_ne(p.s_st, 1);
+	ck_assert_int_ne(SSL_get_verify_result(p.c), X509_V_OK);
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(tb);
+}
+END_TEST
+
+START_TEST(test_client_without_cert_refused)
+{
+	struct nm_tls *t2 = load(n2_dir);
+
+	ck_assert(server_refuses(t2, NULL, NULL, "nmtp/1", NULL));
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_client_two_uri_sans_refused)
+{
+	struct nm_tls *t2 = load(n2_dir);
+	EVP_PKEY *key = NULL;
+	X509 *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	x = craft_leaf(key, "URI:spiffe://" TD "/ns/default/sa/client,"
+			    "URI:spiffe://" TD "/ns/default/sa/admin");
+	ck_assert(server_refuses(t2, x, key, "nmtp/1", &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+
+	/* The same key with one URI SAN is accepted: the SANs made the
+	 * difference. */
+	struct pair p;
+	struct nm_spiffe_id peer;
+
+	x = craft_leaf(key, "URI:spiffe://" TD "/ns/default/sa/client,DNS:client.local");
+	pair_open(&p);
+	p.c = raw_client(p.fd[0], x, key, "nmtp/1");
+	ck_assert_int_eq(nm_tls_server_new(t2, NULL, NULL, p.fd[1], &p.s), 0);
+	drive(&p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_int_eq(nm_tls_check_peer(p.s, NULL, &peer, NULL), 0);
+	assert_id_eq(&peer, &id_client);
+	pair_close(&p);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_client_foreign_trust_domain_refused)
+{
+	struct nm_tls *t2 = load(n2_dir);
+	EVP_PKEY *key = NULL;
+	X509 *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	x = craft_leaf(key, "URI:spiffe://other.local/ns/default/sa/client");
+	ck_assert(server_refuses(t2, x, key, "nmtp/1", &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_client_without_alpn_refused)
+{
+	struct nm_tls *t2 = load(n2_dir);
+	char path[512];
+	EVP_PKEY *key;
+	X509 *x;
+
+	snprintf(path, sizeof(path), "%s/default/client/cert.pem", n1_dir);
+	x = read_cert(path);
+	snprintf(path, sizeof(path), "%s/default/client/key.pem", n1_dir);
+	key = read_key(path);
+	ck_assert(server_refuses(t2, x, key, NULL, NULL));
+	ck_assert(server_refuses(t2, x, key, "h2", NULL));
+	/* Control: the same credential with nmtp/1 gets in. */
+	ck_assert(!server_refuses(t2, x, key, "nmtp/1", NULL));
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_resumption)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_spiffe_id peer, local;
+	const char *why = NULL;
+	struct pair p;
+
+	/* 1: full handshake; reading the server's bytes takes in its ticket. */
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(transfer(p.s, p.c, "NMT1\0"));
+	pair_close(&p);
+
+	/* 2: resumed, and both ends still see the exact identities. */
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(SSL_session_reused(p.c));
+	ck_assert(SSL_session_reused(p.s));
+	ck_assert_msg(nm_tls_check_peer(p.c, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_server);
+	ck_assert_msg(nm_tls_check_peer(p.s, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_client);
+	ck_assert_int_eq(nm_tls_local_identity(p.s, &local), 0);
+	assert_id_eq(&local, &id_server);
+	ck_assert(transfer(p.s, p.c, "again"));
+	pair_close(&p);
+
+	/* A different peer identity has its own cache slot: not resumed. */
+	connect_pair(t1, t2, &id_other, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert_int_eq(nm_tls_check_peer(p.c, NULL, &peer, NULL), 0);
+	assert_id_eq(&peer, &id_other);
+	pair_close(&p);
+
+	/* 3: disabled on the client's side: full handshake. */
+	nm_tls_set_resumption(t1, false);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(!SSL_session_reused(p.s));
+	ck_assert(transfer(p.s, p.c, "x"));
+	pair_close(&p);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(!SSL_session_reused(p.c));
+	pair_close(&p);
+
+	/* 4: back on: the next connection fills the cache again. */
+	nm_tls_set_resumption(t1, true);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(transfer(p.s, p.c, "x"));
+	pair_close(&p);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(SSL_session_reused(p.c));
+	pair_close(&p);
+
+	/* 5: disabled on the server's side: the client still holds a ticket
+	 * from step 4, but it is not honoured, and no new one is issued. */
+	nm_tls_set_resumption(t2, false);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(!SSL_session_reused(p.s));
+	ck_assert(transfer(p.s, p.c, "x"));
+	pair_close(&p);
+	nm_tls_free(t1);
+	t1 = load(n1_dir);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(transfer(p.s, p.c, "x"));
+	pair_close(&p);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	pair_close(&p);
+	/* And back on, the server resumes again. */
+	nm_tls_set_resumption(t2, true);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(transfer(p.s, p.c, "x"));
+	pair_close(&p);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert(SSL_session_reused(p.c));
+	ck_assert(SSL_session_reused(p.s));
+	pair_close(&p);
+
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_new_errors)
+{
+	static const struct nm_spiffe_id dotted = { TD, "default", "a.b" };
+	struct nm_tls *t1 = load(n1_dir);
+	SSL *ssl = NULL;
+	struct nm_spiffe_id id;
+	const char *why = NULL;
+	int fd[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fd), 0);
+	ck_assert_int_eq(nm_tls_client_new(t1, "default", "nobody", &id_server,
+					   fd[0], &ssl), -ENOENT);
+	ck_assert_int_eq(nm_tls_server_new(t1, "default", "nobody", fd[1], &ssl),
+			 -ENOENT);
+	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &dotted,
+					   fd[0], &ssl), -EINVAL);
+	/* Before the handshake there is nothing to check. */
+	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
+					   fd[0], &ssl), 0);
+	ck_assert_int_eq(nm_tls_check_peer(ssl, NULL, &id, &why), -EPERM);
+	ck_assert_str_eq(why, "handshake has not finished");
+	SSL_free(ssl);
+	close(fd[0]);
+	close(fd[1]);
+	nm_tls_free(t1);
+}
+END_TEST
+
+/* --- tests: loading errors -------------------------------------------------- */
+
+/* A credential folder <base>/<name>/default/server copied from n2, then
+ * one file replaced. */
+static void make_cred_copy(char *dir, size_t len, const char *name)
+{
+	char sub[512], src[600], dst[600];
+	char err[512];
+
+	path_join(dir, len, base, name);
+	snprintf(sub, sizeof(sub), "%s/default/server", dir);
+	ck_assert_msg(nm_ca_mkdirs(sub, 0700, err, sizeof(err)) == 0, "%s", err);
+	for (const char *const *f = (const char *const[]){ "cert.pem", "key.pem",
+							   "bundle.pem", NULL };
+	     *f; f++) {
+		snprintf(src, sizeof(src), "%s/default/server/%s", n2_dir, *f);
+		snprintf(dst, sizeof(dst), "%s/%s", sub, *f);
+		copy_file(src, dst, strcmp(*f, "key.pem") ? 0644 : 0600);
+	}
+}
+
+static int try_load(const char *dir, char *err, size_t errlen)
+{
+	struct nm_tls *t = NULL;
+	int ret;
+
+	err[0] = '\0';
+	ret = nm_tls_create(dir, TD, &t, err, errlen);
+	if (ret == 0)
+		nm_tls_free(t);
+	return ret;
+}
+
+START_TEST(test_create_key_mismatch)
+{
+	char dir[512], src[600], dst[600], err[512];
+
+	make_cred_copy(dir, sizeof(dir), "e-mismatch");
+	snprintf(src, sizeof(src), "%s/default/other/key.pem", n2_dir);
+	snprintf(dst, sizeof(dst), "%s/default/server/key.pem", dir);
+	copy_file(src, dst, 0600);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/server/key.pem: key does not match"),
+		      "%s", err);
+}
+END_TEST
+
+START_TEST(test_create_wrong_identity)
+{
+	char dir[512], from[600], to[600], err[512];
+
+	/* server's credential filed under default/imposter. */
+	make_cred_copy(dir, sizeof(dir), "e-identity");
+	snprintf(from, sizeof(from), "%s/default/server", dir);
+	snprintf(to, sizeof(to), "%s/default/imposter", dir);
+	ck_assert_int_eq(rename(from, to), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/imposter/cert.pem: SPIFFE ID"), "%s", err);
+	ck_assert_msg(strstr(err, "does not match its folder"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_create_not_p256)
+{
+	static const struct nm_spiffe_id id = { TD, "default", "server" };
+	char dir[512], path[600], err[512];
+	EVP_PKEY *key = EVP_EC_gen("P-384");
+	struct nm_ca ca;
+	X509 *x = NULL;
+
+	ck_assert_ptr_nonnull(key);
+	make_cred_copy(dir, sizeof(dir), "e-p384");
+	ck_assert_int_eq(nm_ca_load(ca1_dir, &ca, err, sizeof(err)), 0);
+	ck_assert_int_eq(nm_ca_new_leaf(&ca, key, &id, 1, &x), 0);
+	snprintf(path, sizeof(path), "%s/default/server/key.pem", dir);
+	ck_assert_int_eq(nm_ca_write_key(path, key, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/default/server/cert.pem", dir);
+	ck_assert_int_eq(nm_ca_write_certs(path, &x, 1, err, sizeof(err)), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/server/key.pem: key is not ECDSA P-256"),
+		      "%s", err);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_ca_release(&ca);
+}
+END_TEST
+
+START_TEST(test_create_missing_and_broken_files)
+{
+	char dir[512], path[600], err[512];
+	int fd;
+
+	make_cred_copy(dir, sizeof(dir), "e-missing");
+	snprintf(path, sizeof(path), "%s/default/server/key.pem", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "/default/server/key.pem: No such file"), "%s", err);
+
+	make_cred_copy(dir, sizeof(dir), "e-garbage");
+	snprintf(path, sizeof(path), "%s/default/server/cert.pem", dir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, "not a cert\n", 11), 11);
+	close(fd);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/server/cert.pem: not a PEM certificate"),
+		      "%s", err);
+
+	make_cred_copy(dir, sizeof(dir), "e-nobundle");
+	snprintf(path, sizeof(path), "%s/default/server/bundle.pem", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "no trust bundle"), "%s", err);
+
+	make_cred_copy(dir, sizeof(dir), "e-emptybundle");
+	snprintf(path, sizeof(path), "%s/default/server/bundle.pem", dir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	close(fd);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/server/bundle.pem: holds no certificate"),
+		      "%s", err);
+
+	path_join(path, sizeof(path), base, "does-not-exist");
+	ck_assert_int_eq(try_load(path, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "does-not-exist"), "%s", err);
+
+	struct nm_tls *t = NULL;
+
+	ck_assert_int_eq(nm_tls_create(n2_dir, "Bad_TD", &t, err, sizeof(err)),
+			 -EINVAL);
+	/* n2 holds cluster.local IDs: another trust domain does not match. */
+	ck_assert_int_eq(nm_tls_create(n2_dir, "other.local", &t, err,
+				       sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "does not match its folder"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_create_shared_bundle_and_loose_key)
+{
+	char dir[512], path[600], src[600], err[512];
+	struct nm_tls *t = NULL;
+
+	/* Top-level bundle.pem instead of per-credential ones; a key file
+	 * readable by others loads with a warning. */
+	make_cred_copy(dir, sizeof(dir), "e-shared");
+	snprintf(path, sizeof(path), "%s/default/server/bundle.pem", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	path_join(src, sizeof(src), ca1_dir, "ca.crt");
+	path_join(path, sizeof(path), dir, "bundle.pem");
+	copy_file(src, path, 0644);
+	snprintf(path, sizeof(path), "%s/default/server/key.pem", dir);
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	/* Dot entries and loose files are ignored. */
+	path_join(path, sizeof(path), dir, "..data");
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	path_join(path, sizeof(path), dir, "README");
+	copy_file(src, path, 0644);
+	ck_assert_msg(nm_tls_create(dir, TD, &t, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(nm_tls_identity_count(t), 1);
+	ck_assert(nm_tls_has_identity(t, "default", "server"));
+	nm_tls_free(t);
+}
+END_TEST
+
+/* --- tests: CA files -------------------------------------------------------- */
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+
+	ck_assert_msg(stat(path, &st) == 0, "stat %s", path);
+	return st.st_mode & 07777;
+}
+
+START_TEST(test_ca_files)
+{
+	char dir[512], out[512], path[700], err[512], got[512];
+	struct nm_spiffe_id id;
+	struct nm_ca ca;
+	X509 *x;
+
+	path_join(dir, sizeof(dir), base, "ca-files/ca");
+	path_join(out, sizeof(out), base, "ca-files/certs");
+	ck_assert_msg(nm_ca_init(dir, "example.org", 10, false, got, sizeof(got),
+				 err, sizeof(err)) == 0, "%s", err);
+	snprintf(path, sizeof(path), "%s/ca.crt", dir);
+	ck_assert_str_eq(got, path);
+	ck_assert_uint_eq(mode_of(dir), 0700);
+	snprintf(path, sizeof(path), "%s/ca.key", dir);
+	ck_assert_uint_eq(mode_of(path), 0600);
+
+	/* No silent replacement of a CA. */
+	ck_assert_int_eq(nm_ca_init(dir, "example.org", 10, false, NULL, 0, err,
+				    sizeof(err)), -EEXIST);
+	ck_assert_msg(strstr(err, "ca.key: already exists"), "%s", err);
+
+	ck_assert_int_eq(nm_ca_load(dir, &ca, err, sizeof(err)), 0);
+	ck_assert_str_eq(ca.trust_domain, "example.org");
+	ck_assert_int_eq(nm_ca_issue(&ca, out, "team-a", "api", 5, got,
+				     sizeof(got), err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/team-a/api", out);
+	ck_assert_str_eq(got, path);
+	ck_assert_uint_eq(mode_of(path), 0700);
+	snprintf(path, sizeof(path), "%s/team-a/api/key.pem", out);
+	ck_assert_uint_eq(mode_of(path), 0600);
+	snprintf(path, sizeof(path), "%s/team-a/api/cert.pem", out);
+	x = read_cert(path);
+	ck_assert_int_eq(nm_x509_spiffe_id(x, &id, NULL), 0);
+	ck_assert_str_eq(id.trust_domain, "example.org");
+	ck_assert_str_eq(id.ns, "team-a");
+	ck_assert_str_eq(id.sa, "api");
+	/* The extensions DESIGN §6 asks for. */
+	ck_assert_int_eq(X509_get_key_usage(x), KU_DIGITAL_SIGNATURE);
+	ck_assert_int_eq(X509_get_extended_key_usage(x), XKU_SSL_SERVER | XKU_SSL_CLIENT);
+	ck_assert_ptr_nonnull(X509_get0_subject_key_id(x));
+	ck_assert_ptr_nonnull(X509_get0_authority_key_id(x));
+	ck_assert_int_eq(X509_check_ca(x), 0);
+	ck_assert_int_eq(X509_check_issued(ca.cert, x), X509_V_OK);
+	const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
+
+	ck_assert_int_eq(serial->length, 16);
+	X509_free(x);
+	/* A leaf asked to outlive its 10-day CA ends with it. */
+	ck_assert_int_eq(nm_ca_issue(&ca, out, "team-a", "long", 3650, NULL, 0,
+				     err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/team-a/long/cert.pem", out);
+	x = read_cert(path);
+	ck_assert_int_eq(ASN1_TIME_compare(X509_get0_notAfter(x),
+					   X509_get0_notAfter(ca.cert)), 0);
+	X509_free(x);
+	ck_assert_int_eq(X509_check_ca(ca.cert), 1);
+	ck_assert_int_eq(X509_get_key_usage(ca.cert), KU_KEY_CERT_SIGN | KU_CRL_SIGN);
+
+	/* Names the identity rules refuse are refused before any file. */
+	ck_assert_int_eq(nm_ca_issue(&ca, out, "Team", "api", 5, NULL, 0, err,
+				     sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "namespace \"Team\""), "%s", err);
+	ck_assert_int_eq(nm_ca_issue(&ca, out, "team", "a/b", 5, NULL, 0, err,
+				     sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "service account \"a/b\""), "%s", err);
+	ck_assert_int_eq(nm_ca_issue(&ca, out, "team", "..", 5, NULL, 0, err,
+				     sizeof(err)), -EINVAL);
+	nm_ca_release(&ca);
+
+	/* A corrupt key is named. */
+	snprintf(path, sizeof(path), "%s/ca.key", dir);
+	copy_file("/dev/null", path, 0600);
+	ck_assert_int_eq(nm_ca_load(dir, &ca, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "ca.key: not a PEM private key"), "%s", err);
+	/* --force replaces it. */
+	ck_assert_int_eq(nm_ca_init(dir, "example.org", 10, true, NULL, 0, err,
+				    sizeof(err)), 0);
+	ck_assert_int_eq(nm_ca_load(dir, &ca, err, sizeof(err)), 0);
+	nm_ca_release(&ca);
+}
+END_TEST
+
+static Suite *tls_suite(void)
+{
+	Suite *s = suite_create("tls");
+	TCase *hs = tcase_create("handshake");
+	TCase *ld = tcase_create("load");
+	TCase *ca = tcase_create("ca");
+
+	tcase_add_unchecked_fixture(hs, setup_all, NULL);
+	tcase_set_timeout(hs, 30);
+	tcase_add_test(hs, test_create_loads_tree);
+	tcase_add_test(hs, test_handshake_ids_both_ways);
+	tcase_add_test(hs, test_default_identity_without_sni);
+	tcase_add_test(hs, test_server_with_unexpected_identity);
+	tcase_add_test(hs, test_client_from_other_ca_refused);
+	tcase_add_test(hs, test_server_from_other_ca_refused);
+	tcase_add_test(hs, test_client_without_cert_refused);
+	tcase_add_test(hs, test_client_two_uri_sans_refused);
+	tcase_add_test(hs, test_client_foreign_trust_domain_refused);
+	tcase_add_test(hs, test_client_without_alpn_refused);
+	tcase_add_test(hs, test_resumption);
+	tcase_add_test(hs, test_new_errors);
+	suite_add_tcase(s, hs);
+
+	tcase_add_unchecked_fixture(ld, setup_all, NULL);
+	tcase_add_test(ld, test_create_key_mismatch);
+	tcase_add_test(ld, test_create_wrong_identity);
+	tcase_add_test(ld, test_create_not_p256);
+	tcase_add_test(ld, test_create_missing_and_broken_files);
+	tcase_add_test(ld, test_create_shared_bundle_and_loose_key);
+	suite_add_tcase(s, ld);
+
+	tcase_add_unchecked_fixture(ca, setup_all, teardown_all);
+	tcase_add_test(ca, test_ca_files);
+	suite_add_tcase(s, ca);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(tls_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
