@@ -173,8 +173,11 @@ static struct nm_flow *flow_new(struct nm_agent *a, struct nm_listener *lst,
 
 static void flow_log_close(struct nm_flow *f, const char *how)
 {
-	uint64_t up = f->written[0] - f->overhead[0];
-	uint64_t down = f->written[1] - f->overhead[1];
+	/* A preamble or status may not have gone out in full. */
+	uint64_t up = f->written[0] > f->overhead[0] ?
+			      f->written[0] - f->overhead[0] : 0;
+	uint64_t down = f->written[1] > f->overhead[1] ?
+				f->written[1] - f->overhead[1] : 0;
 
 	/* written[0] is what side 0 sent toward side 1: for an outbound flow
 	 * that is the client's upload, for an inbound flow the same upload

@@ -18,9 +18,16 @@ out=$(nm_pod_exec client "$NM_PEER" connect --to 198.19.0.10:80 --timeout-ms 200
 	{ nm_fail agent-down "control connect with the agent running failed: $out"; nm_dump_logs; exit 1; }
 
 # A flow held open across the stop: SIGTERM must close it, not hang on it.
+# Wait for this flow's own open line: the control connection above logged
+# one already.
+opened=$(grep -c 'msg="flow open" dir=outbound' "$(nm_agent_log 1)")
 nm_pod_spawn client hold "$NM_PEER" connect --to 198.19.0.10:80 --timeout-ms 2000 --wait-close-ms 8000
 hold_pid=$NM_LAST_PID
-nm_wait_file_match "$(nm_agent_log 1)" 'msg="flow open" dir=outbound' 3 ||
+for ((i = 0; i < 60; i++)); do
+	(($(grep -c 'msg="flow open" dir=outbound' "$(nm_agent_log 1)") > opened)) && break
+	sleep 0.05
+done
+(($(grep -c 'msg="flow open" dir=outbound' "$(nm_agent_log 1)") > opened)) ||
 	{ nm_fail agent-down "the held flow never opened: $(cat "$NM_STATE/hold.out")"; nm_dump_logs; exit 1; }
 
 t0=$(date +%s%N)
