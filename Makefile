@@ -7,6 +7,7 @@
 #   make V=1        show full commands
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .SUFFIXES:
 .DEFAULT_GOAL := all
 

@@ -2,7 +2,9 @@
 /*
  * caps.h - shed privileges after set-up. Once the BPF programs are attached
  * and the maps are open, the agent needs CAP_NET_ADMIN (for SO_MARK on its
- * upstream sockets) and nothing else: map updates go through fds it holds.
+ * upstream sockets) and CAP_BPF (map lookups and updates through the fds it
+ * holds: with kernel.unprivileged_bpf_disabled set, 5.10 checks it on every
+ * bpf() call). Everything else (CAP_SYS_ADMIN, DAC overrides...) is dropped.
  */
 #ifndef NM_CAPS_H
 #define NM_CAPS_H

@@ -458,7 +458,7 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_services = bpf_map__fd(dp->connect->maps.nm_services);
 	dp->fd_backends = bpf_map__fd(dp->connect->maps.nm_backends);
 	dp->fd_endpoints = bpf_map__fd(dp->connect->maps.nm_endpoints);
-	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_by_tuple);
+	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_tuple);
 	dp->fd_agent_state = bpf_map__fd(dp->connect->maps.nm_agent_state);
 
 	close(cgroup_fd);

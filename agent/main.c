@@ -373,9 +373,11 @@ int main(int argc, char **argv)
 	}
 	if (nm_proxy_listen(a))
 		goto out;
-	/* Set-up is done: from here on the agent only needs CAP_NET_ADMIN to
-	 * mark its upstream sockets; everything else goes through held fds. */
-	ret = nm_caps_restrict(a->dp ? 1ull << CAP_NET_ADMIN : 0);
+	/* Set-up is done: from here on the agent needs CAP_NET_ADMIN to mark
+	 * its upstream sockets and CAP_BPF for map operations on the fds it
+	 * holds (with unprivileged BPF disabled, kernels before 5.19-ish
+	 * check it on every bpf() call, not only when creating objects). */
+	ret = nm_caps_restrict(a->dp ? (1ull << CAP_NET_ADMIN) | (1ull << CAP_BPF) : 0);
 	if (ret)
 		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, a);

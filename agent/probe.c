@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include <bpf/libbpf.h>
 #include <jansson.h>
 #include <linux/bpf.h>
+#include <linux/capability.h>
 #include <linux/tls.h>
 
 #include "log.h"
@@ -57,6 +60,9 @@ static const struct nm_feature_info feature_info[] = {
 	  "TLS in user space (OpenSSL), the default" },
 	{ "ktls_crypto", "5.1", false, "kTLS TLS 1.3 AES-GCM keys accepted",
 	  "TLS in user space (OpenSSL), the default" },
+	{ "map_fd_unpriv", "5.19", false,
+	  "the agent drops CAP_BPF once its maps are open",
+	  "the agent keeps CAP_BPF (CAP_SYS_ADMIN before 5.8) for map lookups" },
 };
 
 const struct nm_feature_info *nm_probe_info(size_t *n)
@@ -83,6 +89,7 @@ static bool *feature_field(struct nm_features *f, const char *name)
 		{ "lru_hash", offsetof(struct nm_features, lru_hash) },
 		{ "socket_cookie", offsetof(struct nm_features, socket_cookie) },
 		{ "ktls_crypto", offsetof(struct nm_features, ktls_crypto) },
+		{ "map_fd_unpriv", offsetof(struct nm_features, map_fd_unpriv) },
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
@@ -357,6 +364,64 @@ static void probe_ktls(struct nm_features *f)
 	close(s);
 }
 
+/*
+ * A child with an empty effective capability set looks up an element of a
+ * map created here: EPERM means the kernel gates every bpf() command on
+ * CAP_BPF while unprivileged_bpf_disabled is set (before 5.19).
+ */
+static bool probe_map_fd_unpriv(void)
+{
+	int fd, status = 0;
+	pid_t pid;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "nm_probe", 4, 4, 1, NULL);
+	if (fd < 0)
+		return false;
+	pid = fork();
+	if (pid == 0) {
+		struct __user_cap_header_struct hdr = {
+			.version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct data[2];
+		__u32 key = 0, val;
+
+		if (syscall(SYS_capget, &hdr, data))
+			_exit(2);
+		data[0].effective = data[1].effective = 0;
+		if (syscall(SYS_capset, &hdr, data))
+			_exit(2);
+		_exit(bpf_map_lookup_elem(fd, &key, &val) == 0 ? 0 : 1);
+	}
+	close(fd);
+	if (pid < 0)
+		return false;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static int cap_last_cap(void)
+{
+	FILE *fp = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	int n = -1;
+
+	if (fp) {
+		if (fscanf(fp, "%d", &n) != 1)
+			n = -1;
+		fclose(fp);
+	}
+	return n;
+}
+
+uint64_t nm_probe_keep_caps(const struct nm_features *f)
+{
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+	if (f->map_fd_unpriv)
+		return 0;
+	return cap_last_cap() >= CAP_BPF ? 1ull << CAP_BPF : 1ull << CAP_SYS_ADMIN;
+}
+
 int nm_probe_features(struct nm_features *f)
 {
 	struct utsname u;
@@ -385,6 +450,7 @@ int nm_probe_features(struct nm_features *f)
 		probe_link_syscall(f);
 	}
 	probe_ktls(f);
+	f->map_fd_unpriv = probe_map_fd_unpriv();
 	/* Without any BPF the helper probes read false too: say why once. */
 	if (!f->lru_hash && !f->sock_addr)
 		return -EPERM;

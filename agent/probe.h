@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct nm_features {
@@ -41,6 +42,11 @@ struct nm_features {
 	/* true when cgroup_link/sockops were checked by attaching to a
 	 * temporary cgroup, false when only the syscall was probed */
 	bool attach_tested;
+	/* Map lookups/updates through an fd work without CAP_BPF/SYS_ADMIN.
+	 * Before 5.19, kernel.unprivileged_bpf_disabled (on by default in
+	 * Debian) gates every bpf() command, so an agent that drops its
+	 * capabilities after set-up gets EPERM on its own map fds. */
+	bool map_fd_unpriv;
 };
 
 /*
@@ -56,6 +62,13 @@ int nm_probe_features(struct nm_features *f);
  * "kernel lacks bpf_link for cgroup programs (needs Linux >= 5.7)".
  */
 const char *nm_probe_required_missing(const struct nm_features *f);
+
+/*
+ * Capabilities (bit n = capability n) the agent must keep after set-up for
+ * its map fds to keep working: 0 when map_fd_unpriv, else CAP_BPF, or
+ * CAP_SYS_ADMIN on kernels that predate CAP_BPF (< 5.8).
+ */
+uint64_t nm_probe_keep_caps(const struct nm_features *f);
 
 /* One row per feature, in display order; for status output and docs. */
 struct nm_feature_info {

@@ -9,7 +9,7 @@
  * sockops see the same records. Names start with nm_; keys and values come
  * from nm_abi.h so the maps carry BTF and `bpftool map dump pinned` prints
  * typed records. The kernel keeps 15 characters of a map name, so
- * nm_orig_by_cookie and nm_orig_by_tuple show as nm_orig_by_cook and
+ * nm_orig_cookie and nm_orig_tuple show as nm_orig_by_cook and
  * nm_orig_by_tupl in `bpftool map list`; their pins carry the full names.
  */
 #ifndef NM_MAPS_BPF_H
@@ -67,7 +67,7 @@ struct {
 	__type(key, __u64);
 	__type(value, struct nm_orig);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nm_orig_by_cookie SEC(".maps");
+} nm_orig_cookie SEC(".maps");
 
 /*
  * client address, port -> original destination; written by sockops, read and
@@ -79,7 +79,7 @@ struct {
 	__type(key, struct nm_tuple_key);
 	__type(value, struct nm_orig);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nm_orig_by_tuple SEC(".maps");
+} nm_orig_tuple SEC(".maps");
 
 /* key 0: the agent's listener addresses, heartbeat and fail mode. */
 struct {

@@ -36,8 +36,9 @@
 
 /*
  * Reads a u32 context field whole. Before 5.18 the verifier rejects narrow
- * (u16) loads of bpf_sock_addr.user_port, and sock_ops fields never allow
- * them, yet clang may narrow a load it sees truncated.
+ * (u16) loads of bpf_sock_addr.user_port, and 5.10 accepts only whole-word
+ * reads of these sock_ops fields, yet clang may narrow a load whose result
+ * it sees truncated.
  */
 static __always_inline __u32 nm_ctx_u32(const __u32 *field)
 {
@@ -240,7 +241,7 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	 * not redirect: the connection keeps its original destination and the
 	 * failure is counted in errors.
 	 */
-	if (bpf_map_update_elem(&nm_orig_by_cookie, &cookie, &orig, BPF_ANY)) {
+	if (bpf_map_update_elem(&nm_orig_cookie, &cookie, &orig, BPF_ANY)) {
 		if (st)
 			st->errors++;
 		goto passthrough;
@@ -312,7 +313,7 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 	__u64 cookie;
 
 	cookie = bpf_get_socket_cookie(skops);
-	orig = bpf_map_lookup_elem(&nm_orig_by_cookie, &cookie);
+	orig = bpf_map_lookup_elem(&nm_orig_cookie, &cookie);
 	if (!orig)
 		return;
 	if (skops->family == NM_AF_INET) {
@@ -329,16 +330,16 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 	}
 	/* local_port is in host order, unlike remote_port. */
 	key.port = bpf_htons((__u16)nm_ctx_u32(&skops->local_port));
-	if (bpf_map_update_elem(&nm_orig_by_tuple, &key, orig, BPF_ANY)) {
+	if (bpf_map_update_elem(&nm_orig_tuple, &key, orig, BPF_ANY)) {
 		struct nm_wl_stats *st = nm_stats_get(orig->src_workload_id);
 
-		/* Left in nm_orig_by_cookie for the LRU to age out; the agent
+		/* Left in nm_orig_cookie for the LRU to age out; the agent
 		 * will close the connection it cannot place. */
 		if (st)
 			st->errors++;
 		return;
 	}
-	bpf_map_delete_elem(&nm_orig_by_cookie, &cookie);
+	bpf_map_delete_elem(&nm_orig_cookie, &cookie);
 }
 
 #endif /* NM_REDIRECT_BPF_H */

@@ -113,8 +113,8 @@ struct nm_endpoint {
 };
 
 /*
- * nm_orig_by_cookie: socket cookie (u64) -> nm_orig, written by connect4/6.
- * nm_orig_by_tuple:  nm_tuple_key -> nm_orig, moved there by sockops when the
+ * nm_orig_cookie: socket cookie (u64) -> nm_orig, written by connect4/6.
+ * nm_orig_tuple:  nm_tuple_key -> nm_orig, moved there by sockops when the
  * redirected connection is established; the agent looks it up by the peer
  * address of the accepted socket and deletes it.
  */

@@ -580,7 +580,7 @@ static void expect_passthrough(const char *cgroup, int family, const char *ip,
 		      "connect %s:%u: expected unreachable, got %s", ip, port,
 		      strerror(r.err));
 	assert_listeners_idle();
-	ck_assert_uint_eq(count_keys("nm_orig_by_tuple"), 0);
+	ck_assert_uint_eq(count_keys("nm_orig_tuple"), 0);
 }
 
 /* --- tests ------------------------------------------------------------------------ */
@@ -604,7 +604,7 @@ START_TEST(test_service_vip_v4_redirected)
 	}
 	ck_assert_uint_eq(o.dst_identity_id, 2);
 	/* sockops moved the record: nothing left under the cookie. */
-	ck_assert_uint_eq(count_keys("nm_orig_by_cookie"), 0);
+	ck_assert_uint_eq(count_keys("nm_orig_cookie"), 0);
 	after = wl_stats(CLIENT_WL_ID);
 	ck_assert_uint_eq(after.connects, before.connects + 1);
 	ck_assert_uint_eq(after.redirects, before.redirects + 1);
@@ -682,7 +682,7 @@ START_TEST(test_unknown_destination_untouched)
 	ck_assert_uint_eq(after.connects, before.connects + 3);
 	ck_assert_uint_eq(after.passthrough, before.passthrough + 3);
 	ck_assert_uint_eq(after.redirects, before.redirects);
-	ck_assert_uint_eq(count_keys("nm_orig_by_cookie"), 0);
+	ck_assert_uint_eq(count_keys("nm_orig_cookie"), 0);
 }
 END_TEST
 
@@ -703,7 +703,7 @@ START_TEST(test_no_agent_address_passthrough)
 	set_agent_state(false);
 	expect_passthrough(g_meshed, AF_INET, VIP4, 80, false);
 	expect_passthrough(g_meshed, AF_INET6, VIP6, 80, false);
-	ck_assert_uint_eq(count_keys("nm_orig_by_cookie"), 0);
+	ck_assert_uint_eq(count_keys("nm_orig_cookie"), 0);
 	set_agent_state(true);
 	expect_redirect(g_meshed, AF_INET, VIP4, 80, lfd4);
 }
@@ -728,7 +728,7 @@ START_TEST(test_pod_netns_redirected)
 
 	o = expect_redirect_in(g_meshed, g_pod_netns, AF_INET, VIP4, 80, lfd);
 	ck_assert_uint_eq(o.flags & NM_ORIG_SERVICE, NM_ORIG_SERVICE);
-	ck_assert_uint_eq(count_keys("nm_orig_by_cookie"), 0);
+	ck_assert_uint_eq(count_keys("nm_orig_cookie"), 0);
 
 	/* Outside the mesh, the pod's VIP connect is not steered. */
 	r = client_connect_in(g_outside, g_pod_netns, AF_INET, VIP4, 80, false);
@@ -789,7 +789,7 @@ START_TEST(test_restart_reuses_pinned_links)
 	cfd = accept_one(lfd4, 5000, &peer);
 	ck_assert_int_ge(cfd, 0);
 	close(cfd);
-	ck_assert_uint_eq(count_keys("nm_orig_by_tuple"), 1);
+	ck_assert_uint_eq(count_keys("nm_orig_tuple"), 1);
 
 	/* Restart: same links, new programs, same maps. */
 	open_datapath(g_root);
@@ -970,7 +970,7 @@ START_TEST(test_maps_are_btf_typed)
 {
 	static const char *const maps[] = {
 		"nm_workloads", "nm_services", "nm_backends", "nm_endpoints",
-		"nm_orig_by_cookie", "nm_orig_by_tuple", "nm_agent_state",
+		"nm_orig_cookie", "nm_orig_tuple", "nm_agent_state",
 		"nm_wl_stats",
 	};
 	char out[65536];

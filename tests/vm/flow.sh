@@ -31,7 +31,7 @@ flow_fail() {
 	nm_dump_logs 15 2>&1
 	# The datapath's view of node-1, for kernel-specific failures.
 	if command -v bpftool >/dev/null; then
-		for m in nm_orig_by_cookie nm_orig_by_tuple nm_wl_stats nm_agent_state; do
+		for m in nm_orig_cookie nm_orig_tuple nm_wl_stats nm_agent_state; do
 			echo "--- node-1 $m"
 			bpftool map dump pinned "$NM_PIN_BASE/$(nm_instance 1)/$m" 2>&1 | head -n 40
 		done

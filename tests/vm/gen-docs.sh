@@ -43,8 +43,8 @@ echo "Last run: $(date -u +%Y-%m-%d) UTC."
 echo
 echo "## Matrix"
 echo
-echo "| kernel | package | result | BPF programs loaded | required features | ringbuf | sk_storage | netns_cookie | sockmap | kTLS (tls ULP) | kTLS AES-GCM | steps passed / failed / skipped | time |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| kernel | package | result | BPF programs loaded | required features | ringbuf | sk_storage | netns_cookie | sockmap | kTLS (tls ULP) | kTLS AES-GCM | map fds without CAP_BPF | steps passed / failed / skipped | time |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "$@"; do
 	f=$RESULTS/$r.txt
 	[[ -f $f ]] || continue
@@ -56,10 +56,10 @@ for r in "$@"; do
 	[[ $req == PASS ]] && req=present || req="missing: $(grep -a '^VMREQUIRED' "$f" | sed -n 's/.*missing="\([^"]*\)".*/\1/p')"
 	[[ $r == host ]] && label="host $rel" || label="$r ($rel)"
 	[[ $pkg == host ]] && pkg="-"
-	printf '| %s | %s | **%s** | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %ss |\n' \
+	printf '| %s | %s | **%s** | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %ss |\n' \
 		"$label" "${pkg/_/ }" "$verdict" "$(progs "$f")" "$req" \
 		"$(feat "$f" ringbuf)" "$(feat "$f" sk_storage)" "$(feat "$f" netns_cookie)" \
-		"$(feat "$f" sockmap)" "$(feat "$f" ktls)" "$(feat "$f" ktls_crypto)" \
+		"$(feat "$f" sockmap)" "$(feat "$f" ktls)" "$(feat "$f" ktls_crypto)" "$(feat "$f" map_fd_unpriv)" \
 		"$(count "$f" PASS)" "$(count "$f" FAIL)" "$(count "$f" SKIP)" "${secs:-?}"
 done
 echo

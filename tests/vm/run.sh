@@ -14,9 +14,11 @@
 #   --no-host    skip the host-kernel run
 #   --docs       write docs/kernels.md (the default without --quick)
 #   --timeout    limit per VM boot, seconds (default 300)
+#   --no-build   do not run `make all` first (the caller just did)
 #
-# Build first (`make`); this script builds the static copies it needs. The
-# kernels are cached in $NM_VM_CACHE (default /var/cache/nodemesh-vm).
+# It runs `make all` (so the static copies it links are never stale), then
+# builds those copies itself. The kernels are cached in $NM_VM_CACHE
+# (default /var/cache/nodemesh-vm).
 # Exit status 0 when every kernel passed. Ends with "N passed, N failed".
 set -euo pipefail
 
@@ -34,7 +36,7 @@ fi
 export NM_VM_CACHE
 
 kernels="5.10 6.1 6.12"
-quick=0 host=1 docs=auto vm_timeout=300
+quick=0 host=1 docs=auto vm_timeout=300 build=1
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--quick) quick=1 ;;
@@ -44,6 +46,7 @@ while [[ $# -gt 0 ]]; do
 	--docs) docs=1 ;;
 	--no-docs) docs=0 ;;
 	--timeout) vm_timeout=$2; shift ;;
+	--no-build) build=0 ;;
 	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -70,7 +73,10 @@ RESULTS=$VMOUT/results
 LOGS=$VMOUT/logs
 mkdir -p "$RESULTS" "$LOGS"
 
-# --- kernels and image -------------------------------------------------------
+# --- build, kernels and image -------------------------------------------------
+if [[ $build -eq 1 ]]; then
+	make -s --no-print-directory OUT="$NM_OUT" all >&2
+fi
 # shellcheck disable=SC2086
 tests/vm/fetch-kernel.sh $kernels
 kdirs=()
@@ -158,10 +164,12 @@ checks() { # file -> passed/total Check cases
 		END { printf "%d/%d", c - f, c }' "$1"
 }
 
-OPTIONAL="ringbuf sk_storage netns_cookie sockmap ktls ktls_crypto"
+OPTIONAL="ringbuf sk_storage netns_cookie sockmap ktls ktls_crypto map_fd_unpriv"
 total_pass=0 total_fail=0
-printf '\n%-30s %6s %6s %4s %-33s %7s %4s %4s %4s  %s\n' KERNEL TIME PROGS REQ \
-	"FEATURES (ringbuf skstor netns sockmap ktls aes)" CHECKS PASS FAIL SKIP RESULT
+echo
+echo "FEATURES: ringbuf sk_storage netns_cookie sockmap ktls ktls_crypto(AES-GCM) map_fd_unpriv (y/n)"
+printf '%-33s %5s %6s %4s %-14s %7s %4s %4s %4s  %s\n' KERNEL TIME PROGS REQ \
+	FEATURES CHECKS PASS FAIL SKIP RESULT
 for r in "${runs[@]}"; do
 	f=$RESULTS/$r.txt
 	rel=$(field "$f" '^VMMETA' kernel)
@@ -172,12 +180,21 @@ for r in "${runs[@]}"; do
 	p=$(count "$f" PASS) fl_=$(count "$f" FAIL) s=$(count "$f" SKIP)
 	verdict=PASS
 	[[ $fl_ -gt 0 || -z $req ]] && verdict=FAIL
-	[[ $r == host && $(count "$f" 'SKIP reason=not-root') -gt 0 ]] && verdict=SKIP
+	# A skipped step means a test binary was not built: a failure unless
+	# the caller allows partial runs (NM_VM_ALLOW_SKIP=1, e.g. bring-up).
+	if [[ $s -gt 0 && ${NM_VM_ALLOW_SKIP:-0} != 1 ]]; then
+		verdict=FAIL
+		total_fail=$((total_fail + s))
+	fi
+	if [[ $r == host && $(count "$f" 'SKIP reason=not-root') -gt 0 ]]; then
+		verdict=SKIP
+		[[ ${NM_VM_ALLOW_SKIP:-0} == 1 ]] || total_fail=$((total_fail - s))
+	fi
 	total_pass=$((total_pass + p))
 	total_fail=$((total_fail + fl_))
 	[[ -z $req && $verdict == FAIL && $fl_ -eq 0 ]] && total_fail=$((total_fail + 1))
 	echo "VMVERDICT run=$r result=$verdict" >> "$f"
-	printf '%-30s %5.0fs %6s %4s %-33s %7s %4s %4s %4s  %s\n' "${r/host/host} ${rel:-?}" \
+	printf '%-33s %4.0fs %6s %4s %-14s %7s %4s %4s %4s  %s\n' "$r ${rel:-?}" \
 		"${secs:-0}" "$(progs "$f")" "${req:--}" "$fl" "$(checks "$f")" "$p" "$fl_" "$s" "$verdict"
 done
 echo
