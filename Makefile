@@ -166,6 +166,12 @@ demo-up: deps
 demo-down:
 	$(Q)tests/integration/demo.sh down
 
+# --- kernel matrix -------------------------------------------------------------
+KERNELS ?= 5.10 6.1 6.12
+vm-check: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)NM_OUT=$(OUT) tests/vm/run.sh --no-build --kernels "$(KERNELS)"
+
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(OUT)/nodemeshd $(DESTDIR)$(PREFIX)/sbin/nodemeshd

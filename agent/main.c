@@ -28,6 +28,7 @@
 #include "caps.h"
 #include "log.h"
 #include "netlink.h"
+#include "probe.h"
 #include "runstate.h"
 
 struct nm_daemon {
@@ -286,7 +287,10 @@ int main(int argc, char **argv)
 	struct nm_daemon d = { .sigfd = -1, .tls_resumption = true };
 	struct nm_agent *a = &d.agent;
 	enum nm_log_level level;
-	char err[NM_ERRMSG_MAX];
+	char err[NM_ERRMSG_MAX], feat_path[NM_PATH_MAX] = "";
+	struct nm_features feat = { 0 };
+	struct nm_choices want = { 0 }, chosen = { 0 };
+	uint64_t keep_caps = 1ull << CAP_NET_ADMIN;
 	int opt, ret, rc = 1;
 
 	a->instance = "default";
@@ -368,16 +372,32 @@ int main(int argc, char **argv)
 		goto out;
 	nm_loop_add(a->loop, d.sigfd, NM_EV_READ, on_signal, &d);
 	if (a->node >= 0 && a->cluster->nodes[a->node].cgroup_root[0]) {
+		const char *missing;
+
+		/* Refuse a kernel that lacks what the datapath needs, naming
+		 * the feature and the minimum kernel, before loading anything. */
+		nm_probe_features(&feat);
+		missing = nm_probe_required_missing(&feat);
+		if (missing) {
+			pr_warn("msg=\"kernel not supported\" reason=\"%s\"", missing);
+			goto out;
+		}
+		/* No acceleration is built yet: nothing is asked for, and the
+		 * choice (all plain fallbacks) is recorded for `nodemesh status`. */
+		nm_probe_choose(&feat, &want, &chosen);
+		if (!nm_probe_state_path(NULL, a->instance, feat_path, sizeof(feat_path)))
+			nm_probe_save(feat_path, &feat, &chosen, getpid());
+		keep_caps = (1ull << CAP_NET_ADMIN) | nm_probe_keep_caps(&feat);
 		if (datapath_start(a))
 			goto out;
 	}
 	if (nm_proxy_listen(a))
 		goto out;
 	/* Set-up is done: from here on the agent needs CAP_NET_ADMIN to mark
-	 * its upstream sockets and CAP_BPF for map operations on the fds it
-	 * holds (with unprivileged BPF disabled, kernels before 5.19-ish
-	 * check it on every bpf() call, not only when creating objects). */
-	ret = nm_caps_restrict(a->dp ? (1ull << CAP_NET_ADMIN) | (1ull << CAP_BPF) : 0);
+	 * its upstream sockets and, on kernels that check it on every bpf()
+	 * call (before 5.19 with unprivileged BPF disabled), CAP_BPF for map
+	 * operations on the fds it holds; nm_probe_keep_caps() says which. */
+	ret = nm_caps_restrict(a->dp ? keep_caps : 0);
 	if (ret)
 		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, a);
@@ -396,6 +416,8 @@ int main(int argc, char **argv)
 out:
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
+	if (feat_path[0])
+		unlink(feat_path);
 	nm_runstate_remove(a);
 	nm_datapath_close(a->dp);
 	nm_tls_free(a->tls);

@@ -87,12 +87,16 @@ done
 # --- agents
 INST_BASE="bench-$NAME-$$"
 PIDS=()
+AGENTS=()
 cleanup() {
-	local p
+	local p i
 	trap - EXIT TERM INT
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.3
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "${AGENTS[@]}" "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for ((i = 0; i < 20; i++)); do
+		kill -0 "${AGENTS[@]}" "${PIDS[@]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	for p in "${AGENTS[@]}" "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	# The agents remove their run state on a clean stop; after a SIGKILL
 	# this removes what is left (only our own instance names).
 	rm -rf "/run/nodemesh/$INST_BASE-out" "/run/nodemesh/$INST_BASE-in" 2>/dev/null || true
@@ -104,8 +108,9 @@ trap 'exit 130' INT
 start_agent() { # start_agent SIDE
 	local side=$1 pin=()
 	[[ -n ${BENCH_PROXY_CPU:-} ]] && pin=(taskset -c "$BENCH_PROXY_CPU")
-	# The agent keeps running in front of `timeout`, which forwards TERM.
-	"${pin[@]}" timeout --kill-after=5 "$LIFETIME" "$NODEMESHD" \
+	# --foreground keeps the agent in our process group, so the group
+	# signals of peers.sh reach it even if this shell is killed first.
+	"${pin[@]}" timeout --foreground --kill-after=5 "$LIFETIME" "$NODEMESHD" \
 		--config "$DIR/$side.json" --instance "$INST_BASE-$side" \
 		--log-level "$LEVEL" --tls-resumption "$RESUME" \
 		>"$BENCH_WORK_DIR/$NAME-$side.log" 2>&1 </dev/null &
@@ -125,6 +130,7 @@ for side in in out; do
 		sleep 0.02
 	done
 	echo "${pid:-$t}" >"$BENCH_WORK_DIR/$NAME-$side.pid"
+	[[ -n $pid ]] && AGENTS+=("$pid")
 done
 
 # Foreground until one agent ends (or we are killed).

@@ -8,8 +8,12 @@
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 BENCH_REPO=${BENCH_REPO:-$(cd "$BENCH_DIR/.." && pwd)}
-BENCH_BUILD=${BENCH_BUILD:-$BENCH_REPO/build}
+# The build directory (BENCH_BUILD=$(OUT) from make) and the agent; relative paths
+# are taken from the repository root, like the Makefile's.
+BENCH_BUILD=${BENCH_BUILD:-build}
+[[ $BENCH_BUILD == /* ]] || BENCH_BUILD=$BENCH_REPO/$BENCH_BUILD
 NODEMESHD=${NODEMESHD:-$BENCH_BUILD/nodemeshd}
+[[ $NODEMESHD == /* ]] || NODEMESHD=$BENCH_REPO/$NODEMESHD
 # The peer kit sits beside the clone (CI puts shared/ next to it).
 BENCH_KIT=${BENCH_KIT:-$BENCH_REPO/../shared/bench}
 BENCH_PGIDS=()

@@ -55,13 +55,16 @@ RESUME_ARG=off
 [[ $TLS_RESUME == 1 ]] && RESUME_ARG=on
 PIN=${BENCH_PIN:-split}
 if [[ $PIN == split && $(nproc) -ge 2 ]]; then CPU_TOOLS=0; CPU_AGENT=1; else PIN=none; CPU_TOOLS=""; CPU_AGENT=""; fi
-pin() { local c=$1; shift; if [[ -n $c ]]; then taskset -c "$c" "$@"; else "$@"; fi; }
+PINT=()
+[[ -n $CPU_TOOLS ]] && PINT=(taskset -c "$CPU_TOOLS")
 # Everything this script starts is bounded by this, even if its trap never runs.
 LIFE=$((RUNS * 4 * (4 * DURATION + 20) + 300))
 
 # ------------------------------------------------------------- the cluster
 NM_AGENT_LOG_LEVEL=warn
+# shellcheck disable=SC2034 # read by cluster.sh
 NM_NO_TRAP=1
+NM_BUILD=$BENCH_BUILD
 # shellcheck source=../tests/integration/lib/cluster.sh
 . "$BENCH_REPO/tests/integration/lib/cluster.sh"
 
@@ -136,11 +139,11 @@ bench_agent_start 2 || bench_die "agent node-2 did not start"
 AGENT2=$BENCH_AGENT_PID
 
 for pod in echo local-echo; do
-	nm_pod_spawn "$pod" "sockperf-$pod" timeout -k 3 "$LIFE" $([[ -n $CPU_TOOLS ]] && echo taskset -c "$CPU_TOOLS") \
+	nm_pod_spawn "$pod" "sockperf-$pod" timeout -k 3 "$LIFE" "${PINT[@]}" \
 		sockperf server --tcp -i 0.0.0.0 -p "$LAT_PORT"
-	nm_pod_spawn "$pod" "iperf3-$pod" timeout -k 3 "$LIFE" $([[ -n $CPU_TOOLS ]] && echo taskset -c "$CPU_TOOLS") \
+	nm_pod_spawn "$pod" "iperf3-$pod" timeout -k 3 "$LIFE" "${PINT[@]}" \
 		iperf3 -s -p "$TPUT_PORT"
-	nm_pod_spawn "$pod" "connecho-$pod" timeout -k 3 "$LIFE" $([[ -n $CPU_TOOLS ]] && echo taskset -c "$CPU_TOOLS") \
+	nm_pod_spawn "$pod" "connecho-$pod" timeout -k 3 "$LIFE" "${PINT[@]}" \
 		"$NMB" echo 0.0.0.0 "$CONN_PORT" "$LIFE"
 	nm_pod_info "$pod"
 	for p in "$LAT_PORT" "$TPUT_PORT" "$CONN_PORT"; do
@@ -177,7 +180,7 @@ run_in() {
 		nm_pod_exec client "$@"
 	fi
 }
-tool() { local p=$1; shift; run_in "$p" timeout $((DURATION + 20)) $([[ -n $CPU_TOOLS ]] && echo taskset -c "$CPU_TOOLS") "$@"; }
+tool() { local p=$1; shift; run_in "$p" timeout $((DURATION + 20)) "${PINT[@]}" "$@"; }
 
 m_lat() { # PATH -> "p50 p99"
 	local out ip port
@@ -273,7 +276,7 @@ read -r sot0 soc0 < <([[ -n $SO ]] && prog_stats "$SO" || echo "0 0")
 for ((r = 1; r <= 3; r++)); do
 	for mode in unmeshed meshed; do
 		if [[ $mode == meshed ]]; then ex=nm_pod_exec; else ex=nm_outside_exec; fi
-		out=$($ex client timeout 60 $([[ -n $CPU_TOOLS ]] && echo taskset -c "$CPU_TOOLS") \
+		out=$($ex client timeout 60 "${PINT[@]}" \
 			"$NMB" conntime 198.18.1.1 9 "$CONNECTS" 2>&1 || true)
 		CT[$mode]+="$(sed -n 's/^median_ns=\([0-9]*\) .*/\1/p' <<<"$out") "
 		[[ $out == median_ns=* ]] || bench_log "conntime $mode: $out"

@@ -105,7 +105,7 @@ s_client_echo() {
 
 declare -A RES=() WANT=([via-outbound]=echo [valid-cert]=echo [no-cert]=none [foreign-ca]=none [wrong-id]=none)
 out=$("$WORK/bin/nmbench" connrate 127.0.0.1 "${OUTS[2]}" 0.3 || true)
-if [[ $out == *" err=0 "* && $out != conns_per_s=0.0* ]]; then RES[via-outbound]=echo; else RES[via-outbound]=none; fi
+if [[ $out == *" err=0 "* && $out != conns_per_s=0.0* ]]; then RES[via-outbound]="echo"; else RES[via-outbound]="none"; fi
 RES[valid-cert]=$(s_client_echo valid-cert -cert "$WORK/certs/client.crt" -key "$WORK/certs/client.key")
 RES[no-cert]=$(s_client_echo no-cert)
 RES[foreign-ca]=$(s_client_echo foreign-ca -cert "$WORK/foreign/client.crt" -key "$WORK/foreign/client.key")

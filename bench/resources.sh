@@ -77,7 +77,7 @@ LIFE=$((N / 20 + 4 * DURATION + 240))
 bench_build_tools "$WORK/bin"
 bench_start iperf3-srv "$WORK" "$CPU_TOOLS" "$LIFE" iperf3 -s -B 127.0.0.1 -p "$SRV_TPUT"
 bench_start echo-srv "$WORK" "$CPU_TOOLS" "$LIFE" "$WORK/bin/nmbench" echo 127.0.0.1 "$SRV_CONN" "$LIFE"
-bench_wait_listen "$SRV_TPUT" 10 && bench_wait_listen "$SRV_CONN" 10 || bench_die "servers did not start"
+if ! bench_wait_listen "$SRV_TPUT" 10 || ! bench_wait_listen "$SRV_CONN" 10; then bench_die "servers did not start"; fi
 bench_start hop "$WORK" "" "$LIFE" env \
 	BENCH_CERT_DIR="$WORK/certs" BENCH_WORK_DIR="$WORK" BENCH_PROXY_CPU="$CPU_PROXY" \
 	BENCH_TLS_RESUME=1 BENCH_HOP_NAME=nodemesh-res BENCH_HOP_LIFETIME="$LIFE" \
@@ -92,7 +92,7 @@ PID_OUT=$(cat "$WORK/nodemesh-res-out.pid") PID_IN=$(cat "$WORK/nodemesh-res-in.
 [[ -d /proc/$PID_OUT && -d /proc/$PID_IN ]] || bench_die "agent pids not found"
 sleep 1
 IDLE_OUT=$(bench_rss_kb "$PID_OUT") IDLE_IN=$(bench_rss_kb "$PID_IN")
-FD_IDLE_OUT=$(ls "/proc/$PID_OUT/fd" | wc -l) FD_IDLE_IN=$(ls "/proc/$PID_IN/fd" | wc -l)
+FD_IDLE_OUT=$(find "/proc/$PID_OUT/fd" -mindepth 1 | wc -l)
 bench_log "resources: idle rss out=${IDLE_OUT} kB in=${IDLE_IN} kB"
 
 # --- N idle connections
@@ -108,11 +108,11 @@ HELD=$(sed -n 's/.*held=\([0-9]*\).*/\1/p' <<<"$HOLD_LINE")
 SETUP_S=$(sed -n 's/.*secs=\([0-9.NA]*\).*/\1/p' <<<"$HOLD_LINE")
 sleep 2 # let the agents settle: nothing moves, buffers go back to the pool
 HOLD_OUT=$(bench_rss_kb "$PID_OUT") HOLD_IN=$(bench_rss_kb "$PID_IN")
-FD_OUT=$(ls "/proc/$PID_OUT/fd" | wc -l) FD_IN=$(ls "/proc/$PID_IN/fd" | wc -l)
+FD_OUT=$(find "/proc/$PID_OUT/fd" -mindepth 1 | wc -l) FD_IN=$(find "/proc/$PID_IN/fd" -mindepth 1 | wc -l)
 bench_log "resources: $HOLD_LINE; rss out=${HOLD_OUT} kB in=${HOLD_IN} kB; fds out=$FD_OUT in=$FD_IN"
 bench_stop "$HOLD_PG"
 for ((i = 0; i < 100; i++)); do
-	(($(ls "/proc/$PID_OUT/fd" | wc -l) <= FD_IDLE_OUT + 2)) && break
+	(($(find "/proc/$PID_OUT/fd" -mindepth 1 | wc -l) <= FD_IDLE_OUT + 2)) && break
 	sleep 0.1
 done
 sleep 1
@@ -154,7 +154,7 @@ result=$(jq -n \
 	--argjson ao "$(bench_jnum "$AFTER_OUT")" --argjson ai "$(bench_jnum "$AFTER_IN")" \
 	--argjson want "$CONNS" --argjson n "$N" --argjson held "${HELD:-0}" \
 	--argjson setup "$(bench_jnum "$SETUP_S")" --argjson nofile "$(bench_jnum "$NOFILE")" \
-	--argjson fo "$FD_OUT" --argjson fi "$FD_IN" \
+	--argjson fdo "$FD_OUT" --argjson fdi "$FD_IN" \
 	--argjson bo "$(bench_jnum "$BPC_OUT")" --argjson bi "$(bench_jnum "$BPC_IN")" --argjson bs "$(bench_jnum "$BPC_SUM")" \
 	--argjson est "$(bench_jnum "$EST10K")" \
 	--argjson cgb "$(bench_jnum "$CPU_GB")" --argjson cgo "$(bench_jnum "$CPU_GB_OUT")" --argjson cgi "$(bench_jnum "$CPU_GB_IN")" \
@@ -162,7 +162,7 @@ result=$(jq -n \
 	--argjson ticks $((t1 - t0)) --argjson hz "$HZ" --arg pin "$PIN" \
 	'{pin: $pin, rss_idle_kb: {out: $io, in: $ii},
 	  hold: {requested: $want, target: $n, held: $held, setup_s: $setup, fd_limit: $nofile,
-	         fds: {out: $fo, in: $fi}, rss_kb: {out: $ho, in: $hi},
+	         fds: {out: $fdo, in: $fdi}, rss_kb: {out: $ho, in: $hi},
 	         rss_after_release_kb: {out: $ao, in: $ai},
 	         bytes_per_conn: {out: $bo, in: $bi, sum: $bs},
 	         rss_10k_kb_estimate: $est},

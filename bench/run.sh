@@ -30,7 +30,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/lib.sh"
 
 MODE=full
-OUT=$BENCH_DIR/out
+OUTDIR=$BENCH_DIR/out
 RESULTS=1
 NOTE=""
 SKIP_MESH=0
@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
 	--full) MODE=full; shift ;;
 	--quick) MODE=quick; shift ;;
 	--smoke) MODE=smoke; shift ;;
-	--out) OUT=$2; shift 2 ;;
+	--out) OUTDIR=$2; shift 2 ;;
 	--no-results) RESULTS=0; shift ;;
 	--note) NOTE=$2; shift 2 ;;
 	--skip-mesh) SKIP_MESH=1; shift ;;
@@ -57,7 +57,7 @@ smoke) PEERS_ARGS=(--peers haproxy --runs 1 --duration 1); RES_ARGS=()
 esac
 TLS_RESUME=${BENCH_TLS_RESUME:-0}
 export BENCH_TLS_RESUME=$TLS_RESUME
-export NODEMESHD BENCH_KIT
+export NODEMESHD BENCH_KIT BENCH_BUILD
 bench_need jq openssl gcc sockperf iperf3 ss timeout setsid taskset flock
 [[ -x $BENCH_KIT/peers.sh ]] || bench_die "peer kit not found: $BENCH_KIT/peers.sh (the shared/ directory must sit beside the clone)"
 [[ -x $NODEMESHD ]] || bench_die "$NODEMESHD not built (run make)"
@@ -66,7 +66,7 @@ bench_need jq openssl gcc sockperf iperf3 ss timeout setsid taskset flock
 exec 9>/tmp/nodemesh-bench.lock
 flock -w 600 9 || bench_die "another benchmark holds /tmp/nodemesh-bench.lock"
 
-mkdir -p "$OUT"
+mkdir -p "$OUTDIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 DATE=$(date -u +%FT%TZ)
 TMP=$(mktemp -d /tmp/nm-bench.XXXXXX)
@@ -151,7 +151,7 @@ GIT=$(git -C "$BENCH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$BENCH_REPO" status --porcelain -- agent bpf include 2>/dev/null) ]] && GIT+="-dirty"
 NMVER=$("$BENCH_BUILD/nodemesh" version 2>/dev/null | head -n1 || echo unknown)
 
-JSON=$OUT/$STAMP.json
+JSON=$OUTDIR/$STAMP.json
 jq -n \
 	--slurpfile mtls "$TMP/mtls.json" --slurpfile peers "$TMP/peers.json" \
 	--slurpfile res "$TMP/peers-resume.json" --slurpfile mesh "$TMP/mesh.json" \
@@ -201,7 +201,7 @@ jq -n \
 	    value: $mtls[0].enforced, met: ($mtls[0].enforced == true)}
 	 ]}' >"$JSON"
 jq -e . "$JSON" >/dev/null || bench_die "wrote an unparsable $JSON"
-"$BENCH_DIR/report.sh" --md "$JSON" >"$OUT/$STAMP.md"
+"$BENCH_DIR/report.sh" --md "$JSON" >"$OUTDIR/$STAMP.md"
 "$BENCH_DIR/report.sh" "$JSON"
 
 if ((RESULTS)); then
@@ -210,4 +210,4 @@ if ((RESULTS)); then
 	"$BENCH_DIR/report.sh" --summary "$JSON" >>"$R"
 	printf 'Tables: bench/out/%s.md\n\n' "$STAMP" >>"$R"
 fi
-bench_log "wrote $JSON and $OUT/$STAMP.md in ${ELAPSED}s$( ((RESULTS)) && echo "; appended to bench/RESULTS.md")"
+bench_log "wrote $JSON and $OUTDIR/$STAMP.md in ${ELAPSED}s$( ((RESULTS)) && echo "; appended to bench/RESULTS.md")"

@@ -13,7 +13,7 @@ PKGS=(
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
 	# benchmarks
-	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4
+	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4 jq
 	# kernel matrix
 	qemu-system-x86 busybox-static cpio xz-utils zstd kmod
 )

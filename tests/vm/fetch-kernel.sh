@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # fetch-kernel.sh -- download one of Debian's cloud kernels for the VM matrix
 # and unpack what the VM needs: vmlinuz, its config and the kernel modules the
-# tests load (veth, tls and their dependencies, decompressed on the host since
-# busybox insmod cannot read .ko.xz / .ko.zst).
+# tests load (WANT_MODULES and their dependencies, decompressed on the host
+# since busybox insmod cannot read .ko.xz / .ko.zst).
 #
 #   tests/vm/fetch-kernel.sh 5.10 6.1 6.12
 #
@@ -20,10 +20,10 @@ set -euo pipefail
 CACHE=${NM_VM_CACHE:-/var/cache/nodemesh-vm}
 APTDIR=$CACHE/apt
 # Modules the in-VM tests load (their dependencies come from modules.dep):
-# veth and bridge for the simulated cluster, tls for kTLS, and the AES-GCM pieces the
-# kTLS record layer asks the crypto API for (the VM has no modprobe to load
-# them on demand). A kernel that lacks one (5.10 cloud has no tls) just
-# does without it.
+# veth and bridge for the simulated cluster, tls for kTLS, and the AES-GCM
+# pieces the kTLS record layer asks the crypto API for (the VM has no
+# modprobe to load them on demand). A kernel that lacks one (5.10 cloud has
+# no tls) does without it.
 WANT_MODULES=(veth bridge tls gcm ghash-generic ctr)
 
 log() { printf 'fetch-kernel: %s\n' "$*" >&2; }
@@ -34,7 +34,7 @@ suite_of() {
 	case $1 in
 	5.10) echo bullseye ;;
 	6.1) echo bookworm ;;
-	6.12) echo trixie ;;
+	6.12) echo "trixie or bookworm-backports" ;;
 	*) return 1 ;;
 	esac
 }
@@ -67,7 +67,7 @@ detect_mirror() {
 			/^Enabled:[[:space:]]*no/ { isdeb = 0 }
 			END { flush() }' "$f"
 		done
-	} | while read -r uri suite _; do
+	} | while read -r uri suite rest; do
 		case $suite in
 		*security*) continue ;;
 		esac
@@ -107,7 +107,9 @@ setup_apt() {
 	local kr=/usr/share/keyrings/debian-archive-keyring.gpg
 	[[ -r $kr ]] || die "$kr missing (install debian-archive-keyring)"
 	local new
-	new=$(for s in bullseye bookworm trixie; do
+	# 6.12 is in trixie and (while it lasts) bookworm-backports, whose
+	# Release is signed with bookworm's key: either one is enough.
+	new=$(for s in bullseye bookworm bookworm-backports trixie; do
 		echo "deb [signed-by=$kr] $mirror $s main"
 	done)
 	if [[ ! -f $APTDIR/sources.list ]] || [[ $(cat "$APTDIR/sources.list") != "$new" ]]; then
@@ -121,7 +123,9 @@ apt_update() {
 	[[ $APT_UPDATED -eq 1 ]] && return 0
 	local opts; mapfile -t opts < <(apt_opts)
 	log "updating private package lists in $APTDIR"
-	apt-get "${opts[@]}" -qq update >&2 || die "apt-get update failed"
+	# One suite failing (an old keyring, a mirror without it) must not hide
+	# the others: find_package reports a kernel line it cannot find.
+	apt-get "${opts[@]}" -qq update >&2 || log "warning: apt-get update reported errors"
 	APT_UPDATED=1
 }
 
@@ -182,7 +186,12 @@ fetch_one() {
 	local pkg deb
 	# A kept package is unpacked again (e.g. after WANT_MODULES changed)
 	# without asking the mirror.
-	deb=$(ls "$APTDIR/debs/"*.deb 2>/dev/null | grep -E "/$(pkg_regex_of "$ver" | sed 's/^\^//; s/\$$//')_" | sort -V | tail -n1 || true)
+	local re f
+	re=$(pkg_regex_of "$ver")
+	deb=$(for f in "$APTDIR/debs/"*.deb; do
+		[[ -e $f ]] || continue
+		if [[ ${f##*/} =~ ${re%\$}_ ]]; then echo "$f"; fi
+	done | sort -V | tail -n1)
 	if [[ -z $deb ]]; then
 		apt_update
 		pkg=$(find_package "$ver")
@@ -191,7 +200,7 @@ fetch_one() {
 		local opts; mapfile -t opts < <(apt_opts)
 		(cd "$APTDIR/debs" && apt-get "${opts[@]}" -qq download "$pkg" >&2) ||
 			die "$ver: apt-get download $pkg failed"
-		deb=$(ls "$APTDIR/debs/${pkg}"_*.deb | head -n1)
+		deb=$(compgen -G "$APTDIR/debs/${pkg}_*.deb" | head -n1)
 	fi
 	pkg=$(dpkg-deb -f "$deb" Package)
 	local tmp
@@ -200,7 +209,7 @@ fetch_one() {
 	trap "rm -rf '$tmp'" RETURN
 	dpkg-deb -x "$deb" "$tmp/root"
 	local vmlinuz krel moddir
-	vmlinuz=$(ls "$tmp"/root/boot/vmlinuz-* | head -n1)
+	vmlinuz=$(compgen -G "$tmp/root/boot/vmlinuz-*" | head -n1)
 	krel=${vmlinuz##*/vmlinuz-}
 	moddir=$tmp/root/lib/modules/$krel
 	[[ -d $moddir ]] || moddir=$tmp/root/usr/lib/modules/$krel

@@ -20,6 +20,7 @@ export NODEMESHD=${NODEMESHD:-$bin/nodemeshd}
 export NODEMESH=${NODEMESH:-$bin/nodemesh}
 export NM_PEER=${NM_PEER:-$bin/nm_peer}
 export NM_AGENT_LOG_LEVEL=${NM_AGENT_LOG_LEVEL:-info}
+# shellcheck source=../integration/lib/cluster.sh
 . "$here/integration/lib/cluster.sh"
 
 bytes=${NM_VM_FLOW_BYTES:-262144}

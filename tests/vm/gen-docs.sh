@@ -69,9 +69,11 @@ for r in "$@"; do
 	f=$RESULTS/$r.txt
 	[[ -f $f ]] || continue
 	echo "- **$r** ($(field "$f" '^VMMETA' kernel)):"
-	grep -a '^VMRESULT' "$f" | sed 's/^VMRESULT kernel=[^ ]* test=\([^ ]*\) result=\([^ ]*\) *\(.*\)$/  `\1` \2 \3/' |
+	# shellcheck disable=SC2016 # backquotes are markdown, not expansions
+	grep -a '^VMRESULT' "$f" | sed 's/^VMRESULT kernel=[^ ]* test=\([^ ]*\) result=\([^ ]*\) *\(.*\)$/  - `\1` \2 \3/' |
 		sed 's/ *$//'
-	grep -a '^VMPROGS' "$f" | sed 's/^VMPROGS kernel=[^ ]* object=\([^ ]*\) loaded=\([^ ]*\) total=\([^ ]*\)\(.*\)$/  `\1`: \2 of \3 programs loaded\4/'
+	# shellcheck disable=SC2016
+	grep -a '^VMPROGS' "$f" | sed 's/^VMPROGS kernel=[^ ]* object=\([^ ]*\) loaded=\([^ ]*\) total=\([^ ]*\)\(.*\)$/  - `\1`: \2 of \3 programs loaded\4/'
 done
 echo
 echo "## Features, minimum kernels and fallbacks"

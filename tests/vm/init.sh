@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # SPDX-License-Identifier: Apache-2.0
 # init.sh -- /init of the kernel-matrix initramfs (tests/vm/mkinitramfs.sh).
 #

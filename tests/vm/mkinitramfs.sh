@@ -44,8 +44,10 @@ HOST_TOOLS_OPTIONAL=(bpftool)
 log() { printf 'mkinitramfs: %s\n' "$*" >&2; }
 
 PKGS="libbpf libelf zlib openssl jansson libnl-3.0 libnl-route-3.0"
+# shellcheck disable=SC2086 # PKGS is a word list
 CFLAGS_VM="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fno-strict-aliasing
 	-D_GNU_SOURCE -Iinclude -Iagent -I$NM_OUT $(pkg-config --cflags $PKGS)"
+# shellcheck disable=SC2086
 STATIC_LIBS=$(pkg-config --static --libs $PKGS)
 CHECK_STATIC=$(pkg-config --static --cflags --libs check)
 

@@ -45,11 +45,11 @@ if [ "$mode" = vm ]; then
 		loaded=
 		while read -r m; do
 			[ -n "$m" ] || continue
-			if insmod "$mdir/$m.ko" 2>$W/insmod.err; then
+			if insmod "$mdir/$m.ko" 2>"$W/insmod.err"; then
 				loaded="$loaded,$m"
 			else
 				bad="$bad,$m"
-				sed 's/^/  | /' $W/insmod.err
+				sed 's/^/  | /' "$W/insmod.err"
 			fi
 		done < "$mdir/modules.order"
 		if [ -z "$bad" ]; then
@@ -68,17 +68,17 @@ for o in "$R"/bpf/*.bpf.o; do
 	[ -e "$o" ] && objs="$objs $o"
 done
 # shellcheck disable=SC2086
-timeout "$T" "$R/bin/vmprobe" -k "$K" $objs > $W/vmprobe.out 2>$W/vmprobe.err
+timeout "$T" "$R/bin/vmprobe" -k "$K" $objs > "$W/vmprobe.out" 2>"$W/vmprobe.err"
 rc=$?
-cat $W/vmprobe.out
-sed 's/^/  | /' $W/vmprobe.err
-if grep -q "^VMREQUIRED .*result=PASS" $W/vmprobe.out; then
+cat "$W/vmprobe.out"
+sed 's/^/  | /' "$W/vmprobe.err"
+if grep -q "^VMREQUIRED .*result=PASS" "$W/vmprobe.out"; then
 	result probe PASS
 else
 	result probe FAIL
 fi
 if [ -n "$objs" ]; then
-	if grep "^VMPROGS" $W/vmprobe.out | grep -q "error="; then
+	if grep "^VMPROGS" "$W/vmprobe.out" | grep -q "error="; then
 		result bpf_load FAIL
 	else
 		result bpf_load PASS
@@ -96,10 +96,11 @@ for t in "$R"/bin/test_*; do
 	[ -x "$t" ] || continue
 	found=1
 	name=$(basename "$t")
-	(cd "$W" && step "$t") > $W/check.out
-	cat $W/check.out
-	line=$(grep -o 'Checks: [0-9]*, Failures: [0-9]*, Errors: [0-9]*' $W/check.out | tail -n 1)
+	(cd "$W" && step "$t") > "$W/check.out"
+	cat "$W/check.out"
+	line=$(grep -o 'Checks: [0-9]*, Failures: [0-9]*, Errors: [0-9]*' "$W/check.out" | tail -n 1)
 	if [ -n "$line" ]; then
+		# shellcheck disable=SC2046 # split the three numbers
 		set -- $(echo "$line" | tr -dc '0-9 ')
 		echo "VMCOUNT kernel=$K test=$name checks=$1 failures=$2 errors=$3"
 		if [ "$2" = 0 ] && [ "$3" = 0 ]; then
@@ -115,9 +116,9 @@ done
 
 # --- one full flow: two agents, two pods, mTLS ------------------------------
 if [ -x "$R/flow/flow.sh" ]; then
-	step "$R/flow/flow.sh" > $W/flow.out
-	cat $W/flow.out
-	if grep -q '^  | FLOW PASS' $W/flow.out; then
+	step "$R/flow/flow.sh" > "$W/flow.out"
+	cat "$W/flow.out"
+	if grep -q '^  | FLOW PASS' "$W/flow.out"; then
 		result flow PASS
 	else
 		result flow FAIL
