@@ -109,7 +109,7 @@ $(OUT)/nodemesh: $(CLI_OBJS) $(AGENT_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tests/unit/%: tests/unit/%.c $(AGENT_LIB) | $(OUT)
+$(OUT)/tests/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(AGENT_LIB) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(AGENT_LIB) $(CHECK_LIBS) $(LDLIBS) -o $@
@@ -119,7 +119,7 @@ $(OUT)/tests/tools/%: tests/tools/%.c $(AGENT_LIB) | $(OUT)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $< $(AGENT_LIB) $(LDLIBS) -o $@
 
-$(OUT)/tests/bpf/%: tests/bpf/%.c $(AGENT_LIB) | $(OUT)
+$(OUT)/tests/bpf/%: tests/bpf/%.c $(wildcard tests/unit/*.h) $(AGENT_LIB) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(AGENT_LIB) $(CHECK_LIBS) $(LDLIBS) -o $@

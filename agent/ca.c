@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,8 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
-#include "log.h"
+#include "errbuf.h"
+#include "pem.h"
 
 #define CA_CERT_FILE "ca.crt"
 #define CA_KEY_FILE "ca.key"
@@ -26,34 +26,6 @@
 /* Certificates start a little in the past so clocks a few minutes apart
  * across nodes do not reject a freshly issued certificate. */
 #define BACKDATE_SECS (5 * 60)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* "FILE: what: <OpenSSL's reason>", draining OpenSSL's error queue. */
-static void set_ossl_err(char *err, size_t errlen, const char *file,
-			 const char *what)
-{
-	unsigned long e = ERR_peek_last_error();
-	char reason[256] = "";
-
-	if (e)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	ERR_clear_error();
-	set_err(err, errlen, "%s: %s%s%s", file, what, *reason ? ": " : "",
-		reason);
-}
 
 static int join_path(char *buf, size_t len, const char *dir, const char *name)
 {
@@ -196,9 +168,49 @@ fail:
 	return err;
 }
 
+/* One X.509v3 extension in OpenSSL's config-string form. */
+struct cert_ext {
+	int nid;
+	const char *value;
+};
+
+/*
+ * Names x "O=nodemesh, CN=<cn>" issued by issuer (x itself for the root),
+ * adds exts in order then the URI SAN, and signs x with key. Hands x out,
+ * or frees it on failure.
+ */
+static int finish_cert(X509 *x, X509 *issuer, const char *cn,
+		       const struct cert_ext *exts, size_t n_exts,
+		       const char *uri, EVP_PKEY *key, X509 **out)
+{
+	int err = set_name(X509_get_subject_name(x), "nodemesh", cn);
+
+	if (!err && !X509_set_issuer_name(x, X509_get_subject_name(issuer)))
+		err = -EIO;
+	for (size_t i = 0; !err && i < n_exts; i++)
+		err = add_ext(x, issuer, exts[i].nid, exts[i].value);
+	if (!err)
+		err = add_uri_san(x, uri);
+	if (!err && !X509_sign(x, key, EVP_sha256()))
+		err = -EIO;
+	if (err) {
+		X509_free(x);
+		return err;
+	}
+	*out = x;
+	return 0;
+}
+
 int nm_ca_new_root(EVP_PKEY *key, const char *trust_domain, int days,
 		   X509 **out)
 {
+	/* SKI before AKI: the root's AKI is computed from its own SKI. */
+	static const struct cert_ext exts[] = {
+		{ NID_basic_constraints, "critical,CA:TRUE" },
+		{ NID_key_usage, "critical,keyCertSign,cRLSign" },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+	};
 	char uri[NM_SPIFFE_MAX], cn[NM_SPIFFE_MAX];
 	const char *why;
 	X509 *x = NULL;
@@ -212,35 +224,20 @@ int nm_ca_new_root(EVP_PKEY *key, const char *trust_domain, int days,
 	err = cert_skeleton(key, days, &x);
 	if (err)
 		return err;
-	err = set_name(X509_get_subject_name(x), "nodemesh", cn);
-	if (err || !X509_set_issuer_name(x, X509_get_subject_name(x)))
-		goto fail;
-	/* SKI before AKI: the root's AKI is computed from its own SKI. */
-	err = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
-	if (!err)
-		err = add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
-	if (!err)
-		err = add_ext(x, x, NID_subject_key_identifier, "hash");
-	if (!err)
-		err = add_ext(x, x, NID_authority_key_identifier, "keyid:always");
-	if (!err)
-		err = add_uri_san(x, uri);
-	if (err)
-		goto fail;
-	if (!X509_sign(x, key, EVP_sha256())) {
-		err = -EIO;
-		goto fail;
-	}
-	*out = x;
-	return 0;
-fail:
-	X509_free(x);
-	return err ? err : -EIO;
+	return finish_cert(x, x, cn, exts, sizeof(exts) / sizeof(exts[0]), uri,
+			   key, out);
 }
 
 int nm_ca_new_leaf(const struct nm_ca *ca, EVP_PKEY *leaf_key,
 		   const struct nm_spiffe_id *id, int days, X509 **out)
 {
+	static const struct cert_ext exts[] = {
+		{ NID_basic_constraints, "critical,CA:FALSE" },
+		{ NID_key_usage, "critical,digitalSignature" },
+		{ NID_ext_key_usage, "serverAuth,clientAuth" },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+	};
 	char uri[NM_SPIFFE_MAX], cn[2 * NM_NAME_MAX + 2];
 	X509 *x = NULL;
 	int err;
@@ -259,37 +256,11 @@ int nm_ca_new_leaf(const struct nm_ca *ca, EVP_PKEY *leaf_key,
 	if (ASN1_TIME_compare(X509_get0_notAfter(x),
 			      X509_get0_notAfter(ca->cert)) > 0 &&
 	    !X509_set1_notAfter(x, X509_get0_notAfter(ca->cert))) {
-		err = -EIO;
-		goto fail;
+		X509_free(x);
+		return -EIO;
 	}
-	err = set_name(X509_get_subject_name(x), "nodemesh", cn);
-	if (err || !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)))
-		goto fail;
-	err = add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE");
-	if (!err)
-		err = add_ext(x, ca->cert, NID_key_usage,
-			      "critical,digitalSignature");
-	if (!err)
-		err = add_ext(x, ca->cert, NID_ext_key_usage,
-			      "serverAuth,clientAuth");
-	if (!err)
-		err = add_ext(x, ca->cert, NID_subject_key_identifier, "hash");
-	if (!err)
-		err = add_ext(x, ca->cert, NID_authority_key_identifier,
-			      "keyid:always");
-	if (!err)
-		err = add_uri_san(x, uri);
-	if (err)
-		goto fail;
-	if (!X509_sign(x, ca->key, EVP_sha256())) {
-		err = -EIO;
-		goto fail;
-	}
-	*out = x;
-	return 0;
-fail:
-	X509_free(x);
-	return err ? err : -EIO;
+	return finish_cert(x, ca->cert, cn, exts, sizeof(exts) / sizeof(exts[0]),
+			   uri, ca->key, out);
 }
 
 /* --- files ------------------------------------------------------------ */
@@ -301,7 +272,7 @@ int nm_ca_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
 	size_t n = strlen(path);
 
 	if (n == 0 || n >= sizeof(buf)) {
-		set_err(err, errlen, "%s: path is empty or too long", path);
+		nm_set_err(err, errlen, "%s: path is empty or too long", path);
 		return -ENAMETOOLONG;
 	}
 	memcpy(buf, path, n + 1);
@@ -314,13 +285,13 @@ int nm_ca_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
 		if (mkdir(buf, mode) && errno != EEXIST) {
 			int e = errno;
 
-			set_err(err, errlen, "%s: cannot create folder: %s", buf,
-				strerror(e));
+			nm_set_err(err, errlen, "%s: cannot create folder: %s", buf,
+				   strerror(e));
 			return -e;
 		}
 		if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-			set_err(err, errlen, "%s: exists and is not a folder",
-				buf);
+			nm_set_err(err, errlen, "%s: exists and is not a folder",
+				   buf);
 			return -ENOTDIR;
 		}
 		*p = saved;
@@ -346,46 +317,46 @@ static int atomic_write(const char *path, mode_t mode, pem_writer writer,
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
 	    (int)sizeof(tmp)) {
-		set_err(err, errlen, "%s: path is too long", path);
+		nm_set_err(err, errlen, "%s: path is too long", path);
 		return -ENAMETOOLONG;
 	}
 	fd = mkstemp(tmp);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "%s: cannot create: %s", path,
-			strerror(errno));
+		nm_set_err(err, errlen, "%s: cannot create: %s", path,
+			   strerror(errno));
 		return ret;
 	}
 	f = fdopen(fd, "w");
 	if (!f) {
 		ret = -errno;
 		close(fd);
-		set_err(err, errlen, "%s: %s", path, strerror(-ret));
+		nm_set_err(err, errlen, "%s: %s", path, strerror(-ret));
 		goto fail;
 	}
 	ret = writer(f, arg);
 	if (ret) {
-		set_ossl_err(err, errlen, path, "cannot encode PEM");
+		nm_set_ossl_err(err, errlen, path, "cannot encode PEM");
 		goto fail;
 	}
 	if (fchmod(fd, mode) || fflush(f) || fsync(fd)) {
 		ret = -errno;
-		set_err(err, errlen, "%s: cannot write: %s", path,
-			strerror(errno));
+		nm_set_err(err, errlen, "%s: cannot write: %s", path,
+			   strerror(errno));
 		goto fail;
 	}
 	if (fclose(f)) {
 		f = NULL;
 		ret = -errno;
-		set_err(err, errlen, "%s: cannot write: %s", path,
-			strerror(errno));
+		nm_set_err(err, errlen, "%s: cannot write: %s", path,
+			   strerror(errno));
 		goto fail;
 	}
 	f = NULL;
 	if (rename(tmp, path)) {
 		ret = -errno;
-		set_err(err, errlen, "%s: cannot rename into place: %s", path,
-			strerror(errno));
+		nm_set_err(err, errlen, "%s: cannot rename into place: %s", path,
+			   strerror(errno));
 		goto fail;
 	}
 	return 0;
@@ -437,27 +408,12 @@ int nm_ca_write_certs(const char *path, X509 *const *certs, unsigned int n,
 	return atomic_write(path, 0644, write_certs_pem, &l, err, errlen);
 }
 
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-	/* Never prompt on a terminal: our keys are stored unencrypted. */
-	return 0;
-}
-
-static void warn_if_exposed(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		pr_warn("msg=\"private key is readable by group or others\" file=%s mode=%04o",
-			path, (unsigned int)(st.st_mode & 07777));
-}
-
 int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 {
 	char path[NM_PATH_MAX], line[NM_NAME_MAX + 2];
 	struct nm_ca ca = { 0 };
 	const char *why;
-	BIO *bio = NULL;
+	BIO *bio;
 	FILE *f;
 	size_t n;
 	int ret;
@@ -468,7 +424,7 @@ int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 	f = fopen(path, "r");
 	if (!f) {
 		ret = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
 	if (!fgets(line, sizeof(line), f))
@@ -477,9 +433,9 @@ int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 	n = strcspn(line, "\r\n");
 	line[n] = '\0';
 	if (n >= NM_NAME_MAX || check_names(line, NULL, NULL, &why)) {
-		set_err(err, errlen, "%s: \"%s\" is not a valid trust domain%s%s",
-			path, line, n >= NM_NAME_MAX ? "" : ": ",
-			n >= NM_NAME_MAX ? "" : why);
+		nm_set_err(err, errlen, "%s: \"%s\" is not a valid trust domain%s%s",
+			   path, line, n >= NM_NAME_MAX ? "" : ": ",
+			   n >= NM_NAME_MAX ? "" : why);
 		return -EINVAL;
 	}
 	memcpy(ca.trust_domain, line, n + 1);
@@ -487,23 +443,18 @@ int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 	/* ca.crt */
 	if (join_path(path, sizeof(path), dir, CA_CERT_FILE))
 		goto toolong;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		ret = errno ? -errno : -EIO;
-		set_err(err, errlen, "%s: %s", path, strerror(-ret));
-		ERR_clear_error();
+	ret = nm_pem_open(path, &bio, err, errlen);
+	if (ret)
 		goto fail;
-	}
-	ca.cert = PEM_read_bio_X509(bio, NULL, no_password, NULL);
+	ca.cert = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL);
 	BIO_free(bio);
-	bio = NULL;
 	if (!ca.cert) {
-		set_ossl_err(err, errlen, path, "not a PEM certificate");
+		nm_set_ossl_err(err, errlen, path, "not a PEM certificate");
 		ret = -EINVAL;
 		goto fail;
 	}
 	if (X509_check_ca(ca.cert) != 1) {
-		set_err(err, errlen, "%s: not a CA certificate", path);
+		nm_set_err(err, errlen, "%s: not a CA certificate", path);
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -511,33 +462,20 @@ int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 	/* ca.key */
 	if (join_path(path, sizeof(path), dir, CA_KEY_FILE))
 		goto toolong;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		ret = errno ? -errno : -EIO;
-		set_err(err, errlen, "%s: %s", path, strerror(-ret));
-		ERR_clear_error();
+	ret = nm_pem_read_key(path, &ca.key, err, errlen);
+	if (ret)
 		goto fail;
-	}
-	warn_if_exposed(path);
-	ca.key = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
-	BIO_free(bio);
-	bio = NULL;
-	if (!ca.key) {
-		set_ossl_err(err, errlen, path, "not a PEM private key");
-		ret = -EINVAL;
-		goto fail;
-	}
 	if (X509_check_private_key(ca.cert, ca.key) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen, "%s: key does not match %s/%s", path, dir,
-			CA_CERT_FILE);
+		nm_set_err(err, errlen, "%s: key does not match %s/%s", path, dir,
+			   CA_CERT_FILE);
 		ret = -EINVAL;
 		goto fail;
 	}
 	*out = ca;
 	return 0;
 toolong:
-	set_err(err, errlen, "%s: path is too long", dir);
+	nm_set_err(err, errlen, "%s: path is too long", dir);
 	ret = -ENAMETOOLONG;
 fail:
 	nm_ca_release(&ca);
@@ -564,38 +502,40 @@ int nm_ca_init(const char *dir, const char *trust_domain, int days, bool force,
 	int ret;
 
 	if (check_names(trust_domain, NULL, NULL, &why)) {
-		set_err(err, errlen, "trust domain \"%s\": %s", trust_domain,
-			why);
+		nm_set_err(err, errlen, "trust domain \"%s\": %s", trust_domain,
+			   why);
 		return -EINVAL;
 	}
 	if (days < 1 || days > NM_CA_MAX_DAYS) {
-		set_err(err, errlen, "days: %d is not within 1..%d", days,
-			NM_CA_MAX_DAYS);
+		nm_set_err(err, errlen, "days: %d is not within 1..%d", days,
+			   NM_CA_MAX_DAYS);
 		return -EINVAL;
 	}
 	if (join_path(key_path, sizeof(key_path), dir, CA_KEY_FILE) ||
 	    join_path(cert_path, sizeof(cert_path), dir, CA_CERT_FILE) ||
 	    join_path(td_path, sizeof(td_path), dir, CA_TD_FILE)) {
-		set_err(err, errlen, "%s: path is too long", dir);
+		nm_set_err(err, errlen, "%s: path is too long", dir);
 		return -ENAMETOOLONG;
 	}
 	ret = nm_ca_mkdirs(dir, 0700, err, errlen);
 	if (ret)
 		return ret;
 	if (!force && access(key_path, F_OK) == 0) {
-		set_err(err, errlen,
-			"%s: already exists; refusing to replace the CA (use --force)",
-			key_path);
+		nm_set_err(err, errlen,
+			   "%s: already exists; refusing to replace the CA (use --force)",
+			   key_path);
 		return -EEXIST;
 	}
 	ret = nm_ca_new_key(&key);
 	if (ret) {
-		set_ossl_err(err, errlen, key_path, "cannot generate a P-256 key");
+		nm_set_ossl_err(err, errlen, key_path,
+				"cannot generate a P-256 key");
 		return ret;
 	}
 	ret = nm_ca_new_root(key, trust_domain, days, &cert);
 	if (ret) {
-		set_ossl_err(err, errlen, cert_path, "cannot build the CA certificate");
+		nm_set_ossl_err(err, errlen, cert_path,
+				"cannot build the CA certificate");
 		goto out;
 	}
 	ret = nm_ca_write_key(key_path, key, err, errlen);
@@ -624,16 +564,16 @@ int nm_ca_issue(const struct nm_ca *ca, const char *out_dir, const char *ns,
 	int ret, n;
 
 	if (check_names(ca->trust_domain, ns, NULL, &why)) {
-		set_err(err, errlen, "namespace \"%s\": %s", ns, why);
+		nm_set_err(err, errlen, "namespace \"%s\": %s", ns, why);
 		return -EINVAL;
 	}
 	if (check_names(ca->trust_domain, ns, sa, &why)) {
-		set_err(err, errlen, "service account \"%s\": %s", sa, why);
+		nm_set_err(err, errlen, "service account \"%s\": %s", sa, why);
 		return -EINVAL;
 	}
 	if (days < 1 || days > NM_CA_MAX_DAYS) {
-		set_err(err, errlen, "days: %d is not within 1..%d", days,
-			NM_CA_MAX_DAYS);
+		nm_set_err(err, errlen, "days: %d is not within 1..%d", days,
+			   NM_CA_MAX_DAYS);
 		return -EINVAL;
 	}
 	snprintf(id.trust_domain, sizeof(id.trust_domain), "%s", ca->trust_domain);
@@ -642,7 +582,7 @@ int nm_ca_issue(const struct nm_ca *ca, const char *out_dir, const char *ns,
 
 	n = snprintf(dir, sizeof(dir), "%s/%s/%s", out_dir, ns, sa);
 	if (n < 0 || (size_t)n >= sizeof(dir)) {
-		set_err(err, errlen, "%s: path is too long", out_dir);
+		nm_set_err(err, errlen, "%s: path is too long", out_dir);
 		return -ENAMETOOLONG;
 	}
 	ret = nm_ca_mkdirs(dir, 0700, err, errlen);
@@ -651,12 +591,12 @@ int nm_ca_issue(const struct nm_ca *ca, const char *out_dir, const char *ns,
 
 	ret = nm_ca_new_key(&key);
 	if (ret) {
-		set_ossl_err(err, errlen, dir, "cannot generate a P-256 key");
+		nm_set_ossl_err(err, errlen, dir, "cannot generate a P-256 key");
 		return ret;
 	}
 	ret = nm_ca_new_leaf(ca, key, &id, days, &cert);
 	if (ret) {
-		set_ossl_err(err, errlen, dir, "cannot build the certificate");
+		nm_set_ossl_err(err, errlen, dir, "cannot build the certificate");
 		goto out;
 	}
 	/* Key, then certificate, then bundle, each renamed into place: a

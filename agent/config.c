@@ -168,9 +168,9 @@ static void path_idx(char *dst, const char *parent, size_t i)
 	snprintf(dst, PATH_BUF, "%.*s[%zu]", PATH_BUF / 2, parent, i);
 }
 
-static const char *type_name(const json_t *v)
+static const char *type_word(json_type t)
 {
-	switch (json_typeof(v)) {
+	switch (t) {
 	case JSON_OBJECT:
 		return "an object";
 	case JSON_ARRAY:
@@ -187,23 +187,12 @@ static const char *type_name(const json_t *v)
 	case JSON_NULL:
 		return "null";
 	}
-	return "something else";
+	return "a value";
 }
 
-static const char *type_word(json_type t)
+static const char *type_name(const json_t *v)
 {
-	switch (t) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	default:
-		return "a value";
-	}
+	return type_word(json_typeof(v));
 }
 
 /* --- name rules ---------------------------------------------------------- */
@@ -423,6 +412,15 @@ static int check_keys(struct parser *p, const json_t *obj, const char *parent,
 	return 0;
 }
 
+/* An array item that must be an object with only the allowed keys. */
+static int check_object(struct parser *p, const json_t *v, const char *path,
+			const char *const *allowed)
+{
+	if (!json_is_object(v))
+		return fail(p, path, "expected an object, got %s", type_name(v));
+	return check_keys(p, v, path, allowed);
+}
+
 /* 1 when present with the wanted type, 0 when absent and optional. */
 static int field_get(struct parser *p, const json_t *obj, const char *parent,
 		     const char *key, json_type want, bool required,
@@ -550,6 +548,24 @@ static int get_ip(struct parser *p, const json_t *obj, const char *parent,
 		return fail(p, f.path, "%s cannot be used here (%s)",
 			    show(s, q), why);
 	return 1;
+}
+
+/* A required IPv4 field and its optional IPv6 twin "<key>6". 0 or -errno. */
+static int get_ip_pair(struct parser *p, const json_t *obj, const char *parent,
+		       const char *key, struct nm_ip *ip, struct nm_ip *ip6,
+		       bool *has_ip6)
+{
+	char key6[SHOW_MAX];
+	int ret;
+
+	if (get_ip(p, obj, parent, key, false, true, ip) < 0)
+		return -EINVAL;
+	snprintf(key6, sizeof(key6), "%s6", key);
+	ret = get_ip(p, obj, parent, key6, true, false, ip6);
+	if (ret < 0)
+		return ret;
+	*has_ip6 = ret == 1;
+	return 0;
 }
 
 /* cgroup paths stay as written; only catch what can never be right. */
@@ -729,34 +745,35 @@ static int find_dup(unsigned int n, item_cmp cmp, const void *ctx,
 	return found;
 }
 
+/* The keys of each section's items; ctx is the section's array. */
 static int node_cmp(const void *ctx, unsigned int a, unsigned int b)
 {
-	const struct nm_cluster *c = ctx;
+	const struct nm_node *n = ctx;
 
-	return strcmp(c->nodes[a].name, c->nodes[b].name);
+	return strcmp(n[a].name, n[b].name);
 }
 
 static int workload_cmp(const void *ctx, unsigned int a, unsigned int b)
 {
-	const struct nm_cluster *c = ctx;
-	int r = strcmp(c->workloads[a].ns, c->workloads[b].ns);
+	const struct nm_workload_cfg *w = ctx;
+	int r = strcmp(w[a].ns, w[b].ns);
 
-	return r ? r : strcmp(c->workloads[a].name, c->workloads[b].name);
+	return r ? r : strcmp(w[a].name, w[b].name);
 }
 
 static int service_cmp(const void *ctx, unsigned int a, unsigned int b)
 {
-	const struct nm_cluster *c = ctx;
-	int r = strcmp(c->services[a].ns, c->services[b].ns);
+	const struct nm_service_cfg *s = ctx;
+	int r = strcmp(s[a].ns, s[b].ns);
 
-	return r ? r : strcmp(c->services[a].name, c->services[b].name);
+	return r ? r : strcmp(s[a].name, s[b].name);
 }
 
 static int forward_name_cmp(const void *ctx, unsigned int a, unsigned int b)
 {
-	const struct nm_cluster *c = ctx;
+	const struct nm_forward_cfg *f = ctx;
 
-	return strcmp(c->forwards[a].name, c->forwards[b].name);
+	return strcmp(f[a].name, f[b].name);
 }
 
 static int sockaddr_cmp(const struct sockaddr_storage *a,
@@ -779,9 +796,9 @@ static int sockaddr_cmp(const struct sockaddr_storage *a,
 
 static int forward_listen_cmp(const void *ctx, unsigned int a, unsigned int b)
 {
-	const struct nm_cluster *c = ctx;
+	const struct nm_forward_cfg *f = ctx;
 
-	return sockaddr_cmp(&c->forwards[a].listen, &c->forwards[b].listen);
+	return sockaddr_cmp(&f[a].listen, &f[b].listen);
 }
 
 /* Count containers and values without parsing, to bound jansson's memory. */
@@ -817,6 +834,105 @@ static int check_complexity(struct parser *p, const char *buf, size_t len)
 }
 
 /* --- sections ------------------------------------------------------------ */
+
+/* A field no two items of a section may share. */
+struct unique_key {
+	const char *field; /* its JSON key, named as <key>[i].<field> */
+	item_cmp cmp;      /* compares two items of the section's array */
+	/* How a message shows the value: as "<namespace>/<value>" (names
+	 * unique per namespace), quoted with show() (free-form), or as is. */
+	bool in_ns, quote;
+};
+
+/* A top-level array of objects: nodes, workloads, services, forwards. */
+struct section {
+	const char *key;
+	unsigned int max; /* most items accepted, 0 for no limit */
+	size_t size;      /* bytes of one item */
+	/* Fills the zeroed item from v; 0 or -errno. */
+	int (*parse)(struct parser *p, const json_t *v, const char *path,
+		     void *item);
+	struct unique_key unique[2]; /* checked in order, up to a NULL field */
+};
+
+/*
+ * Fails at <key>[dup].<field> when two of the n items of arr compare equal,
+ * naming the earlier one; the value is quoted as written in items (the JSON
+ * array). *sorted, when given, receives the sorted index.
+ */
+static int check_unique(struct parser *p, const struct section *s,
+			const struct unique_key *u, const void *arr,
+			unsigned int n, const json_t *items,
+			unsigned int **sorted)
+{
+	char path[PATH_BUF], q[SHOW_BUF];
+	const json_t *item;
+	unsigned int dup, orig;
+	const char *v;
+	int ret = find_dup(n, u->cmp, arr, sorted, &dup, &orig);
+
+	if (ret < 0)
+		return fail_nomem(p);
+	if (ret == 0)
+		return 0;
+	item = json_array_get(items, dup);
+	v = json_string_value(json_object_get(item, u->field));
+	if (u->in_ns) {
+		snprintf(q, sizeof(q), "%s/%s",
+			 json_string_value(json_object_get(item, "namespace")), v);
+		v = q;
+	} else if (u->quote) {
+		v = show(v, q);
+	}
+	snprintf(path, sizeof(path), "%s[%u].%s", s->key, dup, u->field);
+	return fail(p, path, "%s is already used by %s[%u]", v, s->key, orig);
+}
+
+/*
+ * Parses the optional array root.<key> into *arr and *n, then checks its
+ * unique keys; the index sorted by the first one goes to *sorted when
+ * given. *arr grows one item at a time: a file that fails halfway costs
+ * only what it got through, and *arr stays valid for the caller to keep
+ * (and free) whatever happens.
+ */
+static int parse_section(struct parser *p, const json_t *root,
+			 const struct section *s, void **arr, unsigned int *n,
+			 unsigned int **sorted)
+{
+	unsigned int cap = 0;
+	struct field f;
+	size_t i, len;
+	int ret;
+
+	ret = field_get(p, root, "", s->key, JSON_ARRAY, false, &f);
+	if (ret < 0)
+		return ret;
+	len = ret ? json_array_size(f.v) : 0;
+	if (s->max && len > s->max)
+		return fail(p, f.path, "too many %s (%zu, at most %u)", s->key,
+			    len, s->max);
+	for (i = 0; i < len; i++) {
+		char path[PATH_BUF];
+		char *item;
+
+		if (grow(arr, *n, &cap, s->size))
+			return fail_nomem(p);
+		item = (char *)*arr + (size_t)*n * s->size;
+		memset(item, 0, s->size);
+		path_idx(path, s->key, i);
+		ret = s->parse(p, json_array_get(f.v, i), path, item);
+		if (ret)
+			return ret;
+		(*n)++;
+	}
+	for (i = 0; i < 2 && s->unique[i].field; i++) {
+		ret = check_unique(p, s, &s->unique[i], *arr, *n, f.v,
+				   i == 0 ? sorted : NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
 
 static int parse_mesh(struct parser *p, const json_t *root)
 {
@@ -865,17 +981,16 @@ static int parse_mesh(struct parser *p, const json_t *root)
 }
 
 static int parse_node(struct parser *p, const json_t *v, const char *path,
-		      struct nm_node *n)
+		      void *item)
 {
 	static const char *const keys[] = { "name", "address", "address6",
 					    "cgroupRoot", NULL };
+	struct nm_node *n = item;
 	struct field f;
 	char q[SHOW_BUF];
 	int ret;
 
-	if (!json_is_object(v))
-		return fail(p, path, "expected an object, got %s", type_name(v));
-	ret = check_keys(p, v, path, keys);
+	ret = check_object(p, v, path, keys);
 	if (ret)
 		return ret;
 	ret = get_str(p, v, path, "name", true, n->name, sizeof(n->name), &f);
@@ -886,54 +1001,24 @@ static int parse_node(struct parser *p, const json_t *v, const char *path,
 		return fail(p, f.path,
 			    "%s is not a valid node name (lowercase letters, digits, '-' and '.', parts starting and ending with a letter or digit, at most 63)",
 			    show(n->name, q));
-	if (get_ip(p, v, path, "address", false, true, &n->addr) < 0)
+	if (get_ip_pair(p, v, path, "address", &n->addr, &n->addr6, &n->has_addr6))
 		return -EINVAL;
-	ret = get_ip(p, v, path, "address6", true, false, &n->addr6);
-	if (ret < 0)
-		return ret;
-	n->has_addr6 = ret == 1;
 	return get_cgroup(p, v, path, "cgroupRoot", n->cgroup_root) < 0 ? -EINVAL : 0;
 }
 
 static int parse_nodes(struct parser *p, const json_t *root)
 {
-	struct nm_cluster *c = p->c;
-	unsigned int cap = 0, dup, orig;
-	struct field f;
-	size_t i;
-	int ret;
+	static const struct section s = {
+		.key = "nodes", .size = sizeof(struct nm_node),
+		.parse = parse_node,
+		.unique = { { "name", node_cmp, .quote = true } },
+	};
+	void *arr = NULL;
+	/* Even without nodes: workloads look their node up in this index. */
+	int ret = parse_section(p, root, &s, &arr, &p->c->n_nodes, &p->node_idx);
 
-	ret = field_get(p, root, "", "nodes", JSON_ARRAY, false, &f);
-	if (ret < 0)
-		return ret;
-	for (i = 0; ret && i < json_array_size(f.v); i++) {
-		char path[PATH_BUF];
-		void *arr = c->nodes;
-
-		if (grow(&arr, c->n_nodes, &cap, sizeof(*c->nodes)))
-			return fail_nomem(p);
-		c->nodes = arr;
-		memset(&c->nodes[c->n_nodes], 0, sizeof(*c->nodes));
-		path_idx(path, "nodes", i);
-		ret = parse_node(p, json_array_get(f.v, i), path,
-				 &c->nodes[c->n_nodes]);
-		if (ret)
-			return ret;
-		c->n_nodes++;
-		ret = 1;
-	}
-	/* Keep the sorted index: workloads look their node up in it. */
-	ret = find_dup(c->n_nodes, node_cmp, c, &p->node_idx, &dup, &orig);
-	if (ret < 0)
-		return fail_nomem(p);
-	if (ret) {
-		char path[PATH_BUF], q[SHOW_BUF];
-
-		snprintf(path, sizeof(path), "nodes[%u].name", dup);
-		return fail(p, path, "%s is already used by nodes[%u]",
-			    show(c->nodes[dup].name, q), orig);
-	}
-	return 0;
+	p->c->nodes = arr;
+	return ret;
 }
 
 static int lookup_node(const struct parser *p, const char *name)
@@ -956,18 +1041,17 @@ static int lookup_node(const struct parser *p, const char *name)
 }
 
 static int parse_workload(struct parser *p, const json_t *v, const char *path,
-			  struct nm_workload_cfg *w)
+			  void *item)
 {
 	static const char *const keys[] = { "name", "namespace", "serviceAccount",
 					    "labels", "ip", "ip6", "node",
 					    "cgroup", NULL };
+	struct nm_workload_cfg *w = item;
 	char node[NM_NAME_MAX], q[SHOW_BUF];
 	struct field f;
 	int ret;
 
-	if (!json_is_object(v))
-		return fail(p, path, "expected an object, got %s", type_name(v));
-	ret = check_keys(p, v, path, keys);
+	ret = check_object(p, v, path, keys);
 	if (ret)
 		return ret;
 	if (get_name(p, v, path, "name", w->name) ||
@@ -976,12 +1060,8 @@ static int parse_workload(struct parser *p, const json_t *v, const char *path,
 		return -EINVAL;
 	if (get_labels(p, v, path, "labels", false, w->labels, &w->n_labels) < 0)
 		return -EINVAL;
-	if (get_ip(p, v, path, "ip", false, true, &w->ip) < 0)
+	if (get_ip_pair(p, v, path, "ip", &w->ip, &w->ip6, &w->has_ip6))
 		return -EINVAL;
-	ret = get_ip(p, v, path, "ip6", true, false, &w->ip6);
-	if (ret < 0)
-		return ret;
-	w->has_ip6 = ret == 1;
 	ret = get_str(p, v, path, "node", true, node, sizeof(node), &f);
 	if (ret < 0)
 		return ret;
@@ -994,44 +1074,16 @@ static int parse_workload(struct parser *p, const json_t *v, const char *path,
 
 static int parse_workloads(struct parser *p, const json_t *root)
 {
-	struct nm_cluster *c = p->c;
-	unsigned int cap = 0, dup, orig;
-	struct field f;
-	size_t i;
-	int ret;
+	static const struct section s = {
+		.key = "workloads", .max = NM_MAX_ENDPOINTS,
+		.size = sizeof(struct nm_workload_cfg), .parse = parse_workload,
+		.unique = { { "name", workload_cmp, .in_ns = true } },
+	};
+	void *arr = NULL;
+	int ret = parse_section(p, root, &s, &arr, &p->c->n_workloads, NULL);
 
-	ret = field_get(p, root, "", "workloads", JSON_ARRAY, false, &f);
-	if (ret <= 0)
-		return ret;
-	if (json_array_size(f.v) > NM_MAX_ENDPOINTS)
-		return fail(p, f.path, "too many workloads (%zu, at most %d)",
-			    json_array_size(f.v), NM_MAX_ENDPOINTS);
-	for (i = 0; i < json_array_size(f.v); i++) {
-		char path[PATH_BUF];
-		void *arr = c->workloads;
-
-		if (grow(&arr, c->n_workloads, &cap, sizeof(*c->workloads)))
-			return fail_nomem(p);
-		c->workloads = arr;
-		memset(&c->workloads[c->n_workloads], 0, sizeof(*c->workloads));
-		path_idx(path, "workloads", i);
-		ret = parse_workload(p, json_array_get(f.v, i), path,
-				     &c->workloads[c->n_workloads]);
-		if (ret)
-			return ret;
-		c->n_workloads++;
-	}
-	ret = find_dup(c->n_workloads, workload_cmp, c, NULL, &dup, &orig);
-	if (ret < 0)
-		return fail_nomem(p);
-	if (ret) {
-		char path[PATH_BUF];
-
-		snprintf(path, sizeof(path), "workloads[%u].name", dup);
-		return fail(p, path, "%s/%s is already used by workloads[%u]",
-			    c->workloads[dup].ns, c->workloads[dup].name, orig);
-	}
-	return 0;
+	p->c->workloads = arr;
+	return ret;
 }
 
 static int parse_port_map(struct parser *p, const json_t *v, const char *path,
@@ -1040,9 +1092,7 @@ static int parse_port_map(struct parser *p, const json_t *v, const char *path,
 	static const char *const keys[] = { "port", "targetPort", NULL };
 	int ret;
 
-	if (!json_is_object(v))
-		return fail(p, path, "expected an object, got %s", type_name(v));
-	ret = check_keys(p, v, path, keys);
+	ret = check_object(p, v, path, keys);
 	if (ret)
 		return ret;
 	if (get_port(p, v, path, "port", true, &pm->port) < 0)
@@ -1056,28 +1106,23 @@ static int parse_port_map(struct parser *p, const json_t *v, const char *path,
 }
 
 static int parse_service(struct parser *p, const json_t *v, const char *path,
-			 struct nm_service_cfg *s)
+			 void *item)
 {
 	static const char *const keys[] = { "name", "namespace", "vip", "vip6",
 					    "ports", "selector", NULL };
+	struct nm_service_cfg *s = item;
 	struct field f;
 	size_t i, j;
 	int ret;
 
-	if (!json_is_object(v))
-		return fail(p, path, "expected an object, got %s", type_name(v));
-	ret = check_keys(p, v, path, keys);
+	ret = check_object(p, v, path, keys);
 	if (ret)
 		return ret;
 	if (get_name(p, v, path, "name", s->name) ||
 	    get_name(p, v, path, "namespace", s->ns))
 		return -EINVAL;
-	if (get_ip(p, v, path, "vip", false, true, &s->vip) < 0)
+	if (get_ip_pair(p, v, path, "vip", &s->vip, &s->vip6, &s->has_vip6))
 		return -EINVAL;
-	ret = get_ip(p, v, path, "vip6", true, false, &s->vip6);
-	if (ret < 0)
-		return ret;
-	s->has_vip6 = ret == 1;
 	ret = field_get(p, v, path, "ports", JSON_ARRAY, true, &f);
 	if (ret < 0)
 		return ret;
@@ -1112,44 +1157,16 @@ static int parse_service(struct parser *p, const json_t *v, const char *path,
 
 static int parse_services(struct parser *p, const json_t *root)
 {
-	struct nm_cluster *c = p->c;
-	unsigned int cap = 0, dup, orig;
-	struct field f;
-	size_t i;
-	int ret;
+	static const struct section s = {
+		.key = "services", .max = NM_MAX_SERVICES,
+		.size = sizeof(struct nm_service_cfg), .parse = parse_service,
+		.unique = { { "name", service_cmp, .in_ns = true } },
+	};
+	void *arr = NULL;
+	int ret = parse_section(p, root, &s, &arr, &p->c->n_services, NULL);
 
-	ret = field_get(p, root, "", "services", JSON_ARRAY, false, &f);
-	if (ret <= 0)
-		return ret;
-	if (json_array_size(f.v) > NM_MAX_SERVICES)
-		return fail(p, f.path, "too many services (%zu, at most %d)",
-			    json_array_size(f.v), NM_MAX_SERVICES);
-	for (i = 0; i < json_array_size(f.v); i++) {
-		char path[PATH_BUF];
-		void *arr = c->services;
-
-		if (grow(&arr, c->n_services, &cap, sizeof(*c->services)))
-			return fail_nomem(p);
-		c->services = arr;
-		memset(&c->services[c->n_services], 0, sizeof(*c->services));
-		path_idx(path, "services", i);
-		ret = parse_service(p, json_array_get(f.v, i), path,
-				    &c->services[c->n_services]);
-		if (ret)
-			return ret;
-		c->n_services++;
-	}
-	ret = find_dup(c->n_services, service_cmp, c, NULL, &dup, &orig);
-	if (ret < 0)
-		return fail_nomem(p);
-	if (ret) {
-		char path[PATH_BUF];
-
-		snprintf(path, sizeof(path), "services[%u].name", dup);
-		return fail(p, path, "%s/%s is already used by services[%u]",
-			    c->services[dup].ns, c->services[dup].name, orig);
-	}
-	return 0;
+	p->c->services = arr;
+	return ret;
 }
 
 /* "ip:port" or "[ip6]:port" with a port that can be bound or dialled. */
@@ -1206,20 +1223,19 @@ static int get_spiffe(struct parser *p, const char *path, const json_t *v,
 }
 
 static int parse_forward(struct parser *p, const json_t *v, const char *path,
-			 struct nm_forward_cfg *fw)
+			 void *item)
 {
 	static const char *const keys[] = { "name", "mode", "listen", "peer",
 					    "destination", "identity",
 					    "peerIdentity", "allowedPeers", NULL };
+	struct nm_forward_cfg *fw = item;
 	char id[2 * NM_NAME_MAX], q[SHOW_BUF];
 	struct field f;
 	const char *s, *slash;
 	size_t i, j;
 	int ret;
 
-	if (!json_is_object(v))
-		return fail(p, path, "expected an object, got %s", type_name(v));
-	ret = check_keys(p, v, path, keys);
+	ret = check_object(p, v, path, keys);
 	if (ret)
 		return ret;
 	if (get_name(p, v, path, "name", fw->name))
@@ -1308,57 +1324,17 @@ static int parse_forward(struct parser *p, const json_t *v, const char *path,
 
 static int parse_forwards(struct parser *p, const json_t *root)
 {
-	struct nm_cluster *c = p->c;
-	unsigned int dup, orig;
-	struct field f;
-	size_t i, n;
-	int ret;
+	static const struct section s = {
+		.key = "forwards", .max = NM_MAX_FORWARDS,
+		.size = sizeof(struct nm_forward_cfg), .parse = parse_forward,
+		.unique = { { "name", forward_name_cmp, .quote = true },
+			    { "listen", forward_listen_cmp } },
+	};
+	void *arr = NULL;
+	int ret = parse_section(p, root, &s, &arr, &p->c->n_forwards, NULL);
 
-	ret = field_get(p, root, "", "forwards", JSON_ARRAY, false, &f);
-	if (ret <= 0)
-		return ret;
-	n = json_array_size(f.v);
-	if (n > NM_MAX_FORWARDS)
-		return fail(p, f.path, "too many forwards (%zu, at most %d)", n,
-			    NM_MAX_FORWARDS);
-	if (n == 0)
-		return 0;
-	c->forwards = calloc(n, sizeof(*c->forwards));
-	if (!c->forwards)
-		return fail_nomem(p);
-	for (i = 0; i < n; i++) {
-		char path[PATH_BUF];
-
-		path_idx(path, "forwards", i);
-		ret = parse_forward(p, json_array_get(f.v, i), path,
-				    &c->forwards[i]);
-		if (ret)
-			return ret;
-		c->n_forwards++;
-	}
-	ret = find_dup(c->n_forwards, forward_name_cmp, c, NULL, &dup, &orig);
-	if (ret < 0)
-		return fail_nomem(p);
-	if (ret) {
-		char path[PATH_BUF], q[SHOW_BUF];
-
-		snprintf(path, sizeof(path), "forwards[%u].name", dup);
-		return fail(p, path, "%s is already used by forwards[%u]",
-			    show(c->forwards[dup].name, q), orig);
-	}
-	ret = find_dup(c->n_forwards, forward_listen_cmp, c, NULL, &dup, &orig);
-	if (ret < 0)
-		return fail_nomem(p);
-	if (ret) {
-		char path[PATH_BUF];
-
-		snprintf(path, sizeof(path), "forwards[%u].listen", dup);
-		return fail(p, path, "%s is already used by forwards[%u]",
-			    json_string_value(json_object_get(
-				    json_array_get(f.v, dup), "listen")),
-			    orig);
-	}
-	return 0;
+	p->c->forwards = arr;
+	return ret;
 }
 
 /*

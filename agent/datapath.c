@@ -29,6 +29,7 @@
 #include <bpf/libbpf.h>
 
 #include "datapath.h"
+#include "errbuf.h"
 #include "log.h"
 #include "nm_connect.skel.h"
 #include "nm_sockops.skel.h"
@@ -107,20 +108,6 @@ void nm_addr_to_sockaddr(const struct nm_addr *a, __be16 port,
 
 /* --- helpers ------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Instance names become a directory name: keep them to a safe alphabet. */
 static int check_instance(const char *instance)
 {
@@ -162,14 +149,14 @@ static int ensure_bpffs(char *err, size_t errlen)
 	if (mkdir(BPFFS_ROOT, 0700) && errno != EEXIST) {
 		int ret = -errno;
 
-		set_err(err, errlen, "%s: %s", BPFFS_ROOT, strerror(errno));
+		nm_set_err(err, errlen, "%s: %s", BPFFS_ROOT, strerror(errno));
 		return ret;
 	}
 	if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
 		int ret = -errno;
 
-		set_err(err, errlen, "mount bpffs at %s: %s", BPFFS_ROOT,
-			strerror(errno));
+		nm_set_err(err, errlen, "mount bpffs at %s: %s", BPFFS_ROOT,
+			   strerror(errno));
 		return ret;
 	}
 	pr_info("msg=\"mounted bpffs\" path=%s", BPFFS_ROOT);
@@ -180,7 +167,7 @@ static int mkdir_one(const char *path, char *err, size_t errlen)
 {
 	if (mkdir(path, 0700) == 0 || errno == EEXIST)
 		return 0;
-	set_err(err, errlen, "pin directory %s: %s", path, strerror(errno));
+	nm_set_err(err, errlen, "pin directory %s: %s", path, strerror(errno));
 	return -errno;
 }
 
@@ -203,22 +190,22 @@ static int check_pinned_abi(const char *pin_dir, char *err, size_t errlen)
 		return errno == ENOENT ? 0 : -errno;
 	if (bpf_obj_get_info_by_fd(fd, &info, &info_len)) {
 		ret = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (info.value_size != sizeof(st) || info.key_size != sizeof(key)) {
 		ret = -EPROTO;
-		set_err(err, errlen,
-			"%s: pinned map has another layout (value size %u, expected %zu); remove %s",
-			path, info.value_size, sizeof(st), pin_dir);
+		nm_set_err(err, errlen,
+			   "%s: pinned map has another layout (value size %u, expected %zu); remove %s",
+			   path, info.value_size, sizeof(st), pin_dir);
 		goto out;
 	}
 	if (bpf_map_lookup_elem(fd, &key, &st) == 0 && st.abi_version != 0 &&
 	    st.abi_version != NM_ABI_VERSION) {
 		ret = -EPROTO;
-		set_err(err, errlen,
-			"%s: pinned maps have ABI version %u, this agent uses %u; remove %s",
-			path, st.abi_version, NM_ABI_VERSION, pin_dir);
+		nm_set_err(err, errlen,
+			   "%s: pinned maps have ABI version %u, this agent uses %u; remove %s",
+			   path, st.abi_version, NM_ABI_VERSION, pin_dir);
 	}
 out:
 	close(fd);
@@ -281,8 +268,8 @@ static int attach_or_update(struct nm_datapath *dp, enum nm_link_idx idx,
 		old = bpf_link__open(path);
 		if (!old) {
 			ret = -errno;
-			set_err(err, errlen, "open pinned link %s: %s", path,
-				strerror(errno));
+			nm_set_err(err, errlen, "open pinned link %s: %s", path,
+				   strerror(errno));
 			return ret;
 		}
 		if (!link_matches(old, cgroup_id, type)) {
@@ -302,15 +289,15 @@ static int attach_or_update(struct nm_datapath *dp, enum nm_link_idx idx,
 	link = bpf_program__attach_cgroup(prog, cgroup_fd);
 	if (!link) {
 		ret = -errno;
-		set_err(err, errlen, "attach %s: %s", bpf_program__name(prog),
-			strerror(errno));
+		nm_set_err(err, errlen, "attach %s: %s", bpf_program__name(prog),
+			   strerror(errno));
 		goto out;
 	}
 	if (old)
 		bpf_link__unpin(old);
 	ret = bpf_link__pin(link, path);
 	if (ret) {
-		set_err(err, errlen, "pin %s: %s", path, strerror(-ret));
+		nm_set_err(err, errlen, "pin %s: %s", path, strerror(-ret));
 		bpf_link__destroy(link);
 		goto out;
 	}
@@ -333,21 +320,21 @@ static int open_cgroup_root(const char *root, int *fd_out, uint64_t *id,
 	int fd, ret;
 
 	if (!root || root[0] != '/') {
-		set_err(err, errlen, "cgroup root %s: not an absolute path",
-			root ? root : "(none)");
+		nm_set_err(err, errlen, "cgroup root %s: not an absolute path",
+			   root ? root : "(none)");
 		return -EINVAL;
 	}
 	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "cgroup root %s: %s", root, strerror(errno));
+		nm_set_err(err, errlen, "cgroup root %s: %s", root, strerror(errno));
 		return ret;
 	}
 	ret = nm_cgroup_id(root, id);
 	if (ret) {
-		set_err(err, errlen, "cgroup root %s: %s", root,
-			ret == -EMEDIUMTYPE ? "not a cgroup v2 directory" :
-					      strerror(-ret));
+		nm_set_err(err, errlen, "cgroup root %s: %s", root,
+			   ret == -EMEDIUMTYPE ? "not a cgroup v2 directory" :
+						 strerror(-ret));
 		goto fail;
 	}
 	/* Attaching at the top of the hierarchy would steer every process on
@@ -356,9 +343,9 @@ static int open_cgroup_root(const char *root, int *fd_out, uint64_t *id,
 	    fstat(fd, &st_root) == 0 && st_mnt.st_dev == st_root.st_dev &&
 	    st_mnt.st_ino == st_root.st_ino) {
 		ret = -EPERM;
-		set_err(err, errlen,
-			"cgroup root %s: refusing the cgroup v2 mount root; use a subtree",
-			root);
+		nm_set_err(err, errlen,
+			   "cgroup root %s: refusing the cgroup v2 mount root; use a subtree",
+			   root);
 		goto fail;
 	}
 	*fd_out = fd;
@@ -384,19 +371,19 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	int ret;
 
 	*out = NULL;
-	set_err(err, errlen, "%s", "");
+	nm_set_err(err, errlen, "%s", "");
 	dp = calloc(1, sizeof(*dp));
 	if (!dp) {
-		set_err(err, errlen, "out of memory");
+		nm_set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	old_print = libbpf_set_print(libbpf_log);
 
 	ret = pin_dir_of(instance, dp->pin_dir, sizeof(dp->pin_dir));
 	if (ret) {
-		set_err(err, errlen,
-			"instance \"%s\": use 1-%d letters, digits, '-', '_', '.'",
-			instance, INSTANCE_MAX);
+		nm_set_err(err, errlen,
+			   "instance \"%s\": use 1-%d letters, digits, '-', '_', '.'",
+			   instance, INSTANCE_MAX);
 		goto fail;
 	}
 	ret = open_cgroup_root(opts ? opts->cgroup_root : NULL, &cgroup_fd,
@@ -418,7 +405,7 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->connect = nm_connect_bpf__open_opts(&oo);
 	if (!dp->connect) {
 		ret = -errno;
-		set_err(err, errlen, "open nm_connect: %s", strerror(errno));
+		nm_set_err(err, errlen, "open nm_connect: %s", strerror(errno));
 		goto fail;
 	}
 	/* The first load creates and pins the maps, the second reuses them. */
@@ -426,21 +413,21 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	if (ret) {
 		/* EINVAL here is mostly libbpf refusing a pinned map whose
 		 * definition differs from ours (see its log line). */
-		set_err(err, errlen, "load nm_connect (pins in %s): %s%s",
-			dp->pin_dir, strerror(-ret),
-			ret == -EINVAL ? " (pinned maps of another layout? remove the pin directory)" : "");
+		nm_set_err(err, errlen, "load nm_connect (pins in %s): %s%s",
+			   dp->pin_dir, strerror(-ret),
+			   ret == -EINVAL ? " (pinned maps of another layout? remove the pin directory)" : "");
 		goto fail;
 	}
 	dp->sockops = nm_sockops_bpf__open_opts(&oo);
 	if (!dp->sockops) {
 		ret = -errno;
-		set_err(err, errlen, "open nm_sockops: %s", strerror(errno));
+		nm_set_err(err, errlen, "open nm_sockops: %s", strerror(errno));
 		goto fail;
 	}
 	ret = nm_sockops_bpf__load(dp->sockops);
 	if (ret) {
-		set_err(err, errlen, "load nm_sockops (pins in %s): %s",
-			dp->pin_dir, strerror(-ret));
+		nm_set_err(err, errlen, "load nm_sockops (pins in %s): %s",
+			   dp->pin_dir, strerror(-ret));
 		goto fail;
 	}
 

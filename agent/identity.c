@@ -166,12 +166,39 @@ static int next_segment(const char **p, const char **seg, size_t *n,
 	return 0;
 }
 
+/*
+ * Reads "/<key>/<value>" at *p: the literal segment key (else *why is
+ * no_key), then value, checked as part and copied into dst (NM_NAME_MAX).
+ */
+static int keyed_part(const char **p, const char *key, enum part part,
+		      const char *no_key, char *dst, const char **why)
+{
+	const char *seg;
+	size_t n;
+	int err;
+
+	err = next_segment(p, &seg, &n, why);
+	if (err)
+		return err;
+	if (n != strlen(key) || memcmp(seg, key, n) != 0) {
+		*why = no_key;
+		return -EINVAL;
+	}
+	err = next_segment(p, &seg, &n, why);
+	if (!err)
+		err = check_part(seg, n, part, why);
+	if (err)
+		return err;
+	memcpy(dst, seg, n);
+	return 0;
+}
+
 int nm_spiffe_parse(const char *uri, struct nm_spiffe_id *out,
 		    const char **why)
 {
 	struct nm_spiffe_id id;
-	const char *dummy, *p, *slash, *seg;
-	size_t n, len;
+	const char *dummy, *p, *slash;
+	size_t len;
 	int err;
 
 	if (!why)
@@ -207,34 +234,13 @@ int nm_spiffe_parse(const char *uri, struct nm_spiffe_id *out,
 	memcpy(id.trust_domain, p, (size_t)(slash - p));
 
 	p = slash;
-	err = next_segment(&p, &seg, &n, why);
-	if (err)
-		return err;
-	if (n != 2 || memcmp(seg, "ns", 2) != 0) {
-		*why = "path does not start with /ns/";
-		return -EINVAL;
-	}
-	err = next_segment(&p, &seg, &n, why);
+	err = keyed_part(&p, "ns", PART_NS, "path does not start with /ns/",
+			 id.ns, why);
 	if (!err)
-		err = check_part(seg, n, PART_NS, why);
+		err = keyed_part(&p, "sa", PART_SA,
+				 "path does not continue with /sa/", id.sa, why);
 	if (err)
 		return err;
-	memcpy(id.ns, seg, n);
-
-	err = next_segment(&p, &seg, &n, why);
-	if (err)
-		return err;
-	if (n != 2 || memcmp(seg, "sa", 2) != 0) {
-		*why = "path does not continue with /sa/";
-		return -EINVAL;
-	}
-	err = next_segment(&p, &seg, &n, why);
-	if (!err)
-		err = check_part(seg, n, PART_SA, why);
-	if (err)
-		return err;
-	memcpy(id.sa, seg, n);
-
 	if (*p != '\0') {
 		*why = "path has segments after the service account";
 		return -EINVAL;

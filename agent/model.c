@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,45 @@ struct builder {
 static const char *file_name(const struct nm_cluster *c)
 {
 	return c->path[0] ? c->path : "cluster";
+}
+
+/* "FILE: <message>" into the caller's err; returns ret. */
+static int fail(struct builder *b, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct builder *b, int ret, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->errlen == 0)
+		return ret;
+	n = snprintf(b->err, b->errlen, "%s: ", file_name(b->c));
+	if (n >= 0 && (size_t)n < b->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(b->err + n, b->errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+/* How messages name a cluster entry: "workloads[3] (ns/name)". */
+#define REF_MAX (32 + 2 * NM_NAME_MAX)
+
+static const char *wl_ref(const struct builder *b, unsigned int i, char *buf)
+{
+	const struct nm_workload_cfg *w = &b->c->workloads[i];
+
+	snprintf(buf, REF_MAX, "workloads[%u] (%s/%s)", i, w->ns, w->name);
+	return buf;
+}
+
+static const char *svc_ref(const struct builder *b, unsigned int i, char *buf)
+{
+	const struct nm_service_cfg *s = &b->c->services[i];
+
+	snprintf(buf, REF_MAX, "services[%u] (%s/%s)", i, s->ns, s->name);
+	return buf;
 }
 
 /* Appends a zeroed element; NULL when out of memory. */
@@ -199,6 +239,7 @@ static int build_workloads(struct builder *b, nm_cgroup_id_fn cgroup_id,
 {
 	const struct nm_cluster *c = b->c;
 	struct nm_model *m = b->m;
+	char ra[REF_MAX], rb[REF_MAX];
 	unsigned int i, j;
 	int ret;
 
@@ -210,13 +251,10 @@ static int build_workloads(struct builder *b, nm_cgroup_id_fn cgroup_id,
 		if (w->node != b->node)
 			continue;
 		ret = cgroup_id(w->cgroup, &id, arg);
-		if (ret) {
-			snprintf(b->err, b->errlen,
-				 "%s: workloads[%u] (%s/%s): cgroup \"%s\": %s",
-				 file_name(c), i, w->ns, w->name, w->cgroup,
-				 cgroup_strerror(ret));
-			return ret;
-		}
+		if (ret)
+			return fail(b, ret, "%s: cgroup \"%s\": %s",
+				    wl_ref(b, i, ra), w->cgroup,
+				    cgroup_strerror(ret));
 		mw = push(&m->workloads, &m->n_workloads, &b->cap_wl, sizeof(*mw));
 		if (!mw)
 			return -ENOMEM;
@@ -228,20 +266,11 @@ static int build_workloads(struct builder *b, nm_cgroup_id_fn cgroup_id,
 	}
 	ret = find_dup(m->workloads, m->n_workloads, sizeof(*m->workloads),
 		       sizeof(m->workloads[0].cgroup_id), &i, &j);
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
-	if (ret) {
-		unsigned int wa = m->workloads[i].val.workload_id - 1;
-		unsigned int wb = m->workloads[j].val.workload_id - 1;
-
-		snprintf(b->err, b->errlen,
-			 "%s: workloads[%u] (%s/%s) and workloads[%u] (%s/%s) are in the same cgroup",
-			 file_name(c), wa, c->workloads[wa].ns,
-			 c->workloads[wa].name, wb, c->workloads[wb].ns,
-			 c->workloads[wb].name);
-		return -EINVAL;
-	}
-	return 0;
+	return fail(b, -EINVAL, "%s and %s are in the same cgroup",
+		    wl_ref(b, m->workloads[i].val.workload_id - 1, ra),
+		    wl_ref(b, m->workloads[j].val.workload_id - 1, rb));
 }
 
 static int push_endpoint(struct builder *b, unsigned int wl, const struct nm_ip *ip)
@@ -264,7 +293,9 @@ static int build_endpoints(struct builder *b)
 {
 	const struct nm_cluster *c = b->c;
 	struct nm_model *m = b->m;
+	char ra[REF_MAX], rb[REF_MAX], s[INET6_ADDRSTRLEN];
 	unsigned int i, j;
+	struct nm_ip ip;
 	int ret;
 
 	for (i = 0; i < c->n_workloads; i++) {
@@ -276,24 +307,13 @@ static int build_endpoints(struct builder *b)
 	}
 	ret = find_dup(m->endpoints, m->n_endpoints, sizeof(*m->endpoints),
 		       sizeof(m->endpoints[0].key), &i, &j);
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
-	if (ret) {
-		unsigned int wa = m->endpoints[i].val.workload_id - 1;
-		unsigned int wb = m->endpoints[j].val.workload_id - 1;
-		struct nm_ip ip;
-		char s[INET6_ADDRSTRLEN];
-
-		memcpy(ip.a, m->endpoints[i].key.a, sizeof(ip.a));
-		nm_ip_format(&ip, s, sizeof(s));
-		snprintf(b->err, b->errlen,
-			 "%s: workloads[%u] (%s/%s) and workloads[%u] (%s/%s) share the address %s",
-			 file_name(c), wa, c->workloads[wa].ns,
-			 c->workloads[wa].name, wb, c->workloads[wb].ns,
-			 c->workloads[wb].name, s);
-		return -EINVAL;
-	}
-	return 0;
+	memcpy(ip.a, m->endpoints[i].key.a, sizeof(ip.a));
+	nm_ip_format(&ip, s, sizeof(s));
+	return fail(b, -EINVAL, "%s and %s share the address %s",
+		    wl_ref(b, m->endpoints[i].val.workload_id - 1, ra),
+		    wl_ref(b, m->endpoints[j].val.workload_id - 1, rb), s);
 }
 
 /* One nm_services entry (VIP:port of one family) and its backend set. */
@@ -316,11 +336,11 @@ static int build_vip_port(struct builder *b, unsigned int si,
 		if (!nm_service_selects(s, wl))
 			continue;
 		if (count == NM_MAX_BACKENDS_PER_SVC) {
-			snprintf(b->err, b->errlen,
-				 "%s: services[%u] (%s/%s): more than %u endpoints",
-				 file_name(c), si, s->ns, s->name,
-				 NM_MAX_BACKENDS_PER_SVC);
-			return -E2BIG;
+			char ref[REF_MAX];
+
+			return fail(b, -E2BIG, "%s: more than %u endpoints",
+				    svc_ref(b, si, ref),
+				    NM_MAX_BACKENDS_PER_SVC);
 		}
 		mb = push(&b->m->backends, &b->m->n_backends, &b->cap_be,
 			  sizeof(*mb));
@@ -354,6 +374,7 @@ static int build_services(struct builder *b)
 {
 	const struct nm_cluster *c = b->c;
 	struct nm_model *m = b->m;
+	char ra[REF_MAX], rb[REF_MAX];
 	unsigned int i, j;
 	int ret;
 
@@ -371,20 +392,12 @@ static int build_services(struct builder *b)
 	}
 	ret = find_dup(m->services, m->n_services, sizeof(*m->services),
 		       sizeof(m->services[0].key), &i, &j);
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
-	if (ret) {
-		unsigned int sa = m->services[i].val.service_id - 1;
-		unsigned int sb = m->services[j].val.service_id - 1;
-
-		snprintf(b->err, b->errlen,
-			 "%s: services[%u] (%s/%s) and services[%u] (%s/%s) use the same VIP and port %u",
-			 file_name(c), sa, c->services[sa].ns,
-			 c->services[sa].name, sb, c->services[sb].ns,
-			 c->services[sb].name, ntohs(m->services[i].key.port));
-		return -EINVAL;
-	}
-	return 0;
+	return fail(b, -EINVAL, "%s and %s use the same VIP and port %u",
+		    svc_ref(b, m->services[i].val.service_id - 1, ra),
+		    svc_ref(b, m->services[j].val.service_id - 1, rb),
+		    ntohs(m->services[i].key.port));
 }
 
 static int check_limit(struct builder *b, const char *what, unsigned int n,
@@ -392,9 +405,8 @@ static int check_limit(struct builder *b, const char *what, unsigned int n,
 {
 	if (n <= max)
 		return 0;
-	snprintf(b->err, b->errlen, "%s: %u %s entries exceed the map size %u",
-		 file_name(b->c), n, what, max);
-	return -E2BIG;
+	return fail(b, -E2BIG, "%u %s entries exceed the map size %u", n, what,
+		    max);
 }
 
 int nm_model_cgroup_id(const char *cgroup, uint64_t *id, void *arg)
@@ -421,11 +433,9 @@ int nm_model_build_with(const struct nm_cluster *c, int node,
 	memset(out, 0, sizeof(*out));
 	if (errlen)
 		err[0] = '\0';
-	if (node < 0 || (unsigned int)node >= c->n_nodes) {
-		snprintf(err, errlen, "%s: node index %d out of range (%u nodes)",
-			 file_name(c), node, c->n_nodes);
-		return -EINVAL;
-	}
+	if (node < 0 || (unsigned int)node >= c->n_nodes)
+		return fail(&b, -EINVAL, "node index %d out of range (%u nodes)",
+			    node, c->n_nodes);
 	ret = -ENOMEM;
 	b.identity_ids = calloc(c->n_workloads ? c->n_workloads : 1,
 				sizeof(uint32_t));
@@ -452,8 +462,7 @@ int nm_model_build_with(const struct nm_cluster *c, int node,
 		ret = check_limit(&b, "endpoint", out->n_endpoints, NM_MAX_ENDPOINTS);
 out:
 	if (ret == -ENOMEM && errlen && !err[0])
-		snprintf(err, errlen, "%s: out of memory building the map model",
-			 file_name(c));
+		fail(&b, ret, "out of memory building the map model");
 	if (ret)
 		nm_model_free(out);
 	free(b.identity_ids);

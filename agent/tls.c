@@ -49,7 +49,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +59,9 @@
 #include <openssl/tls1.h>
 #include <openssl/x509v3.h>
 
+#include "errbuf.h"
 #include "log.h"
+#include "pem.h"
 #include "tls.h"
 #include "tunnel.h"
 
@@ -142,29 +143,10 @@ static struct nm_tls_conn *conn_of(const SSL *ssl)
 	return SSL_get_ex_data(ssl, conn_idx);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
+/* OpenSSL's reason for what just failed, for a message. */
 static const char *ossl_reason(char *buf, size_t len)
 {
-	unsigned long e = ERR_peek_last_error();
-
-	buf[0] = '\0';
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	ERR_clear_error();
-	return buf[0] ? buf : "unknown OpenSSL error";
+	return *nm_ossl_reason(buf, len) ? buf : "unknown OpenSSL error";
 }
 
 static bool id_equal(const struct nm_spiffe_id *a, const struct nm_spiffe_id *b)
@@ -173,30 +155,7 @@ static bool id_equal(const struct nm_spiffe_id *a, const struct nm_spiffe_id *b)
 	       strcmp(a->ns, b->ns) == 0 && strcmp(a->sa, b->sa) == 0;
 }
 
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-	return 0; /* never prompt: keys are stored unencrypted */
-}
-
 /* --- loading ------------------------------------------------------------ */
-
-/* Opens path for reading; -errno with err naming the file. */
-static int open_pem(const char *path, BIO **out, char *err, size_t errlen)
-{
-	BIO *bio;
-
-	errno = 0;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		int e = errno ? errno : EIO;
-
-		ERR_clear_error();
-		set_err(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
-	}
-	*out = bio;
-	return 0;
-}
 
 static bool pem_eof(void)
 {
@@ -221,27 +180,27 @@ static int load_bundle(X509_STORE *store, const char *path, char *err,
 	X509 *x;
 	int ret;
 
-	ret = open_pem(path, &bio, err, errlen);
+	ret = nm_pem_open(path, &bio, err, errlen);
 	if (ret)
 		return ret;
-	while ((x = PEM_read_bio_X509(bio, NULL, no_password, NULL))) {
+	while ((x = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL))) {
 		int ok = X509_STORE_add_cert(store, x);
 
 		X509_free(x);
 		if (!ok) {
-			set_err(err, errlen, "%s: cannot add certificate %u: %s",
-				path, n + 1, ossl_reason(reason, sizeof(reason)));
+			nm_set_err(err, errlen, "%s: cannot add certificate %u: %s",
+				   path, n + 1, ossl_reason(reason, sizeof(reason)));
 			ret = -EINVAL;
 			goto out;
 		}
 		n++;
 	}
 	if (!pem_eof()) {
-		set_err(err, errlen, "%s: certificate %u does not parse: %s",
-			path, n + 1, ossl_reason(reason, sizeof(reason)));
+		nm_set_err(err, errlen, "%s: certificate %u does not parse: %s",
+			   path, n + 1, ossl_reason(reason, sizeof(reason)));
 		ret = -EINVAL;
 	} else if (n == 0) {
-		set_err(err, errlen, "%s: holds no certificate", path);
+		nm_set_err(err, errlen, "%s: holds no certificate", path);
 		ret = -EINVAL;
 	}
 out:
@@ -269,15 +228,6 @@ static bool is_p256(EVP_PKEY *key)
 	return strcmp(group, SN_X9_62_prime256v1) == 0;
 }
 
-static void warn_if_exposed(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		pr_warn("msg=\"private key is readable by group or others\" file=%s mode=%04o",
-			path, (unsigned int)(st.st_mode & 07777));
-}
-
 static int load_cert_chain(const char *path, struct nm_tls_cred *c, char *err,
 			   size_t errlen)
 {
@@ -286,13 +236,13 @@ static int load_cert_chain(const char *path, struct nm_tls_cred *c, char *err,
 	X509 *x;
 	int ret;
 
-	ret = open_pem(path, &bio, err, errlen);
+	ret = nm_pem_open(path, &bio, err, errlen);
 	if (ret)
 		return ret;
-	c->cert = PEM_read_bio_X509(bio, NULL, no_password, NULL);
+	c->cert = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL);
 	if (!c->cert) {
-		set_err(err, errlen, "%s: not a PEM certificate: %s", path,
-			ossl_reason(reason, sizeof(reason)));
+		nm_set_err(err, errlen, "%s: not a PEM certificate: %s", path,
+			   ossl_reason(reason, sizeof(reason)));
 		ret = -EINVAL;
 		goto out;
 	}
@@ -301,7 +251,7 @@ static int load_cert_chain(const char *path, struct nm_tls_cred *c, char *err,
 		ret = -ENOMEM;
 		goto out;
 	}
-	while ((x = PEM_read_bio_X509(bio, NULL, no_password, NULL))) {
+	while ((x = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL))) {
 		if (!sk_X509_push(c->chain, x)) {
 			X509_free(x);
 			ret = -ENOMEM;
@@ -309,9 +259,9 @@ static int load_cert_chain(const char *path, struct nm_tls_cred *c, char *err,
 		}
 	}
 	if (!pem_eof()) {
-		set_err(err, errlen, "%s: certificate %d does not parse: %s",
-			path, sk_X509_num(c->chain) + 2,
-			ossl_reason(reason, sizeof(reason)));
+		nm_set_err(err, errlen, "%s: certificate %d does not parse: %s",
+			   path, sk_X509_num(c->chain) + 2,
+			   ossl_reason(reason, sizeof(reason)));
 		ret = -EINVAL;
 	}
 out:
@@ -325,10 +275,8 @@ static int load_cred(const char *dir, const char *td, const char *ns,
 		     size_t errlen)
 {
 	char cert_path[NM_PATH_MAX + 16], key_path[NM_PATH_MAX + 16];
-	char reason[256];
 	struct nm_spiffe_id got;
 	const char *why;
-	BIO *bio = NULL;
 	int ret;
 
 	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);
@@ -337,8 +285,8 @@ static int load_cred(const char *dir, const char *td, const char *ns,
 	/* Folder names longer than the ID fields cannot match any SPIFFE ID
 	 * we accept; say so rather than compare truncated names. */
 	if (strlen(ns) >= NM_NAME_MAX || strlen(sa) >= NM_NAME_MAX) {
-		set_err(err, errlen, "%s: folder names are longer than %d bytes",
-			cert_path, NM_NAME_MAX - 1);
+		nm_set_err(err, errlen, "%s: folder names are longer than %d bytes",
+			   cert_path, NM_NAME_MAX - 1);
 		return -EINVAL;
 	}
 	memcpy(c->id.trust_domain, td, strlen(td) + 1);
@@ -348,42 +296,33 @@ static int load_cred(const char *dir, const char *td, const char *ns,
 	ret = load_cert_chain(cert_path, c, err, errlen);
 	if (ret)
 		goto fail;
-	ret = open_pem(key_path, &bio, err, errlen);
+	ret = nm_pem_read_key(key_path, &c->key, err, errlen);
 	if (ret)
 		goto fail;
-	warn_if_exposed(key_path);
-	c->key = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
-	BIO_free(bio);
-	if (!c->key) {
-		set_err(err, errlen, "%s: not a PEM private key: %s", key_path,
-			ossl_reason(reason, sizeof(reason)));
-		ret = -EINVAL;
-		goto fail;
-	}
 	ret = -EINVAL;
 	if (!is_p256(c->key)) {
-		set_err(err, errlen, "%s: key is not ECDSA P-256", key_path);
+		nm_set_err(err, errlen, "%s: key is not ECDSA P-256", key_path);
 		goto fail;
 	}
 	if (!is_p256(X509_get0_pubkey(c->cert))) {
-		set_err(err, errlen, "%s: certificate key is not ECDSA P-256",
-			cert_path);
+		nm_set_err(err, errlen, "%s: certificate key is not ECDSA P-256",
+			   cert_path);
 		goto fail;
 	}
 	if (X509_check_private_key(c->cert, c->key) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen, "%s: key does not match %s", key_path,
-			cert_path);
+		nm_set_err(err, errlen, "%s: key does not match %s", key_path,
+			   cert_path);
 		goto fail;
 	}
 	if (nm_x509_spiffe_id(c->cert, &got, &why)) {
-		set_err(err, errlen, "%s: %s", cert_path, why);
+		nm_set_err(err, errlen, "%s: %s", cert_path, why);
 		goto fail;
 	}
 	if (!id_equal(&got, &c->id)) {
-		set_err(err, errlen,
-			"%s: SPIFFE ID spiffe://%s/ns/%s/sa/%s does not match its folder (expected spiffe://%s/ns/%s/sa/%s)",
-			cert_path, got.trust_domain, got.ns, got.sa, td, ns, sa);
+		nm_set_err(err, errlen,
+			   "%s: SPIFFE ID spiffe://%s/ns/%s/sa/%s does not match its folder (expected spiffe://%s/ns/%s/sa/%s)",
+			   cert_path, got.trust_domain, got.ns, got.sa, td, ns, sa);
 		goto fail;
 	}
 	/* An SNI exists only when "<sa>.<ns>.<td>" splits back unambiguously. */
@@ -437,7 +376,7 @@ static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bun
 	n_ns = scandir(cert_dir, &ns_list, skip_entry, alphasort);
 	if (n_ns < 0) {
 		ret = -errno;
-		set_err(err, errlen, "%s: %s", cert_dir, strerror(errno));
+		nm_set_err(err, errlen, "%s: %s", cert_dir, strerror(errno));
 		return ret;
 	}
 	for (int i = 0; i < n_ns && !ret; i++) {
@@ -449,7 +388,7 @@ static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bun
 		n_sa = scandir(path, &sa_list, skip_entry, alphasort);
 		if (n_sa < 0) {
 			ret = -errno;
-			set_err(err, errlen, "%s: %s", path, strerror(errno));
+			nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 			break;
 		}
 		for (int j = 0; j < n_sa && !ret; j++) {
@@ -460,8 +399,8 @@ static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bun
 
 			if (snprintf(dir, sizeof(dir), "%s/%s/%s", cert_dir, ns,
 				     sa) >= (int)sizeof(dir)) {
-				set_err(err, errlen, "%s/%s/%s: path is too long",
-					cert_dir, ns, sa);
+				nm_set_err(err, errlen, "%s/%s/%s: path is too long",
+					   cert_dir, ns, sa);
 				ret = -ENAMETOOLONG;
 				break;
 			}
@@ -755,15 +694,15 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 
 	pthread_once(&conn_idx_once, conn_idx_init);
 	if (conn_idx < 0) {
-		set_err(err, errlen, "OpenSSL: cannot allocate ex_data index");
+		nm_set_err(err, errlen, "OpenSSL: cannot allocate ex_data index");
 		return -ENOMEM;
 	}
 	snprintf(probe.trust_domain, sizeof(probe.trust_domain), "%s",
 		 trust_domain);
 	if (strlen(trust_domain) >= NM_NAME_MAX ||
 	    nm_spiffe_format(&probe, path, sizeof(path))) {
-		set_err(err, errlen, "trust domain \"%s\" is not valid",
-			trust_domain);
+		nm_set_err(err, errlen, "trust domain \"%s\" is not valid",
+			   trust_domain);
 		return -EINVAL;
 	}
 	t = calloc(1, sizeof(*t));
@@ -779,13 +718,13 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 
 	if (snprintf(path, sizeof(path), "%s/bundle.pem", cert_dir) >=
 	    (int)sizeof(path)) {
-		set_err(err, errlen, "%s: path is too long", cert_dir);
+		nm_set_err(err, errlen, "%s: path is too long", cert_dir);
 		ret = -ENAMETOOLONG;
 		goto fail;
 	}
 	if (!is_dir(cert_dir)) {
 		ret = exists(cert_dir) ? -ENOTDIR : -ENOENT;
-		set_err(err, errlen, "%s: %s", cert_dir, strerror(-ret));
+		nm_set_err(err, errlen, "%s: %s", cert_dir, strerror(-ret));
 		goto fail;
 	}
 	if (exists(path)) {
@@ -798,9 +737,9 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 	if (ret)
 		goto fail;
 	if (n_bundles == 0) {
-		set_err(err, errlen,
-			"%s: no trust bundle (neither bundle.pem nor <ns>/<sa>/bundle.pem)",
-			cert_dir);
+		nm_set_err(err, errlen,
+			   "%s: no trust bundle (neither bundle.pem nor <ns>/<sa>/bundle.pem)",
+			   cert_dir);
 		ret = -ENOENT;
 		goto fail;
 	}
@@ -809,8 +748,8 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 	t->client_ctx = new_ctx(t, false);
 	t->server_ctx = new_ctx(t, true);
 	if (!t->client_ctx || !t->server_ctx) {
-		set_err(err, errlen, "OpenSSL: cannot set up TLS 1.3 contexts: %s",
-			ossl_reason(reason, sizeof(reason)));
+		nm_set_err(err, errlen, "OpenSSL: cannot set up TLS 1.3 contexts: %s",
+			   ossl_reason(reason, sizeof(reason)));
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -898,12 +837,59 @@ static int new_ssl(struct nm_tls *t, SSL_CTX *ctx, SSL **ssl_out,
 	return 0;
 }
 
+/*
+ * The last step of nm_tls_client_new() and nm_tls_server_new(), given how
+ * the set-up went (ret): attaches fd when >= 0 and the role, and hands ssl
+ * out, or frees it.
+ */
+static int finish_ssl(SSL *ssl, int ret, int fd, bool server, SSL **out)
+{
+	if (!ret && fd >= 0 && !SSL_set_fd(ssl, fd))
+		ret = -ENOMEM;
+	if (ret) {
+		ERR_clear_error();
+		SSL_free(ssl);
+		return ret;
+	}
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	*out = ssl;
+	return 0;
+}
+
+/* SNI, expectation and a cached session for a client that knows its peer. */
+static int expect_peer(struct nm_tls *t, SSL *ssl, struct nm_tls_conn *c,
+		       const char *ns, const char *sa,
+		       const struct nm_spiffe_id *peer)
+{
+	char sni[NM_TLS_SNI_MAX], uri[NM_SPIFFE_MAX];
+	struct nm_tls_session *s;
+	int ret;
+
+	/* -EINVAL when the ID has no SNI form (a dot in ns or sa). */
+	ret = nm_spiffe_to_sni(peer, sni, sizeof(sni));
+	if (!ret)
+		ret = nm_spiffe_format(peer, uri, sizeof(uri));
+	if (ret)
+		return ret;
+	if (!SSL_set_tlsext_host_name(ssl, sni))
+		return -ENOMEM;
+	c->expected = *peer;
+	c->has_expected = true;
+	snprintf(c->cache_key, sizeof(c->cache_key), "%s/%s %s", ns, sa, uri);
+	s = t->resumption ? find_session(t, c->cache_key) : NULL;
+	if (s && s->sess && SSL_SESSION_is_resumable(s->sess) &&
+	    !SSL_set_session(ssl, s->sess))
+		return -ENOMEM;
+	return 0;
+}
+
 int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
 		      const struct nm_spiffe_id *expected_peer, int fd,
 		      SSL **out)
 {
-	char sni[NM_TLS_SNI_MAX], uri[NM_SPIFFE_MAX];
-	struct nm_tls_session *s;
 	struct nm_tls_conn *c;
 	SSL *ssl = NULL;
 	int idx, ret;
@@ -915,41 +901,9 @@ int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
 	if (ret)
 		return ret;
 	ret = present(ssl, &t->creds[idx], c);
-	if (ret)
-		goto fail;
-	if (expected_peer) {
-		/* -EINVAL when the ID has no SNI form (a dot in ns or sa). */
-		ret = nm_spiffe_to_sni(expected_peer, sni, sizeof(sni));
-		if (!ret)
-			ret = nm_spiffe_format(expected_peer, uri, sizeof(uri));
-		if (ret)
-			goto fail;
-		if (!SSL_set_tlsext_host_name(ssl, sni)) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		c->expected = *expected_peer;
-		c->has_expected = true;
-		snprintf(c->cache_key, sizeof(c->cache_key), "%s/%s %s", ns, sa,
-			 uri);
-		s = t->resumption ? find_session(t, c->cache_key) : NULL;
-		if (s && s->sess && SSL_SESSION_is_resumable(s->sess) &&
-		    !SSL_set_session(ssl, s->sess)) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-	}
-	if (fd >= 0 && !SSL_set_fd(ssl, fd)) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	SSL_set_connect_state(ssl);
-	*out = ssl;
-	return 0;
-fail:
-	ERR_clear_error();
-	SSL_free(ssl);
-	return ret;
+	if (!ret && expected_peer)
+		ret = expect_peer(t, ssl, c, ns, sa, expected_peer);
+	return finish_ssl(ssl, ret, fd, false, out);
 }
 
 int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
@@ -971,22 +925,9 @@ int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
 	/* The servername callback picks the certificate during the handshake;
 	 * loading the default here as well keeps a certificate in place should
 	 * the callback not run. */
-	if (idx >= 0) {
+	if (idx >= 0)
 		ret = present(ssl, &t->creds[idx], c);
-		if (ret)
-			goto fail;
-	}
-	if (fd >= 0 && !SSL_set_fd(ssl, fd)) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	SSL_set_accept_state(ssl);
-	*out = ssl;
-	return 0;
-fail:
-	ERR_clear_error();
-	SSL_free(ssl);
-	return ret;
+	return finish_ssl(ssl, ret, fd, true, out);
 }
 
 int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,

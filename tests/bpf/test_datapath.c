@@ -16,7 +16,6 @@
  * themselves into a cgroup first.
  */
 #include <arpa/inet.h>
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,6 +44,7 @@
 
 #include "config.h"
 #include "datapath.h"
+#include "../unit/nm_check.h"
 
 #define VIP4 "198.19.0.10"
 #define VIP6 "fd00:19::10"
@@ -193,32 +193,38 @@ static uint64_t cgroup_id_of(const char *path)
 
 /* --- the "agent": two listeners on one port ------------------------------------ */
 
-static int listen_on(int family, const char *ip, uint16_t port, uint16_t *bound)
+/* ip:port (text address of family) into ss; the length to bind or connect. */
+static socklen_t make_sockaddr(int family, const char *ip, uint16_t port,
+			       struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int one = 1, fd;
-
-	memset(&ss, 0, sizeof(ss));
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(port);
 		inet_pton(AF_INET, ip, &sin->sin_addr);
-		len = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		inet_pton(AF_INET6, ip, &sin6->sin6_addr);
-		len = sizeof(*sin6);
+		return sizeof(*sin);
 	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	inet_pton(AF_INET6, ip, &sin6->sin6_addr);
+	return sizeof(*sin6);
+}
+
+static int listen_on(int family, const char *ip, uint16_t port, uint16_t *bound)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd;
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	len = make_sockaddr(family, ip, port, &ss);
 	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 64)) {
 		close(fd);
 		return -1;
@@ -417,22 +423,7 @@ static int client_child(const char *cgroup, const char *netns, int family,
 	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup);
 	if (write_str(procs, "0"))
 		return CLIENT_SETUP_FAILED + errno;
-	memset(&dst, 0, sizeof(dst));
-	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&dst;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		inet_pton(AF_INET, ip, &sin->sin_addr);
-		len = sizeof(*sin);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&dst;
-
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		inet_pton(AF_INET6, ip, &sin6->sin6_addr);
-		len = sizeof(*sin6);
-	}
+	len = make_sockaddr(family, ip, port, &dst);
 	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return CLIENT_SETUP_FAILED + errno;
@@ -924,13 +915,9 @@ END_TEST
 START_TEST(test_take_orig_unknown_peer)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct nm_orig o;
 
-	memset(&ss, 0, sizeof(ss));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(40000);
-	inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
+	make_sockaddr(AF_INET, "127.0.0.1", 40000, &ss);
 	ck_assert_int_eq(nm_datapath_take_orig(dp, &ss, &o), -ENOENT);
 }
 END_TEST
@@ -1373,7 +1360,6 @@ static Suite *datapath_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	if (geteuid() != 0) {
@@ -1388,13 +1374,9 @@ int main(void)
 		world_cleanup();
 		return 1;
 	}
-	sr = srunner_create(datapath_suite());
 	/* Each test in its own process: a failing one cannot leak fds or
 	 * attachments into the next; the world is cleaned here, once. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = nm_check_run(datapath_suite(), CK_FORK);
 	world_cleanup();
 	return failed ? 1 : 0;
 }

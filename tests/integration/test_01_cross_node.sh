@@ -10,9 +10,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins cross-node
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail cross-node "cluster setup failed"; exit 1; }
+nm_scenario_up cross-node
 log1=$(nm_agent_log 1)
 log2=$(nm_agent_log 2)
 echo_ip=$(nm_pod_ip echo)

@@ -11,10 +11,8 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins capture
 command -v tcpdump >/dev/null || { nm_fail capture "tcpdump missing (make deps)"; exit 1; }
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail capture "cluster setup failed"; exit 1; }
+nm_scenario_up capture
 pcap=$NM_STATE/link.pcap
 n=1048576
 

@@ -9,9 +9,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins identity
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail identity "cluster setup failed"; exit 1; }
+nm_scenario_up identity
 log1=$(nm_agent_log 1)
 log2=$(nm_agent_log 2)
 client_id=spiffe://cluster.local/ns/default/sa/client

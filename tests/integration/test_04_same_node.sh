@@ -8,9 +8,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins same-node
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail same-node "cluster setup failed"; exit 1; }
+nm_scenario_up same-node
 log1=$(nm_agent_log 1)
 n=1048576
 before_remote=$(grep -c '^accept' "$NM_STATE/echo-echo.out")

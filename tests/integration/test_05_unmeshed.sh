@@ -11,9 +11,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins unmeshed
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail unmeshed "cluster setup failed"; exit 1; }
+nm_scenario_up unmeshed
 log1=$(nm_agent_log 1)
 log2=$(nm_agent_log 2)
 

@@ -9,9 +9,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins agent-down
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail agent-down "cluster setup failed"; exit 1; }
+nm_scenario_up agent-down
 
 out=$(nm_pod_exec client "$NM_PEER" connect --to 198.19.0.10:80 --timeout-ms 2000)
 [[ $(nm_json "$out" result) == connected ]] ||

@@ -16,10 +16,8 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
-nm_require_bins listener-guard
 command -v openssl >/dev/null || { nm_fail listener-guard "openssl missing (make deps)"; exit 1; }
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail listener-guard "cluster setup failed"; exit 1; }
+nm_scenario_up listener-guard
 log1=$(nm_agent_log 1)
 node1=${NM_NODE_ADDR[1]}
 

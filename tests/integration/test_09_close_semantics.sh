@@ -12,9 +12,7 @@ set -uo pipefail
 
 CLOSER=$NM_BUILD/tests/tools/nm_closer
 [[ -x $CLOSER ]] || { nm_fail close-semantics "$CLOSER missing (run make)"; exit 1; }
-nm_require_bins close-semantics
-nm_cluster_init
-nm_cluster_up || { nm_dump_logs; nm_fail close-semantics "cluster setup failed"; exit 1; }
+nm_scenario_up close-semantics
 
 for pod in echo local-echo; do
 	nm_pod_spawn "$pod" "closer-$pod" "$CLOSER" serve --port 9000

@@ -386,27 +386,33 @@ static void echo_rearm(int ep, struct echo_conn *c)
 	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* Sends what is buffered; false when the connection was closed and freed. */
+static bool echo_flush(int ep, struct echo_conn *c, bool log)
+{
+	while (c->off < c->len) {
+		ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off,
+				 MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN)
+				break;
+			echo_close(ep, c, log, errno_name(errno));
+			return false;
+		}
+		c->off += (size_t)n;
+		c->echoed += (uint64_t)n;
+	}
+	if (c->off == c->len)
+		c->off = c->len = 0;
+	return true;
+}
+
 /* Returns false when the connection was closed and freed. */
 static bool echo_service(int ep, struct echo_conn *c, uint32_t events,
 			 bool log)
 {
-	if (events & EPOLLOUT || c->off < c->len) {
-		while (c->off < c->len) {
-			ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off,
-					 MSG_NOSIGNAL);
-
-			if (n < 0) {
-				if (errno == EAGAIN)
-					break;
-				echo_close(ep, c, log, errno_name(errno));
-				return false;
-			}
-			c->off += (size_t)n;
-			c->echoed += (uint64_t)n;
-		}
-		if (c->off == c->len)
-			c->off = c->len = 0;
-	}
+	if ((events & EPOLLOUT || c->off < c->len) && !echo_flush(ep, c, log))
+		return false;
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->rd_eof) {
 		while (c->len < sizeof(c->buf)) {
 			ssize_t n = recv(c->fd, c->buf + c->len,
@@ -425,21 +431,8 @@ static bool echo_service(int ep, struct echo_conn *c, uint32_t events,
 			c->len += (size_t)n;
 		}
 		/* Try to push what we just read right away. */
-		while (c->off < c->len) {
-			ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off,
-					 MSG_NOSIGNAL);
-
-			if (n < 0) {
-				if (errno == EAGAIN)
-					break;
-				echo_close(ep, c, log, errno_name(errno));
-				return false;
-			}
-			c->off += (size_t)n;
-			c->echoed += (uint64_t)n;
-		}
-		if (c->off == c->len)
-			c->off = c->len = 0;
+		if (!echo_flush(ep, c, log))
+			return false;
 	}
 	if (c->rd_eof && c->off == c->len) {
 		/* Everything echoed and the peer is done: half-close, finish. */

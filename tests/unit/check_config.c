@@ -6,7 +6,6 @@
  * Documents are written with single quotes for readability; q() turns them
  * into JSON.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include "config.h"
+#include "nm_check.h"
 
 #define NAME "cluster.json"
 
@@ -931,13 +931,4 @@ static Suite *config_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+NM_CHECK_MAIN(config_suite)

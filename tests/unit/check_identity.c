@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 /* check_identity.c - SPIFFE ID parser, SNI names, URI SAN extraction. */
-#include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 
 #include "ca.h"
 #include "identity.h"
+#include "nm_check.h"
 
 static void assert_id(const struct nm_spiffe_id *id, const char *td,
 		      const char *ns, const char *sa)
@@ -348,13 +348,4 @@ static Suite *identity_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(identity_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NM_CHECK_MAIN(identity_suite)

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /* check_loop.c - the event loop: fd events, masks, timers, stop. */
-#include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "loop.h"
+#include "nm_check.h"
 
 struct probe {
 	int reads;
@@ -123,21 +123,17 @@ START_TEST(test_bad_fd)
 }
 END_TEST
 
-int main(void)
+static Suite *loop_suite(void)
 {
 	Suite *s = suite_create("loop");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_read_event);
 	tcase_add_test(tc, test_mask_change);
 	tcase_add_test(tc, test_timers);
 	tcase_add_test(tc, test_bad_fd);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+NM_CHECK_MAIN(loop_suite)

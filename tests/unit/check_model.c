@@ -9,7 +9,6 @@
  * the cgroup v2 mount root, which any user may do).
  */
 #include <arpa/inet.h>
-#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "config.h"
 #include "datapath.h"
 #include "model.h"
+#include "nm_check.h"
 
 /* --- a hand-made cluster --------------------------------------------------- */
 
@@ -609,13 +609,4 @@ static Suite *model_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(model_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+NM_CHECK_MAIN(model_suite)

@@ -5,7 +5,6 @@
  * live probe of the running kernel (root only; it creates and removes one
  * temporary cgroup and never attaches anywhere else).
  */
-#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "nm_check.h"
 #include "probe.h"
 
 static void all_present(struct nm_features *f)
@@ -326,13 +326,4 @@ static Suite *probe_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(probe_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NM_CHECK_MAIN(probe_suite)

@@ -2,7 +2,6 @@
 /* check_relay.c - plain-side I/O semantics the proxy relies on: EAGAIN
  * clears readiness, FIN reads as 0, half-close keeps the other direction,
  * an RST reads as -ECONNRESET, and the buffer pool recycles. */
-#include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nm_check.h"
 #include "relay.h"
 
 /* A connected loopback TCP pair (RST needs TCP; a socketpair has none). */
@@ -113,21 +113,17 @@ START_TEST(test_bufpool)
 }
 END_TEST
 
-int main(void)
+static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_eagain_and_data);
 	tcase_add_test(tc, test_half_close);
 	tcase_add_test(tc, test_reset_maps_to_econnreset);
 	tcase_add_test(tc, test_bufpool);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+NM_CHECK_MAIN(relay_suite)

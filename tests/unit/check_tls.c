@@ -8,7 +8,6 @@
  * nodemesh would never issue (two URI SANs, foreign trust domain, P-384) are
  * crafted here with the OpenSSL API.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -24,6 +23,7 @@
 
 #include "ca.h"
 #include "identity.h"
+#include "nm_check.h"
 #include "tls.h"
 #include "tunnel.h"
 
@@ -1001,13 +1001,4 @@ static Suite *tls_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(tls_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NM_CHECK_MAIN(tls_suite)

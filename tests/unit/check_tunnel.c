@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /* check_tunnel.c - NMTP v1 preamble and status codec (agent/tunnel.c). */
 #include <arpa/inet.h>
-#include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
+#include "nm_check.h"
 #include "tunnel.h"
 
 static void set_v4(struct sockaddr_storage *ss, const char *ip, uint16_t port)
@@ -484,13 +484,4 @@ static Suite *tunnel_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(tunnel_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NM_CHECK_MAIN(tunnel_suite)

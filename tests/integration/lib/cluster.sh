@@ -501,35 +501,30 @@ nm_json() {
 	fi
 }
 
-# nm_flow_line LOG DIR KEY VALUE [TIMEOUT_S]: the first `msg="flow open"`
-# line of direction DIR whose KEY equals VALUE exactly (waits for it).
-nm_flow_line() {
-	local log=$1 dir=$2 key=$3 val=$4 t=${5:-3} i line
+# nm_log_line LOG MSG TIMEOUT_S KEY=VALUE...: the first `msg="MSG"` line in
+# LOG whose KEYs all equal their VALUEs exactly (waits up to TIMEOUT_S).
+nm_log_line() {
+	local log=$1 msg=$2 t=$3 i line kv
+	shift 3
 	for ((i = 0; i < t * 20; i++)); do
 		while IFS= read -r line; do
-			[[ $(nm_kv "$line" dir) == "$dir" ]] || continue
-			[[ $(nm_kv "$line" "$key") == "$val" ]] || continue
+			for kv; do
+				[[ $(nm_kv "$line" "${kv%%=*}") == "${kv#*=}" ]] || continue 2
+			done
 			printf '%s\n' "$line"
 			return 0
-		done < <(grep -F 'msg="flow open"' "$log" 2>/dev/null)
+		done < <(grep -F "msg=\"$msg\"" "$log" 2>/dev/null)
 		sleep 0.05
 	done
 	return 1
 }
 
+# nm_flow_line LOG DIR KEY VALUE [TIMEOUT_S]: the first `msg="flow open"`
+# line of direction DIR whose KEY equals VALUE exactly (waits for it).
+nm_flow_line() { nm_log_line "$1" "flow open" "${5:-3}" "dir=$2" "$3=$4"; }
+
 # nm_close_line LOG FLOWID [TIMEOUT_S]: the `msg="flow close"` line of a flow.
-nm_close_line() {
-	local log=$1 id=$2 t=${3:-3} i line
-	for ((i = 0; i < t * 20; i++)); do
-		while IFS= read -r line; do
-			[[ $(nm_kv "$line" flow) == "$id" ]] || continue
-			printf '%s\n' "$line"
-			return 0
-		done < <(grep -F 'msg="flow close"' "$log" 2>/dev/null)
-		sleep 0.05
-	done
-	return 1
-}
+nm_close_line() { nm_log_line "$1" "flow close" "${3:-3}" "flow=$2"; }
 
 # nm_dump_logs [LINES]: tail of every agent log to stderr (for failures).
 nm_dump_logs() {
@@ -782,4 +777,13 @@ nm_require_bins() {
 		nm_fail "$name" "missing binaries: ${missing[*]} (run make)"
 		exit 1
 	fi
+}
+
+# nm_scenario_up NAME: the start of every agent scenario: the binaries, a
+# run with its cleanup trap, the full cluster (nm_cluster_up). Exits with a
+# FAIL line (and the agent logs) when any of it is missing.
+nm_scenario_up() {
+	nm_require_bins "$1"
+	nm_cluster_init
+	nm_cluster_up || { nm_dump_logs; nm_fail "$1" "cluster setup failed"; exit 1; }
 }
