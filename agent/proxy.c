@@ -276,21 +276,24 @@ static void flow_log_open(struct nm_flow *f)
 	struct nm_agent *a = f->agent;
 
 	a->stats.flows_opened++;
+	const char *tls = f->tunnel < 0 ? "none" :
+			  SSL_session_reused(f->side[f->tunnel].ssl) ? "resumed" : "full";
+
 	if (f->dir == NM_DIR_OUTBOUND)
-		pr_info("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s",
+		pr_info("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s",
 			(unsigned long long)f->id, fmt_sa(&f->src, s1, sizeof(s1)),
 			fmt_id(&f->local_id, i1, sizeof(i1)),
 			fmt_sa(&f->dst, s2, sizeof(s2)),
 			fmt_sa(&f->backend, s3, sizeof(s3)),
 			f->remote ? "remote" : "local",
-			fmt_id(&f->peer_id, i2, sizeof(i2)));
+			fmt_id(&f->peer_id, i2, sizeof(i2)), tls);
 	else
-		pr_info("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s",
+		pr_info("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s tls=%s",
 			(unsigned long long)f->id,
 			fmt_id(&f->peer_id, i1, sizeof(i1)),
 			fmt_id(&f->local_id, i2, sizeof(i2)),
 			fmt_sa(&f->src, s1, sizeof(s1)),
-			fmt_sa(&f->connect_to, s2, sizeof(s2)));
+			fmt_sa(&f->connect_to, s2, sizeof(s2)), tls);
 }
 
 /* Outbound tunnel is up: queue the preamble ahead of the client's bytes. */
@@ -461,6 +464,9 @@ static int flow_start_tls(struct nm_flow *f, int side)
 	/* Idle flows give their TLS buffers back (10k idle tunnels would
 	 * otherwise pin ~35 KiB each inside OpenSSL). */
 	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
+	/* Read whole records (and whatever follows) in one recv() instead of
+	 * a header read and a body read per record. */
+	SSL_set_read_ahead(s->ssl, 1);
 	f->tunnel = side;
 	f->phase = NM_PH_HANDSHAKE;
 	f->deadline_ms = nm_loop_now_ms() + NM_HANDSHAKE_TIMEOUT_MS;

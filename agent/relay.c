@@ -101,6 +101,11 @@ int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len)
 		s->rd_want_write = false;
 		ret = SSL_read_ex(s->ssl, buf, len, &got);
 		if (ret > 0) {
+			/* As for plain sockets: a short read that left nothing
+			 * buffered inside OpenSSL (read-ahead may hold a whole
+			 * record) means the socket is drained. */
+			if (got < len && !SSL_has_pending(s->ssl))
+				s->readable = false;
 			s->bytes_read += got;
 			return (int)got;
 		}
@@ -176,7 +181,9 @@ int nm_side_shutdown(struct nm_side *s)
 
 bool nm_side_pending(const struct nm_side *s)
 {
-	return s->ssl && SSL_pending(s->ssl) > 0;
+	/* Decrypted bytes, or a read-ahead record not yet decrypted: both
+	 * can be read without the socket becoming readable again. */
+	return s->ssl && SSL_has_pending(s->ssl);
 }
 
 void nm_side_close(struct nm_side *s, bool reset)
