@@ -172,6 +172,15 @@ vm-check: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)NM_OUT=$(OUT) tests/vm/run.sh --no-build --kernels "$(KERNELS)"
 
+# --- benchmarks (never part of check; bench/smoke.sh tests the scripts) ------
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)NODEMESHD=$(abspath $(OUT))/nodemeshd bench/run.sh --full
+
+bench-quick: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)NODEMESHD=$(abspath $(OUT))/nodemeshd bench/run.sh --quick
+
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(OUT)/nodemeshd $(DESTDIR)$(PREFIX)/sbin/nodemeshd

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -37,6 +38,7 @@ struct nm_daemon {
 	const char *node_name;
 	bool tls_resumption;
 	struct timespec config_mtime;
+	uint64_t flows_high;      /* most live flows since the last trim */
 	int sigfd;
 	uint64_t reload_timer;
 };
@@ -230,7 +232,18 @@ static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 
 static int64_t on_sweep(struct nm_loop *loop, uint64_t id, void *data)
 {
-	nm_proxy_sweep(data);
+	struct nm_daemon *d = data;
+	uint64_t live = d->agent.stats.flows_active;
+
+	nm_proxy_sweep(&d->agent);
+	/* After a burst of flows has drained, hand the freed heap back to the
+	 * kernel: glibc keeps it otherwise, and RSS would stay at the peak. */
+	if (live > d->flows_high)
+		d->flows_high = live;
+	if (d->flows_high >= 256 && live < d->flows_high / 2) {
+		malloc_trim(0);
+		d->flows_high = live;
+	}
 	return 500;
 }
 
@@ -400,7 +413,7 @@ int main(int argc, char **argv)
 	ret = nm_caps_restrict(a->dp ? keep_caps : 0);
 	if (ret)
 		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
-	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, a);
+	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
 	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
 	nm_runstate_write(a);

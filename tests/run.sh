@@ -15,7 +15,9 @@
 #   fuzz         every build/tests/fuzz/fuzz_* for FUZZ_SECONDS (default 20)
 #                over tests/fuzz/corpus/<name without fuzz_>/ when present
 #   vm           tests/vm/run.sh --quick
-#   all          unit bpf integration fuzz vm
+#   bench        bench/smoke.sh: the benchmark scripts run one short point
+#                and their JSON parses (no figure is asserted)
+#   all          unit bpf integration fuzz bench vm
 #
 # A suite whose sources exist but whose binaries do not is a failure, not a
 # skip. Prints one line per result and ends with "N passed, N failed" alone
@@ -264,23 +266,54 @@ suite_vm() {
 	((rc == 0)) || tail -n 20 "$log" | indent
 }
 
+# bench/smoke.sh tests the benchmark scripts (one short point of each step,
+# output JSON must parse); it is not a benchmark and asserts no figure.
+suite_bench() {
+	local script=$REPO/bench/smoke.sh log=$LOGS/bench/smoke.log line
+	section bench
+	mkdir -p "$LOGS/bench"
+	if [[ ! -f $script ]]; then
+		fail bench "bench/smoke.sh missing"
+		return
+	fi
+	NODEMESHD=$BUILD/nodemeshd timeout -k 10 900 bash "$script" </dev/null >"$log" 2>&1
+	local rc=$? n=0
+	while IFS= read -r line; do
+		case $line in
+		"PASS "*) pass "bench/${line#PASS }"; n=$((n + 1)) ;;
+		"FAIL "*)
+			printf 'FAIL bench/%s\n' "${line#FAIL }"
+			FAILED=$((FAILED + 1)) n=$((n + 1))
+			;;
+		esac
+	done <"$log"
+	if ((n == 0)); then
+		fail bench "bench/smoke.sh printed no result (exit $rc)"
+		tail -n 20 "$log" | indent
+	elif ((rc != 0)); then
+		grep -q '^FAIL ' "$log" || fail bench "bench/smoke.sh exited $rc"
+		tail -n 20 "$log" | indent
+	fi
+}
+
 main() {
 	local suites=("$@") s
 	((${#suites[@]})) || suites=(all)
 	for s in "${suites[@]}"; do
 		case $s in
-		all) suite_unit; suite_bpf; suite_integration; suite_fuzz; suite_vm ;;
+		all) suite_unit; suite_bpf; suite_integration; suite_fuzz; suite_bench; suite_vm ;;
 		unit) suite_unit ;;
 		bpf) suite_bpf ;;
 		integration) suite_integration ;;
 		fuzz) suite_fuzz ;;
 		vm) suite_vm ;;
+		bench) suite_bench ;;
 		-h | --help)
 			sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'
 			exit 0
 			;;
 		*)
-			echo "tests/run.sh: unknown suite '$s' (all|unit|bpf|integration|fuzz|vm)" >&2
+			echo "tests/run.sh: unknown suite '$s' (all|unit|bpf|integration|fuzz|bench|vm)" >&2
 			exit 2
 			;;
 		esac
