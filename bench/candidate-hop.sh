@@ -96,7 +96,12 @@ cleanup() {
 		kill -0 "${AGENTS[@]}" "${PIDS[@]}" 2>/dev/null || break
 		sleep 0.1
 	done
-	for p in "${AGENTS[@]}" "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "${AGENTS[@]}" "${PIDS[@]}"; do
+		# Only what is still ours: a pid that exited may be reused.
+		if grep -qE 'nodemeshd|timeout' "/proc/$p/cmdline" 2>/dev/null; then
+			kill -KILL "$p" 2>/dev/null || true
+		fi
+	done
 	# The agents remove their run state on a clean stop; after a SIGKILL
 	# this removes what is left (only our own instance names).
 	rm -rf "/run/nodemesh/$INST_BASE-out" "/run/nodemesh/$INST_BASE-in" 2>/dev/null || true
@@ -130,7 +135,7 @@ for side in in out; do
 		sleep 0.02
 	done
 	echo "${pid:-$t}" >"$BENCH_WORK_DIR/$NAME-$side.pid"
-	[[ -n $pid ]] && AGENTS+=("$pid")
+	if [[ -n $pid ]]; then AGENTS+=("$pid"); fi
 done
 
 # Foreground until one agent ends (or we are killed).

@@ -10,6 +10,10 @@ BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 BENCH_REPO=${BENCH_REPO:-$(cd "$BENCH_DIR/.." && pwd)}
 # The build directory (BENCH_BUILD=$(OUT) from make) and the agent; relative paths
 # are taken from the repository root, like the Makefile's.
+# (make passes NODEMESHD=$(OUT)/nodemeshd; its folder is then the build.)
+if [[ -z ${BENCH_BUILD:-} && -n ${NODEMESHD:-} ]]; then
+	BENCH_BUILD=$(dirname "$NODEMESHD")
+fi
 BENCH_BUILD=${BENCH_BUILD:-build}
 [[ $BENCH_BUILD == /* ]] || BENCH_BUILD=$BENCH_REPO/$BENCH_BUILD
 NODEMESHD=${NODEMESHD:-$BENCH_BUILD/nodemeshd}

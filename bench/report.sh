@@ -64,7 +64,7 @@ if [[ $MODE == summary ]]; then
 	"",
 	"Mesh path (ratios vs direct pod to pod): " + ((.mesh.results // []) | map(select(.path | startswith("mesh"))) | map("\(.path) p50 \(f(.ratio_vs_direct.p50))x, gbps_1 \(f(.ratio_vs_direct.gbps_1))x, cps \(f(.ratio_vs_direct.conns_per_s))x") | join("; ")),
 	"",
-	"Resources: idle RSS \(f(.resources.rss_idle_kb.out)) / \(f(.resources.rss_idle_kb.in)) kB (hop out/in), \(f(.mesh.agents.rss_idle_kb."node-1")) kB (mesh agent); \(f(.resources.hold.bytes_per_conn.sum)) B per idle proxied connection (both agents, at \(f(.resources.hold.held)) connections); \(f(.resources.cpu.cpu_s_per_gb)) CPU s/GB (hop), \(f(.mesh.agents.cpu_s_per_gb_mesh_cross)) (mesh); BPF hook adds \(f(.mesh.hook.added_ns)) ns per connect (connect4 runs \(f(.mesh.hook.connect4_run_ns)) ns).",
+	"Resources: idle RSS \(f(.resources.rss_idle_kb.out)) / \(f(.resources.rss_idle_kb.in)) kB (hop out/in), \(f(.mesh.agents.rss_idle_kb."node-1")) kB (mesh agent); \(f(.resources.hold.bytes_per_conn.sum)) B per idle proxied connection (both agents, at \(f(.resources.hold.held)) connections); \(f(.resources.cpu.cpu_s_per_gb)) CPU s/GB (hop), \(f(.mesh.agents.cpu_s_per_gb_mesh_cross)) (mesh); BPF hook adds \(f(.mesh.hook.added_ns)) ns per meshed connect() (connect4 run time \(f(.mesh.hook.connect4_run_ns)) ns with bpf_stats on).",
 	"",
 	"Goals: " + (.goals | map("\(.name) \(if .met == true then "met" elif .met == false then "MISSED" else "n/a" end) (\(f(.value)) vs \(.target))") | join("; ")),
 	""' --argjson ROOT "$(cat "$F")"
@@ -73,7 +73,7 @@ fi
 
 # ------------------------------------------------------------- peers
 if [[ $MODE == md ]]; then
-	j '"## nodemesh benchmark \(.meta.date)\n\nMode `\(.meta.mode)`, commit `\(.meta.git)`, \(.meta.ncpu) CPUs, kernel \(.meta.kernel), pinning `\(.meta.pin)`, TLS resumption \(if .meta.tls_resume == 1 then "on" else "off (full handshakes)" end) in the main pass. Load average \(.meta.loadavg_start) at start, \(.meta.loadavg_end) at end. \(.meta.note // "")"'
+	j '"## nodemesh benchmark \(.meta.date)\n\nMode `\(.meta.mode)`, commit `\(.meta.git)`, \(.meta.ncpu) CPUs, kernel \(.meta.kernel), pinning `\(.meta.pin)`, TLS resumption \(if .meta.tls_resume == 1 then "on" else "off (full handshakes)" end) in the main pass. Load average \(.meta.loadavg_start) at start, \(.meta.loadavg_end) at end. \(.meta.note // "") \(if .meta.peers_retried then "Peer pass: \(.meta.peers_retried)." else "" end)"'
 fi
 title "Loopback mesh hop: peers and nodemesh (peers.sh, $(j '"\(.peers.meta.duration_s)s x \(.peers.meta.runs) runs, medians"'))"
 row path p50_us p99_us gbps_1 gbps_4 conns_per_s p50_x p99_x gbps1_x gbps4_x cps_x cps_x_res mtls
@@ -93,6 +93,9 @@ j '.goals_row | [ "goal", "", "", "", "", "", .p50, "", .gbps_1, "", .cps, .cps_
 j 'def v: if . == true then "met" elif . == false then "MISSED" else "n/a" end;
    .goals_row | [ "verdict", "", "", "", "", "", (.p50_met | v), "", (.gbps_1_met | v), "", (.cps_met | v), (.cps_res_met | v), (.mtls_met | v) ] | join("\u001f")' |
 	while IFS=$'\x1f' read -r -a c; do row "${c[@]}"; done
+note "$(j '"run spread (min-max of the runs): " + ([.peers.results[] | select(.path != "direct") |
+	def rng(a): (a | map(select(. != null))) as $v | if ($v | length) == 0 then "NA" else "\($v | min)-\($v | max)" end;
+	"\(.path) p50 \(rng(.runs.p50_us)) us, cps \(rng(.runs.conns_per_s))"] | join("; "))')"
 note "$(j '"(latency: sockperf TCP ping-pong round trip, 64 B; x = ratio vs direct in the same run; cps_x_res: a second, shorter peers.sh pass with BENCH_TLS_RESUME=1 (\(if .peers_resume then "\(.peers_resume.meta.duration_s)s x \(.peers_resume.meta.runs)" else "not run" end)); goal row: nodemesh p50_x <= best peer, gbps1_x >= best peer, cps_x >= best peer with full handshakes, cps_x_res >= 2x the best peer full-handshake cps_x; mtls: nodemesh checked by bench/mtls-check.sh)"')"
 
 # ------------------------------------------------------------- mesh
@@ -128,8 +131,9 @@ def f(x): if x == null then "NA" else (x | tostring) end;
  ["RSS after the flows closed, out / in", "\(f(.resources.hold.rss_after_release_kb.out)) / \(f(.resources.hold.rss_after_release_kb.in)) kB", "-"],
  ["agent CPU per GB relayed, hop (both)", "\(f(.resources.cpu.cpu_s_per_gb)) s/GB (out \(f(.resources.cpu.cpu_s_per_gb_out)), in \(f(.resources.cpu.cpu_s_per_gb_in))) at \(f(.resources.cpu.gbps)) Gbit/s", "-"],
  ["agent CPU per GB relayed, mesh-cross (both)", "\(f(.mesh.agents.cpu_s_per_gb_mesh_cross)) s/GB", "-"],
- ["connect() median, unmeshed / meshed-bypassed", "\(f(.mesh.hook.connect_median_ns_unmeshed)) / \(f(.mesh.hook.connect_median_ns_meshed)) ns", "-"],
- ["time added by the BPF hooks per connect", "\(f(.mesh.hook.added_ns)) ns (connect4 runs \(f(.mesh.hook.connect4_run_ns)) ns; sockops \(f(.mesh.hook.sockops_run_ns)) ns x \(if (.mesh.hook.connect4_runs // 0) > 0 then ((.mesh.hook.sockops_runs / .mesh.hook.connect4_runs) | tostring) else "NA" end))", "-"]
+ ["connect() median, unmeshed / meshed-bypassed", (if .mesh.hook.nopkt then "\(f(.mesh.hook.nopkt.connect_median_ns_unmeshed)) / \(f(.mesh.hook.nopkt.connect_median_ns_meshed)) ns (no packet sent)" else "\(f(.mesh.hook.connect_median_ns_unmeshed)) / \(f(.mesh.hook.connect_median_ns_meshed)) ns" end), "-"],
+ ["time the BPF hook adds to a meshed connect()", "\(f(.mesh.hook.added_ns)) ns (connect4; its run_time_ns with bpf_stats on: \(f(.mesh.hook.connect4_run_ns)) ns)", "-"],
+ ["same, connect() that sends a SYN (+ sockops)", (if .mesh.hook.syn then "\(f(.mesh.hook.added_ns_with_syn)) ns (noisy: packet processing runs in the syscall); sockops \(f(.mesh.hook.sockops_runs_per_connect)) runs x \(f(.mesh.hook.sockops_run_ns)) ns per connection" else "NA" end), "-"]
 ] | .[] | @tsv' | while IFS=$'\t' read -r a b c; do
 	# shellcheck disable=SC2059 # the format is ours
 	printf "$fmt" "$a" "$b" "$c"
