@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -271,6 +272,20 @@ static int64_t on_reload_check(struct nm_loop *loop, uint64_t id, void *data)
 	return 2000;
 }
 
+/* Two fds per flow: the default soft limit of 1024 would cap an agent at
+ * about 500 flows. Raise it to the hard limit (no capability needed). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("msg=\"cannot raise the open-file limit\" limit=%llu",
+			(unsigned long long)rl.rlim_max);
+}
+
 static int setup_signals(struct nm_daemon *d)
 {
 	sigset_t set;
@@ -377,6 +392,7 @@ int main(int argc, char **argv)
 		/* Flow ids unique across agents: random high bits. */
 		a->flow_base = r & ~0xffffffffull;
 	}
+	raise_fd_limit();
 	ret = nm_loop_create(&a->loop);
 	if (ret)
 		goto out;

@@ -38,8 +38,9 @@
  *    another); the key would need the peer address to do better.
  *  - Modes: ENABLE_PARTIAL_WRITE and ACCEPT_MOVING_WRITE_BUFFER, because the
  *    relay writes from a ring buffer whose head moves between retries;
- *    RELEASE_BUFFERS stays off, trading ~34 KiB per idle connection for no
- *    malloc/free on every read burst.
+ *    RELEASE_BUFFERS is off in the contexts, but the proxy turns it on for
+ *    every tunnel (proxy.c): ~34 KiB less per idle connection is worth a
+ *    malloc/free per read burst.
  *  - Groups X25519 then P-256 (X25519 is the cheaper key exchange, P-256
  *    matches the certificates for FIPS-minded peers).
  *  - An nm_tls must outlive every SSL made from it (callbacks use it), and

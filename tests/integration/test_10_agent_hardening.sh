@@ -5,6 +5,7 @@
 #   caps-after-setup      the running agent holds only CAP_NET_ADMIN, plus
 #                         CAP_BPF on kernels that need it for map fds
 #                         (effective, permitted and bounding), no_new_privs
+#   fd-limit-raised       the open-file soft limit was raised to the hard one
 #   keys-0600             every private key the CA tool wrote is mode 0600
 #   bad-config-kept       a broken cluster file on SIGHUP is rejected with an
 #                         error naming the file and field; traffic still flows
@@ -41,6 +42,10 @@ if [[ $eff == "$want" && $prm == "$want" && $bnd == "$want" && $nnp == 1 ]]; the
 else
 	nm_fail caps-after-setup "CapEff=$eff CapPrm=$prm CapBnd=$bnd NoNewPrivs=$nnp, want $want"
 fi
+
+# Two fds per flow: the agent raises its open-file soft limit to the hard one.
+read -r soft hard < <(awk '/^Max open files/ {print $4, $5}' "/proc/$pid/limits")
+nm_check fd-limit-raised "open files soft=$soft hard=$hard" test "$soft" == "$hard"
 
 bad=$(find "$NM_STATE" -name 'key.pem' -o -name 'ca.key' | while read -r k; do
 	m=$(stat -c %a "$k")
