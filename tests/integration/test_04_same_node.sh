@@ -24,16 +24,13 @@ else
 	nm_fail same-node-local-backend "local-echo accepts: $(grep -c '^accept' "$NM_STATE/echo-local-echo.out"), node-2 echo accepts $before_remote -> $after_remote"
 fi
 
-# Agent path (plaintext, path=local) or kernel path (no agent line): both are
-# valid designs; a remote path is not.
-if line=$(nm_flow_line "$log1" outbound src "$src" 1); then
-	if [[ $(nm_kv "$line" path) == local && $(nm_kv "$line" backend) == "$(nm_pod_ip local-echo):8080" ]]; then
-		nm_pass same-node-path-local
-	else
-		nm_fail same-node-path-local "node-1 flow line: $line"
-	fi
+# Same-node flows take the agent path (plaintext relay, path=local): there is
+# no kernel path yet, so a missing flow line is a failure, not a pass.
+if line=$(nm_flow_line "$log1" outbound src "$src" 1) &&
+	[[ $(nm_kv "$line" path) == local && $(nm_kv "$line" backend) == "$(nm_pod_ip local-echo):8080" ]]; then
+	nm_pass same-node-path-local
 else
-	nm_pass "same-node-path-local (kernel path: no agent flow line)"
+	nm_fail same-node-path-local "node-1 flow line for $src: ${line:-none}"
 fi
 ((NM_FAILS)) && nm_dump_logs
 exit $((NM_FAILS > 0))

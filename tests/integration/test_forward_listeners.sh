@@ -106,7 +106,7 @@ else
 fi
 
 res=$(timeout 10 "$B/tests/tools/nm_peer" send --to "127.0.0.1:$OUT2P" --bytes 100 2>&1)
-if [[ $res != *'"match":true'* ]] && grep -q 'inbound flow refused.*status=denied\|inbound flow refused.*status=' in.log; then
+if [[ $res != *'"match":true'* ]] && grep -q 'inbound flow refused.*peer_id=spiffe://cluster.local/ns/other/sa/intruder .*status=denied' in.log; then
 	pass fwd_not_allowed
 else
 	fail fwd_not_allowed "intruder identity reached the destination: $res"
