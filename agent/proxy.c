@@ -216,6 +216,18 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 
 /* ----------------------------------------------------------- connecting */
 
+/* Every failed upstream connect, at once or later, is logged and counted
+ * here; err is -errno. */
+static void flow_connect_failed(struct nm_flow *f, int err)
+{
+	char s1[64];
+
+	f->agent->stats.upstream_failures++;
+	pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
+		(unsigned long long)f->id,
+		fmt_sa(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+}
+
 static int flow_connect(struct nm_flow *f)
 {
 	struct nm_agent *a = f->agent;
@@ -226,8 +238,11 @@ static int flow_connect(struct nm_flow *f)
 
 	fd = socket(f->connect_to.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		err = -errno;
+		flow_connect_failed(f, err);
+		return err;
+	}
 	/* The mark keeps connect4/6 from redirecting the agent's own
 	 * connections back to itself, wherever the agent's cgroup is. */
 	if (a->dp && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark))) {
@@ -250,6 +265,7 @@ static int flow_connect(struct nm_flow *f)
 
 err_close:
 	close(fd);
+	flow_connect_failed(f, err);
 	return err;
 }
 
@@ -478,7 +494,6 @@ static int flow_step_connecting(struct nm_flow *f)
 	struct nm_side *s = &f->side[1];
 	int soerr = 0;
 	socklen_t len = sizeof(soerr);
-	char s1[64];
 
 	if (!s->writable)
 		return 0;
@@ -489,10 +504,7 @@ static int flow_step_connecting(struct nm_flow *f)
 		return 0;
 	}
 	if (soerr) {
-		f->agent->stats.upstream_failures++;
-		pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
-			(unsigned long long)f->id,
-			fmt_sa(&f->connect_to, s1, sizeof(s1)), strerror(soerr));
+		flow_connect_failed(f, -soerr);
 		if (f->dir == NM_DIR_INBOUND) {
 			nm_loop_del(f->agent->loop, s->fd);
 			nm_side_close(s, false);
@@ -666,13 +678,8 @@ static int flow_step_preamble(struct nm_flow *f)
 		flow_drain_status(f, status);
 		return 0;
 	}
-	err = flow_connect(f);
-	if (err) {
-		pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
-			(unsigned long long)f->id,
-			fmt_sa(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+	if (flow_connect(f))
 		flow_drain_status(f, NM_NMTP_DEST_REFUSED);
-	}
 	return 0;
 
 malformed:
@@ -856,13 +863,8 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 			goto reset;
 		}
 	}
-	err = flow_connect(f);
-	if (err) {
-		pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
-			(unsigned long long)f->id,
-			fmt_sa(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+	if (flow_connect(f))
 		goto reset;
-	}
 	flow_advance(f);
 	return;
 reset:
@@ -874,8 +876,6 @@ static void flow_start_forward_outbound(struct nm_flow *f)
 	const struct nm_forward_cfg *fwd = f->lst->fwd;
 	struct nm_agent *a = f->agent;
 	const char *why = NULL;
-	char s1[64];
-	int err;
 
 	id_from_cfg(a, fwd->id_ns, fwd->id_sa, &f->local_id);
 	if (nm_spiffe_parse(fwd->peer_identity, &f->expected_peer, &why)) {
@@ -889,11 +889,7 @@ static void flow_start_forward_outbound(struct nm_flow *f)
 	f->dst = fwd->destination;
 	f->backend = fwd->destination;
 	f->connect_to = fwd->peer;
-	err = flow_connect(f);
-	if (err) {
-		pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
-			(unsigned long long)f->id,
-			fmt_sa(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+	if (flow_connect(f)) {
 		flow_free(f, true, "refused");
 		return;
 	}

@@ -10,7 +10,9 @@
 
 #include "agent.h"
 
-#define NM_RUN_BASE "/run/nodemesh"
+#include "probe.h" /* NM_RUN_DIR: one run directory for all agent state */
+
+#define NM_RUN_BASE NM_RUN_DIR
 
 int nm_runstate_path(const char *instance, char *buf, size_t len);
 int nm_runstate_write(const struct nm_agent *a);
