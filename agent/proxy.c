@@ -77,30 +77,18 @@ static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 static const char *fmt_sa(const struct sockaddr_storage *ss, char *buf,
 			  size_t len)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	uint16_t port = 0;
+	struct nm_addr addr;
+	char host[INET6_ADDRSTRLEN];
+	__be16 port;
 
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)ss;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(buf, len, "%s:%u", host, port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)ss;
-
-		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host,
-				  sizeof(host));
-		else
-			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(buf, len, in6->sin6_family == AF_INET6 &&
-				   !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ?
-				   "[%s]:%u" : "%s:%u", host, port);
-	} else {
+	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6) {
 		snprintf(buf, len, "-");
+		return buf;
 	}
+	nm_addr_from_sockaddr(ss, &addr, &port);
+	nm_ip_format((const struct nm_ip *)&addr, host, sizeof(host));
+	snprintf(buf, len, nm_ip_is_v4((const struct nm_ip *)&addr) ?
+			   "%s:%u" : "[%s]:%u", host, ntohs(port));
 	return buf;
 }
 
