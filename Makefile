@@ -33,7 +33,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
 	     -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
-	     -D_GNU_SOURCE -Iinclude -Iagent -I$(OUT) $(PKG_CFLAGS)
+	     -D_GNU_SOURCE -Iinclude -I. -Iagent -I$(OUT) $(PKG_CFLAGS)
 LDLIBS    += $(PKG_LIBS)
 
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
@@ -45,12 +45,22 @@ BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS      := $(patsubst bpf/%.bpf.c,$(OUT)/%.skel.h,$(BPF_SRCS))
 
-AGENT_LIB_SRCS := $(filter-out agent/main.c,$(wildcard agent/*.c agent/*/*.c))
+# lib/: what the agent and the CLI share; depends on include/ only.
+NM_LIB_SRCS := $(wildcard lib/*.c)
+NM_LIB_OBJS := $(patsubst %.c,$(OUT)/%.o,$(NM_LIB_SRCS))
+NM_LIB      := $(OUT)/libnm.a
+
+AGENT_MAIN     := agent/core/main.c
+AGENT_LIB_SRCS := $(filter-out $(AGENT_MAIN),$(wildcard agent/*/*.c))
 AGENT_LIB_OBJS := $(patsubst %.c,$(OUT)/%.o,$(AGENT_LIB_SRCS))
 AGENT_LIB      := $(OUT)/libnmagent.a
 
 CLI_SRCS   := $(wildcard tools/*.c)
 CLI_OBJS   := $(patsubst %.c,$(OUT)/%.o,$(CLI_SRCS))
+# The development CA is the CLI's; tests that mint certificates link it too.
+DEVCA_OBJ  := $(OUT)/tools/devca.o
+TEST_LIBS  := $(AGENT_LIB) $(DEVCA_OBJ) $(NM_LIB)
+CLI_DEPS   := $(AGENT_LIB)
 
 UNIT_SRCS  := $(wildcard tests/unit/check_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(UNIT_SRCS))
@@ -92,7 +102,7 @@ $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
 # --- user space ----------------------------------------------------------------
-$(OUT)/%.o: %.c $(SKELS) $(wildcard include/*.h agent/*.h agent/*/*.h tools/*.h) | $(OUT)
+$(OUT)/%.o: %.c $(SKELS) $(wildcard include/*.h lib/*.h agent/*/*.h tools/*.h) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -101,34 +111,38 @@ $(AGENT_LIB): $(AGENT_LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(OUT)/nodemeshd: $(OUT)/agent/main.o $(AGENT_LIB)
+$(NM_LIB): $(NM_LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/nodemeshd: $(OUT)/agent/core/main.o $(AGENT_LIB) $(NM_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/nodemesh: $(CLI_OBJS) $(AGENT_LIB)
+$(OUT)/nodemesh: $(CLI_OBJS) $(CLI_DEPS) $(NM_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tests/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(AGENT_LIB) | $(OUT)
+$(OUT)/tests/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(TEST_LIBS) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(AGENT_LIB) $(CHECK_LIBS) $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(TEST_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@
 
-$(OUT)/tests/tools/%: tests/tools/%.c $(AGENT_LIB) | $(OUT)
+$(OUT)/tests/tools/%: tests/tools/%.c $(TEST_LIBS) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $< $(AGENT_LIB) $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $< $(TEST_LIBS) $(LDLIBS) -o $@
 
-$(OUT)/tests/bpf/%: tests/bpf/%.c $(wildcard tests/unit/*.h) $(AGENT_LIB) | $(OUT)
+$(OUT)/tests/bpf/%: tests/bpf/%.c $(wildcard tests/unit/*.h) $(TEST_LIBS) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(AGENT_LIB) $(CHECK_LIBS) $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(TEST_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@
 
 # Fuzz targets: clang's libFuzzer with ASan/UBSan. The parsers they call are
 # rebuilt with the same instrumentation, straight from their sources.
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
-	       -Iinclude -Iagent -I$(OUT) $(PKG_CFLAGS)
-$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(AGENT_LIB_SRCS) $(SKELS) | $(OUT)
+	       -Iinclude -I. -Iagent -I$(OUT) $(PKG_CFLAGS)
+$(OUT)/tests/fuzz/%: tests/fuzz/%.c $(AGENT_LIB_SRCS) $(NM_LIB_SRCS) $(SKELS) | $(OUT)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(shell sed -n 's|^// fuzz-sources: *||p' $<) $(LDLIBS) -o $@

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "ca.h"
+#include "devca.h"
 #include "commands.h"
-#include "config.h"
+#include "config/config.h"
 
 /* Exit status for a command line we cannot use (as nodemesh main uses). */
 #define EXIT_USAGE 2

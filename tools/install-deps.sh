@@ -2,7 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # install-deps.sh -- install every Debian 12 package that building, testing,
 # benchmarking and the demo need. Idempotent: it skips apt when all packages
-# are already present, so `make demo` and `make check` can call it every time.
+# are already present, so it is safe to run before every `make`.
+#
+# It never stops or kills anything. Packaged services (nginx, haproxy,
+# stunnel4) are kept from starting during the install by a temporary
+# policy-rc.d that answers "action forbidden" (exit 101, see invoke-rc.d(8));
+# the file is removed again on exit, and one that was already there is kept.
 set -euo pipefail
 
 PKGS=(
@@ -33,17 +38,17 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\n# nodemesh install-deps: no service starts during install\nexit 101\n' >"$policy"
+	chmod 0755 "$policy"
+	own_policy=1
+fi
+remove_policy() { [[ $own_policy -eq 1 ]] && rm -f "$policy"; return 0; }
+trap remove_policy EXIT
+
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx and haproxy start system services on install; the benchmarks run
-# their own instances, so stop the packaged ones where an init system exists.
-for svc in nginx haproxy stunnel4; do
-	if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
-		systemctl stop "$svc" || true
-	fi
-done
-# Without systemd, nginx's postinst may have started a daemon on :80 anyway.
-pkill -x nginx 2>/dev/null || true
-pkill -x haproxy 2>/dev/null || true

@@ -16,7 +16,7 @@
 #include <bpf/libbpf.h>
 #include <jansson.h>
 
-#include "datapath.h"
+#include "datapath/datapath.h"
 #include "nodemesh.h"
 
 struct maps_args {

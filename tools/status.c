@@ -20,8 +20,8 @@
 
 #include <jansson.h>
 
-#include "datapath.h"
-#include "probe.h"
+#include "datapath/datapath.h"
+#include "datapath/probe.h"
 #include "status.h"
 
 struct status_instance {

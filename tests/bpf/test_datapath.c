@@ -42,8 +42,8 @@
 #include <netlink/route/link/veth.h>
 #include <netlink/socket.h>
 
-#include "config.h"
-#include "datapath.h"
+#include "config/config.h"
+#include "datapath/datapath.h"
 #include "../unit/nm_check.h"
 
 #define VIP4 "198.19.0.10"
@@ -96,10 +96,10 @@ static int write_str(const char *path, const char *s)
 
 static struct nm_addr addr_of(const char *s)
 {
-	struct nm_ip ip;
+	struct nm_addr ip;
 	struct nm_addr a;
 
-	ck_assert_int_eq(nm_ip_parse(s, &ip, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(s, &ip, NULL), 0);
 	memcpy(a.a, ip.a, sizeof(a.a));
 	return a;
 }
@@ -298,7 +298,7 @@ static void add_workload(const char *name, const char *sa, const char *app,
 	snprintf(w->labels[0].key, NM_NAME_MAX, "app");
 	snprintf(w->labels[0].value, NM_NAME_MAX, "%s", app);
 	w->n_labels = 1;
-	ck_assert_int_eq(nm_ip_parse(ip, &w->ip, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(ip, &w->ip, NULL), 0);
 	w->node = node;
 	snprintf(w->cgroup, sizeof(w->cgroup), "%s", cgroup);
 }
@@ -318,7 +318,7 @@ static void build_cluster(void)
 	add_workload("client", "client", "client", "198.18.1.2", 0, g_meshed);
 	add_workload("echo-1", "echo", "echo", ECHO1_IP, 0, g_echo);
 	cl->workloads[1].has_ip6 = true;
-	ck_assert_int_eq(nm_ip_parse(ECHO1_IP6, &cl->workloads[1].ip6, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(ECHO1_IP6, &cl->workloads[1].ip6, NULL), 0);
 	/* Remote: its cgroup is never resolved on node-1. */
 	add_workload("echo-2", "echo", "echo", ECHO2_IP, 1, "nm-elsewhere/echo2");
 
@@ -327,9 +327,9 @@ static void build_cluster(void)
 	s = &cl->services[0];
 	snprintf(s->name, NM_NAME_MAX, "echo");
 	snprintf(s->ns, NM_NAME_MAX, "default");
-	ck_assert_int_eq(nm_ip_parse(VIP4, &s->vip, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(VIP4, &s->vip, NULL), 0);
 	s->has_vip6 = true;
-	ck_assert_int_eq(nm_ip_parse(VIP6, &s->vip6, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(VIP6, &s->vip6, NULL), 0);
 	s->ports[0] = (struct nm_port_map){ 80, 8080 };
 	s->n_ports = 1;
 	snprintf(s->selector[0].key, NM_NAME_MAX, "app");
@@ -338,7 +338,7 @@ static void build_cluster(void)
 	s = &cl->services[1];
 	snprintf(s->name, NM_NAME_MAX, "empty");
 	snprintf(s->ns, NM_NAME_MAX, "default");
-	ck_assert_int_eq(nm_ip_parse(VIP4_EMPTY, &s->vip, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(VIP4_EMPTY, &s->vip, NULL), 0);
 	s->ports[0] = (struct nm_port_map){ 80, 8080 };
 	s->n_ports = 1;
 }

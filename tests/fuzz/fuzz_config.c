@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/config.c agent/log.c
+// fuzz-sources: agent/config/config.c lib/log.c lib/addr.c
 /*
  * fuzz_config.c - libFuzzer target for the cluster file parser.
  *
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "config.h"
+#include "config/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,13 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 			abort();  \
 	} while (0)
 
-static void check_ip(const struct nm_ip *ip)
+static void check_ip(const struct nm_addr *ip)
 {
 	char buf[INET6_ADDRSTRLEN];
-	struct nm_ip back;
+	struct nm_addr back;
 
-	nm_ip_format(ip, buf, sizeof(buf));
-	CHECK(nm_ip_parse(buf, &back, NULL) == 0);
+	nm_addr_format(ip, buf, sizeof(buf));
+	CHECK(nm_addr_parse(buf, &back, NULL) == 0);
 	CHECK(memcmp(&back, ip, sizeof(back)) == 0);
 }
 
@@ -55,10 +55,10 @@ static void check_cluster(const struct nm_cluster *c)
 
 		CHECK(TERMINATED(n->name) && TERMINATED(n->cgroup_root));
 		CHECK(nm_cluster_find_node(c, n->name) == (int)i);
-		CHECK(nm_ip_is_v4(&n->addr));
+		CHECK(nm_addr_is_v4(&n->addr));
 		check_ip(&n->addr);
 		if (n->has_addr6) {
-			CHECK(!nm_ip_is_v4(&n->addr6));
+			CHECK(!nm_addr_is_v4(&n->addr6));
 			check_ip(&n->addr6);
 		}
 	}
@@ -119,15 +119,15 @@ static void fuzz_helpers(const uint8_t *data, size_t size)
 	char text[128];
 	size_t n = size < sizeof(text) - 1 ? size : sizeof(text) - 1;
 	struct sockaddr_storage ss;
-	struct nm_ip ip;
+	struct nm_addr ip;
 	bool v6;
 
 	memcpy(text, data, n);
 	text[n] = '\0';
 	text[strcspn(text, "\n")] = '\0';
-	if (nm_ip_parse(text, &ip, &v6) == 0) {
+	if (nm_addr_parse(text, &ip, &v6) == 0) {
 		check_ip(&ip);
-		CHECK(v6 || nm_ip_is_v4(&ip));
+		CHECK(v6 || nm_addr_is_v4(&ip));
 	}
 	if (nm_sockaddr_parse(text, &ss) == 0)
 		CHECK(ss.ss_family == AF_INET || ss.ss_family == AF_INET6);

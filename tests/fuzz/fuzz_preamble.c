@@ -7,13 +7,13 @@
  * re-encodes to something that decodes to the same fields, and every strict
  * prefix of a decodable preamble asks for more bytes instead of failing.
  */
-// fuzz-sources: agent/tunnel.c
+// fuzz-sources: agent/mesh/tunnel.c lib/addr.c
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 
-#include "tunnel.h"
+#include "mesh/tunnel.h"
 
 #define CHECK(c)                      \
 	do {                          \

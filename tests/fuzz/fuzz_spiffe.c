@@ -8,14 +8,14 @@
  * the parser is canonical (an accepted ID formats back to exactly its input),
  * SNI names round-trip, and whatever a certificate yields parses again.
  */
-// fuzz-sources: agent/identity.c
+// fuzz-sources: lib/spiffe.c
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "identity.h"
+#include "lib/spiffe.h"
 
 #define CHECK(c)                      \
 	do {                          \

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "nm_check.h"
 
 #define NAME "cluster.json"
@@ -52,11 +52,11 @@ static const char *load_err(const char *doc)
 	return err;
 }
 
-static struct nm_ip ip(const char *s)
+static struct nm_addr ip(const char *s)
 {
-	struct nm_ip a;
+	struct nm_addr a;
 
-	ck_assert_int_eq(nm_ip_parse(s, &a, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(s, &a, NULL), 0);
 	return a;
 }
 
@@ -134,11 +134,11 @@ static void assert_sin6(const struct sockaddr_storage *ss, const char *addr,
 	ck_assert_int_eq(ntohs(sin6->sin6_port), port);
 }
 
-static void assert_ip(const struct nm_ip *a, const char *text)
+static void assert_ip(const struct nm_addr *a, const char *text)
 {
 	char buf[INET6_ADDRSTRLEN];
 
-	nm_ip_format(a, buf, sizeof(buf));
+	nm_addr_format(a, buf, sizeof(buf));
 	ck_assert_str_eq(buf, text);
 }
 
@@ -159,7 +159,7 @@ START_TEST(test_full_round_trip)
 	ck_assert_uint_eq(c->n_nodes, 2);
 	ck_assert_str_eq(c->nodes[0].name, "node-a");
 	assert_ip(&c->nodes[0].addr, "198.18.0.1");
-	ck_assert(nm_ip_is_v4(&c->nodes[0].addr));
+	ck_assert(nm_addr_is_v4(&c->nodes[0].addr));
 	ck_assert(c->nodes[0].has_addr6);
 	assert_ip(&c->nodes[0].addr6, "2001:2::1");
 	ck_assert_str_eq(c->nodes[0].cgroup_root, "/sys/fs/cgroup/unified/nm/node-a");
@@ -371,7 +371,7 @@ START_TEST(test_example_file)
 	ck_assert_int_eq(c->services[0].ports[0].port, 80);
 	ck_assert_int_eq(c->services[0].ports[0].target_port, 8080);
 	for (unsigned int i = 0; i < c->n_workloads; i++) {
-		struct nm_ip a = c->workloads[i].ip;
+		struct nm_addr a = c->workloads[i].ip;
 
 		/* 198.18.0.0/15 for pods, the VIP in 198.19.0.0/16 */
 		ck_assert(a.a[12] == 198 && (a.a[13] & 0xfe) == 18);
@@ -389,7 +389,7 @@ START_TEST(test_selectors_and_find)
 {
 	char err[NM_ERRMSG_MAX];
 	struct nm_cluster *c = NULL;
-	struct nm_ip a;
+	struct nm_addr a;
 
 	ck_assert_msg(load(full_doc, &c, err) == 0, "%s", err);
 	const struct nm_service_cfg *prod = &c->services[0], *def = &c->services[1];
@@ -432,38 +432,38 @@ START_TEST(test_ip_helpers)
 {
 	static const uint8_t mapped[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
 					    0xff, 198, 18, 1, 2 };
-	struct nm_ip a;
+	struct nm_addr a;
 	char buf[INET6_ADDRSTRLEN], small[5];
 	bool v6 = true;
 
-	ck_assert_int_eq(nm_ip_parse("198.18.1.2", &a, &v6), 0);
+	ck_assert_int_eq(nm_addr_parse("198.18.1.2", &a, &v6), 0);
 	ck_assert(!v6);
 	ck_assert_mem_eq(a.a, mapped, 16);
-	ck_assert(nm_ip_is_v4(&a));
-	nm_ip_format(&a, buf, sizeof(buf));
+	ck_assert(nm_addr_is_v4(&a));
+	nm_addr_format(&a, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "198.18.1.2");
-	nm_ip_format(&a, small, sizeof(small));
+	nm_addr_format(&a, small, sizeof(small));
 	ck_assert_str_eq(small, "198."); /* truncated, still terminated */
 
-	ck_assert_int_eq(nm_ip_parse("2001:2::1", &a, &v6), 0);
+	ck_assert_int_eq(nm_addr_parse("2001:2::1", &a, &v6), 0);
 	ck_assert(v6);
-	ck_assert(!nm_ip_is_v4(&a));
+	ck_assert(!nm_addr_is_v4(&a));
 	ck_assert_int_eq(a.a[0], 0x20);
 	ck_assert_int_eq(a.a[15], 1);
-	nm_ip_format(&a, buf, sizeof(buf));
+	nm_addr_format(&a, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "2001:2::1");
 	/* v6 text of a mapped address is stored the same as the v4 text. */
-	ck_assert_int_eq(nm_ip_parse("::ffff:198.18.1.2", &a, &v6), 0);
+	ck_assert_int_eq(nm_addr_parse("::ffff:198.18.1.2", &a, &v6), 0);
 	ck_assert(v6);
 	ck_assert_mem_eq(a.a, mapped, 16);
-	nm_ip_format(&a, buf, sizeof(buf));
+	nm_addr_format(&a, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "198.18.1.2");
 
 	const char *bad[] = { "", "1.2.3", "1.2.3.4 ", "256.1.1.1", "01.2.3.4",
 			      "::g", "1.2.3.4/24", "[::1]", "localhost" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		ck_assert_msg(nm_ip_parse(bad[i], &a, NULL) == -EINVAL, "%s", bad[i]);
-	ck_assert_int_eq(nm_ip_parse(NULL, &a, NULL), -EINVAL);
+		ck_assert_msg(nm_addr_parse(bad[i], &a, NULL) == -EINVAL, "%s", bad[i]);
+	ck_assert_int_eq(nm_addr_parse(NULL, &a, NULL), -EINVAL);
 }
 END_TEST
 

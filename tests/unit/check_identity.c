@@ -5,8 +5,8 @@
 #include <string.h>
 #include <openssl/x509v3.h>
 
-#include "ca.h"
-#include "identity.h"
+#include "tools/devca.h"
+#include "lib/spiffe.h"
 #include "nm_check.h"
 
 static void assert_id(const struct nm_spiffe_id *id, const char *td,

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "core/loop.h"
 #include "nm_check.h"
 
 struct probe {

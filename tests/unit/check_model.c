@@ -14,18 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "datapath.h"
-#include "model.h"
+#include "config/config.h"
+#include "datapath/datapath.h"
+#include "datapath/model.h"
 #include "nm_check.h"
 
 /* --- a hand-made cluster --------------------------------------------------- */
 
 static struct nm_cluster *cl;
 
-static void set_ip(struct nm_ip *ip, const char *s)
+static void set_ip(struct nm_addr *ip, const char *s)
 {
-	ck_assert_int_eq(nm_ip_parse(s, ip, NULL), 0);
+	ck_assert_int_eq(nm_addr_parse(s, ip, NULL), 0);
 }
 
 static void add_label(struct nm_workload_cfg *w, const char *k, const char *v)
@@ -139,7 +139,7 @@ static int fake_cgroup_id(const char *cgroup, uint64_t *id, void *arg)
 
 static struct nm_addr addr_of(const char *s)
 {
-	struct nm_ip ip;
+	struct nm_addr ip;
 	struct nm_addr a;
 
 	set_ip(&ip, s);

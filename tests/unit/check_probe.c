@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "nm_check.h"
-#include "probe.h"
+#include "datapath/probe.h"
 
 static void all_present(struct nm_features *f)
 {

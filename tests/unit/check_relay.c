@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "nm_check.h"
-#include "relay.h"
+#include "mesh/relay.h"
 
 /* A connected loopback TCP pair (RST needs TCP; a socketpair has none). */
 static void tcp_pair(int *a, int *b)

@@ -21,11 +21,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "ca.h"
-#include "identity.h"
+#include "tools/devca.h"
+#include "lib/spiffe.h"
 #include "nm_check.h"
-#include "tls.h"
-#include "tunnel.h"
+#include "mesh/tls.h"
+#include "mesh/tunnel.h"
 
 #define TD "cluster.local"
 

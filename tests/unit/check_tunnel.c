@@ -7,7 +7,7 @@
 #include <sys/un.h>
 
 #include "nm_check.h"
-#include "tunnel.h"
+#include "mesh/tunnel.h"
 
 static void set_v4(struct sockaddr_storage *ss, const char *ip, uint16_t port)
 {

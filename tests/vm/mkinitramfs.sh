@@ -46,7 +46,7 @@ log() { printf 'mkinitramfs: %s\n' "$*" >&2; }
 PKGS="libbpf libelf zlib openssl jansson libnl-3.0 libnl-route-3.0"
 # shellcheck disable=SC2086 # PKGS is a word list
 CFLAGS_VM="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fno-strict-aliasing
-	-D_GNU_SOURCE -Iinclude -Iagent -I$NM_OUT $(pkg-config --cflags $PKGS)"
+	-D_GNU_SOURCE -Iinclude -I. -Iagent -I$NM_OUT $(pkg-config --cflags $PKGS)"
 # shellcheck disable=SC2086
 STATIC_LIBS=$(pkg-config --static --libs $PKGS)
 CHECK_STATIC=$(pkg-config --static --cflags --libs check)
@@ -74,10 +74,12 @@ link_static() { # out srcs/objs...
 build_static() {
 	local bin=$VMOUT/bin src name
 	mkdir -p "$bin" "$VMOUT/logs"
-	if newer "$bin/vmprobe" tests/vm/vmprobe.c agent/probe.c agent/probe.h agent/log.c; then
-		link_static "$bin/vmprobe" tests/vm/vmprobe.c agent/probe.c agent/log.c
+	if newer "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c agent/datapath/probe.h lib/log.c; then
+		link_static "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c lib/log.c
 	fi
 	local lib=$NM_OUT/libnmagent.a
+	# The agent library, then what it and the tests call in lib/ and the dev CA.
+	local libs=("$lib" "$NM_OUT/tools/devca.o" "$NM_OUT/libnm.a")
 	for src in tests/bpf/test_*.c; do
 		[[ -e $src ]] || continue
 		name=$(basename "$src" .c)
@@ -87,7 +89,7 @@ build_static() {
 		fi
 		if newer "$bin/$name" "$src" "$lib"; then
 			# shellcheck disable=SC2086
-			link_static "$bin/$name" $CHECK_STATIC "$src" "$lib" $CHECK_STATIC ||
+			link_static "$bin/$name" $CHECK_STATIC "$src" "${libs[@]}" $CHECK_STATIC ||
 				log "skip $name: static link failed"
 		fi
 	done
@@ -95,22 +97,22 @@ build_static() {
 		[[ -e $src && -e $lib ]] || continue
 		name=$(basename "$src" .c)
 		if newer "$bin/$name" "$src" "$lib"; then
-			link_static "$bin/$name" "$src" "$lib" || log "skip $name: static link failed"
+			link_static "$bin/$name" "$src" "${libs[@]}" || log "skip $name: static link failed"
 		fi
 	done
-	if [[ -e $lib && -e $NM_OUT/agent/main.o ]]; then
-		if newer "$bin/nodemeshd" "$NM_OUT/agent/main.o" "$lib"; then
-			link_static "$bin/nodemeshd" "$NM_OUT/agent/main.o" "$lib" ||
+	if [[ -e $lib && -e $NM_OUT/agent/core/main.o ]]; then
+		if newer "$bin/nodemeshd" "$NM_OUT/agent/core/main.o" "$lib"; then
+			link_static "$bin/nodemeshd" "$NM_OUT/agent/core/main.o" "${libs[@]}" ||
 				log "skip nodemeshd: static link failed"
 		fi
 	fi
 	local cli_objs=()
 	for src in tools/*.c; do
-		[[ -e $src ]] && cli_objs+=("$NM_OUT/${src%.c}.o")
+		[[ -e $src && $src != tools/devca.c ]] && cli_objs+=("$NM_OUT/${src%.c}.o")
 	done
 	if [[ -e $lib && ${#cli_objs[@]} -gt 0 ]] && ls "${cli_objs[@]}" >/dev/null 2>&1; then
 		if newer "$bin/nodemesh" "${cli_objs[@]}" "$lib"; then
-			link_static "$bin/nodemesh" "${cli_objs[@]}" "$lib" ||
+			link_static "$bin/nodemesh" "${cli_objs[@]}" "${libs[@]}" ||
 				log "skip nodemesh: static link failed"
 		fi
 	fi

@@ -26,7 +26,7 @@
 
 #include <bpf/libbpf.h>
 
-#include "probe.h"
+#include "datapath/probe.h"
 
 /* libbpf's verifier logs go to stderr only when asked (-v). */
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * nodemeshd - the nodemesh node agent.
+ *
+ *   nodemeshd --config FILE [--node NAME] [--instance NAME] [--log-level L]
+ *
+ * Reads the cluster file, keeps its node's part, loads and attaches the BPF
+ * datapath at the node's cgroup root, fills the maps, and proxies redirected
+ * pod connections over mTLS (NMTP) to the destination node's agent. SIGHUP
+ * (or a change of the file) reloads the configuration; a file that does not
+ * parse keeps the last good state. SIGTERM stops listening, closes flows and
+ * exits 0; pinned maps and links stay, so pods fail fast while it is down.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/agent.h"
+#include "core/caps.h"
+#include "lib/log.h"
+#include "datapath/netlink.h"
+#include "datapath/probe.h"
+#include "core/runstate.h"
+
+struct nm_daemon {
+	struct nm_agent agent;
+	const char *config_path;
+	const char *node_name;
+	bool tls_resumption;
+	struct timespec config_mtime;
+	uint64_t flows_high;      /* most live flows since the last trim */
+	int sigfd;
+	uint64_t reload_timer;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: nodemeshd --config FILE [--node NAME] [--instance NAME] [--log-level L]\n"
+		"                 [--tls-resumption on|off]\n"
+		"\n"
+		"  --config FILE    standalone cluster file (see docs/config.md)\n"
+		"  --node NAME      this node's name in the file (default: $NODE_NAME, else\n"
+		"                   the node whose address is configured on this host)\n"
+		"  --instance NAME  pin directory /sys/fs/bpf/nodemesh/NAME (default: default)\n"
+		"  --log-level L    warn, info (default) or debug\n"
+		"  --tls-resumption on|off\n"
+		"                   reuse TLS 1.3 sessions for new tunnels (default on)\n");
+}
+
+static int file_mtime(const char *path, struct timespec *ts)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return -errno;
+	*ts = st.st_mtim;
+	return 0;
+}
+
+static int pick_node(const struct nm_cluster *c, const char *name)
+{
+	int n;
+
+	if (name) {
+		n = nm_cluster_find_node(c, name);
+		if (n < 0)
+			pr_warn("msg=\"node not in cluster file\" node=%s file=%s",
+				name, c->path);
+		return n;
+	}
+	if (!c->n_nodes)
+		return -1; /* forwards only */
+	n = nm_netlink_find_local_node(c);
+	if (n == -EEXIST)
+		pr_warn("msg=\"several nodes in the cluster file have local addresses; pass --node\"");
+	else if (n < 0)
+		pr_warn("msg=\"no node in the cluster file has a local address; pass --node\" file=%s",
+			c->path);
+	return n < 0 ? -ENOENT : n;
+}
+
+static int datapath_apply(struct nm_agent *a, const struct nm_cluster *c)
+{
+	struct nm_model model = { 0 };
+	struct nm_agent_state st = { 0 };
+	const struct nm_node *n = &c->nodes[a->node];
+	char err[NM_ERRMSG_MAX];
+	int ret;
+
+	ret = nm_model_build(c, a->node, &model, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"cannot build datapath model\" file=%s err=\"%s\"",
+			c->path, err);
+		return ret;
+	}
+	ret = nm_datapath_sync(a->dp, &model);
+	nm_model_free(&model);
+	if (ret) {
+		pr_warn("msg=\"cannot write maps\" err=\"%s\"", strerror(-ret));
+		return ret;
+	}
+	memcpy(&st.agent_v4, &n->addr, sizeof(st.agent_v4));
+	if (n->has_addr6)
+		memcpy(&st.agent_v6, &n->addr6, sizeof(st.agent_v6));
+	st.outbound_port = htons(c->mesh.outbound_port);
+	st.fail_mode = c->mesh.fail_mode == NM_CFG_FAIL_OPEN ? NM_FAIL_OPEN :
+							       NM_FAIL_CLOSED;
+	st.abi_version = NM_ABI_VERSION;
+	return nm_datapath_set_state(a->dp, &st);
+}
+
+static int datapath_start(struct nm_agent *a)
+{
+	const struct nm_node *n = &a->cluster->nodes[a->node];
+	struct nm_datapath_opts opts = { .instance = a->instance };
+	char root[NM_PATH_MAX], err[NM_ERRMSG_MAX];
+	int ret;
+
+	ret = nm_cgroup_resolve(n->cgroup_root, root, sizeof(root));
+	if (ret) {
+		pr_warn("msg=\"cannot resolve cgroupRoot\" file=%s node=%s cgroupRoot=%s err=\"%s\"",
+			a->cluster->path, n->name, n->cgroup_root, strerror(-ret));
+		return ret;
+	}
+	opts.cgroup_root = root;
+	ret = nm_datapath_open(&opts, &a->dp, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"cannot load the BPF datapath\" err=\"%s\"", err);
+		return ret;
+	}
+	ret = datapath_apply(a, a->cluster);
+	if (ret)
+		return ret;
+	pr_info("msg=\"datapath attached\" cgroup_root=%s pins=%s/%s", root,
+		NM_PIN_BASE, a->instance);
+	return 0;
+}
+
+/* Applies a new cluster file, or keeps the last good state. */
+static void daemon_reload(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	struct nm_cluster *c = NULL, *old;
+	char err[NM_ERRMSG_MAX];
+	int ret;
+
+	file_mtime(d->config_path, &d->config_mtime);
+	ret = nm_cluster_load_file(d->config_path, &c, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"config rejected, keeping the last good state\" err=\"%s\"",
+			err);
+		return;
+	}
+	if (a->node >= 0) {
+		int n = nm_cluster_find_node(c, a->cluster->nodes[a->node].name);
+
+		if (n < 0 || memcmp(&c->nodes[n].addr, &a->cluster->nodes[a->node].addr,
+				    sizeof(c->nodes[n].addr))) {
+			pr_warn("msg=\"config rejected: this node was removed or readdressed (restart to apply)\" file=%s",
+				d->config_path);
+			goto reject;
+		}
+		if (a->dp) {
+			int keep = a->node;
+
+			a->node = n;
+			if (datapath_apply(a, c)) {
+				a->node = keep;
+				datapath_apply(a, a->cluster);
+				goto reject;
+			}
+		}
+		a->node = n;
+	}
+	/* Listeners point into the forwards array: it stays with the agent
+	 * until restart. */
+	if (c->n_forwards || a->cluster->n_forwards) {
+		struct nm_forward_cfg *fw = c->forwards;
+		unsigned int nfw = c->n_forwards;
+
+		if (nfw != a->cluster->n_forwards ||
+		    (nfw && memcmp(fw, a->cluster->forwards, nfw * sizeof(*fw))))
+			pr_warn("msg=\"forwards changed; they apply after a restart\"");
+		c->forwards = a->cluster->forwards;
+		c->n_forwards = a->cluster->n_forwards;
+		a->cluster->forwards = fw;
+		a->cluster->n_forwards = nfw;
+	}
+	old = a->cluster;
+	a->cluster = c;
+	nm_cluster_free(old);
+	pr_info("msg=\"config reloaded\" file=%s workloads=%u services=%u",
+		d->config_path, c->n_workloads, c->n_services);
+	return;
+reject:
+	nm_cluster_free(c);
+}
+
+static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
+		      void *data)
+{
+	struct nm_daemon *d = data;
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			pr_info("msg=\"SIGHUP: reloading\"");
+			daemon_reload(d);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			pr_info("msg=\"stopping\" signal=%s",
+				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			d->agent.stopping = true;
+			nm_loop_stop(loop);
+			break;
+		}
+	}
+}
+
+static int64_t on_sweep(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_daemon *d = data;
+	uint64_t live = d->agent.stats.flows_active;
+
+	nm_proxy_sweep(&d->agent);
+	/* After a burst of flows has drained, hand the freed heap back to the
+	 * kernel: glibc keeps it otherwise, and RSS would stay at the peak. */
+	if (live > d->flows_high)
+		d->flows_high = live;
+	if (d->flows_high >= 256 && live < d->flows_high / 2) {
+		malloc_trim(0);
+		d->flows_high = live;
+	}
+	return 500;
+}
+
+static int64_t on_heartbeat(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_agent *a = data;
+
+	if (a->dp)
+		nm_datapath_heartbeat(a->dp);
+	return 1000;
+}
+
+static int64_t on_reload_check(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_daemon *d = data;
+	struct timespec ts;
+
+	if (!file_mtime(d->config_path, &ts) &&
+	    (ts.tv_sec != d->config_mtime.tv_sec ||
+	     ts.tv_nsec != d->config_mtime.tv_nsec)) {
+		pr_info("msg=\"config file changed: reloading\" file=%s",
+			d->config_path);
+		daemon_reload(d);
+	}
+	return 2000;
+}
+
+/* Two fds per flow: the default soft limit of 1024 would cap an agent at
+ * about 500 flows. Raise it to the hard limit (no capability needed). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("msg=\"cannot raise the open-file limit\" limit=%llu",
+			(unsigned long long)rl.rlim_max);
+}
+
+static int setup_signals(struct nm_daemon *d)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN); /* OpenSSL writes with write(2) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return d->sigfd < 0 ? -errno : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "instance", required_argument, NULL, 'i' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "tls-resumption", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct nm_daemon d = { .sigfd = -1, .tls_resumption = true };
+	struct nm_agent *a = &d.agent;
+	enum nm_log_level level;
+	char err[NM_ERRMSG_MAX], feat_path[NM_PATH_MAX] = "";
+	struct nm_features feat = { 0 };
+	struct nm_choices want = { 0 }, chosen = { 0 };
+	uint64_t keep_caps = 1ull << CAP_NET_ADMIN;
+	int opt, ret, rc = 1;
+
+	a->instance = "default";
+	a->node = -1;
+	while ((opt = getopt_long(argc, argv, "c:n:i:l:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			d.config_path = optarg;
+			break;
+		case 'n':
+			d.node_name = optarg;
+			break;
+		case 'i':
+			a->instance = optarg;
+			break;
+		case 'l':
+			if (nm_log_parse_level(optarg, &level)) {
+				fprintf(stderr, "nodemeshd: --log-level: unknown level '%s'\n", optarg);
+				return 2;
+			}
+			nm_log_set_level(level);
+			break;
+		case 'r':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "nodemeshd: --tls-resumption: expected on or off, got '%s'\n", optarg);
+				return 2;
+			}
+			d.tls_resumption = !strcmp(optarg, "on");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!d.config_path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!d.node_name)
+		d.node_name = getenv("NODE_NAME");
+	if (strchr(a->instance, '/') || !a->instance[0] ||
+	    strlen(a->instance) > NM_NAME_MAX) {
+		fprintf(stderr, "nodemeshd: --instance: '%s' is not a valid name\n", a->instance);
+		return 2;
+	}
+
+	ret = nm_cluster_load_file(d.config_path, &a->cluster, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"cannot load config\" err=\"%s\"", err);
+		return 1;
+	}
+	file_mtime(d.config_path, &d.config_mtime);
+	a->node = pick_node(a->cluster, d.node_name);
+	if (a->node == -ENOENT)
+		goto out;
+	ret = nm_tls_create(a->cluster->cert_dir, a->cluster->trust_domain,
+			    &a->tls, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"cannot load certificates\" err=\"%s\"", err);
+		goto out;
+	}
+	nm_tls_set_resumption(a->tls, d.tls_resumption);
+	{
+		uint64_t r;
+
+		if (getentropy(&r, sizeof(r)))
+			r = (uint64_t)time(NULL) << 20;
+		/* Flow ids unique across agents: random high bits. */
+		a->flow_base = r & ~0xffffffffull;
+	}
+	raise_fd_limit();
+	ret = nm_loop_create(&a->loop);
+	if (ret)
+		goto out;
+	ret = setup_signals(&d);
+	if (ret)
+		goto out;
+	nm_loop_add(a->loop, d.sigfd, NM_EV_READ, on_signal, &d);
+	if (a->node >= 0 && a->cluster->nodes[a->node].cgroup_root[0]) {
+		const char *missing;
+
+		/* Refuse a kernel that lacks what the datapath needs, naming
+		 * the feature and the minimum kernel, before loading anything. */
+		nm_probe_features(&feat);
+		missing = nm_probe_required_missing(&feat);
+		if (missing) {
+			pr_warn("msg=\"kernel not supported\" reason=\"%s\"", missing);
+			goto out;
+		}
+		/* No acceleration is built yet: nothing is asked for, and the
+		 * choice (all plain fallbacks) is recorded for `nodemesh status`. */
+		nm_probe_choose(&feat, &want, &chosen);
+		if (!nm_probe_state_path(NULL, a->instance, feat_path, sizeof(feat_path)))
+			nm_probe_save(feat_path, &feat, &chosen, getpid());
+		keep_caps = (1ull << CAP_NET_ADMIN) | nm_probe_keep_caps(&feat);
+		if (datapath_start(a))
+			goto out;
+	}
+	if (nm_proxy_listen(a))
+		goto out;
+	/* Set-up is done: from here on the agent needs CAP_NET_ADMIN to mark
+	 * its upstream sockets and, on kernels that check it on every bpf()
+	 * call (before 5.19 with unprivileged BPF disabled), CAP_BPF for map
+	 * operations on the fds it holds; nm_probe_keep_caps() says which. */
+	ret = nm_caps_restrict(a->dp ? keep_caps : 0);
+	if (ret)
+		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
+	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
+	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
+	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
+	nm_runstate_write(a);
+	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
+		a->node >= 0 ? a->cluster->nodes[a->node].name : "-",
+		a->instance, nm_tls_identity_count(a->tls));
+	ret = nm_loop_run(a->loop);
+	if (ret) {
+		pr_warn("msg=\"event loop failed\" err=\"%s\"", strerror(-ret));
+		goto out;
+	}
+	rc = 0;
+out:
+	nm_proxy_stop_listening(a);
+	nm_proxy_close_all(a, false);
+	if (feat_path[0])
+		unlink(feat_path);
+	nm_runstate_remove(a);
+	nm_datapath_close(a->dp);
+	nm_tls_free(a->tls);
+	if (a->loop)
+		nm_loop_free(a->loop);
+	if (d.sigfd >= 0)
+		close(d.sigfd);
+	nm_bufpool_drain(&a->pool);
+	nm_cluster_free(a->cluster);
+	if (rc == 0)
+		pr_info("msg=\"stopped\"");
+	return rc;
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * cgroup.c - finding the cgroup v2 mount and turning cgroup directories into
+ * the ids bpf_get_current_cgroup_id() reports (datapath.h).
+ *
+ * The mount is read from /proc/self/mountinfo rather than assumed: hybrid
+ * hosts mount v2 at /sys/fs/cgroup/unified, pure v2 hosts at /sys/fs/cgroup.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include "datapath/datapath.h"
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *out = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) |
+					(s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+/*
+ * One mountinfo line: "36 35 98:0 /root /mnt opts [optional...] - fstype src
+ * superopts". Returns the mount point (unescaped, in place) when the file
+ * system type is cgroup2, else NULL.
+ */
+static char *cgroup2_mount_point(char *line)
+{
+	char *save = NULL, *tok, *mnt = NULL;
+	int field = 0;
+	int after_sep = 0;
+
+	for (tok = strtok_r(line, " \n", &save); tok;
+	     tok = strtok_r(NULL, " \n", &save), field++) {
+		if (field == 4)
+			mnt = tok;
+		if (after_sep) {
+			if (strcmp(tok, "cgroup2") != 0 || !mnt)
+				return NULL;
+			unescape_octal(mnt);
+			return mnt;
+		}
+		if (field >= 6 && strcmp(tok, "-") == 0)
+			after_sep = 1;
+	}
+	return NULL;
+}
+
+int nm_cgroup2_mount(char *buf, size_t len)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int ret = -ENOENT;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char *mnt = cgroup2_mount_point(line);
+
+		if (!mnt)
+			continue;
+		if (strlen(mnt) >= len) {
+			ret = -ENAMETOOLONG;
+		} else {
+			strcpy(buf, mnt);
+			ret = 0;
+		}
+		break;
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+int nm_cgroup_resolve(const char *path, char *buf, size_t len)
+{
+	char mnt[NM_PATH_MAX];
+	int n, ret;
+
+	if (!path || !*path)
+		return -EINVAL;
+	if (path[0] == '/') {
+		n = snprintf(buf, len, "%s", path);
+	} else {
+		ret = nm_cgroup2_mount(mnt, sizeof(mnt));
+		if (ret)
+			return ret;
+		while (path[0] == '.' && path[1] == '/')
+			path += 2;
+		if (strcmp(path, ".") == 0)
+			n = snprintf(buf, len, "%s", mnt);
+		else
+			n = snprintf(buf, len, "%s/%s", mnt, path);
+	}
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int nm_cgroup_id(const char *abs_path, uint64_t *id)
+{
+	/* The kernel's cgroup file handle is the 64-bit cgroup id (kernfs
+	 * node id), the same value bpf_get_current_cgroup_id() returns; this is
+	 * how the kernel selftests' get_cgroup_id() reads it. */
+	struct {
+		struct file_handle fh;
+		unsigned char raw[sizeof(uint64_t)];
+	} h;
+	struct statfs sfs;
+	int mount_id;
+
+	if (statfs(abs_path, &sfs))
+		return -errno;
+	if (sfs.f_type != CGROUP2_SUPER_MAGIC)
+		return -EMEDIUMTYPE;
+	memset(&h, 0, sizeof(h));
+	h.fh.handle_bytes = sizeof(uint64_t);
+	if (name_to_handle_at(AT_FDCWD, abs_path, &h.fh, &mount_id, 0))
+		return -errno;
+	if (h.fh.handle_bytes != sizeof(uint64_t))
+		return -EOVERFLOW;
+	memcpy(id, h.fh.f_handle, sizeof(*id));
+	return 0;
+}

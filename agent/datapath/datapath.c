@@ -1,0 +1,689 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * datapath.c - loads nm_connect and nm_sockops, shares their pinned maps,
+ * attaches them to the cgroup root through pinned bpf_links and writes the
+ * map model (datapath.h).
+ *
+ * Restart without a gap: the links are pinned, so they keep redirecting while
+ * no agent runs (connects then fail fast with ECONNREFUSED). A new agent finds
+ * the pinned links and swaps its freshly loaded programs into them with
+ * BPF_LINK_UPDATE instead of attaching anew.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "datapath/datapath.h"
+#include "lib/errbuf.h"
+#include "lib/log.h"
+#include "nm_connect.skel.h"
+#include "nm_sockops.skel.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+#define INSTANCE_MAX 64
+
+enum nm_link_idx {
+	NM_LINK_CONNECT4,
+	NM_LINK_CONNECT6,
+	NM_LINK_SOCKOPS,
+	NM_LINK_COUNT,
+};
+
+static const char *const link_names[NM_LINK_COUNT] = {
+	[NM_LINK_CONNECT4] = "link_connect4",
+	[NM_LINK_CONNECT6] = "link_connect6",
+	[NM_LINK_SOCKOPS] = "link_sockops",
+};
+
+struct nm_datapath {
+	char pin_dir[128]; /* NM_PIN_BASE "/" instance */
+	struct nm_connect_bpf *connect;
+	struct nm_sockops_bpf *sockops;
+	struct bpf_link *links[NM_LINK_COUNT];
+	/* map fds, owned by the connect skeleton */
+	int fd_workloads, fd_services, fd_backends, fd_endpoints;
+	int fd_orig_by_tuple, fd_agent_state;
+};
+
+/* --- helpers ------------------------------------------------------------- */
+
+/* Instance names become a directory name: keep them to a safe alphabet. */
+static int check_instance(const char *instance)
+{
+	size_t n = strlen(instance);
+
+	if (n == 0 || n > INSTANCE_MAX || strcmp(instance, ".") == 0 ||
+	    strcmp(instance, "..") == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char ch = instance[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+		      ch == '.'))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int pin_dir_of(const char *instance, char *buf, size_t len)
+{
+	int n;
+
+	if (check_instance(instance))
+		return -EINVAL;
+	n = snprintf(buf, len, "%s/%s", NM_PIN_BASE, instance);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Pinning needs bpffs at /sys/fs/bpf; hosts without systemd may lack it. */
+static int ensure_bpffs(char *err, size_t errlen)
+{
+	struct statfs sfs;
+
+	if (statfs(BPFFS_ROOT, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir(BPFFS_ROOT, 0700) && errno != EEXIST) {
+		int ret = -errno;
+
+		nm_set_err(err, errlen, "%s: %s", BPFFS_ROOT, strerror(errno));
+		return ret;
+	}
+	if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
+		int ret = -errno;
+
+		nm_set_err(err, errlen, "mount bpffs at %s: %s", BPFFS_ROOT,
+			   strerror(errno));
+		return ret;
+	}
+	pr_info("msg=\"mounted bpffs\" path=%s", BPFFS_ROOT);
+	return 0;
+}
+
+static int mkdir_one(const char *path, char *err, size_t errlen)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		return 0;
+	nm_set_err(err, errlen, "pin directory %s: %s", path, strerror(errno));
+	return -errno;
+}
+
+/*
+ * Refuses pins left by an agent with another map ABI: reusing them would
+ * mean reading and writing records of another layout.
+ */
+static int check_pinned_abi(const char *pin_dir, char *err, size_t errlen)
+{
+	struct bpf_map_info info = {};
+	__u32 info_len = sizeof(info);
+	struct nm_agent_state st;
+	char path[PATH_MAX];
+	__u32 key = 0;
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/nm_agent_state", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &info_len)) {
+		ret = -errno;
+		nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (info.value_size != sizeof(st) || info.key_size != sizeof(key)) {
+		ret = -EPROTO;
+		nm_set_err(err, errlen,
+			   "%s: pinned map has another layout (value size %u, expected %zu); remove %s",
+			   path, info.value_size, sizeof(st), pin_dir);
+		goto out;
+	}
+	if (bpf_map_lookup_elem(fd, &key, &st) == 0 && st.abi_version != 0 &&
+	    st.abi_version != NM_ABI_VERSION) {
+		ret = -EPROTO;
+		nm_set_err(err, errlen,
+			   "%s: pinned maps have ABI version %u, this agent uses %u; remove %s",
+			   path, st.abi_version, NM_ABI_VERSION, pin_dir);
+	}
+out:
+	close(fd);
+	return ret;
+}
+
+/*
+ * libbpf reports why a load failed (verifier log, pin mismatch) through its
+ * print callback; route it into our log instead of bare stderr lines.
+ */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt,
+		      va_list ap)
+{
+	enum nm_log_level lvl = level == LIBBPF_WARN ? NM_LOG_WARN : NM_LOG_DEBUG;
+	char text[8192], *line, *save = NULL;
+
+	if (lvl > nm_log_get_level())
+		return 0;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	/* A verifier log arrives as one multi-line message: one log line
+	 * each keeps our output line-structured. */
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		nm_log(lvl, "msg=\"libbpf\" detail=\"%s\"", line);
+	return 0;
+}
+
+/* The pinned link fits when it is a cgroup link on this root and hook. */
+static bool link_matches(struct bpf_link *link, uint64_t cgroup_id,
+			 enum bpf_attach_type type)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len))
+		return false;
+	return info.type == BPF_LINK_TYPE_CGROUP &&
+	       info.cgroup.cgroup_id == cgroup_id &&
+	       info.cgroup.attach_type == type;
+}
+
+/*
+ * Puts prog behind the pinned link `name`: updates the existing link in
+ * place when it still fits, otherwise attaches a new link and only then
+ * replaces the pin, so the hook is never empty in between.
+ */
+static int attach_or_update(struct nm_datapath *dp, enum nm_link_idx idx,
+			    struct bpf_program *prog, int cgroup_fd,
+			    uint64_t cgroup_id, bool *created, char *err,
+			    size_t errlen)
+{
+	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	struct bpf_link *old = NULL, *link;
+	char path[PATH_MAX];
+	int ret;
+
+	*created = false;
+	snprintf(path, sizeof(path), "%s/%s", dp->pin_dir, link_names[idx]);
+	if (access(path, F_OK) == 0) {
+		old = bpf_link__open(path);
+		if (!old) {
+			ret = -errno;
+			nm_set_err(err, errlen, "open pinned link %s: %s", path,
+				   strerror(errno));
+			return ret;
+		}
+		if (!link_matches(old, cgroup_id, type)) {
+			pr_info("msg=\"datapath link replaced\" link=%s reason=\"other cgroup or hook\"",
+				path);
+		} else if ((ret = bpf_link__update_program(old, prog)) != 0) {
+			/* e.g. ENOLINK: its cgroup is gone. */
+			pr_info("msg=\"datapath link replaced\" link=%s reason=\"%s\"",
+				path, strerror(-ret));
+		} else {
+			dp->links[idx] = old;
+			pr_info("msg=\"datapath link reused\" link=%s", path);
+			return 0;
+		}
+	}
+
+	link = bpf_program__attach_cgroup(prog, cgroup_fd);
+	if (!link) {
+		ret = -errno;
+		nm_set_err(err, errlen, "attach %s: %s", bpf_program__name(prog),
+			   strerror(errno));
+		goto out;
+	}
+	if (old)
+		bpf_link__unpin(old);
+	ret = bpf_link__pin(link, path);
+	if (ret) {
+		nm_set_err(err, errlen, "pin %s: %s", path, strerror(-ret));
+		bpf_link__destroy(link);
+		goto out;
+	}
+	dp->links[idx] = link;
+	*created = true;
+	/* The new link is in place: take the replaced one off its hook now
+	 * rather than when bpffs gets round to dropping it. */
+	if (old)
+		bpf_link_detach(bpf_link__fd(old));
+out:
+	bpf_link__destroy(old);
+	return ret;
+}
+
+static int open_cgroup_root(const char *root, int *fd_out, uint64_t *id,
+			    char *err, size_t errlen)
+{
+	char mnt[PATH_MAX];
+	struct stat st_root, st_mnt;
+	int fd, ret;
+
+	if (!root || root[0] != '/') {
+		nm_set_err(err, errlen, "cgroup root %s: not an absolute path",
+			   root ? root : "(none)");
+		return -EINVAL;
+	}
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		nm_set_err(err, errlen, "cgroup root %s: %s", root, strerror(errno));
+		return ret;
+	}
+	ret = nm_cgroup_id(root, id);
+	if (ret) {
+		nm_set_err(err, errlen, "cgroup root %s: %s", root,
+			   ret == -EMEDIUMTYPE ? "not a cgroup v2 directory" :
+						 strerror(-ret));
+		goto fail;
+	}
+	/* Attaching at the top of the hierarchy would steer every process on
+	 * the host; the agent only ever owns a subtree. */
+	if (nm_cgroup2_mount(mnt, sizeof(mnt)) == 0 && stat(mnt, &st_mnt) == 0 &&
+	    fstat(fd, &st_root) == 0 && st_mnt.st_dev == st_root.st_dev &&
+	    st_mnt.st_ino == st_root.st_ino) {
+		ret = -EPERM;
+		nm_set_err(err, errlen,
+			   "cgroup root %s: refusing the cgroup v2 mount root; use a subtree",
+			   root);
+		goto fail;
+	}
+	*fd_out = fd;
+	return 0;
+fail:
+	close(fd);
+	return ret;
+}
+
+/* --- open / close -------------------------------------------------------- */
+
+int nm_datapath_open(const struct nm_datapath_opts *opts,
+		     struct nm_datapath **out, char *err, size_t errlen)
+{
+	const char *instance = opts && opts->instance ? opts->instance : "default";
+	struct bpf_program *progs[NM_LINK_COUNT];
+	bool created[NM_LINK_COUNT] = { false };
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	libbpf_print_fn_t old_print;
+	struct nm_datapath *dp;
+	uint64_t cgroup_id;
+	int cgroup_fd = -1;
+	int ret;
+
+	*out = NULL;
+	nm_set_err(err, errlen, "%s", "");
+	dp = calloc(1, sizeof(*dp));
+	if (!dp) {
+		nm_set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	old_print = libbpf_set_print(libbpf_log);
+
+	ret = pin_dir_of(instance, dp->pin_dir, sizeof(dp->pin_dir));
+	if (ret) {
+		nm_set_err(err, errlen,
+			   "instance \"%s\": use 1-%d letters, digits, '-', '_', '.'",
+			   instance, INSTANCE_MAX);
+		goto fail;
+	}
+	ret = open_cgroup_root(opts ? opts->cgroup_root : NULL, &cgroup_fd,
+			       &cgroup_id, err, errlen);
+	if (ret)
+		goto fail;
+	ret = ensure_bpffs(err, errlen);
+	if (ret)
+		goto fail;
+	ret = mkdir_one(NM_PIN_BASE, err, errlen);
+	if (!ret)
+		ret = mkdir_one(dp->pin_dir, err, errlen);
+	if (!ret)
+		ret = check_pinned_abi(dp->pin_dir, err, errlen);
+	if (ret)
+		goto fail;
+
+	oo.pin_root_path = dp->pin_dir;
+	dp->connect = nm_connect_bpf__open_opts(&oo);
+	if (!dp->connect) {
+		ret = -errno;
+		nm_set_err(err, errlen, "open nm_connect: %s", strerror(errno));
+		goto fail;
+	}
+	/* The first load creates and pins the maps, the second reuses them. */
+	ret = nm_connect_bpf__load(dp->connect);
+	if (ret) {
+		/* EINVAL here is mostly libbpf refusing a pinned map whose
+		 * definition differs from ours (see its log line). */
+		nm_set_err(err, errlen, "load nm_connect (pins in %s): %s%s",
+			   dp->pin_dir, strerror(-ret),
+			   ret == -EINVAL ? " (pinned maps of another layout? remove the pin directory)" : "");
+		goto fail;
+	}
+	dp->sockops = nm_sockops_bpf__open_opts(&oo);
+	if (!dp->sockops) {
+		ret = -errno;
+		nm_set_err(err, errlen, "open nm_sockops: %s", strerror(errno));
+		goto fail;
+	}
+	ret = nm_sockops_bpf__load(dp->sockops);
+	if (ret) {
+		nm_set_err(err, errlen, "load nm_sockops (pins in %s): %s",
+			   dp->pin_dir, strerror(-ret));
+		goto fail;
+	}
+
+	progs[NM_LINK_CONNECT4] = dp->connect->progs.nm_connect4;
+	progs[NM_LINK_CONNECT6] = dp->connect->progs.nm_connect6;
+	progs[NM_LINK_SOCKOPS] = dp->sockops->progs.nm_sockops;
+	for (int i = 0; i < NM_LINK_COUNT; i++) {
+		ret = attach_or_update(dp, i, progs[i], cgroup_fd, cgroup_id,
+				       &created[i], err, errlen);
+		if (ret)
+			goto fail;
+	}
+
+	dp->fd_workloads = bpf_map__fd(dp->connect->maps.nm_workloads);
+	dp->fd_services = bpf_map__fd(dp->connect->maps.nm_services);
+	dp->fd_backends = bpf_map__fd(dp->connect->maps.nm_backends);
+	dp->fd_endpoints = bpf_map__fd(dp->connect->maps.nm_endpoints);
+	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_tuple);
+	dp->fd_agent_state = bpf_map__fd(dp->connect->maps.nm_agent_state);
+
+	close(cgroup_fd);
+	libbpf_set_print(old_print);
+	pr_info("msg=\"datapath ready\" instance=%s pins=%s cgroup_root=%s",
+		instance, dp->pin_dir, opts->cgroup_root);
+	*out = dp;
+	return 0;
+
+fail:
+	/* Links this call created would redirect with no agent to take over
+	 * its records; links it updated keep the previous behaviour. */
+	for (int i = 0; i < NM_LINK_COUNT; i++) {
+		if (created[i] && dp->links[i])
+			bpf_link__unpin(dp->links[i]);
+	}
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
+	nm_datapath_close(dp);
+	libbpf_set_print(old_print);
+	return ret;
+}
+
+void nm_datapath_close(struct nm_datapath *dp)
+{
+	if (!dp)
+		return;
+	/* bpf_link__destroy() closes our fd only: the pins keep the links. */
+	for (int i = 0; i < NM_LINK_COUNT; i++)
+		bpf_link__destroy(dp->links[i]);
+	nm_sockops_bpf__destroy(dp->sockops);
+	nm_connect_bpf__destroy(dp->connect);
+	free(dp);
+}
+
+/*
+ * Detaches a pinned link from its cgroup now. Dropping the last reference
+ * would too, but bpffs drops a pin's reference after an RCU grace period and
+ * a workqueue pass, so the hook could still redirect for a moment after the
+ * pin is gone; BPF_LINK_DETACH (5.9) makes it immediate.
+ */
+static void detach_pinned_link(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	bpf_link_detach(fd);
+	close(fd);
+}
+
+int nm_datapath_remove_pins(const char *instance)
+{
+	char dir[128]; /* NM_PIN_BASE "/" instance */
+	struct dirent *de;
+	int ret = 0, pass;
+	DIR *d;
+
+	ret = pin_dir_of(instance ? instance : "default", dir, sizeof(dir));
+	if (ret)
+		return ret;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno; /* nothing left: done */
+	/* Links first, so the programs leave the hooks before maps go. */
+	for (pass = 0; pass < 2; pass++) {
+		rewinddir(d);
+		while ((de = readdir(d))) {
+			bool is_link = strncmp(de->d_name, "link_", 5) == 0;
+
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0 ||
+			    is_link != (pass == 0))
+				continue;
+			if (is_link)
+				detach_pinned_link(dir, de->d_name);
+			if (unlinkat(dirfd(d), de->d_name, 0) && errno != ENOENT &&
+			    !ret)
+				ret = -errno;
+		}
+	}
+	closedir(d);
+	if (rmdir(dir) && errno != ENOENT && !ret)
+		ret = -errno;
+	return ret;
+}
+
+/* --- map contents -------------------------------------------------------- */
+
+struct sync_map {
+	const char *name;
+	int fd;
+	const void *entries; /* array of model entries */
+	unsigned int n;
+	size_t stride;
+	size_t key_size;     /* key at offset 0 of each entry */
+	size_t val_off;
+};
+
+struct key_cmp_ctx {
+	size_t key_size;
+};
+
+static int cmp_keys(const void *a, const void *b, void *arg)
+{
+	const struct key_cmp_ctx *ctx = arg;
+
+	return memcmp(a, b, ctx->key_size);
+}
+
+static int sync_upsert(const struct sync_map *s)
+{
+	for (unsigned int i = 0; i < s->n; i++) {
+		const char *e = (const char *)s->entries + i * s->stride;
+
+		if (bpf_map_update_elem(s->fd, e, e + s->val_off, BPF_ANY)) {
+			int ret = -errno;
+
+			pr_warn("msg=\"map update failed\" map=%s entry=%u err=\"%s\"",
+				s->name, i, strerror(errno));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Deletes every key of the map that the model does not have. */
+static int sync_prune(const struct sync_map *s)
+{
+	struct key_cmp_ctx ctx = { s->key_size };
+	char *keys = NULL, *stale = NULL, *cur, *next;
+	unsigned int n_stale = 0, cap_stale = 0;
+	int ret = -ENOMEM;
+	bool first = true;
+
+	cur = calloc(2, s->key_size);
+	keys = malloc((s->n ? s->n : 1) * s->key_size);
+	if (!cur || !keys)
+		goto out;
+	next = cur + s->key_size;
+	for (unsigned int i = 0; i < s->n; i++)
+		memcpy(keys + i * s->key_size,
+		       (const char *)s->entries + i * s->stride, s->key_size);
+	qsort_r(keys, s->n, s->key_size, cmp_keys, &ctx);
+
+	/* Collect first, delete after: deleting while walking a hash map can
+	 * restart the walk. */
+	while (bpf_map_get_next_key(s->fd, first ? NULL : cur, next) == 0) {
+		unsigned int lo = 0, hi = s->n;
+		bool found = false;
+
+		first = false;
+		while (lo < hi) {
+			unsigned int mid = lo + (hi - lo) / 2;
+			int r = memcmp(next, keys + mid * s->key_size, s->key_size);
+
+			if (r == 0) {
+				found = true;
+				break;
+			}
+			if (r < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		if (!found) {
+			if (n_stale == cap_stale) {
+				unsigned int ncap = cap_stale ? cap_stale * 2 : 64;
+				char *p = realloc(stale, (size_t)ncap * s->key_size);
+
+				if (!p)
+					goto out;
+				stale = p;
+				cap_stale = ncap;
+			}
+			memcpy(stale + n_stale * s->key_size, next, s->key_size);
+			n_stale++;
+		}
+		memcpy(cur, next, s->key_size);
+	}
+	if (errno != ENOENT) {
+		ret = -errno;
+		pr_warn("msg=\"map walk failed\" map=%s err=\"%s\"", s->name,
+			strerror(errno));
+		goto out;
+	}
+	ret = 0;
+	for (unsigned int i = 0; i < n_stale; i++) {
+		if (bpf_map_delete_elem(s->fd, stale + i * s->key_size) &&
+		    errno != ENOENT) {
+			ret = -errno;
+			pr_warn("msg=\"map delete failed\" map=%s err=\"%s\"",
+				s->name, strerror(errno));
+			break;
+		}
+	}
+out:
+	free(cur);
+	free(keys);
+	free(stale);
+	return ret;
+}
+
+int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
+{
+	/*
+	 * Order keeps every intermediate state consistent for connect4/6:
+	 * backends exist before a service announces them, services and
+	 * endpoints before workloads use them; stale services go before the
+	 * backends they point at.
+	 */
+	const struct sync_map maps[] = {
+		{ "nm_backends", dp->fd_backends, m->backends, m->n_backends,
+		  sizeof(*m->backends), sizeof(m->backends->key),
+		  offsetof(struct nm_model_backend, val) },
+		{ "nm_endpoints", dp->fd_endpoints, m->endpoints, m->n_endpoints,
+		  sizeof(*m->endpoints), sizeof(m->endpoints->key),
+		  offsetof(struct nm_model_endpoint, val) },
+		{ "nm_services", dp->fd_services, m->services, m->n_services,
+		  sizeof(*m->services), sizeof(m->services->key),
+		  offsetof(struct nm_model_service, val) },
+		{ "nm_workloads", dp->fd_workloads, m->workloads, m->n_workloads,
+		  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
+		  offsetof(struct nm_model_workload, val) },
+	};
+	static const unsigned int prune_order[] = { 3, 2, 0, 1 };
+	int ret;
+
+	for (unsigned int i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		ret = sync_upsert(&maps[i]);
+		if (ret)
+			return ret;
+	}
+	for (unsigned int i = 0; i < sizeof(prune_order) / sizeof(prune_order[0]); i++) {
+		ret = sync_prune(&maps[prune_order[i]]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st)
+{
+	struct nm_agent_state v = *st;
+	__u32 key = 0;
+
+	/* The version is the datapath's, not the caller's to choose. */
+	v.abi_version = NM_ABI_VERSION;
+	if (bpf_map_update_elem(dp->fd_agent_state, &key, &v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int nm_datapath_heartbeat(struct nm_datapath *dp)
+{
+	struct nm_agent_state st;
+	struct timespec ts;
+	__u32 key = 0;
+
+	if (bpf_map_lookup_elem(dp->fd_agent_state, &key, &st))
+		return -errno;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	st.heartbeat_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (bpf_map_update_elem(dp->fd_agent_state, &key, &st, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int nm_datapath_take_orig(struct nm_datapath *dp,
+			  const struct sockaddr_storage *peer,
+			  struct nm_orig *out)
+{
+	struct nm_tuple_key key;
+
+	memset(&key, 0, sizeof(key));
+	nm_addr_from_sockaddr(peer, &key.addr, &key.port);
+	/* Lookup then delete rather than BPF_MAP_LOOKUP_AND_DELETE_ELEM, which
+	 * hash maps only support from 5.14; only the agent deletes here. */
+	if (bpf_map_lookup_elem(dp->fd_orig_by_tuple, &key, out))
+		return -errno;
+	if (bpf_map_delete_elem(dp->fd_orig_by_tuple, &key) && errno != ENOENT)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * datapath.h - loads nodemesh's BPF programs, pins its maps and links under
+ * /sys/fs/bpf/nodemesh/<instance>/, attaches connect4/connect6/sockops to the
+ * node's cgroup root through bpf_link, and writes the map model.
+ *
+ * Links are pinned too (<pin>/link_connect4 ...) so that redirection stays in
+ * place while the agent restarts: a meshed connect() to a stopped agent then
+ * fails fast with ECONNREFUSED (fail-closed) instead of leaking to the
+ * original destination. A restarting agent swaps its new programs into the
+ * pinned links atomically (bpf_link_update). nm_datapath_remove_pins() tears
+ * everything down.
+ *
+ * IDs in maps follow the cluster file's order: workload_id = index + 1,
+ * service_id = index + 1, node_id = index + 1, identity_id = 1-based index of
+ * the distinct (namespace, serviceAccount) pair in order of first appearance,
+ * namespace_id likewise for namespaces (see nm_model_build()).
+ */
+#ifndef NM_DATAPATH_H
+#define NM_DATAPATH_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "nm_abi.h"
+#include "config/config.h"
+
+#define NM_PIN_BASE "/sys/fs/bpf/nodemesh"
+
+struct nm_datapath;
+
+struct nm_datapath_opts {
+	const char *instance;    /* "default" when NULL */
+	const char *cgroup_root; /* absolute path of a cgroup v2 directory */
+};
+
+/* Map contents computed from the cluster for one node (pure). */
+struct nm_model_workload { uint64_t cgroup_id; struct nm_workload val; };
+struct nm_model_service  { struct nm_svc_key key; struct nm_service val; };
+struct nm_model_backend  { struct nm_backend_key key; struct nm_backend val; };
+struct nm_model_endpoint { struct nm_addr key; struct nm_endpoint val; };
+
+struct nm_model {
+	struct nm_model_workload *workloads; unsigned int n_workloads;
+	struct nm_model_service *services;   unsigned int n_services;
+	struct nm_model_backend *backends;   unsigned int n_backends;
+	struct nm_model_endpoint *endpoints; unsigned int n_endpoints;
+};
+
+/*
+ * Builds the model for node index `node`: its local workloads (by cgroup id,
+ * resolved from each workload's cgroup path; a path that does not exist is
+ * an error naming the workload), every service VIP:port (v4 and v6) with its
+ * endpoints from the whole cluster, and every workload address as an
+ * endpoint. 0 or -errno with a message in err.
+ */
+int nm_model_build(const struct nm_cluster *c, int node, struct nm_model *out,
+		   char *err, size_t errlen);
+void nm_model_free(struct nm_model *m);
+
+/* cgroup v2 mount point found from /proc/self/mountinfo; 0 or -ENOENT. */
+int nm_cgroup2_mount(char *buf, size_t len);
+/* Absolute cgroup path (relative ones are joined to the v2 mount). */
+int nm_cgroup_resolve(const char *path, char *buf, size_t len);
+/* The cgroup id (as bpf_get_current_cgroup_id() returns) of a v2 directory. */
+int nm_cgroup_id(const char *abs_path, uint64_t *id);
+
+int nm_datapath_open(const struct nm_datapath_opts *opts,
+		     struct nm_datapath **out, char *err, size_t errlen);
+/* Closes fds; pinned maps and links stay. NULL is fine. */
+void nm_datapath_close(struct nm_datapath *dp);
+/* Removes the instance's pin directory and everything in it. */
+int nm_datapath_remove_pins(const char *instance);
+
+/* Replaces workloads/services/backends/endpoints with the model's. */
+int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m);
+int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st);
+/* Stamps heartbeat_ns with the BPF clock (CLOCK_MONOTONIC). */
+int nm_datapath_heartbeat(struct nm_datapath *dp);
+/*
+ * Looks up the record sockops stored for the accepted connection whose peer
+ * (client) address is `peer`, deletes it and returns it. 0 or -ENOENT.
+ */
+int nm_datapath_take_orig(struct nm_datapath *dp,
+			  const struct sockaddr_storage *peer,
+			  struct nm_orig *out);
+
+void nm_addr_from_sockaddr(const struct sockaddr_storage *ss, struct nm_addr *out,
+			   __be16 *port);
+void nm_addr_to_sockaddr(const struct nm_addr *a, __be16 port,
+			 struct sockaddr_storage *out);
+
+#endif

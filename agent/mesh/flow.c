@@ -1,0 +1,908 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * flow.c - the flow state machine: everything that moves a connection's bytes
+ * once a listener has accepted it (listener.c).
+ *
+ * A flow joins two sides. Outbound (pod -> agent): side 0 is the redirected
+ * pod connection, side 1 the upstream (an NMTP tunnel to the destination
+ * node's agent, or plain TCP to a pod on this node). Inbound (agent -> pod):
+ * side 0 is the NMTP tunnel, side 1 the destination pod. buf[i] carries the
+ * bytes read from side i on their way to the other side.
+ *
+ * Phases: CONNECTING (side 1 TCP connect) -> HANDSHAKE (TLS on the tunnel)
+ * -> PREAMBLE (inbound only) -> RELAY; DRAIN flushes a failure status.
+ * Everything is non-blocking and driven by the event loop; a flow never
+ * blocks another.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "core/agent.h"
+#include "mesh/flow.h"
+#include "lib/log.h"
+#include "mesh/tunnel.h"
+
+static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
+			  void *data);
+
+/* ------------------------------------------------------------------ utils */
+
+
+static const char *fmt_id(const struct nm_spiffe_id *id, char *buf, size_t len)
+{
+	if (!id->trust_domain[0] || nm_spiffe_format(id, buf, len))
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static bool sa_equal(const struct sockaddr_storage *a,
+		     const struct sockaddr_storage *b)
+{
+	struct nm_addr aa, bb;
+	__be16 pa, pb;
+
+	nm_addr_from_sockaddr(a, &aa, &pa);
+	nm_addr_from_sockaddr(b, &bb, &pb);
+	return pa == pb && memcmp(&aa, &bb, sizeof(aa)) == 0;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void id_from_cfg(struct nm_agent *a, const char *ns, const char *sa,
+			struct nm_spiffe_id *id)
+{
+	memset(id, 0, sizeof(*id));
+	snprintf(id->trust_domain, sizeof(id->trust_domain), "%s",
+		 a->cluster->trust_domain);
+	snprintf(id->ns, sizeof(id->ns), "%s", ns);
+	snprintf(id->sa, sizeof(id->sa), "%s", sa);
+}
+
+static bool id_equal(const struct nm_spiffe_id *x, const struct nm_spiffe_id *y)
+{
+	return !strcmp(x->trust_domain, y->trust_domain) &&
+	       !strcmp(x->ns, y->ns) && !strcmp(x->sa, y->sa);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static struct nm_flow *flow_new(struct nm_agent *a, struct nm_listener *lst,
+				enum nm_flow_dir dir, int fd)
+{
+	struct nm_flow *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->agent = a;
+	f->lst = lst;
+	f->dir = dir;
+	f->id = a->flow_base + ++a->flow_seq;
+	f->start_ms = nm_loop_now_ms();
+	f->side[0].fd = fd;
+	f->side[0].writable = true;
+	f->side[1].fd = -1;
+	f->tunnel = -1;
+	f->next = a->flows;
+	if (a->flows)
+		a->flows->prev = f;
+	a->flows = f;
+	a->stats.flows_active++;
+	return f;
+}
+
+static void flow_log_close(struct nm_flow *f, const char *how)
+{
+	/* A preamble or status may not have gone out in full. */
+	uint64_t up = f->written[0] > f->overhead[0] ?
+			      f->written[0] - f->overhead[0] : 0;
+	uint64_t down = f->written[1] > f->overhead[1] ?
+				f->written[1] - f->overhead[1] : 0;
+
+	/* written[0] is what side 0 sent toward side 1: for an outbound flow
+	 * that is the client's upload, for an inbound flow the same upload
+	 * arriving from the tunnel. */
+	pr_info("msg=\"flow close\" dir=%s flow=%llu bytes_up=%llu bytes_down=%llu duration_ms=%lld end=%s",
+		f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
+		(unsigned long long)f->id, (unsigned long long)up,
+		(unsigned long long)down,
+		(long long)(nm_loop_now_ms() - f->start_ms), how);
+	f->agent->stats.bytes_up += up;
+	f->agent->stats.bytes_down += down;
+}
+
+static void flow_free(struct nm_flow *f, bool reset, const char *how)
+{
+	struct nm_agent *a = f->agent;
+
+	if (f->phase == NM_PH_RELAY || f->phase == NM_PH_DRAIN)
+		flow_log_close(f, how);
+	for (int i = 0; i < 2; i++) {
+		if (f->side[i].fd >= 0)
+			nm_loop_del(a->loop, f->side[i].fd);
+		nm_side_close(&f->side[i], reset);
+		nm_buf_put(&a->pool, &f->buf[i]);
+	}
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		a->flows = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	a->stats.flows_active--;
+	a->stats.flows_closed++;
+	free(f);
+}
+
+/* ----------------------------------------------------------- connecting */
+
+/* Every failed upstream connect, at once or later, is logged and counted
+ * here; err is -errno. */
+static void flow_connect_failed(struct nm_flow *f, int err)
+{
+	char s1[64];
+
+	f->agent->stats.upstream_failures++;
+	pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
+		(unsigned long long)f->id,
+		nm_sockaddr_format(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+}
+
+static int flow_connect(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	socklen_t len = f->connect_to.ss_family == AF_INET ?
+			sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	uint32_t mark = NM_AGENT_MARK;
+	int fd, err;
+
+	fd = socket(f->connect_to.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		flow_connect_failed(f, err);
+		return err;
+	}
+	/* The mark keeps connect4/6 from redirecting the agent's own
+	 * connections back to itself, wherever the agent's cgroup is. */
+	if (a->dp && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark))) {
+		err = -errno;
+		goto err_close;
+	}
+	set_nodelay(fd);
+	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
+	    errno != EINPROGRESS) {
+		err = -errno;
+		goto err_close;
+	}
+	err = nm_loop_add(a->loop, fd, NM_EV_WRITE, flow_on_event, f);
+	if (err)
+		goto err_close;
+	f->side[1] = (struct nm_side){ .fd = fd };
+	f->phase = NM_PH_CONNECTING;
+	f->deadline_ms = nm_loop_now_ms() + NM_CONNECT_TIMEOUT_MS;
+	return 0;
+
+err_close:
+	close(fd);
+	flow_connect_failed(f, err);
+	return err;
+}
+
+/* Inbound failure: answer the status on the tunnel, then close. */
+static void flow_drain_status(struct nm_flow *f, uint8_t status)
+{
+	struct nm_agent *a = f->agent;
+
+	f->drain_status = status;
+	if (nm_buf_get(&a->pool, &f->buf[1])) {
+		f->phase = NM_PH_CLOSED;
+		return;
+	}
+	f->buf[1].off = 0;
+	f->buf[1].len = nm_status_encode(status, f->buf[1].data, NM_BUF_SIZE);
+	nm_buf_put(&a->pool, &f->buf[0]);
+	f->phase = NM_PH_DRAIN;
+	f->deadline_ms = nm_loop_now_ms() + NM_CONNECT_TIMEOUT_MS;
+}
+
+static void flow_log_open(struct nm_flow *f)
+{
+	char s1[64], s2[64], s3[64], i1[NM_SPIFFE_MAX], i2[NM_SPIFFE_MAX];
+	struct nm_agent *a = f->agent;
+
+	a->stats.flows_opened++;
+	const char *tls = f->tunnel < 0 ? "none" :
+			  SSL_session_reused(f->side[f->tunnel].ssl) ? "resumed" : "full";
+
+	if (f->dir == NM_DIR_OUTBOUND)
+		pr_info("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s",
+			(unsigned long long)f->id, nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			fmt_id(&f->local_id, i1, sizeof(i1)),
+			nm_sockaddr_format(&f->dst, s2, sizeof(s2)),
+			nm_sockaddr_format(&f->backend, s3, sizeof(s3)),
+			f->remote ? "remote" : "local",
+			fmt_id(&f->peer_id, i2, sizeof(i2)), tls);
+	else
+		pr_info("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s tls=%s",
+			(unsigned long long)f->id,
+			fmt_id(&f->peer_id, i1, sizeof(i1)),
+			fmt_id(&f->local_id, i2, sizeof(i2)),
+			nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			nm_sockaddr_format(&f->connect_to, s2, sizeof(s2)), tls);
+}
+
+/* Outbound tunnel is up: queue the preamble ahead of the client's bytes. */
+static int flow_send_preamble(struct nm_flow *f)
+{
+	struct nm_preamble p = { .dst = f->backend, .has_src = true,
+				 .src = f->src, .has_flow = true,
+				 .flow_id = f->id };
+	int n, err;
+
+	err = nm_buf_get(&f->agent->pool, &f->buf[0]);
+	if (err)
+		return err;
+	n = nm_preamble_encode(&p, f->buf[0].data, NM_BUF_SIZE);
+	if (n < 0)
+		return n;
+	f->buf[0].off = 0;
+	f->buf[0].len = n;
+	f->overhead[0] = n;
+	f->expect_status = true;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- relay */
+
+static bool side_can_read(const struct nm_side *s)
+{
+	return s->fd >= 0 && (s->readable || nm_side_pending(s) ||
+			      (s->rd_want_write && s->writable));
+}
+
+static bool side_can_write(const struct nm_side *s)
+{
+	return s->fd >= 0 && (s->writable || (s->wr_want_read && s->readable));
+}
+
+/* May bytes of buf[i] go out now? Not while the status is outstanding. */
+static bool buf_sendable(const struct nm_flow *f, int i)
+{
+	return !nm_buf_empty(&f->buf[i]) && !(i == 1 && f->expect_status);
+}
+
+/* The outbound tunnel's first bytes are NMT1 + status; returns 0 when the
+ * status is still incomplete or OK, -ECONNREFUSED when the peer refused. */
+static int flow_take_status(struct nm_flow *f)
+{
+	struct nm_buf *b = &f->buf[1];
+	uint8_t status;
+	int n;
+
+	n = nm_status_decode(b->data + b->off, b->len - b->off, &status);
+	if (n == -EAGAIN)
+		return 0;
+	if (n < 0) {
+		f->agent->stats.preamble_errors++;
+		pr_warn("msg=\"malformed status from peer agent\" flow=%llu",
+			(unsigned long long)f->id);
+		return -EPROTO;
+	}
+	if (status != NM_NMTP_OK) {
+		char s1[64];
+
+		pr_warn("msg=\"peer agent refused flow\" flow=%llu backend=%s status=%s",
+			(unsigned long long)f->id,
+			nm_sockaddr_format(&f->backend, s1, sizeof(s1)), nm_status_str(status));
+		f->agent->stats.upstream_failures++;
+		return -ECONNREFUSED;
+	}
+	/* Skipped, never written: not part of written[1]. */
+	b->off += n;
+	f->expect_status = false;
+	if (nm_buf_empty(b))
+		nm_buf_put(&f->agent->pool, b);
+	return 0;
+}
+
+/* Moves bytes until nothing more can move. 0, or -errno to reset the flow. */
+static int flow_pump(struct nm_flow *f)
+{
+	struct nm_bufpool *pool = &f->agent->pool;
+	bool progress;
+
+	do {
+		progress = false;
+		for (int i = 0; i < 2; i++) {
+			struct nm_side *src = &f->side[i], *dst = &f->side[1 - i];
+			struct nm_buf *b = &f->buf[i];
+			bool status_phase = i == 1 && f->expect_status;
+			int r;
+
+			if (buf_sendable(f, i) && side_can_write(dst)) {
+				r = nm_side_write(dst, b->data + b->off,
+						  b->len - b->off);
+				if (r > 0) {
+					b->off += r;
+					f->written[i] += r;
+					progress = true;
+					if (nm_buf_empty(b))
+						nm_buf_put(pool, b);
+				} else if (r != -EAGAIN) {
+					return r;
+				}
+			}
+			if ((nm_buf_empty(b) || status_phase) && !src->rd_eof &&
+			    side_can_read(src)) {
+				if (nm_buf_empty(b) && !status_phase)
+					nm_buf_put(pool, b);
+				if (nm_buf_get(pool, b))
+					return -ENOMEM;
+				r = nm_side_read(src, b->data + b->len,
+						 NM_BUF_SIZE - b->len);
+				if (r > 0) {
+					b->len += r;
+					progress = true;
+					if (status_phase && (r = flow_take_status(f)))
+						return r;
+				} else if (r == 0) {
+					src->rd_eof = true;
+					progress = true;
+					if (status_phase)
+						return -ECONNRESET;
+				} else if (r != -EAGAIN) {
+					return r;
+				}
+				if (nm_buf_empty(b) && !(i == 1 && f->expect_status))
+					nm_buf_put(pool, b);
+			}
+			if (src->rd_eof && nm_buf_empty(b) && !dst->wr_shut &&
+			    dst->fd >= 0) {
+				r = nm_side_shutdown(dst);
+				if (r == 0) {
+					dst->wr_shut = true;
+					progress = true;
+				} else if (r != -EAGAIN) {
+					return r;
+				}
+			}
+		}
+	} while (progress);
+	return 0;
+}
+
+static bool flow_finished(const struct nm_flow *f)
+{
+	return f->side[0].rd_eof && f->side[1].rd_eof && f->side[0].wr_shut &&
+	       f->side[1].wr_shut && nm_buf_empty(&f->buf[0]) &&
+	       nm_buf_empty(&f->buf[1]);
+}
+
+/* -------------------------------------------------------------- phases */
+
+static int flow_start_tls(struct nm_flow *f, int side)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_side *s = &f->side[side];
+	int err;
+
+	if (f->dir == NM_DIR_OUTBOUND)
+		err = nm_tls_client_new(a->tls, f->local_id.ns, f->local_id.sa,
+					&f->expected_peer, s->fd, &s->ssl);
+	else
+		err = nm_tls_server_new(a->tls,
+					f->lst->fwd ? f->lst->fwd->id_ns : NULL,
+					f->lst->fwd ? f->lst->fwd->id_sa : NULL,
+					s->fd, &s->ssl);
+	if (err)
+		return err;
+	/* Idle flows give their TLS buffers back (10k idle tunnels would
+	 * otherwise pin ~35 KiB each inside OpenSSL). */
+	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
+	/* Read whole records (and whatever follows) in one recv() instead of
+	 * a header read and a body read per record. */
+	SSL_set_read_ahead(s->ssl, 1);
+	f->tunnel = side;
+	f->phase = NM_PH_HANDSHAKE;
+	f->deadline_ms = nm_loop_now_ms() + NM_HANDSHAKE_TIMEOUT_MS;
+	return 0;
+}
+
+static int flow_step_connecting(struct nm_flow *f)
+{
+	struct nm_side *s = &f->side[1];
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (!s->writable)
+		return 0;
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
+		soerr = errno;
+	if (soerr == EINPROGRESS || soerr == EALREADY) {
+		s->writable = false;
+		return 0;
+	}
+	if (soerr) {
+		flow_connect_failed(f, -soerr);
+		if (f->dir == NM_DIR_INBOUND) {
+			nm_loop_del(f->agent->loop, s->fd);
+			nm_side_close(s, false);
+			s->rd_eof = s->wr_shut = true;
+			flow_drain_status(f, NM_NMTP_DEST_REFUSED);
+			return 0;
+		}
+		return -soerr;
+	}
+	f->deadline_ms = 0;
+	if (f->dir == NM_DIR_OUTBOUND && f->remote)
+		return flow_start_tls(f, 1);
+	if (f->dir == NM_DIR_INBOUND) {
+		/* The pod accepted: tell the client agent, then relay. */
+		struct nm_buf *b = &f->buf[1];
+		int err = nm_buf_get(&f->agent->pool, b);
+
+		if (err)
+			return err;
+		b->off = 0;
+		b->len = nm_status_encode(NM_NMTP_OK, b->data, NM_BUF_SIZE);
+		f->overhead[1] = b->len;
+	}
+	f->phase = NM_PH_RELAY;
+	flow_log_open(f);
+	return 0;
+}
+
+static int flow_step_handshake(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_side *s = &f->side[f->tunnel];
+	const char *why = NULL;
+	char ebuf[160], s1[64];
+	int ret, err;
+
+	ERR_clear_error();
+	ret = SSL_do_handshake(s->ssl);
+	if (ret <= 0) {
+		switch (SSL_get_error(s->ssl, ret)) {
+		case SSL_ERROR_WANT_READ:
+			s->readable = false;
+			return 0;
+		case SSL_ERROR_WANT_WRITE:
+			s->writable = false;
+			return 0;
+		default:
+			why = nm_ssl_error_string(ebuf, sizeof(ebuf));
+			goto fail;
+		}
+	}
+	err = nm_tls_check_peer(s->ssl, f->has_expected ? &f->expected_peer : NULL,
+				&f->peer_id, &why);
+	if (err)
+		goto fail;
+	if (f->dir == NM_DIR_OUTBOUND) {
+		err = flow_send_preamble(f);
+		if (err)
+			return err;
+		f->deadline_ms = 0;
+		f->phase = NM_PH_RELAY;
+		flow_log_open(f);
+		return 0;
+	}
+	if (nm_tls_local_identity(s->ssl, &f->local_id) && f->lst->fwd)
+		id_from_cfg(a, f->lst->fwd->id_ns, f->lst->fwd->id_sa,
+			    &f->local_id);
+	f->phase = NM_PH_PREAMBLE;
+	return 0;
+
+fail:
+	a->stats.tls_failures++;
+	pr_warn("msg=\"tls handshake failed\" flow=%llu dir=%s peer=%s reason=\"%s\"",
+		(unsigned long long)f->id,
+		f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
+		nm_sockaddr_format(f->dir == NM_DIR_OUTBOUND ? &f->connect_to : &f->src, s1,
+		       sizeof(s1)),
+		why ? why : "unknown");
+	return -EACCES;
+}
+
+/* Inbound: where may this preamble's destination be reached? */
+static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p)
+{
+	struct nm_agent *a = f->agent;
+	const struct nm_forward_cfg *fwd = f->lst->fwd;
+	struct nm_spiffe_id want;
+	struct nm_addr addr;
+	__be16 port;
+	char i1[NM_SPIFFE_MAX];
+	int w;
+
+	if (fwd) {
+		if (fwd->n_allowed_peers) {
+			bool ok = false;
+
+			fmt_id(&f->peer_id, i1, sizeof(i1));
+			for (unsigned int k = 0; k < fwd->n_allowed_peers; k++)
+				ok |= !strcmp(fwd->allowed_peers[k], i1);
+			if (!ok)
+				return NM_NMTP_DENIED;
+		}
+		if (!sa_equal(&p->dst, &fwd->destination))
+			return NM_NMTP_NO_DEST;
+		f->connect_to = fwd->destination;
+		return NM_NMTP_OK;
+	}
+	nm_addr_from_sockaddr(&p->dst, &addr, &port);
+	w = nm_cluster_find_workload_by_ip(a->cluster, &addr);
+	if (w < 0 || a->cluster->workloads[w].node != a->node)
+		return NM_NMTP_NO_DEST;
+	/* The client asked (by SNI) for one identity's certificate; it must
+	 * be the identity of the pod it wants to reach. */
+	id_from_cfg(a, a->cluster->workloads[w].ns, a->cluster->workloads[w].sa,
+		    &want);
+	if (f->local_id.trust_domain[0] && !id_equal(&want, &f->local_id))
+		return NM_NMTP_NO_DEST;
+	f->local_id = want;
+	f->connect_to = p->dst;
+	return NM_NMTP_OK;
+}
+
+static int flow_step_preamble(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_side *s = &f->side[0];
+	struct nm_buf *b = &f->buf[0];
+	struct nm_preamble p;
+	const char *why = NULL;
+	uint8_t status;
+	char s1[64];
+	int r, err;
+
+	for (;;) {
+		r = nm_preamble_decode(b->data ? b->data : (const uint8_t *)"",
+				       b->len, &p, &why);
+		if (r > 0)
+			break;
+		if (r != -EAGAIN)
+			goto malformed;
+		if (!side_can_read(s))
+			return 0;
+		err = nm_buf_get(&a->pool, b);
+		if (err)
+			return err;
+		r = nm_side_read(s, b->data + b->len, NM_BUF_SIZE - b->len);
+		if (r == -EAGAIN)
+			return 0;
+		if (r <= 0) {
+			why = "tunnel closed before the preamble ended";
+			goto malformed;
+		}
+		b->len += r;
+	}
+	b->off = r; /* the preamble is consumed, never relayed */
+	if (nm_buf_empty(b))
+		nm_buf_put(&a->pool, b);
+	if (p.has_src)
+		f->src = p.src;
+	if (p.has_flow)
+		f->id = p.flow_id;
+	f->dst = p.dst;
+	status = flow_authorize_dst(f, &p);
+	if (status != NM_NMTP_OK) {
+		char i1[NM_SPIFFE_MAX];
+
+		pr_warn("msg=\"inbound flow refused\" flow=%llu peer_id=%s dst=%s status=%s",
+			(unsigned long long)f->id,
+			fmt_id(&f->peer_id, i1, sizeof(i1)),
+			nm_sockaddr_format(&p.dst, s1, sizeof(s1)), nm_status_str(status));
+		flow_drain_status(f, status);
+		return 0;
+	}
+	if (flow_connect(f))
+		flow_drain_status(f, NM_NMTP_DEST_REFUSED);
+	return 0;
+
+malformed:
+	a->stats.preamble_errors++;
+	pr_warn("msg=\"malformed preamble, closing\" flow=%llu peer=%s reason=\"%s\"",
+		(unsigned long long)f->id, nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+		why ? why : "unknown");
+	return -EPROTO;
+}
+
+static int flow_step_drain(struct nm_flow *f)
+{
+	struct nm_side *s = &f->side[0];
+	struct nm_buf *b = &f->buf[1];
+	int r;
+
+	while (!nm_buf_empty(b) && side_can_write(s)) {
+		r = nm_side_write(s, b->data + b->off, b->len - b->off);
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+		b->off += r;
+	}
+	if (!nm_buf_empty(b))
+		return 0;
+	r = nm_side_shutdown(s);
+	if (r == -EAGAIN)
+		return 0;
+	f->phase = NM_PH_CLOSED;
+	return 0;
+}
+
+static unsigned int side_mask(const struct nm_flow *f, int i)
+{
+	const struct nm_side *s = &f->side[i];
+	unsigned int m = 0;
+
+	switch (f->phase) {
+	case NM_PH_CONNECTING:
+		return i == 1 && !s->writable ? NM_EV_WRITE : 0;
+	case NM_PH_HANDSHAKE:
+		if (i != f->tunnel)
+			return 0;
+		return (!s->readable ? NM_EV_READ : 0) |
+		       (!s->writable ? NM_EV_WRITE : 0);
+	case NM_PH_PREAMBLE:
+		return i == 0 && !s->readable ? NM_EV_READ : 0;
+	case NM_PH_DRAIN:
+		return i == 0 && !s->writable ? NM_EV_WRITE : 0;
+	case NM_PH_RELAY:
+		break;
+	default:
+		return 0;
+	}
+	if (!s->readable &&
+	    ((!s->rd_eof && (nm_buf_empty(&f->buf[i]) ||
+			     (i == 1 && f->expect_status))) ||
+	     s->wr_want_read))
+		m |= NM_EV_READ;
+	if (!s->writable &&
+	    (buf_sendable(f, 1 - i) || s->rd_want_write ||
+	     (f->side[1 - i].rd_eof && nm_buf_empty(&f->buf[1 - i]) &&
+	      !s->wr_shut)))
+		m |= NM_EV_WRITE;
+	return m;
+}
+
+static void flow_advance(struct nm_flow *f)
+{
+	enum nm_flow_phase before;
+	int err = 0;
+
+	do {
+		before = f->phase;
+		switch (f->phase) {
+		case NM_PH_CONNECTING:
+			err = flow_step_connecting(f);
+			break;
+		case NM_PH_HANDSHAKE:
+			err = flow_step_handshake(f);
+			break;
+		case NM_PH_PREAMBLE:
+			err = flow_step_preamble(f);
+			break;
+		case NM_PH_RELAY:
+			err = flow_pump(f);
+			break;
+		case NM_PH_DRAIN:
+			err = flow_step_drain(f);
+			break;
+		case NM_PH_CLOSED:
+			break;
+		}
+	} while (!err && f->phase != before);
+
+	if (err) {
+		/* A reset on one side becomes a reset on the other; so does any
+		 * failure before the relay started (the client sees
+		 * ECONNRESET, never a silent clean close). */
+		flow_free(f, true, err == -ECONNRESET ? "reset" : "error");
+		return;
+	}
+	if (f->phase == NM_PH_CLOSED) {
+		flow_free(f, false, "refused");
+		return;
+	}
+	if (f->phase == NM_PH_RELAY && flow_finished(f)) {
+		flow_free(f, false, "eof");
+		return;
+	}
+	for (int i = 0; i < 2; i++)
+		if (f->side[i].fd >= 0)
+			nm_loop_set_mask(f->agent->loop, f->side[i].fd,
+					 side_mask(f, i));
+}
+
+static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
+			  void *data)
+{
+	struct nm_flow *f = data;
+	int i = f->side[0].fd == fd ? 0 : 1;
+
+	if (events & (NM_EV_READ | NM_EV_ERROR))
+		f->side[i].readable = true;
+	if (events & (NM_EV_WRITE | NM_EV_ERROR))
+		f->side[i].writable = true;
+	flow_advance(f);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+static void flow_start_mesh_outbound(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	const struct nm_cluster *c = a->cluster;
+	struct nm_orig orig;
+	char s1[64];
+	int w, err;
+
+	err = nm_datapath_take_orig(a->dp, &f->src, &orig);
+	if (err) {
+		a->stats.no_record++;
+		pr_info("msg=\"no redirect record, closing\" peer=%s",
+			nm_sockaddr_format(&f->src, s1, sizeof(s1)));
+		goto reset;
+	}
+	if (!orig.src_workload_id || orig.src_workload_id > c->n_workloads) {
+		pr_warn("msg=\"redirect record names an unknown workload\" peer=%s workload_id=%u",
+			nm_sockaddr_format(&f->src, s1, sizeof(s1)), orig.src_workload_id);
+		goto reset;
+	}
+	w = orig.src_workload_id - 1;
+	id_from_cfg(a, c->workloads[w].ns, c->workloads[w].sa, &f->local_id);
+	nm_addr_to_sockaddr(&orig.orig_dst, orig.orig_port, &f->dst);
+	nm_addr_to_sockaddr(&orig.backend, orig.backend_port, &f->backend);
+	if (orig.flags & NM_ORIG_LOCAL) {
+		f->connect_to = f->backend;
+	} else {
+		const struct nm_workload_cfg *dw;
+		const struct nm_node *n;
+
+		w = nm_cluster_find_workload_by_ip(c, &orig.backend);
+		if (w < 0) {
+			pr_warn("msg=\"backend is not a known workload\" flow=%llu backend=%s",
+				(unsigned long long)f->id,
+				nm_sockaddr_format(&f->backend, s1, sizeof(s1)));
+			goto reset;
+		}
+		dw = &c->workloads[w];
+		n = &c->nodes[dw->node];
+		nm_addr_to_sockaddr(&n->addr,
+				    htons(c->mesh.inbound_port), &f->connect_to);
+		id_from_cfg(a, dw->ns, dw->sa, &f->expected_peer);
+		f->has_expected = true;
+		f->remote = true;
+		if (!nm_tls_has_identity(a->tls, f->local_id.ns, f->local_id.sa)) {
+			pr_warn("msg=\"no certificate for source identity\" flow=%llu ns=%s sa=%s",
+				(unsigned long long)f->id, f->local_id.ns,
+				f->local_id.sa);
+			goto reset;
+		}
+	}
+	if (flow_connect(f))
+		goto reset;
+	flow_advance(f);
+	return;
+reset:
+	flow_free(f, true, "refused");
+}
+
+static void flow_start_forward_outbound(struct nm_flow *f)
+{
+	const struct nm_forward_cfg *fwd = f->lst->fwd;
+	struct nm_agent *a = f->agent;
+	const char *why = NULL;
+
+	id_from_cfg(a, fwd->id_ns, fwd->id_sa, &f->local_id);
+	if (nm_spiffe_parse(fwd->peer_identity, &f->expected_peer, &why)) {
+		pr_warn("msg=\"bad peerIdentity\" forward=%s reason=\"%s\"",
+			fwd->name, why ? why : "");
+		flow_free(f, true, "refused");
+		return;
+	}
+	f->has_expected = true;
+	f->remote = true;
+	f->dst = fwd->destination;
+	f->backend = fwd->destination;
+	f->connect_to = fwd->peer;
+	if (flow_connect(f)) {
+		flow_free(f, true, "refused");
+		return;
+	}
+	flow_advance(f);
+}
+
+static void flow_start_inbound(struct nm_flow *f)
+{
+	int err;
+
+	err = nm_loop_add(f->agent->loop, f->side[0].fd, 0, flow_on_event, f);
+	if (!err)
+		err = flow_start_tls(f, 0);
+	if (err) {
+		flow_free(f, true, "refused");
+		return;
+	}
+	f->side[0].readable = true; /* the ClientHello is likely there */
+	flow_advance(f);
+}
+
+/* A connection accepted on listener l: start its flow by the listener's
+ * role. Takes ownership of fd. */
+void nm_flow_accept(struct nm_listener *l, int fd,
+		    const struct sockaddr_storage *peer)
+{
+	struct nm_agent *a = l->agent;
+	struct nm_flow *f;
+
+	set_nodelay(fd);
+	f = flow_new(a, l, l->kind == NM_LST_OUTBOUND ||
+		   l->kind == NM_LST_FWD_OUT ?
+		   NM_DIR_OUTBOUND : NM_DIR_INBOUND, fd);
+	if (!f) {
+		close(fd);
+		return;
+	}
+	f->src = *peer;
+	switch (l->kind) {
+	case NM_LST_OUTBOUND:
+		/* side 0 is added to the loop once side 1 exists */
+		if (nm_loop_add(a->loop, fd, 0, flow_on_event, f)) {
+		flow_free(f, true, "refused");
+		break;
+		}
+		flow_start_mesh_outbound(f);
+		break;
+	case NM_LST_FWD_OUT:
+		if (nm_loop_add(a->loop, fd, 0, flow_on_event, f)) {
+		flow_free(f, true, "refused");
+		break;
+		}
+		flow_start_forward_outbound(f);
+		break;
+	case NM_LST_INBOUND:
+	case NM_LST_FWD_IN:
+		flow_start_inbound(f);
+		break;
+	}
+}
+
+void nm_proxy_close_all(struct nm_agent *a, bool reset)
+{
+	while (a->flows)
+		flow_free(a->flows, reset, "shutdown");
+}
+
+void nm_proxy_sweep(struct nm_agent *a)
+{
+	int64_t now = nm_loop_now_ms();
+	struct nm_flow *f, *next;
+
+	for (f = a->flows; f; f = next) {
+		next = f->next;
+		if (f->deadline_ms && now > f->deadline_ms) {
+			char s1[64];
+
+			pr_warn("msg=\"flow timed out before relaying\" flow=%llu peer=%s phase=%d",
+				(unsigned long long)f->id,
+				nm_sockaddr_format(&f->src, s1, sizeof(s1)), f->phase);
+			flow_free(f, true, "timeout");
+		}
+	}
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * flow.h - one proxied connection: its two sides, buffers and phase. The
+ * listener hands accepted sockets to nm_flow_accept(); the state machine in
+ * flow.c drives them from then on.
+ */
+#ifndef NM_MESH_FLOW_H
+#define NM_MESH_FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/agent.h"
+
+enum nm_flow_phase {
+	NM_PH_CONNECTING,
+	NM_PH_HANDSHAKE,
+	NM_PH_PREAMBLE,
+	NM_PH_RELAY,
+	NM_PH_DRAIN,
+	NM_PH_CLOSED,
+};
+
+enum nm_flow_dir {
+	NM_DIR_OUTBOUND,
+	NM_DIR_INBOUND,
+};
+
+struct nm_flow {
+	struct nm_agent *agent;
+	struct nm_listener *lst;
+	enum nm_flow_dir dir;
+	enum nm_flow_phase phase;
+	uint64_t id;
+	int64_t deadline_ms;         /* 0 = none */
+	int64_t start_ms;
+	struct nm_side side[2];
+	struct nm_buf buf[2];
+	uint64_t written[2];         /* bytes of buf[i] written to the other side */
+	uint32_t overhead[2];        /* preamble/status bytes among written[i] */
+	int tunnel;                  /* index of the TLS side, -1 for none */
+	bool expect_status;          /* outbound: tunnel must answer NMT1+status */
+	bool remote;
+	bool has_expected;
+	uint8_t drain_status;
+	struct sockaddr_storage src;     /* the client as we saw it */
+	struct sockaddr_storage dst;     /* original destination */
+	struct sockaddr_storage backend;     /* the pod or fixed destination */
+	struct sockaddr_storage connect_to;  /* where side 1 connects */
+	struct nm_spiffe_id local_id;    /* identity we present */
+	struct nm_spiffe_id expected_peer;
+	struct nm_spiffe_id peer_id;     /* verified peer identity */
+	struct nm_flow *prev, *next;
+};
+
+void nm_flow_accept(struct nm_listener *l, int fd,
+		    const struct sockaddr_storage *peer);
+
+#endif

@@ -1,0 +1,997 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * tls.c - TLS 1.3 for NMTP over OpenSSL 3 (tls.h, DESIGN §5, §6).
+ *
+ * Layout read by nm_tls_create(): <cert_dir>/<ns>/<sa>/ holds cert.pem (the
+ * leaf, optionally followed by intermediates), key.pem and bundle.pem. A
+ * folder with neither cert.pem nor key.pem is ignored; entries whose names
+ * start with '.' are skipped (Kubernetes' atomic-writer "..data" links). The
+ * trust bundle is the union of <cert_dir>/bundle.pem, when present, and every
+ * <ns>/<sa>/bundle.pem: one trust domain has one set of anchors, and the
+ * union lets either layout (one shared bundle, or one per credential as
+ * cert-manager's CSI driver writes) work without configuration.
+ *
+ * Structure and choices:
+ *  - Two SSL_CTXs, one per role, sharing one X509_STORE. Credentials are not
+ *    baked into a CTX: each SSL gets its certificate with
+ *    SSL_use_cert_and_key(), on the client when it is created, on the
+ *    server from the servername callback (by SNI). That keeps one CTX per
+ *    role however many service accounts the node hosts.
+ *  - Every SSL carries a small struct nm_tls_conn in ex_data: trust domain,
+ *    expected peer, the identity presented, the session-cache key. It is
+ *    freed with the SSL, so callers only ever SSL_free().
+ *  - The verify callback enforces the SVID shape during the handshake (leaf
+ *    has exactly one URI SAN, a SPIFFE ID in our trust domain), so a bad
+ *    peer is refused with an alert rather than after it. Whether the ID is
+ *    the *expected* one is left to nm_tls_check_peer(), which re-checks
+ *    everything (resumed sessions skip the verify callback).
+ *  - ALPN "nmtp/1" both ways; the server refuses a ClientHello without ALPN
+ *    (client_hello callback) or without nmtp/1 in it (select callback).
+ *  - nm_tls_client_new() accepts expected_peer == NULL: no SNI (the server
+ *    presents its default), no expectation, no resumption. fd < 0 leaves
+ *    the SSL without a BIO for the caller to attach one.
+ *  - Resumption: server sends one stateless ticket per handshake and keeps
+ *    no session cache; the client stores a copy of the newest session per
+ *    (source identity, peer identity) from the new-session callback. Peers
+ *    of one identity on several nodes share one cache slot, so alternating
+ *    between them resumes less often (the ticket of one node is useless at
+ *    another); the key would need the peer address to do better.
+ *  - Modes: ENABLE_PARTIAL_WRITE and ACCEPT_MOVING_WRITE_BUFFER, because the
+ *    relay writes from a ring buffer whose head moves between retries;
+ *    RELEASE_BUFFERS is off in the contexts, but the proxy turns it on for
+ *    every tunnel (proxy.c): ~34 KiB less per idle connection is worth a
+ *    malloc/free per read burst.
+ *  - Groups X25519 then P-256 (X25519 is the cheaper key exchange, P-256
+ *    matches the certificates for FIPS-minded peers).
+ *  - An nm_tls must outlive every SSL made from it (callbacks use it), and
+ *    is not thread-safe (the session cache is unlocked): one per event
+ *    loop thread.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/tls1.h>
+#include <openssl/x509v3.h>
+
+#include "lib/errbuf.h"
+#include "lib/log.h"
+#include "lib/pem.h"
+#include "mesh/tls.h"
+#include "mesh/tunnel.h"
+
+#define NM_TLS_CIPHERSUITES \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define NM_TLS_GROUPS "X25519:P-256"
+#define NM_TLS_SNI_MAX 256
+#define NM_TLS_SESSIONS_MAX 4096
+#define NM_TLS_VERIFY_DEPTH 5
+#define NM_TLS_SID_CTX "nodemesh/nmtp1"
+
+/* ALPN in wire format: length-prefixed protocol names. */
+static const unsigned char alpn_wire[] = "\x06" NM_NMTP_ALPN;
+#define ALPN_WIRE_LEN (sizeof(alpn_wire) - 1)
+
+struct nm_tls_cred {
+	struct nm_spiffe_id id;
+	char sni[NM_TLS_SNI_MAX]; /* "" when ns or sa has a dot */
+	X509 *cert;
+	STACK_OF(X509) *chain;    /* intermediates after the leaf, may be empty */
+	EVP_PKEY *key;
+};
+
+#define NM_TLS_CACHE_KEY_MAX (2 * NM_NAME_MAX + NM_SPIFFE_MAX + 2)
+
+struct nm_tls_session {
+	char key[NM_TLS_CACHE_KEY_MAX];
+	SSL_SESSION *sess;
+	unsigned long long stamp; /* last store, for eviction */
+};
+
+struct nm_tls {
+	char trust_domain[NM_NAME_MAX];
+	X509_STORE *store;
+	SSL_CTX *client_ctx;
+	SSL_CTX *server_ctx;
+	struct nm_tls_cred *creds;
+	unsigned int n_creds;
+	bool resumption;
+	struct nm_tls_session *sessions;
+	unsigned int n_sessions;
+	unsigned long long clock;
+};
+
+/* Per-SSL state, in ex_data. */
+struct nm_tls_conn {
+	char trust_domain[NM_NAME_MAX];
+	bool has_expected;
+	struct nm_spiffe_id expected;
+	bool has_local;
+	struct nm_spiffe_id local;
+	int default_cred;  /* server: index or -1 */
+	char cache_key[NM_TLS_CACHE_KEY_MAX]; /* client: "" = do not cache */
+};
+
+/*
+ * OpenSSL's ex_data indexes are process-wide by design, so this is the one
+ * piece of static state: the index, allocated once.
+ */
+static pthread_once_t conn_idx_once = PTHREAD_ONCE_INIT;
+static int conn_idx = -1;
+
+static void conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+		      long argl, void *argp)
+{
+	free(ptr);
+}
+
+static void conn_idx_init(void)
+{
+	conn_idx = SSL_get_ex_new_index(0, (void *)"nm_tls_conn", NULL, NULL,
+					conn_free);
+}
+
+static struct nm_tls_conn *conn_of(const SSL *ssl)
+{
+	if (conn_idx < 0)
+		return NULL;
+	return SSL_get_ex_data(ssl, conn_idx);
+}
+
+/* OpenSSL's reason for what just failed, for a message. */
+static const char *ossl_reason(char *buf, size_t len)
+{
+	return *nm_ossl_reason(buf, len) ? buf : "unknown OpenSSL error";
+}
+
+static bool id_equal(const struct nm_spiffe_id *a, const struct nm_spiffe_id *b)
+{
+	return strcmp(a->trust_domain, b->trust_domain) == 0 &&
+	       strcmp(a->ns, b->ns) == 0 && strcmp(a->sa, b->sa) == 0;
+}
+
+/* --- loading ------------------------------------------------------------ */
+
+static bool pem_eof(void)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	/* Reading past the last PEM block reports "no start line". */
+	if (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+	    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+		ERR_clear_error();
+		return true;
+	}
+	return false;
+}
+
+/* Adds every certificate of a PEM bundle to the store. */
+static int load_bundle(X509_STORE *store, const char *path, char *err,
+		       size_t errlen)
+{
+	char reason[256];
+	unsigned int n = 0;
+	BIO *bio;
+	X509 *x;
+	int ret;
+
+	ret = nm_pem_open(path, &bio, err, errlen);
+	if (ret)
+		return ret;
+	while ((x = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL))) {
+		int ok = X509_STORE_add_cert(store, x);
+
+		X509_free(x);
+		if (!ok) {
+			nm_set_err(err, errlen, "%s: cannot add certificate %u: %s",
+				   path, n + 1, ossl_reason(reason, sizeof(reason)));
+			ret = -EINVAL;
+			goto out;
+		}
+		n++;
+	}
+	if (!pem_eof()) {
+		nm_set_err(err, errlen, "%s: certificate %u does not parse: %s",
+			   path, n + 1, ossl_reason(reason, sizeof(reason)));
+		ret = -EINVAL;
+	} else if (n == 0) {
+		nm_set_err(err, errlen, "%s: holds no certificate", path);
+		ret = -EINVAL;
+	}
+out:
+	BIO_free(bio);
+	return ret;
+}
+
+static void cred_release(struct nm_tls_cred *c)
+{
+	X509_free(c->cert);
+	sk_X509_pop_free(c->chain, X509_free);
+	EVP_PKEY_free(c->key);
+	memset(c, 0, sizeof(*c));
+}
+
+static bool is_p256(EVP_PKEY *key)
+{
+	char group[64];
+	size_t len = 0;
+
+	if (!key || !EVP_PKEY_is_a(key, "EC"))
+		return false;
+	if (!EVP_PKEY_get_group_name(key, group, sizeof(group), &len))
+		return false;
+	return strcmp(group, SN_X9_62_prime256v1) == 0;
+}
+
+static int load_cert_chain(const char *path, struct nm_tls_cred *c, char *err,
+			   size_t errlen)
+{
+	char reason[256];
+	BIO *bio;
+	X509 *x;
+	int ret;
+
+	ret = nm_pem_open(path, &bio, err, errlen);
+	if (ret)
+		return ret;
+	c->cert = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL);
+	if (!c->cert) {
+		nm_set_err(err, errlen, "%s: not a PEM certificate: %s", path,
+			   ossl_reason(reason, sizeof(reason)));
+		ret = -EINVAL;
+		goto out;
+	}
+	c->chain = sk_X509_new_null();
+	if (!c->chain) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while ((x = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL))) {
+		if (!sk_X509_push(c->chain, x)) {
+			X509_free(x);
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+	if (!pem_eof()) {
+		nm_set_err(err, errlen, "%s: certificate %d does not parse: %s",
+			   path, sk_X509_num(c->chain) + 2,
+			   ossl_reason(reason, sizeof(reason)));
+		ret = -EINVAL;
+	}
+out:
+	BIO_free(bio);
+	return ret;
+}
+
+/* Loads <dir>/{cert.pem,key.pem} for ns/sa into c. */
+static int load_cred(const char *dir, const char *td, const char *ns,
+		     const char *sa, struct nm_tls_cred *c, char *err,
+		     size_t errlen)
+{
+	char cert_path[NM_PATH_MAX + 16], key_path[NM_PATH_MAX + 16];
+	struct nm_spiffe_id got;
+	const char *why;
+	int ret;
+
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);
+	snprintf(key_path, sizeof(key_path), "%s/key.pem", dir);
+	memset(c, 0, sizeof(*c));
+	/* Folder names longer than the ID fields cannot match any SPIFFE ID
+	 * we accept; say so rather than compare truncated names. */
+	if (strlen(ns) >= NM_NAME_MAX || strlen(sa) >= NM_NAME_MAX) {
+		nm_set_err(err, errlen, "%s: folder names are longer than %d bytes",
+			   cert_path, NM_NAME_MAX - 1);
+		return -EINVAL;
+	}
+	memcpy(c->id.trust_domain, td, strlen(td) + 1);
+	memcpy(c->id.ns, ns, strlen(ns) + 1);
+	memcpy(c->id.sa, sa, strlen(sa) + 1);
+
+	ret = load_cert_chain(cert_path, c, err, errlen);
+	if (ret)
+		goto fail;
+	ret = nm_pem_read_key(key_path, &c->key, err, errlen);
+	if (ret)
+		goto fail;
+	ret = -EINVAL;
+	if (!is_p256(c->key)) {
+		nm_set_err(err, errlen, "%s: key is not ECDSA P-256", key_path);
+		goto fail;
+	}
+	if (!is_p256(X509_get0_pubkey(c->cert))) {
+		nm_set_err(err, errlen, "%s: certificate key is not ECDSA P-256",
+			   cert_path);
+		goto fail;
+	}
+	if (X509_check_private_key(c->cert, c->key) != 1) {
+		ERR_clear_error();
+		nm_set_err(err, errlen, "%s: key does not match %s", key_path,
+			   cert_path);
+		goto fail;
+	}
+	if (nm_x509_spiffe_id(c->cert, &got, &why)) {
+		nm_set_err(err, errlen, "%s: %s", cert_path, why);
+		goto fail;
+	}
+	if (!id_equal(&got, &c->id)) {
+		nm_set_err(err, errlen,
+			   "%s: SPIFFE ID spiffe://%s/ns/%s/sa/%s does not match its folder (expected spiffe://%s/ns/%s/sa/%s)",
+			   cert_path, got.trust_domain, got.ns, got.sa, td, ns, sa);
+		goto fail;
+	}
+	/* An SNI exists only when "<sa>.<ns>.<td>" splits back unambiguously. */
+	if (nm_spiffe_to_sni(&c->id, c->sni, sizeof(c->sni)))
+		c->sni[0] = '\0';
+	return 0;
+fail:
+	cred_release(c);
+	return ret;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+static int skip_entry(const struct dirent *d)
+{
+	return d->d_name[0] != '.';
+}
+
+static int add_cred(struct nm_tls *t, const struct nm_tls_cred *c)
+{
+	struct nm_tls_cred *n;
+
+	n = realloc(t->creds, (t->n_creds + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	t->creds = n;
+	t->creds[t->n_creds++] = *c;
+	return 0;
+}
+
+/* Walks <cert_dir>/<ns>/<sa>/, loading credentials and bundles. */
+static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bundles,
+		     char *err, size_t errlen)
+{
+	struct dirent **ns_list = NULL, **sa_list = NULL;
+	char path[NM_PATH_MAX], dir[NM_PATH_MAX];
+	int n_ns, n_sa = 0, ret = 0;
+
+	n_ns = scandir(cert_dir, &ns_list, skip_entry, alphasort);
+	if (n_ns < 0) {
+		ret = -errno;
+		nm_set_err(err, errlen, "%s: %s", cert_dir, strerror(errno));
+		return ret;
+	}
+	for (int i = 0; i < n_ns && !ret; i++) {
+		const char *ns = ns_list[i]->d_name;
+
+		snprintf(path, sizeof(path), "%s/%s", cert_dir, ns);
+		if (!is_dir(path))
+			continue;
+		n_sa = scandir(path, &sa_list, skip_entry, alphasort);
+		if (n_sa < 0) {
+			ret = -errno;
+			nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
+			break;
+		}
+		for (int j = 0; j < n_sa && !ret; j++) {
+			const char *sa = sa_list[j]->d_name;
+			struct nm_tls_cred c;
+			char cert[NM_PATH_MAX + 16], key[NM_PATH_MAX + 16];
+			char bundle[NM_PATH_MAX + 16];
+
+			if (snprintf(dir, sizeof(dir), "%s/%s/%s", cert_dir, ns,
+				     sa) >= (int)sizeof(dir)) {
+				nm_set_err(err, errlen, "%s/%s/%s: path is too long",
+					   cert_dir, ns, sa);
+				ret = -ENAMETOOLONG;
+				break;
+			}
+			if (!is_dir(dir))
+				continue;
+			snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+			snprintf(key, sizeof(key), "%s/key.pem", dir);
+			snprintf(bundle, sizeof(bundle), "%s/bundle.pem", dir);
+			if (exists(bundle)) {
+				ret = load_bundle(t->store, bundle, err, errlen);
+				if (ret)
+					break;
+				(*n_bundles)++;
+			}
+			if (!exists(cert) && !exists(key))
+				continue;
+			ret = load_cred(dir, t->trust_domain, ns, sa, &c, err,
+					errlen);
+			if (ret)
+				break;
+			ret = add_cred(t, &c);
+			if (ret)
+				cred_release(&c);
+		}
+		for (int j = 0; j < n_sa; j++)
+			free(sa_list[j]);
+		free(sa_list);
+		sa_list = NULL;
+	}
+	for (int i = 0; i < n_ns; i++)
+		free(ns_list[i]);
+	free(ns_list);
+	return ret;
+}
+
+/* Warns (does not fail) when a credential does not chain to the bundle:
+ * the peer will refuse it, and the log should say which file is why. */
+static void check_chains(struct nm_tls *t, const char *cert_dir)
+{
+	for (unsigned int i = 0; i < t->n_creds; i++) {
+		struct nm_tls_cred *c = &t->creds[i];
+		X509_STORE_CTX *x = X509_STORE_CTX_new();
+
+		if (!x)
+			return;
+		if (X509_STORE_CTX_init(x, t->store, c->cert, c->chain) == 1 &&
+		    X509_verify_cert(x) != 1)
+			pr_warn("msg=\"certificate does not verify against the trust bundle\" file=%s/%s/%s/cert.pem reason=\"%s\"",
+				cert_dir, c->id.ns, c->id.sa,
+				X509_verify_cert_error_string(
+					X509_STORE_CTX_get_error(x)));
+		X509_STORE_CTX_free(x);
+		ERR_clear_error();
+	}
+}
+
+/* --- callbacks ----------------------------------------------------------- */
+
+static int verify_cb(int ok, X509_STORE_CTX *xctx)
+{
+	struct nm_spiffe_id id;
+	struct nm_tls_conn *c;
+	const char *why;
+	SSL *ssl;
+
+	if (!ok || X509_STORE_CTX_get_error_depth(xctx) != 0)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(xctx,
+					 SSL_get_ex_data_X509_STORE_CTX_idx());
+	c = ssl ? conn_of(ssl) : NULL;
+	if (!c) {
+		why = "connection was not made by nm_tls";
+		goto refuse;
+	}
+	if (nm_x509_spiffe_id(X509_STORE_CTX_get_current_cert(xctx), &id, &why))
+		goto refuse;
+	if (strcmp(id.trust_domain, c->trust_domain) != 0) {
+		why = "peer is in another trust domain";
+		goto refuse;
+	}
+	return 1;
+refuse:
+	pr_debug("msg=\"peer certificate refused\" reason=\"%s\"", why);
+	X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
+static int find_cred(const struct nm_tls *t, const char *ns, const char *sa)
+{
+	for (unsigned int i = 0; i < t->n_creds; i++)
+		if (strcmp(t->creds[i].id.ns, ns) == 0 &&
+		    strcmp(t->creds[i].id.sa, sa) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int find_cred_by_sni(const struct nm_tls *t, const char *sni)
+{
+	for (unsigned int i = 0; i < t->n_creds; i++)
+		if (t->creds[i].sni[0] && strcmp(t->creds[i].sni, sni) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int present(SSL *ssl, const struct nm_tls_cred *cred,
+		   struct nm_tls_conn *c)
+{
+	if (SSL_use_cert_and_key(ssl, cred->cert, cred->key, cred->chain, 1) != 1)
+		return -ENOMEM;
+	c->local = cred->id;
+	c->has_local = true;
+	return 0;
+}
+
+static int servername_cb(SSL *ssl, int *al, void *arg)
+{
+	struct nm_tls *t = arg;
+	struct nm_tls_conn *c = conn_of(ssl);
+	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	int idx = -1;
+
+	if (!c) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	if (sni)
+		idx = find_cred_by_sni(t, sni);
+	if (idx < 0)
+		idx = c->default_cred;
+	if (idx < 0) {
+		pr_debug("msg=\"no certificate for the requested name\" sni=%s",
+			 sni ? sni : "-");
+		*al = SSL_AD_UNRECOGNIZED_NAME;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	if (present(ssl, &t->creds[idx], c)) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Without this, a ClientHello lacking ALPN never reaches alpn_select_cb. */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+	const unsigned char *ext;
+	size_t len;
+
+	if (!SSL_client_hello_get0_ext(ssl,
+				       TLSEXT_TYPE_application_layer_protocol_negotiation,
+				       &ext, &len)) {
+		*al = SSL_AD_NO_APPLICATION_PROTOCOL;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_select_cb(SSL *ssl, const unsigned char **out,
+			  unsigned char *outlen, const unsigned char *in,
+			  unsigned int inlen, void *arg)
+{
+	unsigned char *sel;
+
+	if (SSL_select_next_proto(&sel, outlen, alpn_wire, ALPN_WIRE_LEN, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static struct nm_tls_session *find_session(struct nm_tls *t, const char *key)
+{
+	for (unsigned int i = 0; i < t->n_sessions; i++)
+		if (strcmp(t->sessions[i].key, key) == 0)
+			return &t->sessions[i];
+	return NULL;
+}
+
+/*
+ * Keeps a copy of the newest session per cache key. A copy, not the
+ * session itself: that one stays attached to the SSL, and OpenSSL marks it
+ * not resumable when the SSL is freed without a close_notify sent (any
+ * reset relay connection), which would spoil the cache for everyone.
+ * Returns 0: OpenSSL keeps ownership of sess.
+ */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct nm_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct nm_tls_conn *c = conn_of(ssl);
+	struct nm_tls_session *s;
+	SSL_SESSION *copy;
+
+	if (!t || !c || !t->resumption || !c->cache_key[0])
+		return 0;
+	copy = SSL_SESSION_dup(sess);
+	if (!copy)
+		return 0;
+	s = find_session(t, c->cache_key);
+	if (!s && t->n_sessions < NM_TLS_SESSIONS_MAX) {
+		s = realloc(t->sessions, (t->n_sessions + 1) * sizeof(*s));
+		if (!s) {
+			SSL_SESSION_free(copy);
+			return 0;
+		}
+		t->sessions = s;
+		s = &t->sessions[t->n_sessions++];
+		memset(s, 0, sizeof(*s));
+		snprintf(s->key, sizeof(s->key), "%s", c->cache_key);
+	} else if (!s) {
+		/* Full: replace the slot stored longest ago. */
+		s = &t->sessions[0];
+		for (unsigned int i = 1; i < t->n_sessions; i++)
+			if (t->sessions[i].stamp < s->stamp)
+				s = &t->sessions[i];
+		snprintf(s->key, sizeof(s->key), "%s", c->cache_key);
+	}
+	SSL_SESSION_free(s->sess);
+	s->sess = copy;
+	s->stamp = ++t->clock;
+	return 0;
+}
+
+static void flush_sessions(struct nm_tls *t)
+{
+	for (unsigned int i = 0; i < t->n_sessions; i++)
+		SSL_SESSION_free(t->sessions[i].sess);
+	free(t->sessions);
+	t->sessions = NULL;
+	t->n_sessions = 0;
+}
+
+/* --- contexts ------------------------------------------------------------ */
+
+static SSL_CTX *new_ctx(struct nm_tls *t, bool server)
+{
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method()
+					  : TLS_client_method());
+
+	if (!ctx)
+		return NULL;
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_ciphersuites(ctx, NM_TLS_CIPHERSUITES) ||
+	    !SSL_CTX_set1_groups_list(ctx, NM_TLS_GROUPS) ||
+	    !SSL_CTX_set_app_data(ctx, t))
+		goto fail;
+	SSL_CTX_set1_cert_store(ctx, t->store);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_clear_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify_depth(ctx, NM_TLS_VERIFY_DEPTH);
+	if (server) {
+		SSL_CTX_set_verify(ctx,
+				   SSL_VERIFY_PEER |
+					   SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+				   verify_cb);
+		SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
+		SSL_CTX_set_tlsext_servername_arg(ctx, t);
+		SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+		/* Stateless tickets carry the session; no server-side cache. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		if (!SSL_CTX_set_session_id_context(ctx,
+				(const unsigned char *)NM_TLS_SID_CTX,
+				sizeof(NM_TLS_SID_CTX) - 1) ||
+		    !SSL_CTX_set_num_tickets(ctx, 1))
+			goto fail;
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+		/* set_alpn_protos returns 0 on success. */
+		if (SSL_CTX_set_alpn_protos(ctx, alpn_wire, ALPN_WIRE_LEN))
+			goto fail;
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+						    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int nm_tls_create(const char *cert_dir, const char *trust_domain,
+		  struct nm_tls **out, char *err, size_t errlen)
+{
+	struct nm_spiffe_id probe = { .ns = "x", .sa = "x" };
+	char path[NM_PATH_MAX], reason[256];
+	unsigned int n_bundles = 0;
+	struct nm_tls *t;
+	int ret;
+
+	pthread_once(&conn_idx_once, conn_idx_init);
+	if (conn_idx < 0) {
+		nm_set_err(err, errlen, "OpenSSL: cannot allocate ex_data index");
+		return -ENOMEM;
+	}
+	snprintf(probe.trust_domain, sizeof(probe.trust_domain), "%s",
+		 trust_domain);
+	if (strlen(trust_domain) >= NM_NAME_MAX ||
+	    nm_spiffe_format(&probe, path, sizeof(path))) {
+		nm_set_err(err, errlen, "trust domain \"%s\" is not valid",
+			   trust_domain);
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	snprintf(t->trust_domain, sizeof(t->trust_domain), "%s", trust_domain);
+	t->resumption = true;
+	t->store = X509_STORE_new();
+	if (!t->store) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+
+	if (snprintf(path, sizeof(path), "%s/bundle.pem", cert_dir) >=
+	    (int)sizeof(path)) {
+		nm_set_err(err, errlen, "%s: path is too long", cert_dir);
+		ret = -ENAMETOOLONG;
+		goto fail;
+	}
+	if (!is_dir(cert_dir)) {
+		ret = exists(cert_dir) ? -ENOTDIR : -ENOENT;
+		nm_set_err(err, errlen, "%s: %s", cert_dir, strerror(-ret));
+		goto fail;
+	}
+	if (exists(path)) {
+		ret = load_bundle(t->store, path, err, errlen);
+		if (ret)
+			goto fail;
+		n_bundles++;
+	}
+	ret = load_tree(t, cert_dir, &n_bundles, err, errlen);
+	if (ret)
+		goto fail;
+	if (n_bundles == 0) {
+		nm_set_err(err, errlen,
+			   "%s: no trust bundle (neither bundle.pem nor <ns>/<sa>/bundle.pem)",
+			   cert_dir);
+		ret = -ENOENT;
+		goto fail;
+	}
+	check_chains(t, cert_dir);
+
+	t->client_ctx = new_ctx(t, false);
+	t->server_ctx = new_ctx(t, true);
+	if (!t->client_ctx || !t->server_ctx) {
+		nm_set_err(err, errlen, "OpenSSL: cannot set up TLS 1.3 contexts: %s",
+			   ossl_reason(reason, sizeof(reason)));
+		ret = -ENOMEM;
+		goto fail;
+	}
+	pr_debug("msg=\"TLS credentials loaded\" dir=%s identities=%u",
+		 cert_dir, t->n_creds);
+	*out = t;
+	return 0;
+fail:
+	nm_tls_free(t);
+	return ret;
+}
+
+void nm_tls_free(struct nm_tls *t)
+{
+	if (!t)
+		return;
+	flush_sessions(t);
+	SSL_CTX_free(t->client_ctx);
+	SSL_CTX_free(t->server_ctx);
+	X509_STORE_free(t->store);
+	for (unsigned int i = 0; i < t->n_creds; i++)
+		cred_release(&t->creds[i]);
+	free(t->creds);
+	free(t);
+}
+
+const char *nm_tls_trust_domain(const struct nm_tls *t)
+{
+	return t->trust_domain;
+}
+
+bool nm_tls_has_identity(const struct nm_tls *t, const char *ns,
+			 const char *sa)
+{
+	return find_cred(t, ns, sa) >= 0;
+}
+
+unsigned int nm_tls_identity_count(const struct nm_tls *t)
+{
+	return t->n_creds;
+}
+
+void nm_tls_set_resumption(struct nm_tls *t, bool on)
+{
+	t->resumption = on;
+	SSL_CTX_set_num_tickets(t->server_ctx, on ? 1 : 0);
+	/* No tickets issued is not enough: a client may still present one
+	 * from before. SSL_OP_NO_TICKET switches TLS 1.3 to stateful
+	 * session IDs, which find nothing in our (disabled) server cache. */
+	if (on) {
+		SSL_CTX_clear_options(t->server_ctx, SSL_OP_NO_TICKET);
+	} else {
+		SSL_CTX_set_options(t->server_ctx, SSL_OP_NO_TICKET);
+		flush_sessions(t);
+	}
+}
+
+/* --- connections --------------------------------------------------------- */
+
+static int new_ssl(struct nm_tls *t, SSL_CTX *ctx, SSL **ssl_out,
+		   struct nm_tls_conn **conn_out)
+{
+	struct nm_tls_conn *c;
+	SSL *ssl;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	ssl = SSL_new(ctx);
+	if (!ssl) {
+		free(c);
+		return -ENOMEM;
+	}
+	if (!SSL_set_ex_data(ssl, conn_idx, c)) {
+		free(c);
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	/* From here on SSL_free() frees c. */
+	snprintf(c->trust_domain, sizeof(c->trust_domain), "%s",
+		 t->trust_domain);
+	c->default_cred = -1;
+	*ssl_out = ssl;
+	*conn_out = c;
+	return 0;
+}
+
+/*
+ * The last step of nm_tls_client_new() and nm_tls_server_new(), given how
+ * the set-up went (ret): attaches fd when >= 0 and the role, and hands ssl
+ * out, or frees it.
+ */
+static int finish_ssl(SSL *ssl, int ret, int fd, bool server, SSL **out)
+{
+	if (!ret && fd >= 0 && !SSL_set_fd(ssl, fd))
+		ret = -ENOMEM;
+	if (ret) {
+		ERR_clear_error();
+		SSL_free(ssl);
+		return ret;
+	}
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	*out = ssl;
+	return 0;
+}
+
+/* SNI, expectation and a cached session for a client that knows its peer. */
+static int expect_peer(struct nm_tls *t, SSL *ssl, struct nm_tls_conn *c,
+		       const char *ns, const char *sa,
+		       const struct nm_spiffe_id *peer)
+{
+	char sni[NM_TLS_SNI_MAX], uri[NM_SPIFFE_MAX];
+	struct nm_tls_session *s;
+	int ret;
+
+	/* -EINVAL when the ID has no SNI form (a dot in ns or sa). */
+	ret = nm_spiffe_to_sni(peer, sni, sizeof(sni));
+	if (!ret)
+		ret = nm_spiffe_format(peer, uri, sizeof(uri));
+	if (ret)
+		return ret;
+	if (!SSL_set_tlsext_host_name(ssl, sni))
+		return -ENOMEM;
+	c->expected = *peer;
+	c->has_expected = true;
+	snprintf(c->cache_key, sizeof(c->cache_key), "%s/%s %s", ns, sa, uri);
+	s = t->resumption ? find_session(t, c->cache_key) : NULL;
+	if (s && s->sess && SSL_SESSION_is_resumable(s->sess) &&
+	    !SSL_set_session(ssl, s->sess))
+		return -ENOMEM;
+	return 0;
+}
+
+int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
+		      const struct nm_spiffe_id *expected_peer, int fd,
+		      SSL **out)
+{
+	struct nm_tls_conn *c;
+	SSL *ssl = NULL;
+	int idx, ret;
+
+	idx = find_cred(t, ns, sa);
+	if (idx < 0)
+		return -ENOENT;
+	ret = new_ssl(t, t->client_ctx, &ssl, &c);
+	if (ret)
+		return ret;
+	ret = present(ssl, &t->creds[idx], c);
+	if (!ret && expected_peer)
+		ret = expect_peer(t, ssl, c, ns, sa, expected_peer);
+	return finish_ssl(ssl, ret, fd, false, out);
+}
+
+int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
+		      const char *default_sa, int fd, SSL **out)
+{
+	struct nm_tls_conn *c;
+	SSL *ssl = NULL;
+	int idx = -1, ret;
+
+	if (default_ns && default_sa) {
+		idx = find_cred(t, default_ns, default_sa);
+		if (idx < 0)
+			return -ENOENT;
+	}
+	ret = new_ssl(t, t->server_ctx, &ssl, &c);
+	if (ret)
+		return ret;
+	c->default_cred = idx;
+	/* The servername callback picks the certificate during the handshake;
+	 * loading the default here as well keeps a certificate in place should
+	 * the callback not run. */
+	if (idx >= 0)
+		ret = present(ssl, &t->creds[idx], c);
+	return finish_ssl(ssl, ret, fd, true, out);
+}
+
+int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
+		      struct nm_spiffe_id *peer, const char **why)
+{
+	const struct nm_tls_conn *c = conn_of(ssl);
+	const unsigned char *alpn = NULL;
+	struct nm_spiffe_id id;
+	const char *dummy;
+	unsigned int alpn_len = 0;
+	X509 *cert;
+	long vr;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (!c) {
+		*why = "connection was not made by nm_tls";
+		return -EPERM;
+	}
+	if (!SSL_is_init_finished(ssl)) {
+		*why = "handshake has not finished";
+		return -EPERM;
+	}
+	SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+	if (alpn_len != ALPN_WIRE_LEN - 1 ||
+	    memcmp(alpn, NM_NMTP_ALPN, alpn_len) != 0) {
+		*why = "ALPN nmtp/1 was not negotiated";
+		return -EPERM;
+	}
+	cert = SSL_get0_peer_certificate(ssl);
+	if (!cert) {
+		*why = "peer sent no certificate";
+		return -EPERM;
+	}
+	vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK) {
+		*why = X509_verify_cert_error_string(vr);
+		return -EPERM;
+	}
+	if (nm_x509_spiffe_id(cert, &id, why))
+		return -EPERM;
+	if (strcmp(id.trust_domain, c->trust_domain) != 0) {
+		*why = "peer is in another trust domain";
+		return -EPERM;
+	}
+	if (!expected && c->has_expected)
+		expected = &c->expected;
+	if (expected && !id_equal(&id, expected)) {
+		*why = "peer identity is not the expected one";
+		return -EPERM;
+	}
+	if (peer)
+		*peer = id;
+	return 0;
+}
+
+int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out)
+{
+	const struct nm_tls_conn *c = conn_of(ssl);
+
+	if (!c || !c->has_local)
+		return -ENOENT;
+	*out = c->local;
+	return 0;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tls.h - TLS 1.3 contexts for NMTP (DESIGN §5, §6) over OpenSSL 3.
+ *
+ * One nm_tls holds the trust bundle and one credential (cert + key) per local
+ * service account, loaded from <cert_dir>/<ns>/<sa>/{cert.pem,key.pem,
+ * bundle.pem}. TLS 1.3 only; ciphers AES-128-GCM, AES-256-GCM,
+ * ChaCha20-Poly1305; ALPN "nmtp/1"; both sides require and verify the peer's
+ * chain to the bundle, then the caller checks the SPIFFE ID with
+ * nm_tls_peer_id(). SSL objects are created for non-blocking fds; the caller
+ * drives SSL_do_handshake/SSL_read/SSL_write from its event loop.
+ */
+#ifndef NM_TLS_H
+#define NM_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+#include "lib/spiffe.h"
+
+struct nm_tls;
+
+/*
+ * Loads every <ns>/<sa> credential under cert_dir. Fails with an error naming
+ * the file (in err) when a present credential is unreadable, mismatched
+ * (key does not match cert), not ECDSA P-256, or its SPIFFE ID does not equal
+ * spiffe://<trust_domain>/ns/<ns>/sa/<sa>. Returns 0 or -errno.
+ */
+int nm_tls_create(const char *cert_dir, const char *trust_domain,
+		  struct nm_tls **out, char *err, size_t errlen);
+void nm_tls_free(struct nm_tls *t);
+const char *nm_tls_trust_domain(const struct nm_tls *t);
+/* True when a credential for ns/sa is loaded. */
+bool nm_tls_has_identity(const struct nm_tls *t, const char *ns, const char *sa);
+/* Number of loaded credentials. */
+unsigned int nm_tls_identity_count(const struct nm_tls *t);
+/*
+ * TLS 1.3 session resumption, on by default: the server issues one ticket
+ * per handshake and the client keeps the newest per (source identity, peer
+ * identity). Off: no tickets, no resumption, cached sessions dropped.
+ */
+void nm_tls_set_resumption(struct nm_tls *t, bool on);
+
+/*
+ * Client side: presents ns/sa's certificate, sets SNI from expected_peer and
+ * remembers expected_peer for nm_tls_check_peer(). The session may be resumed
+ * from an earlier connection with the same (src identity, peer identity).
+ * Returns 0 or -ENOENT (no credential for ns/sa) / -ENOMEM.
+ */
+int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
+		      const struct nm_spiffe_id *expected_peer, int fd,
+		      SSL **out);
+/*
+ * Server side: presents the certificate of the identity named by the
+ * client's SNI; when the client sends no SNI or one we do not hold, presents
+ * default_ns/default_sa if given, else fails the handshake.
+ */
+int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
+		      const char *default_sa, int fd, SSL **out);
+
+/*
+ * After a successful handshake: the chain verified (OpenSSL's result), the
+ * leaf has exactly one URI SAN, it is a SPIFFE ID in our trust domain, and,
+ * when expected is non-NULL (or was set by nm_tls_client_new), equals it
+ * exactly. Fills *peer. Returns 0 or -EPERM with *why.
+ */
+int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
+		      struct nm_spiffe_id *peer, const char **why);
+/* The identity the server side presented (from SNI); 0 or -ENOENT. */
+int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out);
+
+#endif

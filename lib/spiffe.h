@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * identity.h - SPIFFE IDs (spiffe://<trust-domain>/ns/<ns>/sa/<sa>), the SNI
+ * names derived from them, and extracting the one URI SAN of a certificate.
+ * The parser is strict: exactly that shape, lower-case scheme, trust domain of
+ * [a-z0-9.-_], ns and sa of [a-z0-9.-_] (Kubernetes names), no query,
+ * fragment, port, user info, percent-encoding, empty or dot segments.
+ */
+#ifndef NM_IDENTITY_H
+#define NM_IDENTITY_H
+
+#include <stddef.h>
+#include <openssl/x509.h>
+
+#define NM_NAME_MAX 64   /* names, namespaces, service accounts, labels */
+#define NM_PATH_MAX 512
+#define NM_SPIFFE_MAX 256
+
+struct nm_spiffe_id {
+	char trust_domain[NM_NAME_MAX];
+	char ns[NM_NAME_MAX];
+	char sa[NM_NAME_MAX];
+};
+
+/* 0, or -EINVAL with *why (may be NULL) saying what is wrong. */
+int nm_spiffe_parse(const char *uri, struct nm_spiffe_id *out, const char **why);
+/* Writes "spiffe://td/ns/NS/sa/SA"; 0 or -ENAMETOOLONG / -EINVAL. */
+int nm_spiffe_format(const struct nm_spiffe_id *id, char *buf, size_t len);
+/*
+ * The TLS SNI that asks a server for this identity's certificate:
+ * "<sa>.<ns>.<trust-domain>" (ns and sa carry no dots in Kubernetes, so the
+ * name splits unambiguously). 0 or -ENAMETOOLONG / -EINVAL.
+ */
+int nm_spiffe_to_sni(const struct nm_spiffe_id *id, char *buf, size_t len);
+int nm_spiffe_from_sni(const char *sni, const char *trust_domain,
+		       struct nm_spiffe_id *out);
+/*
+ * The certificate's SPIFFE ID: it must have exactly one URI SAN and it must
+ * parse. 0 or -EINVAL (no URI SAN, several, or malformed) with *why.
+ */
+int nm_x509_spiffe_id(X509 *cert, struct nm_spiffe_id *out, const char **why);
+
+#endif
