@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cluster.h - a source's snapshot of the cluster: nodes, workloads,
+ * services, mesh settings and static forwards as plain records. Sources
+ * (the cluster file today, the Kubernetes watch next) produce one; the state
+ * model (state.h) indexes it and gives every object a stable ID. Positions
+ * in these arrays mean nothing outside the snapshot.
+ */
+#ifndef NM_STATE_CLUSTER_H
+#define NM_STATE_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "lib/addr.h"
+#include "lib/spiffe.h"
+
+#define NM_MAX_LABELS 16
+#define NM_MAX_PORTS 16
+
+
+struct nm_label {
+	char key[NM_NAME_MAX];
+	char value[NM_NAME_MAX];
+};
+
+struct nm_node {
+	char name[NM_NAME_MAX];
+	struct nm_addr addr;      /* IPv4-mapped */
+	bool has_addr6;
+	struct nm_addr addr6;
+	char cgroup_root[NM_PATH_MAX]; /* "" when this node has no datapath */
+};
+
+struct nm_workload_cfg {
+	char name[NM_NAME_MAX];
+	char ns[NM_NAME_MAX];
+	char sa[NM_NAME_MAX];
+	struct nm_label labels[NM_MAX_LABELS];
+	unsigned int n_labels;
+	struct nm_addr ip;        /* IPv4-mapped */
+	bool has_ip6;
+	struct nm_addr ip6;
+	int node;               /* index into nm_cluster.nodes */
+	char cgroup[NM_PATH_MAX];
+};
+
+struct nm_port_map {
+	uint16_t port;          /* host order */
+	uint16_t target_port;   /* host order */
+};
+
+struct nm_service_cfg {
+	char name[NM_NAME_MAX];
+	char ns[NM_NAME_MAX];
+	struct nm_addr vip;       /* IPv4-mapped */
+	bool has_vip6;
+	struct nm_addr vip6;
+	struct nm_port_map ports[NM_MAX_PORTS];
+	unsigned int n_ports;
+	struct nm_label selector[NM_MAX_LABELS];
+	unsigned int n_selector;
+};
+
+/*
+ * Static forwarding listener: a port on this agent that carries every
+ * connection to one fixed destination through a peer agent's mTLS tunnel
+ * (outbound), or an NMTP listener that delivers to one fixed destination
+ * (inbound). Serves non-Kubernetes hosts, gateways and the benchmark hop.
+ *
+ *   { "name": "db", "mode": "outbound", "listen": "127.0.0.1:31041",
+ *     "peer": "127.0.0.1:31046", "destination": "127.0.0.1:31001",
+ *     "identity": "default/client",                (ns/sa whose cert we present)
+ *     "peerIdentity": "spiffe://cluster.local/ns/default/sa/server" }
+ *   { "name": "db-in", "mode": "inbound", "listen": "127.0.0.1:31046",
+ *     "destination": "127.0.0.1:31001",
+ *     "identity": "default/server",                (cert presented to clients)
+ *     "allowedPeers": ["spiffe://cluster.local/ns/default/sa/client"] (optional;
+ *        empty = any identity in the trust domain) }
+ */
+enum nm_forward_mode {
+	NM_FWD_OUTBOUND = 0,
+	NM_FWD_INBOUND = 1,
+};
+
+#define NM_MAX_FORWARDS 64
+#define NM_MAX_ALLOWED_PEERS 8
+
+struct nm_forward_cfg {
+	char name[NM_NAME_MAX];
+	enum nm_forward_mode mode;
+	struct sockaddr_storage listen;
+	struct sockaddr_storage peer;        /* outbound only */
+	struct sockaddr_storage destination;
+	char id_ns[NM_NAME_MAX];             /* identity presented */
+	char id_sa[NM_NAME_MAX];
+	char peer_identity[NM_SPIFFE_MAX];   /* outbound: expected server ID */
+	char allowed_peers[NM_MAX_ALLOWED_PEERS][NM_SPIFFE_MAX];
+	unsigned int n_allowed_peers;
+};
+
+enum nm_fail_mode_cfg {
+	NM_CFG_FAIL_CLOSED = 0,
+	NM_CFG_FAIL_OPEN = 1,
+};
+
+/*
+ * Overload limits ("mesh": {"limits": {...}}). 0 = derive the default from
+ * RLIMIT_NOFILE at start (docs/config.md, "Limits"); beyond a limit a new
+ * connection is refused at once and counted.
+ */
+struct nm_limits_cfg {
+	uint32_t max_flows;          /* "maxFlows": live flows on this agent */
+	uint32_t max_handshakes;     /* "maxHandshakes": TLS handshakes in progress */
+	uint32_t max_flows_per_pod;  /* "maxFlowsPerPod": per source workload */
+	uint32_t max_flows_per_peer; /* "maxFlowsPerPeer": per peer address (inbound) */
+};
+
+struct nm_mesh_cfg {
+	uint16_t outbound_port;  /* default 15001 */
+	uint16_t inbound_port;   /* default 15008 */
+	uint16_t admin_port;     /* default 15000 */
+	enum nm_fail_mode_cfg fail_mode;
+	struct nm_limits_cfg limits;
+};
+
+struct nm_cluster {
+	char path[NM_PATH_MAX];          /* where it came from (messages) */
+	char trust_domain[NM_NAME_MAX];
+	char cert_dir[NM_PATH_MAX];      /* resolved against the file's folder */
+	struct nm_mesh_cfg mesh;
+	struct nm_node *nodes;
+	unsigned int n_nodes;
+	struct nm_workload_cfg *workloads;
+	unsigned int n_workloads;
+	struct nm_service_cfg *services;
+	unsigned int n_services;
+	struct nm_forward_cfg *forwards;
+	unsigned int n_forwards;
+};
+
+/* True when every selector label of svc is among wl's labels, same namespace. */
+bool nm_service_selects(const struct nm_service_cfg *svc,
+			const struct nm_workload_cfg *wl);
+
+#endif
