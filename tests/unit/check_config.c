@@ -693,11 +693,11 @@ static const struct err_case err_cases[] = {
 	{ "{" HDR ",'forwards':[{'name':'db','mode':'outbound',"
 	  "'listen':'127.0.0.1:1','peer':'127.0.0.1:3','destination':'127.0.0.1:2',"
 	  "'identity':'a/b','peerIdentity':'spiffe://cluster.local/sa/b/ns/a'}]}",
-	  NAME ": forwards[0].peerIdentity: \"spiffe://cluster.local/sa/b/ns/a\" is not a SPIFFE ID of the form spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT" },
+	  NAME ": forwards[0].peerIdentity: \"spiffe://cluster.local/sa/b/ns/a\" is not a SPIFFE ID of the form spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT (path does not start with /ns/)" },
 	{ "{" HDR ",'forwards':[{'name':'db','mode':'outbound',"
 	  "'listen':'127.0.0.1:1','peer':'127.0.0.1:3','destination':'127.0.0.1:2',"
 	  "'identity':'a/b','peerIdentity':'spiffe://cluster.local/ns/a/sa/B'}]}",
-	  NAME ": forwards[0].peerIdentity: \"spiffe://cluster.local/ns/a/sa/B\": namespace and service account must be DNS labels" },
+	  NAME ": forwards[0].peerIdentity: \"spiffe://cluster.local/ns/a/sa/B\" is not a SPIFFE ID of the form spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT (upper-case letters are not allowed)" },
 	{ "{" HDR ",'forwards':[" IN_FWD(",'allowedPeers':['spiffe://cluster.local/ns/a/sa/b',"
 	  "'spiffe://cluster.local/ns/a/sa/b']") "]}",
 	  NAME ": forwards[0].allowedPeers[1]: \"spiffe://cluster.local/ns/a/sa/b\" is already listed in allowedPeers[0]" },

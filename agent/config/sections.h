@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sections.h - one parser per part of the cluster file, each filling its
+ * part of p->c from the document root. Internal to agent/config; config.c
+ * calls them in file-reference order (docs/config.md) and then runs the
+ * checks that span sections. Each returns 0 or -errno with the message
+ * written.
+ */
+#ifndef NM_CONFIG_SECTIONS_H
+#define NM_CONFIG_SECTIONS_H
+
+#include "config/fields.h"
+
+/* mesh.c: "mesh" (ports, failMode, limits); defaults already set in p->c. */
+int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root);
+/* nodes.c: "nodes"; also builds p->node_idx for nm_cfg_lookup_node(). */
+int nm_cfg_parse_nodes(struct nm_cfg_parser *p, const json_t *root);
+/* Index of the parsed node with this name, or -ENOENT. */
+int nm_cfg_lookup_node(const struct nm_cfg_parser *p, const char *name);
+/* workloads.c: "workloads" (needs nodes parsed first). */
+int nm_cfg_parse_workloads(struct nm_cfg_parser *p, const json_t *root);
+/* services.c: "services". */
+int nm_cfg_parse_services(struct nm_cfg_parser *p, const json_t *root);
+/* forwards.c: "forwards" (needs trustDomain for its SPIFFE IDs). */
+int nm_cfg_parse_forwards(struct nm_cfg_parser *p, const json_t *root);
+
+#endif
