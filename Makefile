@@ -60,7 +60,6 @@ CLI_OBJS   := $(patsubst %.c,$(OUT)/%.o,$(CLI_SRCS))
 # The development CA is the CLI's; tests that mint certificates link it too.
 DEVCA_OBJ  := $(OUT)/tools/devca.o
 TEST_LIBS  := $(AGENT_LIB) $(DEVCA_OBJ) $(NM_LIB)
-CLI_DEPS   := $(AGENT_LIB)
 
 UNIT_SRCS  := $(wildcard tests/unit/check_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(UNIT_SRCS))

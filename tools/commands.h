@@ -1,18 +1,36 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * commands.h - the nodemesh CLI's command entry points, dispatched by
- * tools/nodemesh.c. Each gets argv from its own name on (argv[0] is "ca") and
- * returns the process exit status: 0 success, 1 failure, 2 usage error.
+ * commands.h - the nodemesh commands, dispatched by tools/nodemesh.c. Each
+ * gets argv from its own name on (argv[0] is "status") with the global
+ * options (--json, --pretty) already taken out, and returns NM_EXIT_*.
+ * Every one of them only reads unless its name says otherwise (ca, cleanup).
  */
 #ifndef NM_TOOLS_COMMANDS_H
 #define NM_TOOLS_COMMANDS_H
 
+#include "nodemesh.h"
+
 /*
- * nodemesh ca init  --dir DIR [--trust-domain TD] [--days N] [--force] [--json]
- * nodemesh ca issue --dir DIR --out CERTDIR --ns NS --sa SA [--days N] [--json]
- * nodemesh ca help
- * argv may also start at the subcommand ("init"), without "ca".
+ * nodemesh status [--instance NAME] [--run-dir DIR] [--pin-dir DIR]
+ * What each agent instance recorded (run state, kernel features it probed
+ * at start, its choices) and what is pinned (maps, links, agent state map).
+ * Reads files and pinned objects only: no probe, no cgroup, no module.
  */
-int nm_cmd_ca(int argc, char **argv);
+int nm_cmd_status(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh maps [--instance NAME] [--pin-dir DIR]: pinned maps, fill. */
+int nm_cmd_maps(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh cleanup [--instance NAME] [--pin-dir DIR]: detach, unpin. */
+int nm_cmd_cleanup(const struct nm_cli *cli, int argc, char **argv);
+
+/*
+ * nodemesh ca init  --dir DIR [--trust-domain TD] [--days N] [--force]
+ * nodemesh ca issue --dir DIR --out CERTDIR --ns NS --sa SA [--days N]
+ */
+int nm_cmd_ca(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh version */
+int nm_cmd_version(const struct nm_cli *cli, int argc, char **argv);
 
 #endif

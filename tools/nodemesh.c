@@ -1,46 +1,160 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * nodemesh - the command-line tool. Reads pinned maps and the agent's run
- * state; never agent internals. Shaped like bpftool: a command table, one
- * function per command, --json on every command.
+ * nodemesh - the command-line tool. Reads what agents leave behind (run
+ * state files, pinned maps and links) through lib/, never agent internals,
+ * so it works while the agent is down. Shaped like bpftool: a command table,
+ * one function per command, global options anywhere on the line, JSON
+ * through jansson with --json.
  */
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "nodemesh.h"
+#include "nm_abi.h"
+#include "lib/json.h"
+#include "commands.h"
 
 static const struct nm_cmd commands[] = {
-	{ "status",  nm_cmd_status,  "kernel features and running agents" },
+	{ "status",  nm_cmd_status,  "agent instances: run state, recorded kernel features, pins" },
 	{ "maps",    nm_cmd_maps,    "pinned maps of an instance and their fill" },
-	{ "ca",      nm_cmd_ca,      "development CA: ca init | ca issue" },
-	{ "cleanup", nm_cmd_cleanup, "remove an instance's pinned maps and links" },
+	{ "ca",      nm_cmd_ca,      "development CA: ca init | ca issue (writes files)" },
+	{ "cleanup", nm_cmd_cleanup, "detach and remove an instance's pinned links and maps" },
 	{ "version", nm_cmd_version, "print the version" },
 	{ 0 },
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: nodemesh COMMAND [ARGS] [--json]\n\nCommands:\n");
+	fprintf(out, "Usage: nodemesh [--json|-j] [--pretty|-p] COMMAND [ARGS]\n\nCommands:\n");
 	for (const struct nm_cmd *c = commands; c->name; c++)
 		fprintf(out, "  %-9s %s\n", c->name, c->help);
-	fprintf(out, "\nRun 'nodemesh COMMAND --help' for a command's options.\n");
+	fprintf(out,
+		"\n--json and --pretty may appear anywhere on the command line (before\n"
+		"\"--\"). Exit status: 0 success, 1 failure, 2 usage error.\n"
+		"Run 'nodemesh COMMAND --help' for a command's options.\n");
+}
+
+int nm_cli_fail(const struct nm_cli *cli, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (cli->json)
+		nm_json_print(stdout, json_pack("{s:s}", "error", msg), cli->pretty);
+	else
+		fprintf(stderr, "nodemesh: %s\n", msg);
+	return status;
+}
+
+int nm_cli_usage_error(const struct nm_cli *cli, const char *usage_text,
+		       const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	nm_cli_fail(cli, NM_EXIT_USAGE, "%s", msg);
+	if (usage_text)
+		fputs(usage_text, stderr);
+	return NM_EXIT_USAGE;
+}
+
+int nm_cli_getopt_error(const struct nm_cli *cli, const char *usage_text,
+			int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+	if (c == ':')
+		return nm_cli_usage_error(cli, usage_text, "%s: %s needs a value",
+					  argv[0], arg);
+	if (optopt) /* an unknown short option; 0 for an unknown long one */
+		return nm_cli_usage_error(cli, usage_text, "%s: unknown option -%c",
+					  argv[0], optopt);
+	return nm_cli_usage_error(cli, usage_text, "%s: unknown option %s",
+				  argv[0], arg);
+}
+
+int nm_cli_print_json(const struct nm_cli *cli, json_t *doc)
+{
+	int ret = nm_json_print(stdout, doc, cli->pretty);
+
+	if (ret) {
+		fprintf(stderr, "nodemesh: cannot write output: %s\n", strerror(-ret));
+		return NM_EXIT_FAIL;
+	}
+	return NM_EXIT_OK;
+}
+
+int nm_cmd_version(const struct nm_cli *cli, int argc, char **argv)
+{
+	static const char usage_text[] = "Usage: nodemesh version\n";
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(usage_text, stdout);
+		return NM_EXIT_OK;
+	}
+	if (argc > 1)
+		return nm_cli_usage_error(cli, usage_text,
+					  "version: unexpected argument \"%s\"", argv[1]);
+	if (cli->json)
+		return nm_cli_print_json(cli, json_pack("{s:s, s:i}", "version", NM_VERSION,
+						       "abi", NM_ABI_VERSION));
+	printf("nodemesh %s (map ABI %d)\n", NM_VERSION, NM_ABI_VERSION);
+	return NM_EXIT_OK;
+}
+
+/*
+ * Takes the global options out of argv wherever they are, up to a "--"
+ * (which stays: after it everything is an argument). Returns the new argc.
+ */
+static int take_global_options(int argc, char **argv, struct nm_cli *cli)
+{
+	int i, n = 1;
+	bool rest = false;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!rest && !strcmp(a, "--"))
+			rest = true;
+		if (!rest && (!strcmp(a, "--json") || !strcmp(a, "-j"))) {
+			cli->json = true;
+			continue;
+		}
+		if (!rest && (!strcmp(a, "--pretty") || !strcmp(a, "-p"))) {
+			cli->json = cli->pretty = true;
+			continue;
+		}
+		argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	return n;
 }
 
 int main(int argc, char **argv)
 {
+	struct nm_cli cli = { 0 };
+
+	argc = take_global_options(argc, argv, &cli);
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return NM_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "-h")) {
 		usage(stdout);
-		return 0;
+		return NM_EXIT_OK;
 	}
 	for (const struct nm_cmd *c = commands; c->name; c++)
 		if (!strcmp(argv[1], c->name))
-			return c->fn(argc - 1, argv + 1);
-	fprintf(stderr, "nodemesh: unknown command '%s'\n", argv[1]);
+			return c->fn(&cli, argc - 1, argv + 1);
+	nm_cli_fail(&cli, NM_EXIT_USAGE, "unknown command \"%s\"", argv[1]);
 	usage(stderr);
-	return 2;
+	return NM_EXIT_USAGE;
 }

@@ -1,11 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * status.c - `nodemesh status`: kernel features, fallbacks, agent choices.
+ * status.c - `nodemesh status`: what each agent instance recorded and what
+ * it left pinned. It only reads:
  *
- * The kernel part is probed afresh (it needs root, like the agent). Agents
- * are found in the run directory: <run-dir>/<instance>/agent.json (runstate.h:
- * pid, node) and features.json (probe.h: what the agent probed and chose at
- * start-up). An instance counts as running while its recorded pid is alive.
+ *   <run-dir>/<instance>/agent.json     core/runstate.c: pid, node, config,
+ *                                       listeners (while the agent runs)
+ *   <run-dir>/<instance>/features.json  what the agent probed at start and
+ *                                       chose (the CLI never probes: probing
+ *                                       loads programs, makes a cgroup and
+ *                                       can load the tls module)
+ *   <pin-dir>/<instance>/               pinned maps and links; the
+ *                                       nm_agent_state map's one entry
+ *   /proc/self/mountinfo, uname         bpffs and cgroup2 mounts, kernel
+ *
+ * An instance is listed when it has either a run directory or pins. It
+ * counts as running while its recorded pid is alive and is a nodemeshd.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,264 +25,494 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
-
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <jansson.h>
 
-#include "datapath/datapath.h"
-#include "datapath/probe.h"
-#include "status.h"
+#include "nm_abi.h"
+#include "lib/file.h"
+#include "lib/json.h"
+#include "lib/mountinfo.h"
+#include "lib/pins.h"
+#include "commands.h"
 
-struct status_instance {
-	char name[NAME_MAX + 1];
-	char node[64];
-	struct nm_features feat;
-	struct nm_choices choice;
-	bool has_choices; /* features.json present */
-	pid_t pid;
-	bool running;
-	bool pinned;
+/* The state files are small; anything larger is not the agent's. */
+#define STATE_FILE_MAX (256u << 10)
+
+struct status_opts {
+	const char *instance;
+	const char *run_dir;
+	const char *pin_base;
 };
 
-static void status_usage(FILE *out)
+static const char status_usage[] =
+	"Usage: nodemesh status [--instance NAME] [--run-dir DIR] [--pin-dir DIR] [--json]\n"
+	"Shows each agent instance: whether it runs, what it recorded at start (node,\n"
+	"listeners, the kernel features it probed and what it chose) and what it\n"
+	"pinned (maps, links, its state map). Reads only: it never probes the\n"
+	"kernel, loads programs or modules, or creates anything.\n"
+	"  --run-dir DIR  run state directory (default " NM_RUN_DIR ")\n"
+	"  --pin-dir DIR  pin directory (default " NM_PIN_BASE ")\n";
+
+/* A state file as JSON; NULL when absent. *err gets other failures. */
+static json_t *load_state_file(const char *base, const char *instance,
+			       const char *file, char *err, size_t errlen)
 {
-	fprintf(out, "usage: nodemesh status [--json] [--instance NAME] [--run-dir DIR]\n");
-}
+	char path[PATH_MAX], *buf = NULL;
+	const char *why = NULL;
+	json_error_t jerr;
+	json_t *doc;
+	size_t len;
+	int ret;
 
-static bool pid_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
-static bool instance_pinned(const char *name)
-{
-	char path[PATH_MAX];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/%s", NM_PIN_BASE, name);
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* pid and node from the agent's runstate file; 0 or -errno. */
-static int load_runstate(const char *run_dir, const char *name,
-			 struct status_instance *si)
-{
-	char path[PATH_MAX];
-	json_t *root, *pid;
-	const char *node;
-
-	if (snprintf(path, sizeof(path), "%s/%s/agent.json", run_dir, name) >=
-	    (int)sizeof(path))
-		return -ENAMETOOLONG;
-	root = json_load_file(path, 0, NULL);
-	if (!root)
-		return -ENOENT;
-	pid = json_object_get(root, "pid");
-	node = json_string_value(json_object_get(root, "node"));
-	if (json_is_integer(pid))
-		si->pid = (pid_t)json_integer_value(pid);
-	snprintf(si->node, sizeof(si->node), "%s", node ? node : "");
-	json_decref(root);
-	return 0;
-}
-
-/* An instance is listed when either of its state files exists. */
-static int load_instance(const char *run_dir, const char *name,
-			 struct status_instance *si)
-{
-	char path[PATH_MAX];
-	pid_t fpid = 0;
-	int err, rs;
-
-	memset(si, 0, sizeof(*si));
-	snprintf(si->name, sizeof(si->name), "%s", name);
-	rs = load_runstate(run_dir, name, si);
-	err = nm_probe_state_path(run_dir, name, path, sizeof(path));
-	if (err)
-		return err;
-	err = nm_probe_load(path, &si->feat, &si->choice, &fpid);
-	si->has_choices = err == 0;
-	if (rs && err)
-		return -ENOENT;
-	if (!si->pid)
-		si->pid = fpid;
-	si->running = pid_alive(si->pid);
-	si->pinned = instance_pinned(name);
-	return 0;
-}
-
-/* Every instance with a state file, or only `only`; returns the count. */
-static int load_instances(const char *run_dir, const char *only,
-			  struct status_instance **out)
-{
-	struct status_instance *v = NULL, *nv;
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	*out = NULL;
-	if (only) {
-		v = calloc(1, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		if (load_instance(run_dir, only, v) == 0) {
-			*out = v;
-			return 1;
-		}
-		free(v);
-		return 0;
+	if (nm_run_path(base, instance, file, path, sizeof(path)))
+		return NULL;
+	ret = nm_file_read(path, STATE_FILE_MAX, &buf, &len, &why);
+	if (ret) {
+		if (ret != -ENOENT)
+			snprintf(err, errlen, "%s: %s", path, why ? why : strerror(-ret));
+		return NULL;
 	}
-	d = opendir(run_dir);
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		nv = realloc(v, (n + 1) * sizeof(*v));
-		if (!nv) {
-			free(v);
-			closedir(d);
-			return -ENOMEM;
-		}
-		v = nv;
-		if (load_instance(run_dir, de->d_name, &v[n]) == 0)
-			n++;
+	doc = json_loadb(buf, len, 0, &jerr);
+	free(buf);
+	if (!doc || !json_is_object(doc)) {
+		snprintf(err, errlen, "%s: not a JSON object (%s)", path,
+			 doc ? "other type" : jerr.text);
+		json_decref(doc);
+		return NULL;
 	}
-	closedir(d);
-	*out = v;
-	return n;
+	return doc;
 }
 
-static json_t *features_json(const struct nm_features *f)
+/* "running", "stopped" (no such pid) or "stale" (pid reused by another). */
+static const char *process_state(pid_t pid, char *comm, size_t len)
 {
-	const struct nm_feature_info *info;
-	json_t *o = json_object();
-	size_t n;
+	char path[64];
+	FILE *f;
 
-	info = nm_probe_info(&n);
-	for (size_t i = 0; i < n; i++)
-		json_object_set_new(o, info[i].name, json_boolean(nm_probe_get(f, info[i].name)));
+	comm[0] = '\0';
+	if (pid <= 0 || (kill(pid, 0) && errno != EPERM))
+		return "stopped";
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(comm, (int)len, f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
+	if (comm[0] && strncmp(comm, "nodemeshd", 9) != 0)
+		return "stale";
+	return "running";
+}
+
+static json_t *link_json(const char *dir, const char *name)
+{
+	struct bpf_link_info info = { 0 };
+	__u32 len = sizeof(info);
+	char path[PATH_MAX + 256];
+	const char *s;
+	json_t *o;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	o = json_pack("{s:s}", "name", name);
+	fd = bpf_obj_get(path);
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		json_object_set_new(o, "error", json_string(strerror(errno)));
+		if (fd >= 0)
+			close(fd);
+		return o;
+	}
+	close(fd);
+	s = libbpf_bpf_link_type_str(info.type);
+	json_object_set_new(o, "id", json_integer(info.id));
+	json_object_set_new(o, "type", json_string(s ? s : "unknown"));
+	json_object_set_new(o, "prog_id", json_integer(info.prog_id));
+	if (info.type == BPF_LINK_TYPE_CGROUP) {
+		s = libbpf_bpf_attach_type_str(info.cgroup.attach_type);
+		json_object_set_new(o, "attach_type", json_string(s ? s : "unknown"));
+		/* 0 once the link was detached (its cgroup went away). */
+		json_object_set_new(o, "cgroup_id",
+				    json_integer((json_int_t)info.cgroup.cgroup_id));
+	}
 	return o;
 }
 
-static json_t *choices_json(const struct nm_choices *c)
+/* The agent's one nm_agent_state entry, or {"error": ...}. */
+static json_t *agent_state_json(const char *dir)
 {
-	return json_pack("{s:s, s:s, s:s, s:s}",
-			 "flow_events", c->flow_events ? "ringbuf" : "off",
-			 "sock_stats", c->sock_stats ? "sk_storage" : "off",
-			 "tls", c->ktls ? "ktls" : "userspace",
-			 "relay", c->sockmap ? "sockmap" : "userspace");
+	struct bpf_map_info info = { 0 };
+	struct nm_agent_state st;
+	__u32 len = sizeof(info), key = 0;
+	char path[PATH_MAX + 64];
+	struct timespec now;
+	json_t *o = NULL;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, NM_PIN_AGENT_STATE);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? json_null() :
+					 json_pack("{s:s}", "error", strerror(errno));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) ||
+	    info.value_size != sizeof(st) || info.key_size != sizeof(key)) {
+		o = json_pack("{s:s}", "error", "not an nm_agent_state map of this ABI");
+		goto out;
+	}
+	if (bpf_map_lookup_elem(fd, &key, &st)) {
+		o = json_pack("{s:s}", "error", strerror(errno));
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	o = json_pack("{s:i, s:I, s:s, s:i}",
+		      "abi_version", (int)st.abi_version,
+		      "config_generation", (json_int_t)st.config_generation,
+		      "fail_mode", st.fail_mode == NM_FAIL_OPEN ? "open" : "closed",
+		      "outbound_port", (int)ntohs(st.outbound_port));
+	if (st.heartbeat_ns) {
+		__u64 t = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
+
+		json_object_set_new(o, "heartbeat_age_ms",
+				    json_integer(t > st.heartbeat_ns ?
+						 (json_int_t)((t - st.heartbeat_ns) / 1000000) : 0));
+	} else {
+		json_object_set_new(o, "heartbeat_age_ms", json_null());
+	}
+out:
+	close(fd);
+	return o;
 }
 
-static void print_json(const struct nm_features *f, int probe_err,
-		       const struct status_instance *si, int n)
+static int cmp_strs(const void *a, const void *b)
 {
-	const char *missing = nm_probe_required_missing(f);
-	struct nm_choices best;
-	json_t *root, *arr;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-	nm_probe_choose(f, NULL, &best);
+/* Pinned maps (count) and links (each) of an instance; null without pins. */
+static json_t *pins_json(const char *pin_base, const char *instance)
+{
+	char dir[PATH_MAX], *links[16];
+	struct dirent *de;
+	json_t *o, *arr;
+	int maps = 0, nl = 0;
+	DIR *d;
+
+	if (nm_pin_path(pin_base, instance, NULL, dir, sizeof(dir)))
+		return json_null();
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? json_null() :
+					 json_pack("{s:s, s:s}", "dir", dir, "error", strerror(errno));
+	while ((de = readdir(d))) {
+		if (!strncmp(de->d_name, NM_PIN_MAP_PREFIX, strlen(NM_PIN_MAP_PREFIX)))
+			maps++;
+		else if (!strncmp(de->d_name, NM_PIN_LINK_PREFIX,
+				  strlen(NM_PIN_LINK_PREFIX)) &&
+			 nl < (int)(sizeof(links) / sizeof(links[0])))
+			links[nl++] = strdup(de->d_name);
+	}
+	closedir(d);
 	arr = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(arr, json_pack(
-			"{s:s, s:s, s:i, s:b, s:b, s:o, s:o}",
-			"instance", si[i].name, "node", si[i].node,
-			"pid", (json_int_t)si[i].pid,
-			"running", si[i].running, "pinned", si[i].pinned,
-			"features", si[i].has_choices ? features_json(&si[i].feat) : json_null(),
-			"choices", si[i].has_choices ? choices_json(&si[i].choice) : json_null()));
-	root = json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o}",
-			 "kernel_release", f->kernel_release,
-			 "probe_complete", probe_err == 0,
-			 "attach_tested", f->attach_tested,
-			 "required_missing", missing ? json_string(missing) : json_null(),
-			 "features", features_json(f),
-			 "best_choices", choices_json(&best),
-			 "instances", arr);
-	json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	fputc('\n', stdout);
-	json_decref(root);
+	qsort(links, nl, sizeof(links[0]), cmp_strs);
+	for (int i = 0; i < nl; i++) {
+		if (links[i])
+			json_array_append_new(arr, link_json(dir, links[i]));
+		free(links[i]);
+	}
+	o = json_pack("{s:s, s:i, s:o, s:o}", "dir", dir, "maps", maps,
+		      "links", arr, "agent_state", agent_state_json(dir));
+	return o;
 }
 
-static void print_text(const struct nm_features *f, int probe_err,
-		       const struct status_instance *si, int n)
+/* One instance's document, or NULL when it has neither state nor pins. */
+static json_t *instance_json(const struct status_opts *o, const char *name)
 {
-	const struct nm_feature_info *info;
-	const char *missing = nm_probe_required_missing(f);
-	size_t ni;
+	char err_agent[PATH_MAX + 256] = "", err_feat[PATH_MAX + 256] = "";
+	char comm[32];
+	json_t *agent, *feat, *pins, *doc, *pid;
+	const char *state;
+	pid_t p = 0;
 
-	printf("kernel %s\n", f->kernel_release);
-	if (probe_err)
-		printf("warning: BPF probes failed (%s); run as root\n", strerror(-probe_err));
-	printf("%-14s %-4s %-6s %s\n", "FEATURE", "OK", "SINCE", "WITHOUT IT");
-	info = nm_probe_info(&ni);
-	for (size_t i = 0; i < ni; i++)
-		printf("%-14s %-4s %-6s %s\n", info[i].name,
-		       nm_probe_get(f, info[i].name) ? "yes" : "no", info[i].min_kernel,
-		       info[i].required ? "required: the agent does not start" : info[i].fallback);
-	printf("required: %s\n", missing ? missing : "all present");
+	agent = load_state_file(o->run_dir, name, NM_RUN_AGENT_FILE, err_agent,
+				sizeof(err_agent));
+	feat = load_state_file(o->run_dir, name, NM_RUN_FEATURES_FILE, err_feat,
+			       sizeof(err_feat));
+	pins = pins_json(o->pin_base, name);
+	if (!agent && !feat && json_is_null(pins) && !err_agent[0] && !err_feat[0]) {
+		json_decref(pins);
+		return NULL;
+	}
+	pid = json_object_get(agent, "pid");
+	if (!json_is_integer(pid))
+		pid = json_object_get(feat, "pid");
+	if (json_is_integer(pid))
+		p = (pid_t)json_integer_value(pid);
+	state = process_state(p, comm, sizeof(comm));
+	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}",
+			"instance", name, "state", state,
+			"pid", p > 0 ? json_integer(p) : json_null(),
+			"agent", agent ? agent : json_null(),
+			"kernel", feat ? feat : json_null(),
+			"pins", pins);
+	if (!strcmp(state, "stale"))
+		json_object_set_new(doc, "pid_now", json_string(comm));
+	if (err_agent[0] || err_feat[0]) {
+		json_t *errs = json_array();
 
-	if (n == 0)
-		printf("agents: none recorded\n");
-	for (int i = 0; i < n; i++) {
-		const struct nm_choices *c = &si[i].choice;
+		if (err_agent[0])
+			json_array_append_new(errs, json_string(err_agent));
+		if (err_feat[0])
+			json_array_append_new(errs, json_string(err_feat));
+		json_object_set_new(doc, "errors", errs);
+	}
+	return doc;
+}
 
-		printf("agent %s: node %s, pid %d %s, pins %s\n", si[i].name,
-		       si[i].node[0] ? si[i].node : "-", (int)si[i].pid,
-		       si[i].running ? "running" : "not running",
-		       si[i].pinned ? "present" : "absent");
-		if (!si[i].has_choices) {
-			printf("  choices not recorded\n");
+/* Adds the valid instance names found in dir to names (a JSON object). */
+static void collect_names(const char *dir, json_t *names)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (nm_instance_valid(de->d_name))
+			json_object_set_new(names, de->d_name, json_true());
+	closedir(d);
+}
+
+/* The documents of the instances named by names' keys, sorted by name. */
+static json_t *instances_json(const struct status_opts *o, json_t *names)
+{
+	const char *keys[1024], *name;
+	json_t *arr = json_array(), *v;
+	size_t n = 0;
+
+	json_object_foreach(names, name, v)
+		if (n < sizeof(keys) / sizeof(keys[0]))
+			keys[n++] = name;
+	qsort(keys, n, sizeof(keys[0]), cmp_strs);
+	for (size_t i = 0; i < n; i++) {
+		json_t *in = instance_json(o, keys[i]);
+
+		if (in)
+			json_array_append_new(arr, in);
+	}
+	return arr;
+}
+
+static json_t *host_json(void)
+{
+	char bpffs[PATH_MAX], cg2[PATH_MAX];
+	struct utsname u;
+	bool has_bpffs = nm_mountinfo_find(NULL, "bpf", bpffs, sizeof(bpffs)) == 0;
+	bool has_cg2 = nm_mountinfo_find(NULL, "cgroup2", cg2, sizeof(cg2)) == 0;
+
+	return json_pack("{s:s, s:o, s:o}",
+			 "kernel_release", uname(&u) == 0 ? u.release : "",
+			 "bpffs", nm_json_str_or_null(has_bpffs ? bpffs : NULL),
+			 "cgroup2", nm_json_str_or_null(has_cg2 ? cg2 : NULL));
+}
+
+/* --- text output ------------------------------------------------------- */
+
+static const char *str_of(json_t *o, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s && *s ? s : dflt;
+}
+
+static void print_links(json_t *links)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(links, i, l) {
+		const char *err = str_of(l, "error", NULL);
+
+		if (err) {
+			printf("    %-16s error: %s\n", str_of(l, "name", "?"), err);
 			continue;
 		}
-		printf("  flow events %s, socket stats %s, TLS %s, relay %s\n",
-		       c->flow_events ? "ringbuf" : "off",
-		       c->sock_stats ? "sk_storage" : "off",
-		       c->ktls ? "kTLS" : "user space",
-		       c->sockmap ? "sockmap" : "user space");
+		printf("    %-16s %s, prog %lld, cgroup id %lld\n", str_of(l, "name", "?"),
+		       str_of(l, "attach_type", str_of(l, "type", "?")),
+		       (long long)json_integer_value(json_object_get(l, "prog_id")),
+		       (long long)json_integer_value(json_object_get(l, "cgroup_id")));
 	}
 }
 
-int nm_cmd_status(int argc, char **argv)
+static void print_instance(json_t *in)
+{
+	json_t *agent = json_object_get(in, "agent");
+	json_t *kernel = json_object_get(in, "kernel");
+	json_t *pins = json_object_get(in, "pins");
+	json_t *errs = json_object_get(in, "errors");
+	json_t *v, *st;
+	const char *key;
+	size_t i;
+
+	printf("instance %s: %s", str_of(in, "instance", "?"), str_of(in, "state", "?"));
+	if (json_is_integer(json_object_get(in, "pid")))
+		printf(" (pid %lld%s%s)", (long long)json_integer_value(json_object_get(in, "pid")),
+		       json_object_get(in, "pid_now") ? ", now " : "",
+		       str_of(in, "pid_now", ""));
+	putchar('\n');
+	json_array_foreach(errs, i, v)
+		printf("  error: %s\n", json_string_value(v));
+	if (json_is_object(agent)) {
+		printf("  node %s, config %s, trust domain %s, datapath %s, identities %lld\n",
+		       str_of(agent, "node", "-"), str_of(agent, "config", "-"),
+		       str_of(agent, "trust_domain", "-"),
+		       json_is_true(json_object_get(agent, "datapath")) ? "attached" : "off",
+		       (long long)json_integer_value(json_object_get(agent, "identities")));
+		json_array_foreach(json_object_get(agent, "listeners"), i, v)
+			printf("  listener %-16s %s:%lld%s%s\n", str_of(v, "role", "?"),
+			       str_of(v, "address", "?"),
+			       (long long)json_integer_value(json_object_get(v, "port")),
+			       str_of(v, "forward", NULL) ? " forward " : "",
+			       str_of(v, "forward", ""));
+	} else {
+		printf("  no run state (agent not running, or it did not start)\n");
+	}
+	if (json_is_object(kernel)) {
+		printf("  kernel features probed at start (%s%s):\n   ",
+		       str_of(kernel, "kernel_release", "?"),
+		       json_is_true(json_object_get(kernel, "attach_tested")) ?
+			       ", cgroup attach tried" : "");
+		json_object_foreach(json_object_get(kernel, "features"), key, v)
+			printf(" %s=%s", key, json_is_true(v) ? "yes" : "no");
+		printf("\n  choices:");
+		json_object_foreach(json_object_get(kernel, "choices"), key, v)
+			printf(" %s=%s", key, json_is_true(v) ? "on" : "off");
+		putchar('\n');
+	} else {
+		printf("  kernel features not recorded (the agent records them when it\n"
+		       "  starts with a datapath)\n");
+	}
+	if (!json_is_object(pins)) {
+		printf("  pins: none\n");
+		return;
+	}
+	if (str_of(pins, "error", NULL)) {
+		printf("  pins %s: %s\n", str_of(pins, "dir", "?"), str_of(pins, "error", ""));
+		return;
+	}
+	printf("  pins %s: %lld maps, %zu links\n", str_of(pins, "dir", "?"),
+	       (long long)json_integer_value(json_object_get(pins, "maps")),
+	       json_array_size(json_object_get(pins, "links")));
+	print_links(json_object_get(pins, "links"));
+	st = json_object_get(pins, "agent_state");
+	if (str_of(st, "error", NULL)) {
+		printf("  agent state map: %s\n", str_of(st, "error", ""));
+	} else if (json_is_object(st)) {
+		json_t *age = json_object_get(st, "heartbeat_age_ms");
+
+		printf("  agent state: generation %lld, fail %s, outbound port %lld, abi %lld, ",
+		       (long long)json_integer_value(json_object_get(st, "config_generation")),
+		       str_of(st, "fail_mode", "?"),
+		       (long long)json_integer_value(json_object_get(st, "outbound_port")),
+		       (long long)json_integer_value(json_object_get(st, "abi_version")));
+		if (json_is_integer(age))
+			printf("heartbeat %lld ms ago\n", (long long)json_integer_value(age));
+		else
+			printf("no heartbeat\n");
+	}
+}
+
+static void print_text(json_t *doc)
+{
+	json_t *host = json_object_get(doc, "host");
+	json_t *arr = json_object_get(doc, "instances");
+	json_t *in;
+	size_t i;
+
+	printf("kernel %s, bpffs %s, cgroup2 %s\n", str_of(host, "kernel_release", "?"),
+	       str_of(host, "bpffs", "not mounted"), str_of(host, "cgroup2", "not mounted"));
+	if (!json_array_size(arr))
+		printf("no agent instances (nothing in %s or %s)\n",
+		       str_of(doc, "run_dir", "?"), str_of(doc, "pin_dir", "?"));
+	json_array_foreach(arr, i, in)
+		print_instance(in);
+}
+
+/* --- command ----------------------------------------------------------- */
+
+static int parse_opts(const struct nm_cli *cli, int argc, char **argv,
+		      struct status_opts *o)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
 		{ "instance", required_argument, NULL, 'i' },
 		{ "run-dir", required_argument, NULL, 'r' },
+		{ "pin-dir", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *instance = NULL, *run_dir = NM_RUN_DIR;
-	struct status_instance *si = NULL;
-	struct nm_features f;
-	bool json = false;
-	int c, n, probe_err;
+	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ji:r:h", opts, NULL)) != -1) {
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":i:r:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': json = true; break;
-		case 'i': instance = optarg; break;
-		case 'r': run_dir = optarg; break;
-		case 'h': status_usage(stdout); return 0;
-		default: status_usage(stderr); return 2;
+		case 'i':
+			o->instance = optarg;
+			break;
+		case 'r':
+			o->run_dir = optarg;
+			break;
+		case 'P':
+			o->pin_base = optarg;
+			break;
+		case 'h':
+			fputs(status_usage, stdout);
+			return -1;
+		default:
+			return nm_cli_getopt_error(cli, status_usage, c, argv);
 		}
 	}
-	if (optind != argc) {
-		status_usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return nm_cli_usage_error(cli, status_usage,
+					  "status: unexpected argument \"%s\"", argv[optind]);
+	if (o->instance && !nm_instance_valid(o->instance))
+		return nm_cli_usage_error(cli, status_usage,
+					  "status: bad instance name \"%s\"", o->instance);
+	return 0;
+}
 
-	probe_err = nm_probe_features(&f);
-	n = load_instances(run_dir, instance, &si);
-	if (n < 0) {
-		fprintf(stderr, "nodemesh status: %s\n", strerror(-n));
-		return 1;
+int nm_cmd_status(const struct nm_cli *cli, int argc, char **argv)
+{
+	struct status_opts o = { .run_dir = NM_RUN_DIR, .pin_base = NM_PIN_BASE };
+	json_t *names, *arr, *doc;
+	int ret;
+
+	ret = parse_opts(cli, argc, argv, &o);
+	if (ret)
+		return ret < 0 ? NM_EXIT_OK : ret;
+	names = json_object();
+	if (o.instance) {
+		json_object_set_new(names, o.instance, json_true());
+	} else {
+		collect_names(o.run_dir, names);
+		collect_names(o.pin_base, names);
 	}
-	if (json)
-		print_json(&f, probe_err, si, n);
-	else
-		print_text(&f, probe_err, si, n);
-	free(si);
-	return nm_probe_required_missing(&f) ? 1 : 0;
+	arr = instances_json(&o, names);
+	json_decref(names);
+	if (o.instance && !json_array_size(arr)) {
+		json_decref(arr);
+		return nm_cli_fail(cli, NM_EXIT_FAIL,
+				   "status: instance \"%s\": no run state in %s and no pins in %s",
+				   o.instance, o.run_dir, o.pin_base);
+	}
+	doc = json_pack("{s:o, s:s, s:s, s:o}", "host", host_json(),
+			"run_dir", o.run_dir, "pin_dir", o.pin_base, "instances", arr);
+	if (cli->json)
+		return nm_cli_print_json(cli, doc);
+	print_text(doc);
+	json_decref(doc);
+	return NM_EXIT_OK;
 }
