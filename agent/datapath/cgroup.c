@@ -15,79 +15,12 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
+#include "lib/mountinfo.h"
 #include "datapath/datapath.h"
-
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape_octal(char *s)
-{
-	char *out = s;
-
-	while (*s) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
-		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) |
-					(s[3] - '0'));
-			s += 4;
-		} else {
-			*out++ = *s++;
-		}
-	}
-	*out = '\0';
-}
-
-/*
- * One mountinfo line: "36 35 98:0 /root /mnt opts [optional...] - fstype src
- * superopts". Returns the mount point (unescaped, in place) when the file
- * system type is cgroup2, else NULL.
- */
-static char *cgroup2_mount_point(char *line)
-{
-	char *save = NULL, *tok, *mnt = NULL;
-	int field = 0;
-	int after_sep = 0;
-
-	for (tok = strtok_r(line, " \n", &save); tok;
-	     tok = strtok_r(NULL, " \n", &save), field++) {
-		if (field == 4)
-			mnt = tok;
-		if (after_sep) {
-			if (strcmp(tok, "cgroup2") != 0 || !mnt)
-				return NULL;
-			unescape_octal(mnt);
-			return mnt;
-		}
-		if (field >= 6 && strcmp(tok, "-") == 0)
-			after_sep = 1;
-	}
-	return NULL;
-}
 
 int nm_cgroup2_mount(char *buf, size_t len)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	int ret = -ENOENT;
-	FILE *f;
-
-	f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		char *mnt = cgroup2_mount_point(line);
-
-		if (!mnt)
-			continue;
-		if (strlen(mnt) >= len) {
-			ret = -ENAMETOOLONG;
-		} else {
-			strcpy(buf, mnt);
-			ret = 0;
-		}
-		break;
-	}
-	free(line);
-	fclose(f);
-	return ret;
+	return nm_cgroup2_mount_point(buf, len);
 }
 
 int nm_cgroup_resolve(const char *path, char *buf, size_t len)

@@ -25,7 +25,7 @@
 #include "nm_abi.h"
 #include "config/config.h"
 
-#define NM_PIN_BASE "/sys/fs/bpf/nodemesh"
+#include "lib/pins.h"
 
 struct nm_datapath;
 

@@ -100,7 +100,7 @@ void nm_probe_choose(const struct nm_features *f, const struct nm_choices *want,
  * `nodemesh status` can report it: <run_dir>/<instance>/features.json
  * (run_dir NULL = NM_RUN_DIR). 0 or -ENAMETOOLONG.
  */
-#define NM_RUN_DIR "/run/nodemesh"
+#include "lib/pins.h"
 int nm_probe_state_path(const char *run_dir, const char *instance, char *buf,
 			size_t len);
 /* Writes the state file atomically (creating its directory); 0 or -errno. */
