@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "config/config.h"
+#include "lib/spiffe.h"
 #include "nm_check.h"
 
 #define NAME "cluster.json"
@@ -909,6 +912,349 @@ START_TEST(test_api_edges)
 }
 END_TEST
 
+/* --- special files: refused at once, never a blocking open ---------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Loads path, which is not a regular file: -EINVAL, "PATH: not a regular
+ * file", well within a second. Before the non-blocking open a FIFO without
+ * a writer blocked open() forever (Check's timeout then fails the test).
+ */
+static void assert_refused_fast(const char *path)
+{
+	char err[NM_ERRMSG_MAX], want[NM_ERRMSG_MAX];
+	struct nm_cluster *c = (void *)1;
+	double t0 = now_s(), dt;
+	int ret;
+
+	ret = nm_cluster_load_file(path, &c, err, sizeof(err));
+	dt = now_s() - t0;
+	ck_assert_msg(ret == -EINVAL, "%s: got %d (%s)", path, ret, err);
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s: not a regular file", path);
+	ck_assert_str_eq(err, want);
+	ck_assert_msg(dt < 0.5, "%s: took %.3f s", path, dt);
+}
+
+START_TEST(test_load_special_files)
+{
+	char dir[] = "/tmp/check_config.XXXXXX", fifo[256], sub[256];
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/cluster.json", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	assert_refused_fast(fifo);
+	/* A second try is just as quick: nothing was left waiting. */
+	assert_refused_fast(fifo);
+	unlink(fifo);
+
+	/* A directory where the file should be (e.g. a mis-mounted ConfigMap). */
+	snprintf(sub, sizeof(sub), "%s/cluster.json", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	assert_refused_fast(sub);
+	rmdir(sub);
+
+	/* A character device: /dev/zero would never end, /dev/null looks empty. */
+	assert_refused_fast("/dev/zero");
+	assert_refused_fast("/dev/null");
+	rmdir(dir);
+}
+END_TEST
+
+/* --- SPIFFE IDs: the config accepts exactly what lib/spiffe accepts ------- */
+
+static const char *forward_with_peer(const char *id, char *doc, size_t len)
+{
+	snprintf(doc, len,
+		 "{\"trustDomain\":\"cluster.local\",\"certDir\":\"c\",\"forwards\":["
+		 "{\"name\":\"db\",\"mode\":\"outbound\",\"listen\":\"127.0.0.1:1\","
+		 "\"peer\":\"127.0.0.1:2\",\"destination\":\"127.0.0.1:3\","
+		 "\"identity\":\"a/b\",\"peerIdentity\":\"%s\"}]}", id);
+	return doc;
+}
+
+START_TEST(test_spiffe_one_validator)
+{
+	static const char *const ids[] = {
+		"spiffe://cluster.local/ns/default/sa/client",
+		"spiffe://cluster.local/ns/kube-system/sa/my.sa", /* dots: TLS accepts */
+		"spiffe://cluster.local/ns/a_b/sa/c",
+		"spiffe://cluster.local/ns/a/sa/b/",
+		"spiffe://cluster.local/ns/a/sa/b/c",
+		"spiffe://cluster.local/ns/a/sa/..",
+		"spiffe://cluster.local/ns/./sa/b",
+		"spiffe://cluster.local:8443/ns/a/sa/b",
+		"spiffe://cluster.local/ns/a/sa/b?x=1",
+		"spiffe://cluster.local/ns/a/sa/b#f",
+		"spiffe://cluster.local/ns/a/sa/%62",
+		"spiffe://user@cluster.local/ns/a/sa/b",
+		"spiffe://CLUSTER.local/ns/a/sa/b",
+		"SPIFFE://cluster.local/ns/a/sa/b",
+		"spiffe://cluster.local//ns/a/sa/b",
+		"spiffe://cluster.local/ns/a",
+		"spiffe://cluster.local",
+		"spiffe:///ns/a/sa/b",
+		"spiffe://other.org/ns/a/sa/b",
+		"spiffe://cluster.local./ns/a/sa/b",
+		"https://cluster.local/ns/a/sa/b",
+		"",
+	};
+	char doc[1024], err[NM_ERRMSG_MAX];
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		struct nm_spiffe_id id;
+		struct nm_cluster *c = NULL;
+		const char *why = NULL;
+		bool lib_ok = nm_spiffe_parse(ids[i], &id, &why) == 0 &&
+			      strcmp(id.trust_domain, "cluster.local") == 0;
+		int ret;
+
+		forward_with_peer(ids[i], doc, sizeof(doc));
+		ret = nm_cluster_load_buf(doc, strlen(doc), NAME, &c, err, sizeof(err));
+		ck_assert_msg((ret == 0) == lib_ok, "%s: config %d (%s), lib %s",
+			      ids[i], ret, ret ? err : "", why ? why : "ok");
+		if (ret == 0) {
+			ck_assert_str_eq(c->forwards[0].peer_identity, ids[i]);
+			nm_cluster_free(c);
+			continue;
+		}
+		ck_assert_ptr_nonnull(strstr(err, NAME ": forwards[0].peerIdentity: "));
+		/* The message carries the validator's own reason. */
+		if (why)
+			ck_assert_msg(strstr(err, why), "%s: %s lacks %s", ids[i], err, why);
+		else
+			ck_assert_ptr_nonnull(strstr(err, "is in trust domain"));
+	}
+
+	/* allowedPeers go through the same validator, entry by entry. */
+	ck_assert_str_eq(load_err("{" HDR ",'forwards':[" IN_FWD(",'allowedPeers':["
+				  "'spiffe://cluster.local/ns/a/sa/b',"
+				  "'spiffe://cluster.local:1/ns/a/sa/b']") "]}"),
+			 NAME ": forwards[0].allowedPeers[1]: \"spiffe://cluster.local:1/ns/a/sa/b\" is not a SPIFFE ID of the form spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT (port is not allowed)");
+	ck_assert_str_eq(load_err("{" HDR ",'forwards':[" IN_FWD(",'allowedPeers':["
+				  "'spiffe://cluster.locall/ns/a/sa/b']") "]}"),
+			 NAME ": forwards[0].allowedPeers[0]: \"spiffe://cluster.locall/ns/a/sa/b\" is in trust domain \"cluster.locall\", not \"cluster.local\"");
+}
+END_TEST
+
+/* --- optional cgroup: the parser and docs/config.md agree ----------------- */
+
+START_TEST(test_optional_cgroup)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	/* A local workload (its node has a datapath) without "cgroup". */
+	ck_assert_msg(load("{" HDR ",'nodes':[{'name':'n1','address':'198.18.0.1',"
+			   "'cgroupRoot':'nm/n1'}],'workloads':["
+			   WL("a", "198.18.1.2", "") ","
+			   WL("b", "198.18.1.3", ",'cgroup':'nm/n1/b'") "]}",
+			   &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->n_workloads, 2);
+	ck_assert_str_eq(c->workloads[0].cgroup, "");
+	ck_assert_str_eq(c->workloads[1].cgroup, "nm/n1/b");
+	ck_assert_str_eq(c->nodes[0].cgroup_root, "nm/n1");
+	nm_cluster_free(c);
+}
+END_TEST
+
+/*
+ * Reads the field table of docs/config.md's "## <section>" and checks each
+ * row against the parser: leaving out a field the docs call optional still
+ * loads; leaving out a required one fails with "missing required field".
+ */
+static char *read_doc(const char *rel)
+{
+	const char *self = __FILE__;
+	const char *tail = strstr(self, "tests/unit/check_config.c");
+	char path[512];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%.*s%s", tail ? (int)(tail - self) : 0,
+		 self, rel);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+struct doc_item {
+	const char *section;  /* "## <section>" heading */
+	const char *prefix;   /* document before the item */
+	const char *fields[8][2]; /* key, JSON value */
+	const char *suffix;
+};
+
+static void check_doc_table(const char *docs, const struct doc_item *it)
+{
+	char heading[64], *sec, *end, doc[2048];
+	unsigned int rows = 0;
+
+	snprintf(heading, sizeof(heading), "\n## %s\n", it->section);
+	sec = strstr(docs, heading);
+	ck_assert_msg(sec != NULL, "docs/config.md has no %s", heading);
+	sec += strlen(heading);
+	end = strstr(sec, "\n## ");
+	for (size_t i = 0; i < 8 && it->fields[i][0]; i++) {
+		char row[96], *r, *req;
+		size_t o;
+
+		snprintf(row, sizeof(row), "\n| `%s` | ", it->fields[i][0]);
+		r = strstr(sec, row);
+		ck_assert_msg(r && (!end || r < end), "%s: no row for %s",
+			      it->section, it->fields[i][0]);
+		/* | `key` | type | required | meaning | */
+		req = strchr(r + strlen(row), '|');
+		ck_assert_ptr_nonnull(req);
+		req += 2;
+		o = (size_t)snprintf(doc, sizeof(doc), "%s{", it->prefix);
+		for (size_t k = 0; k < 8 && it->fields[k][0]; k++) {
+			if (k == i)
+				continue;
+			o += (size_t)snprintf(doc + o, sizeof(doc) - o, "%s\"%s\":%s",
+					      doc[o - 1] == '{' ? "" : ",",
+					      it->fields[k][0], it->fields[k][1]);
+		}
+		snprintf(doc + o, sizeof(doc) - o, "}%s", it->suffix);
+
+		char err[NM_ERRMSG_MAX];
+		struct nm_cluster *c = NULL;
+		int ret = nm_cluster_load_buf(doc, strlen(doc), NAME, &c, err,
+					      sizeof(err));
+
+		if (strncmp(req, "no ", 3) == 0) {
+			ck_assert_msg(ret == 0, "%s.%s is optional in the docs: %s",
+				      it->section, it->fields[i][0], err);
+			nm_cluster_free(c);
+		} else {
+			ck_assert_msg(strncmp(req, "yes ", 4) == 0, "%s.%s: %.10s",
+				      it->section, it->fields[i][0], req);
+			ck_assert_msg(ret == -EINVAL && strstr(err, "missing required field"),
+				      "%s.%s is required in the docs: %d %s",
+				      it->section, it->fields[i][0], ret, err);
+		}
+		rows++;
+	}
+	ck_assert_uint_gt(rows, 3);
+}
+
+START_TEST(test_docs_agree)
+{
+	static const struct doc_item items[] = {
+		{ "nodes",
+		  "{\"trustDomain\":\"td\",\"certDir\":\"c\",\"nodes\":[",
+		  { { "name", "\"n1\"" }, { "address", "\"198.18.0.1\"" },
+		    { "address6", "\"2001:2::1\"" },
+		    { "cgroupRoot", "\"nm/n1\"" } },
+		  "]}" },
+		{ "workloads",
+		  "{\"trustDomain\":\"td\",\"certDir\":\"c\",\"nodes\":[{\"name\":"
+		  "\"n1\",\"address\":\"198.18.0.1\",\"cgroupRoot\":\"nm/n1\"}],"
+		  "\"workloads\":[",
+		  { { "name", "\"a\"" }, { "namespace", "\"default\"" },
+		    { "serviceAccount", "\"sa\"" }, { "labels", "{\"app\":\"a\"}" },
+		    { "ip", "\"198.18.1.2\"" }, { "ip6", "\"2001:2::2\"" },
+		    { "node", "\"n1\"" }, { "cgroup", "\"nm/n1/a\"" } },
+		  "]}" },
+		{ "services",
+		  "{\"trustDomain\":\"td\",\"certDir\":\"c\",\"services\":[",
+		  { { "name", "\"s\"" }, { "namespace", "\"default\"" },
+		    { "vip", "\"198.19.0.1\"" }, { "vip6", "\"2001:2::10\"" },
+		    { "ports", "[{\"port\":80}]" },
+		    { "selector", "{\"app\":\"a\"}" } },
+		  "]}" },
+	};
+	char *docs = read_doc("docs/config.md");
+
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++)
+		check_doc_table(docs, &items[i]);
+	free(docs);
+}
+END_TEST
+
+/* --- mesh.limits ----------------------------------------------------------- */
+
+START_TEST(test_mesh_limits)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	/* Absent: all 0, the agent derives them from RLIMIT_NOFILE. */
+	ck_assert_msg(load("{" HDR ",'mesh':{'failMode':'open'}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert_uint_eq(c->mesh.limits.max_flows, 0);
+	ck_assert_uint_eq(c->mesh.limits.max_handshakes, 0);
+	ck_assert_uint_eq(c->mesh.limits.max_flows_per_pod, 0);
+	ck_assert_uint_eq(c->mesh.limits.max_flows_per_peer, 0);
+	nm_cluster_free(c);
+
+	ck_assert_msg(load("{" HDR ",'mesh':{'limits':{'maxFlows':20000,"
+			   "'maxHandshakes':512,'maxFlowsPerPod':5000,"
+			   "'maxFlowsPerPeer':10000000}}}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->mesh.limits.max_flows, 20000);
+	ck_assert_uint_eq(c->mesh.limits.max_handshakes, 512);
+	ck_assert_uint_eq(c->mesh.limits.max_flows_per_pod, 5000);
+	ck_assert_uint_eq(c->mesh.limits.max_flows_per_peer, 10000000);
+	ck_assert_int_eq(c->mesh.inbound_port, 15008); /* others keep defaults */
+	nm_cluster_free(c);
+
+	/* Some set, 0 explicit: the rest stay derived. */
+	ck_assert_msg(load("{" HDR ",'mesh':{'limits':{'maxHandshakes':64,"
+			   "'maxFlows':0}}}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->mesh.limits.max_flows, 0);
+	ck_assert_uint_eq(c->mesh.limits.max_handshakes, 64);
+	ck_assert_uint_eq(c->mesh.limits.max_flows_per_pod, 0);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'limits':{}}}", &c, err) == 0, "%s", err);
+	nm_cluster_free(c);
+
+#define LIMIT_RANGE "is not a limit (0..10000000; 0 = the default derived from RLIMIT_NOFILE)"
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlows':-1}}}"),
+			 NAME ": mesh.limits.maxFlows: -1 " LIMIT_RANGE);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlowsPerPod':10000001}}}"),
+			 NAME ": mesh.limits.maxFlowsPerPod: 10000001 " LIMIT_RANGE);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlowsPerPeer':4294967296}}}"),
+			 NAME ": mesh.limits.maxFlowsPerPeer: 4294967296 " LIMIT_RANGE);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxHandshakes':1.5}}}"),
+			 NAME ": mesh.limits.maxHandshakes: expected an integer, got a number with a fraction or exponent");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxHandshakes':1e3}}}"),
+			 NAME ": mesh.limits.maxHandshakes: expected an integer, got a number with a fraction or exponent");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlows':'100'}}}"),
+			 NAME ": mesh.limits.maxFlows: expected an integer, got a string");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlows':null}}}"),
+			 NAME ": mesh.limits.maxFlows: expected an integer, got null");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxFlow':100}}}"),
+			 NAME ": mesh.limits.maxFlow: unknown field (did you mean \"maxFlows\"?)");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':{'maxConnections':100}}}"),
+			 NAME ": mesh.limits.maxConnections: unknown field");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limits':[100]}}"),
+			 NAME ": mesh.limits: expected an object, got an array");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'limit':{}}}"),
+			 NAME ": mesh.limit: unknown field (did you mean \"limits\"?)");
+	/* jansson refuses integers beyond int64 at parse time. */
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'limits':"
+					      "{'maxFlows':99999999999999999999}}}"),
+				     NAME ": line 1, column"));
+#undef LIMIT_RANGE
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -927,6 +1273,11 @@ static Suite *config_suite(void)
 			    (int)(sizeof(err_cases) / sizeof(err_cases[0])));
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_api_edges);
+	tcase_add_test(tc, test_load_special_files);
+	tcase_add_test(tc, test_spiffe_one_validator);
+	tcase_add_test(tc, test_optional_cgroup);
+	tcase_add_test(tc, test_docs_agree);
+	tcase_add_test(tc, test_mesh_limits);
 	suite_add_tcase(s, tc);
 	return s;
 }
