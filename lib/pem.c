@@ -3,32 +3,62 @@
  * pem.c - PEM file helpers shared by the CA and TLS loaders (pem.h).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "lib/errbuf.h"
+#include "lib/file.h"
 #include "lib/log.h"
 #include "lib/pem.h"
 
-int nm_pem_open(const char *path, BIO **out, char *err, size_t errlen)
+/*
+ * The whole file goes through nm_file_read() (O_NONBLOCK, regular files
+ * only, bounded) into a memory BIO: a FIFO or device put in place of a
+ * certificate fails at once with the file named, instead of blocking the
+ * agent's event loop in open() or read(). The BIO is a secure-memory one so
+ * key bytes are wiped when it is freed; our own copy is wiped here.
+ */
+static int pem_load(const char *path, size_t max, BIO **out, char *err,
+		    size_t errlen)
 {
+	const char *why = NULL;
+	char *buf = NULL;
+	size_t len = 0;
 	BIO *bio;
+	int ret;
 
-	/* BIO_new_file() fails with errno set by fopen(), or for reasons of
-	 * its own with errno left alone: start from 0 to tell them apart. */
-	errno = 0;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		int e = errno ? errno : EIO;
-
+	ret = nm_file_read(path, max, &buf, &len, &why);
+	if (ret) {
+		/* Our own reasons where nm_file_read() made the error, the
+		 * system's ("No such file or directory") otherwise. */
+		if (why && (ret == -EINVAL || ret == -EFBIG || ret == -EAGAIN))
+			nm_set_err(err, errlen, "%s: %s", path, why);
+		else
+			nm_set_err(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = -ENOMEM;
+	bio = BIO_new(BIO_s_secmem());
+	if (!bio || (len && BIO_write(bio, buf, (int)len) != (int)len)) {
+		BIO_free(bio);
 		ERR_clear_error();
-		nm_set_err(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
+		nm_set_err(err, errlen, "%s: out of memory", path);
+		goto out;
 	}
 	*out = bio;
-	return 0;
+	ret = 0;
+out:
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	return ret;
+}
+
+int nm_pem_open(const char *path, BIO **out, char *err, size_t errlen)
+{
+	return pem_load(path, NM_PEM_MAX, out, err, errlen);
 }
 
 int nm_pem_no_password(char *buf, int size, int rwflag, void *u)
@@ -36,6 +66,11 @@ int nm_pem_no_password(char *buf, int size, int rwflag, void *u)
 	return 0;
 }
 
+/*
+ * Warn, not refuse: Kubernetes secret and projected volumes (the layout
+ * DESIGN §6 reads) default to mode 0644 inside a directory only root can
+ * enter, so refusing would break the normal deployment for no gain.
+ */
 static void warn_if_exposed(const char *path)
 {
 	struct stat st;
@@ -52,7 +87,7 @@ int nm_pem_read_key(const char *path, EVP_PKEY **out, char *err,
 	BIO *bio;
 	int ret;
 
-	ret = nm_pem_open(path, &bio, err, errlen);
+	ret = pem_load(path, NM_PEM_KEY_MAX, &bio, err, errlen);
 	if (ret)
 		return ret;
 	warn_if_exposed(path);

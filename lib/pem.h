@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * pem.h - reading the PEM files of the CA (ca.c) and of the TLS credentials
- * (tls.c) the same way: never prompting for a password, warning about keys
- * others can read, and naming the file and OpenSSL's reason in every error.
+ * pem.h - reading the PEM files of the CA (devca.c) and of the TLS
+ * credentials (tls.c) the same way: through nm_file_read() (O_NONBLOCK,
+ * regular files only, bounded size, so a FIFO in place of a certificate is
+ * an immediate error naming it), never prompting for a password, and naming
+ * the file and OpenSSL's reason in every error.
+ *
+ * Private keys readable by group or others (mode & 077) are loaded with a
+ * warning, not refused: Kubernetes secret and projected volumes, which the
+ * watched certificate directory of DESIGN §6 is made of, write 0644 files
+ * by default inside a root-only directory; refusing them would break the
+ * ordinary deployment while the directory is what protects the key.
  *
  * Functions return 0 or -errno; those taking err write "FILE: what is wrong"
  * there on failure.
@@ -14,13 +22,21 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 
-/* Opens path for reading. */
+#define NM_PEM_MAX (1u << 20)     /* certificate chain or bundle file */
+#define NM_PEM_KEY_MAX (64u << 10) /* private key file */
+
+/*
+ * Reads all of path (a regular file of at most NM_PEM_MAX bytes) into a
+ * memory BIO for the PEM readers; BIO_free() it. -EINVAL "not a regular
+ * file", -EFBIG, or the open/read errno, with "PATH: reason" in err.
+ */
 int nm_pem_open(const char *path, BIO **out, char *err, size_t errlen);
 /* A pem_password_cb that never prompts: our keys are stored unencrypted. */
 int nm_pem_no_password(char *buf, int size, int rwflag, void *u);
 /*
- * The private key in path, with a warning in the log when group or others
- * may read the file. -EINVAL when it holds no PEM private key.
+ * The private key in path (at most NM_PEM_KEY_MAX bytes), with a warning in
+ * the log when group or others may read the file. -EINVAL when it holds no
+ * PEM private key (or is not a regular file).
  */
 int nm_pem_read_key(const char *path, EVP_PKEY **out, char *err,
 		    size_t errlen);

@@ -17,8 +17,10 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <openssl/x509v3.h>
 
 #include "lib/spiffe.h"
@@ -375,4 +377,103 @@ int nm_x509_spiffe_id(X509 *cert, struct nm_spiffe_id *out, const char **why)
 out:
 	GENERAL_NAMES_free(names);
 	return err;
+}
+
+int nm_x509_svid_leaf_check(X509 *cert, const char **why)
+{
+	const char *dummy;
+	uint32_t flags;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (!cert) {
+		*why = "no certificate";
+		return -EPERM;
+	}
+	/* Also computes the cached extension flags; a certificate whose
+	 * extensions do not parse is marked EXFLAG_INVALID. */
+	flags = X509_get_extension_flags(cert);
+	if (flags & EXFLAG_INVALID) {
+		*why = "certificate extensions do not parse";
+		return -EPERM;
+	}
+	if (flags & EXFLAG_CA) {
+		*why = "leaf certificate is a CA (basicConstraints cA=TRUE)";
+		return -EPERM;
+	}
+	if ((flags & EXFLAG_KUSAGE) &&
+	    (X509_get_key_usage(cert) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))) {
+		*why = "leaf certificate may sign certificates or CRLs (keyUsage keyCertSign/cRLSign)";
+		return -EPERM;
+	}
+	/* Catches the remaining ways OpenSSL would let it act as an issuer
+	 * (v1 self-signed, Netscape cert type). */
+	if (X509_check_ca(cert) != 0) {
+		*why = "leaf certificate is usable as a CA";
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* True when the URI (not NUL-terminated) is spiffe://<anything>/<path>. */
+static bool uri_has_spiffe_path(const unsigned char *s, int len)
+{
+	/* Schemes are case-insensitive (RFC 3986 §3.1): "SPIFFE://" is the
+	 * same claim, even though nm_spiffe_parse() refuses that spelling. */
+	if (len < (int)SPIFFE_SCHEME_LEN ||
+	    strncasecmp((const char *)s, SPIFFE_SCHEME, SPIFFE_SCHEME_LEN) != 0)
+		return false;
+	return memchr(s + SPIFFE_SCHEME_LEN, '/',
+		      (size_t)len - SPIFFE_SCHEME_LEN) != NULL;
+}
+
+int nm_x509_svid_issuer_check(X509 *cert, const char **why)
+{
+	GENERAL_NAMES *names;
+	const char *dummy;
+	uint32_t flags;
+	int crit = -1, ret = 0;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (!cert) {
+		*why = "no certificate";
+		return -EPERM;
+	}
+	flags = X509_get_extension_flags(cert);
+	if (flags & EXFLAG_INVALID) {
+		*why = "issuer certificate extensions do not parse";
+		return -EPERM;
+	}
+	if (!(flags & EXFLAG_CA) || X509_check_ca(cert) != 1) {
+		*why = "issuer is not a CA (basicConstraints cA=TRUE missing)";
+		return -EPERM;
+	}
+	names = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
+	if (!names) {
+		/* No SAN: fine for a CA. Several or broken SAN extensions: not. */
+		if (crit != -1) {
+			*why = "issuer's subjectAltName does not parse";
+			return -EPERM;
+		}
+		return 0;
+	}
+	for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		const ASN1_IA5STRING *u;
+
+		if (gn->type != GEN_URI)
+			continue;
+		u = gn->d.uniformResourceIdentifier;
+		if (uri_has_spiffe_path(ASN1_STRING_get0_data(u),
+					ASN1_STRING_length(u))) {
+			*why = "issuer carries a workload SPIFFE ID";
+			ret = -EPERM;
+			break;
+		}
+	}
+	GENERAL_NAMES_free(names);
+	return ret;
 }

@@ -39,5 +39,24 @@ int nm_spiffe_from_sni(const char *sni, const char *trust_domain,
  * parse. 0 or -EINVAL (no URI SAN, several, or malformed) with *why.
  */
 int nm_x509_spiffe_id(X509 *cert, struct nm_spiffe_id *out, const char **why);
+/*
+ * X.509-SVID leaf rules (SPIFFE X.509-SVID §4.3, on the strict side): the
+ * certificate a peer authenticates with must not be able to issue. Refused:
+ * basicConstraints cA=TRUE, keyUsage keyCertSign or cRLSign, and anything
+ * else OpenSSL's X509_check_ca() counts as a CA (v1 self-signed, Netscape CA
+ * types). The SPIFFE ID itself is nm_x509_spiffe_id()'s job. 0 or -EPERM
+ * with *why.
+ */
+int nm_x509_svid_leaf_check(X509 *cert, const char **why);
+/*
+ * Rules for every certificate above the leaf in a verified chain (the
+ * intermediates and the trust anchor): basicConstraints cA=TRUE (not merely
+ * keyCertSign, not v1), and no workload identity: a URI SAN that is a
+ * SPIFFE ID with a path (spiffe://td/...) marks a workload, which must
+ * never sign another certificate. A trust domain ID without path
+ * (spiffe://td, what the development CA carries) is allowed. 0 or -EPERM
+ * with *why.
+ */
+int nm_x509_svid_issuer_check(X509 *cert, const char **why);
 
 #endif

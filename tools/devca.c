@@ -18,6 +18,7 @@
 
 #include "devca.h"
 #include "lib/errbuf.h"
+#include "lib/file.h"
 #include "lib/pem.h"
 
 #define CA_CERT_FILE "ca.crt"
@@ -263,6 +264,106 @@ int nm_ca_new_leaf(const struct nm_ca *ca, EVP_PKEY *leaf_key,
 			   uri, ca->key, out);
 }
 
+/* --- test certificates ------------------------------------------------ */
+
+static int add_sans(X509 *x, const struct nm_ca_craft *sp)
+{
+	GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
+	int err = -ENOMEM, n = 0;
+
+	if (!names)
+		return -ENOMEM;
+	for (int t = 0; t < 2; t++) {
+		for (int i = 0; i < NM_CA_CRAFT_SANS; i++) {
+			const char *v = t ? sp->dns[i] : sp->uri[i];
+			int len = t ? 0 : sp->uri_len[i];
+			ASN1_IA5STRING *ia5;
+			GENERAL_NAME *gn;
+
+			if (!v)
+				continue;
+			if (!len)
+				len = (int)strlen(v);
+			ia5 = ASN1_IA5STRING_new();
+			gn = GENERAL_NAME_new();
+			if (!ia5 || !gn || !ASN1_STRING_set(ia5, v, len)) {
+				ASN1_IA5STRING_free(ia5);
+				GENERAL_NAME_free(gn);
+				goto out;
+			}
+			GENERAL_NAME_set0_value(gn, t ? GEN_DNS : GEN_URI, ia5);
+			if (!sk_GENERAL_NAME_push(names, gn)) {
+				GENERAL_NAME_free(gn);
+				goto out;
+			}
+			n++;
+		}
+	}
+	err = 0;
+	if (n && X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0,
+				   X509V3_ADD_DEFAULT) != 1)
+		err = -EIO;
+out:
+	GENERAL_NAMES_free(names);
+	return err;
+}
+
+int nm_ca_craft(const struct nm_ca_craft *sp, X509 **out)
+{
+	const char *ku = sp->key_usage, *eku = sp->ext_key_usage;
+	X509 *x = X509_new(), *issuer;
+	EVP_PKEY *sign_key;
+	int err = -EIO;
+
+	if (!x)
+		return -ENOMEM;
+	if (!sp->key)
+		goto inval;
+	issuer = sp->issuer ? sp->issuer : x;
+	sign_key = sp->issuer ? sp->issuer_key : sp->key;
+	if (!sign_key)
+		goto inval;
+	if (!ku)
+		ku = sp->ca ? "critical,keyCertSign,cRLSign"
+			    : "critical,digitalSignature";
+	if (!eku)
+		eku = sp->ca ? "" : "serverAuth,clientAuth";
+	if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(x),
+			     sp->not_before ? sp->not_before : -BACKDATE_SECS) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(x),
+			     sp->not_after ? sp->not_after : 86400) ||
+	    !X509_set_pubkey(x, sp->key) ||
+	    set_name(X509_get_subject_name(x), "nodemesh-test",
+		     sp->cn ? sp->cn : "test") ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(issuer)))
+		goto fail;
+	if (!sp->no_basic_constraints &&
+	    add_ext(x, issuer, NID_basic_constraints,
+		    sp->ca ? "critical,CA:TRUE" : "critical,CA:FALSE"))
+		goto fail;
+	if ((*ku && add_ext(x, issuer, NID_key_usage, ku)) ||
+	    (*eku && add_ext(x, issuer, NID_ext_key_usage, eku)) ||
+	    add_ext(x, issuer, NID_subject_key_identifier, "hash") ||
+	    (sp->issuer &&
+	     add_ext(x, issuer, NID_authority_key_identifier, "keyid:always")))
+		goto fail;
+	err = add_sans(x, sp);
+	if (err)
+		goto fail;
+	err = -EIO;
+	if (!X509_sign(x, sign_key, EVP_sha256()))
+		goto fail;
+	*out = x;
+	return 0;
+inval:
+	err = -EINVAL;
+fail:
+	X509_free(x);
+	ERR_clear_error();
+	return err;
+}
+
 /* --- files ------------------------------------------------------------ */
 
 int nm_ca_mkdirs(const char *path, mode_t mode, char *err, size_t errlen)
@@ -413,25 +514,25 @@ int nm_ca_load(const char *dir, struct nm_ca *out, char *err, size_t errlen)
 	char path[NM_PATH_MAX], line[NM_NAME_MAX + 2];
 	struct nm_ca ca = { 0 };
 	const char *why;
+	char *text = NULL;
 	BIO *bio;
-	FILE *f;
 	size_t n;
 	int ret;
 
 	/* trust-domain */
 	if (join_path(path, sizeof(path), dir, CA_TD_FILE))
 		goto toolong;
-	f = fopen(path, "r");
-	if (!f) {
-		ret = -errno;
-		nm_set_err(err, errlen, "%s: %s", path, strerror(errno));
+	/* Non-blocking and bounded like every file we read (lib/file.h). */
+	ret = nm_file_read(path, 4096, &text, NULL, &why);
+	if (ret) {
+		nm_set_err(err, errlen, "%s: %s", path,
+			   ret == -EINVAL || ret == -EFBIG ? why : strerror(-ret));
 		return ret;
 	}
-	if (!fgets(line, sizeof(line), f))
-		line[0] = '\0';
-	fclose(f);
-	n = strcspn(line, "\r\n");
-	line[n] = '\0';
+	n = strcspn(text, "\r\n");
+	snprintf(line, sizeof(line), "%.*s", (int)n, text);
+	free(text);
+	n = strlen(line); /* an embedded NUL ends it early */
 	if (n >= NM_NAME_MAX || check_names(line, NULL, NULL, &why)) {
 		nm_set_err(err, errlen, "%s: \"%s\" is not a valid trust domain%s%s",
 			   path, line, n >= NM_NAME_MAX ? "" : ": ",

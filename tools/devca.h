@@ -58,6 +58,38 @@ int nm_ca_new_root(EVP_PKEY *key, const char *trust_domain, int days,
 int nm_ca_new_leaf(const struct nm_ca *ca, EVP_PKEY *leaf_key,
 		   const struct nm_spiffe_id *id, int days, X509 **out);
 
+/*
+ * Test certificates: anything nm_ca_new_leaf() would never issue (CA leaves,
+ * leaf-signed chains, several or odd URI SANs, a NUL inside a SAN, expired),
+ * for the unit tests and for `nm_peer mkcert` in the integration tests. Not
+ * used by `nodemesh ca`. Always: version 3, random serial, subject
+ * "O=nodemesh-test, CN=<cn>", SKI, and AKI when issued by another cert,
+ * signed with SHA-256.
+ */
+#define NM_CA_CRAFT_SANS 4
+struct nm_ca_craft {
+	X509 *issuer;          /* NULL: self-signed with key */
+	EVP_PKEY *issuer_key;  /* the issuer's key (ignored when self-signed) */
+	EVP_PKEY *key;         /* the subject's key */
+	const char *cn;        /* NULL: "test" */
+	/* URI SANs; uri_len[i] 0 means strlen(uri[i]), else that many bytes
+	 * (so a NUL can sit inside). */
+	const char *uri[NM_CA_CRAFT_SANS];
+	int uri_len[NM_CA_CRAFT_SANS];
+	const char *dns[NM_CA_CRAFT_SANS];
+	bool ca;               /* critical CA:TRUE (else critical CA:FALSE) */
+	bool no_basic_constraints;
+	/* Config strings ("critical,digitalSignature"); NULL picks the default
+	 * for ca (keyCertSign,cRLSign / digitalSignature and serverAuth,
+	 * clientAuth), "" leaves the extension out. */
+	const char *key_usage;
+	const char *ext_key_usage;
+	long not_before;       /* seconds from now (default -300) */
+	long not_after;        /* seconds from now (0: one day) */
+};
+/* 0 or -EINVAL / -ENOMEM / -EIO. */
+int nm_ca_craft(const struct nm_ca_craft *spec, X509 **out);
+
 /* --- files ------------------------------------------------------------ */
 
 /*

@@ -43,9 +43,26 @@
  *    malloc/free per read burst.
  *  - Groups X25519 then P-256 (X25519 is the cheaper key exchange, P-256
  *    matches the certificates for FIPS-minded peers).
- *  - An nm_tls must outlive every SSL made from it (callbacks use it), and
- *    is not thread-safe (the session cache is unlocked): one per event
- *    loop thread.
+ *  - Lifetime: an nm_tls is reference-counted. nm_tls_create() returns one
+ *    reference, every SSL made from it takes another (held in its
+ *    nm_tls_conn, dropped when the SSL is freed). The callbacks reach the
+ *    nm_tls through the SSL's nm_tls_conn, never through a callback
+ *    argument or the SSL_CTX's app data, so a reload may nm_tls_free() the
+ *    old nm_tls while its handshakes and relays go on: it is destroyed when
+ *    the last of them is freed. Not thread-safe (plain counter, unlocked
+ *    session cache): one per event loop thread.
+ *  - Leaf rules (fault 3 of issue 8): the verify callback, on both roles,
+ *    refuses a peer leaf that could issue (nm_x509_svid_leaf_check(): cA,
+ *    keyCertSign, cRLSign) and any chain whose issuers are not real CAs or
+ *    carry a workload SPIFFE ID (nm_x509_svid_issuer_check()), so a
+ *    workload certificate can never vouch for another identity. The store
+ *    also verifies with X509_V_FLAG_X509_STRICT (RFC 5280 profile: CA
+ *    basicConstraints critical, keyCertSign on CAs, AKI/SKI present), which
+ *    the development CA's ECDSA P-256 certificates meet; OpenSSL's default
+ *    purposes stay (ssl_client on the server, ssl_server on the client), so
+ *    a leaf whose extendedKeyUsage lacks the role is refused too.
+ *  - Our own credentials obey the leaf rules as well: a CA certificate in
+ *    <ns>/<sa>/cert.pem is refused at load, naming the file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -95,6 +112,7 @@ struct nm_tls_session {
 };
 
 struct nm_tls {
+	unsigned int refs;
 	char trust_domain[NM_NAME_MAX];
 	X509_STORE *store;
 	SSL_CTX *client_ctx;
@@ -109,6 +127,7 @@ struct nm_tls {
 
 /* Per-SSL state, in ex_data. */
 struct nm_tls_conn {
+	struct nm_tls *tls; /* a reference, dropped with the SSL */
 	char trust_domain[NM_NAME_MAX];
 	bool has_expected;
 	struct nm_spiffe_id expected;
@@ -116,6 +135,7 @@ struct nm_tls_conn {
 	struct nm_spiffe_id local;
 	int default_cred;  /* server: index or -1 */
 	char cache_key[NM_TLS_CACHE_KEY_MAX]; /* client: "" = do not cache */
+	const char *refusal; /* static string: why verify_cb refused the peer */
 };
 
 /*
@@ -125,10 +145,21 @@ struct nm_tls_conn {
 static pthread_once_t conn_idx_once = PTHREAD_ONCE_INIT;
 static int conn_idx = -1;
 
+static void tls_destroy(struct nm_tls *t);
+
+/*
+ * Runs inside SSL_free(), before the SSL drops its own SSL_CTX references,
+ * so destroying the nm_tls here (last reference) only lowers the CTX counts.
+ */
 static void conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 		      long argl, void *argp)
 {
-	free(ptr);
+	struct nm_tls_conn *c = ptr;
+
+	if (!c)
+		return;
+	nm_tls_unref(c->tls);
+	free(c);
 }
 
 static void conn_idx_init(void)
@@ -316,7 +347,8 @@ static int load_cred(const char *dir, const char *td, const char *ns,
 			   cert_path);
 		goto fail;
 	}
-	if (nm_x509_spiffe_id(c->cert, &got, &why)) {
+	if (nm_x509_spiffe_id(c->cert, &got, &why) ||
+	    nm_x509_svid_leaf_check(c->cert, &why)) {
 		nm_set_err(err, errlen, "%s: %s", cert_path, why);
 		goto fail;
 	}
@@ -460,6 +492,31 @@ static void check_chains(struct nm_tls *t, const char *cert_dir)
 
 /* --- callbacks ----------------------------------------------------------- */
 
+/*
+ * The chain as OpenSSL built it: [0] the peer's leaf, then its issuers up
+ * to the trust anchor. 0 or -EPERM with *why.
+ */
+static int check_chain(STACK_OF(X509) *chain, const char **why)
+{
+	int n = chain ? sk_X509_num(chain) : 0;
+
+	if (n < 1) {
+		*why = "no verified chain";
+		return -EPERM;
+	}
+	if (nm_x509_svid_leaf_check(sk_X509_value(chain, 0), why))
+		return -EPERM;
+	for (int i = 1; i < n; i++)
+		if (nm_x509_svid_issuer_check(sk_X509_value(chain, i), why))
+			return -EPERM;
+	return 0;
+}
+
+/*
+ * Called per certificate from the anchor down to the leaf; the checks run
+ * once, at the leaf (depth 0), over the whole verified chain, which is
+ * complete by then.
+ */
 static int verify_cb(int ok, X509_STORE_CTX *xctx)
 {
 	struct nm_spiffe_id id;
@@ -476,6 +533,8 @@ static int verify_cb(int ok, X509_STORE_CTX *xctx)
 		why = "connection was not made by nm_tls";
 		goto refuse;
 	}
+	if (check_chain(X509_STORE_CTX_get0_chain(xctx), &why))
+		goto refuse;
 	if (nm_x509_spiffe_id(X509_STORE_CTX_get_current_cert(xctx), &id, &why))
 		goto refuse;
 	if (strcmp(id.trust_domain, c->trust_domain) != 0) {
@@ -484,6 +543,8 @@ static int verify_cb(int ok, X509_STORE_CTX *xctx)
 	}
 	return 1;
 refuse:
+	if (c)
+		c->refusal = why;
 	pr_debug("msg=\"peer certificate refused\" reason=\"%s\"", why);
 	X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
 	return 0;
@@ -516,14 +577,15 @@ static int present(SSL *ssl, const struct nm_tls_cred *cred,
 	return 0;
 }
 
+/* arg is unused: the nm_tls comes from the SSL (see "Lifetime" above). */
 static int servername_cb(SSL *ssl, int *al, void *arg)
 {
-	struct nm_tls *t = arg;
 	struct nm_tls_conn *c = conn_of(ssl);
 	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct nm_tls *t = c ? c->tls : NULL;
 	int idx = -1;
 
-	if (!c) {
+	if (!c || !t) {
 		*al = SSL_AD_INTERNAL_ERROR;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	}
@@ -589,8 +651,8 @@ static struct nm_tls_session *find_session(struct nm_tls *t, const char *key)
  */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-	struct nm_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	struct nm_tls_conn *c = conn_of(ssl);
+	struct nm_tls *t = c ? c->tls : NULL;
 	struct nm_tls_session *s;
 	SSL_SESSION *copy;
 
@@ -635,7 +697,7 @@ static void flush_sessions(struct nm_tls *t)
 
 /* --- contexts ------------------------------------------------------------ */
 
-static SSL_CTX *new_ctx(struct nm_tls *t, bool server)
+static SSL_CTX *new_ctx(const struct nm_tls *t, bool server)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method()
 					  : TLS_client_method());
@@ -646,7 +708,8 @@ static SSL_CTX *new_ctx(struct nm_tls *t, bool server)
 	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_ciphersuites(ctx, NM_TLS_CIPHERSUITES) ||
 	    !SSL_CTX_set1_groups_list(ctx, NM_TLS_GROUPS) ||
-	    !SSL_CTX_set_app_data(ctx, t))
+	    !X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx),
+					 X509_V_FLAG_X509_STRICT))
 		goto fail;
 	SSL_CTX_set1_cert_store(ctx, t->store);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -659,7 +722,6 @@ static SSL_CTX *new_ctx(struct nm_tls *t, bool server)
 					   SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 				   verify_cb);
 		SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
-		SSL_CTX_set_tlsext_servername_arg(ctx, t);
 		SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
 		/* Stateless tickets carry the session; no server-side cache. */
@@ -710,9 +772,11 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 	if (!t)
 		return -ENOMEM;
 	snprintf(t->trust_domain, sizeof(t->trust_domain), "%s", trust_domain);
+	t->refs = 1;
 	t->resumption = true;
 	t->store = X509_STORE_new();
-	if (!t->store) {
+	if (!t->store ||
+	    !X509_STORE_set_flags(t->store, X509_V_FLAG_X509_STRICT)) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -763,10 +827,26 @@ fail:
 	return ret;
 }
 
+struct nm_tls *nm_tls_ref(struct nm_tls *t)
+{
+	if (t)
+		t->refs++;
+	return t;
+}
+
+void nm_tls_unref(struct nm_tls *t)
+{
+	if (t && --t->refs == 0)
+		tls_destroy(t);
+}
+
 void nm_tls_free(struct nm_tls *t)
 {
-	if (!t)
-		return;
+	nm_tls_unref(t);
+}
+
+static void tls_destroy(struct nm_tls *t)
+{
 	flush_sessions(t);
 	SSL_CTX_free(t->client_ctx);
 	SSL_CTX_free(t->server_ctx);
@@ -829,7 +909,8 @@ static int new_ssl(struct nm_tls *t, SSL_CTX *ctx, SSL **ssl_out,
 		SSL_free(ssl);
 		return -ENOMEM;
 	}
-	/* From here on SSL_free() frees c. */
+	/* From here on SSL_free() frees c and drops this reference. */
+	c->tls = nm_tls_ref(t);
 	snprintf(c->trust_domain, sizeof(c->trust_domain), "%s",
 		 t->trust_domain);
 	c->default_cred = -1;
@@ -966,9 +1047,18 @@ int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 	}
 	vr = SSL_get_verify_result(ssl);
 	if (vr != X509_V_OK) {
-		*why = X509_verify_cert_error_string(vr);
+		*why = vr == X509_V_ERR_APPLICATION_VERIFICATION && c->refusal
+			       ? c->refusal
+			       : X509_verify_cert_error_string(vr);
 		return -EPERM;
 	}
+	/* Again here: a resumed session skips the verify callback, and a
+	 * leaf that can issue must never pass, whatever let it in. */
+	if (nm_x509_svid_leaf_check(cert, why))
+		return -EPERM;
+	if (!SSL_session_reused(ssl) &&
+	    check_chain(SSL_get0_verified_chain(ssl), why))
+		return -EPERM;
 	if (nm_x509_spiffe_id(cert, &id, why))
 		return -EPERM;
 	if (strcmp(id.trust_domain, c->trust_domain) != 0) {

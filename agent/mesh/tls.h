@@ -6,8 +6,11 @@
  * service account, loaded from <cert_dir>/<ns>/<sa>/{cert.pem,key.pem,
  * bundle.pem}. TLS 1.3 only; ciphers AES-128-GCM, AES-256-GCM,
  * ChaCha20-Poly1305; ALPN "nmtp/1"; both sides require and verify the peer's
- * chain to the bundle, then the caller checks the SPIFFE ID with
- * nm_tls_peer_id(). SSL objects are created for non-blocking fds; the caller
+ * chain to the bundle and the leaf rules (the peer's leaf is no CA and no
+ * workload certificate issued anything in its chain; see tls.c), then the
+ * caller checks the SPIFFE ID with nm_tls_check_peer(). Certificate and key
+ * files are read with nm_file_read() (lib/pem.h): a FIFO or oversized file
+ * in the tree fails nm_tls_create() at once, naming it. SSL objects are created for non-blocking fds; the caller
  * drives SSL_do_handshake/SSL_read/SSL_write from its event loop.
  */
 #ifndef NM_TLS_H
@@ -29,7 +32,23 @@ struct nm_tls;
  */
 int nm_tls_create(const char *cert_dir, const char *trust_domain,
 		  struct nm_tls **out, char *err, size_t errlen);
+/*
+ * Lifetime: an nm_tls is reference-counted, single-threaded.
+ *  - nm_tls_create() hands the caller (the agent) one reference.
+ *  - nm_tls_client_new()/nm_tls_server_new() take one more per SSL; it is
+ *    dropped by SSL_free(), so flows never call ref/unref themselves.
+ *  - nm_tls_free() drops the caller's reference. On a reload the agent
+ *    creates the new nm_tls, points new flows at it and nm_tls_free()s the
+ *    old one at once: SSLs made from the old one (handshakes in progress,
+ *    relays) keep working with the old credentials, trust bundle and
+ *    session cache, and the old nm_tls is destroyed with the last of them.
+ *  - nm_tls_ref()/nm_tls_unref() are for any other holder that must keep an
+ *    nm_tls alive across such a swap (none today). nm_tls_ref() returns t.
+ * All NULL-safe.
+ */
 void nm_tls_free(struct nm_tls *t);
+struct nm_tls *nm_tls_ref(struct nm_tls *t);
+void nm_tls_unref(struct nm_tls *t);
 const char *nm_tls_trust_domain(const struct nm_tls *t);
 /* True when a credential for ns/sa is loaded. */
 bool nm_tls_has_identity(const struct nm_tls *t, const char *ns, const char *sa);
@@ -60,7 +79,9 @@ int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
 		      const char *default_sa, int fd, SSL **out);
 
 /*
- * After a successful handshake: the chain verified (OpenSSL's result), the
+ * After a successful handshake: the chain verified (OpenSSL's result, and
+ * when refused by our verify callback *why is its reason), the leaf obeys
+ * the leaf rules (re-checked, as resumed sessions skip the callback), the
  * leaf has exactly one URI SAN, it is a SPIFFE ID in our trust domain, and,
  * when expected is non-NULL (or was set by nm_tls_client_new), equals it
  * exactly. Fills *peer. Returns 0 or -EPERM with *why.

@@ -6,10 +6,12 @@
  * The input is tried three ways: as a SPIFFE ID string, as an SNI name, and
  * as a certificate (DER, then PEM) whose URI SAN is extracted. Properties:
  * the parser is canonical (an accepted ID formats back to exactly its input),
- * SNI names round-trip, and whatever a certificate yields parses again.
+ * SNI names round-trip, whatever a certificate yields parses again, and
+ * the X.509-SVID leaf and issuer rules never both accept one certificate.
  */
 // fuzz-sources: lib/spiffe.c
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/pem.h>
@@ -44,6 +46,7 @@ static void try_cert(X509 *x)
 {
 	struct nm_spiffe_id id;
 	const char *why = NULL;
+	bool leaf_ok, issuer_ok;
 
 	if (!x)
 		return;
@@ -51,6 +54,15 @@ static void try_cert(X509 *x)
 		check_id(&id);
 	else
 		CHECK(why != NULL);
+	/* The leaf and issuer rules: a reason on every refusal, and no
+	 * certificate passes both (a valid leaf can never issue). */
+	why = NULL;
+	leaf_ok = nm_x509_svid_leaf_check(x, &why) == 0;
+	CHECK(leaf_ok || why != NULL);
+	why = NULL;
+	issuer_ok = nm_x509_svid_issuer_check(x, &why) == 0;
+	CHECK(issuer_ok || why != NULL);
+	CHECK(!(leaf_ok && issuer_ok));
 	X509_free(x);
 }
 

@@ -35,6 +35,7 @@ static char n1_dir[300];   /* default/client, CA 1 */
 static char n2_dir[300];   /* default/server + default/other, CA 1 */
 static char bad_dir[300];  /* default/client from CA 2, trusts CA 1 */
 static char bad2_dir[300]; /* default/server from CA 2, trusts CA 1 */
+static struct nm_ca ca1;   /* CA 1, loaded once by setup_all() */
 
 static const struct nm_spiffe_id id_client = { TD, "default", "client" };
 static const struct nm_spiffe_id id_server = { TD, "default", "server" };
@@ -130,6 +131,7 @@ static void setup_all(void)
 	trust_ca1(bad_dir, "default", "client");
 	issue(ca2_dir, bad2_dir, "default", "server");
 	trust_ca1(bad2_dir, "default", "server");
+	ck_assert_msg(nm_ca_load(ca1_dir, &ca1, err, sizeof(err)) == 0, "%s", err);
 }
 
 static struct nm_tls *load(const char *dir)
@@ -306,33 +308,25 @@ static EVP_PKEY *read_key(const char *path)
 	return k;
 }
 
-/* A client leaf signed by CA 1 with the given SAN config string. */
-static X509 *craft_leaf(EVP_PKEY *key, const char *san)
+/* A certificate from spec, issued by CA 1 unless spec names an issuer. */
+static X509 *mint(struct nm_ca_craft sp)
 {
-	char err[512];
-	struct nm_ca ca;
-	X509V3_CTX ctx;
-	X509 *x = X509_new();
-	X509_EXTENSION *e;
+	X509 *x = NULL;
 
-	ck_assert_msg(nm_ca_load(ca1_dir, &ca, err, sizeof(err)) == 0, "%s", err);
-	X509_set_version(x, X509_VERSION_3);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 99);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, key);
-	X509_set_issuer_name(x, X509_get_subject_name(ca.cert));
-	X509V3_set_ctx(&ctx, ca.cert, x, NULL, NULL, 0);
-	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-	ck_assert_ptr_nonnull(e);
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
-	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
-	ck_assert_int_gt(X509_sign(x, ca.key, EVP_sha256()), 0);
-	nm_ca_release(&ca);
+	if (!sp.issuer) {
+		sp.issuer = ca1.cert;
+		sp.issuer_key = ca1.key;
+	}
+	ck_assert_int_eq(nm_ca_craft(&sp, &x), 0);
 	return x;
+}
+
+/* A well-formed client leaf signed by CA 1 with these URI and DNS SANs. */
+static X509 *craft_leaf(EVP_PKEY *key, const char *uri1, const char *uri2,
+			const char *dns)
+{
+	return mint((struct nm_ca_craft){ .key = key, .uri = { uri1, uri2 },
+					  .dns = { dns } });
 }
 
 /* Runs a raw client against t's server side; true when the server refused. */
@@ -524,8 +518,8 @@ START_TEST(test_client_two_uri_sans_refused)
 	long vr;
 
 	ck_assert_int_eq(nm_ca_new_key(&key), 0);
-	x = craft_leaf(key, "URI:spiffe://" TD "/ns/default/sa/client,"
-			    "URI:spiffe://" TD "/ns/default/sa/admin");
+	x = craft_leaf(key, "spiffe://" TD "/ns/default/sa/client",
+		       "spiffe://" TD "/ns/default/sa/admin", NULL);
 	ck_assert(server_refuses(t2, x, key, "nmtp/1", &vr));
 	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
 	X509_free(x);
@@ -535,7 +529,8 @@ START_TEST(test_client_two_uri_sans_refused)
 	struct pair p;
 	struct nm_spiffe_id peer;
 
-	x = craft_leaf(key, "URI:spiffe://" TD "/ns/default/sa/client,DNS:client.local");
+	x = craft_leaf(key, "spiffe://" TD "/ns/default/sa/client", NULL,
+		       "client.local");
 	pair_open(&p);
 	p.c = raw_client(p.fd[0], x, key, "nmtp/1");
 	ck_assert_int_eq(nm_tls_server_new(t2, NULL, NULL, p.fd[1], &p.s), 0);
@@ -558,7 +553,8 @@ START_TEST(test_client_foreign_trust_domain_refused)
 	long vr;
 
 	ck_assert_int_eq(nm_ca_new_key(&key), 0);
-	x = craft_leaf(key, "URI:spiffe://other.local/ns/default/sa/client");
+	x = craft_leaf(key, "spiffe://other.local/ns/default/sa/client", NULL,
+		       NULL);
 	ck_assert(server_refuses(t2, x, key, "nmtp/1", &vr));
 	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
 	X509_free(x);
@@ -705,6 +701,338 @@ START_TEST(test_new_errors)
 	close(fd[0]);
 	close(fd[1]);
 	nm_tls_free(t1);
+}
+END_TEST
+
+/* --- tests: leaf rules (issue 8, fault 3) ------------------------------------ */
+
+#define URI_CLIENT "spiffe://" TD "/ns/default/sa/client"
+#define URI_SERVER "spiffe://" TD "/ns/default/sa/server"
+#define URI_ADMIN "spiffe://" TD "/ns/default/sa/admin"
+
+static int raw_alpn_cb(SSL *ssl, const unsigned char **out,
+		       unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	static const unsigned char want[] = "\x06nmtp/1";
+	unsigned char *sel;
+
+	if (SSL_select_next_proto(&sel, outlen, want, sizeof(want) - 1, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* A bare OpenSSL TLS 1.3 server presenting cert (+ chain), for impostors. */
+static SSL *raw_server(int fd, X509 *cert, EVP_PKEY *key, X509 *chain1)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL *ssl;
+
+	ck_assert_ptr_nonnull(ctx);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, raw_alpn_cb, NULL);
+	ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cert), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
+	if (chain1)
+		ck_assert_int_eq(SSL_CTX_add1_chain_cert(ctx, chain1), 1);
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	ck_assert_ptr_nonnull(ssl);
+	SSL_set_fd(ssl, fd);
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+/* Raw client presenting cert (+ one chain cert) to t's server side. */
+static bool server_refuses_chain(struct nm_tls *t, X509 *cert, EVP_PKEY *key,
+				 X509 *chain1, long *vr)
+{
+	struct pair p;
+	bool refused;
+
+	pair_open(&p);
+	p.c = raw_client(p.fd[0], cert, key, "nmtp/1");
+	if (chain1)
+		ck_assert_int_eq(SSL_add1_chain_cert(p.c, chain1), 1);
+	ck_assert_int_eq(nm_tls_server_new(t, NULL, NULL, p.fd[1], &p.s), 0);
+	drive(&p);
+	refused = p.s_st == -1 && (p.c_st == -1 || client_read_fails(p.c));
+	if (vr)
+		*vr = SSL_get_verify_result(p.s);
+	pair_close(&p);
+	return refused;
+}
+
+/* nm_tls client (n1, expecting default/server) against a raw server. */
+static bool client_refuses(X509 *cert, EVP_PKEY *key, X509 *chain1, long *vr)
+{
+	struct nm_tls *t1 = load(n1_dir);
+	struct pair p;
+	bool refused;
+
+	pair_open(&p);
+	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
+					   p.fd[0], &p.c), 0);
+	p.s = raw_server(p.fd[1], cert, key, chain1);
+	drive(&p);
+	/* A client that went on would pass nm_tls_check_peer(); it must not. */
+	refused = p.c_st == -1 ||
+		  nm_tls_check_peer(p.c, NULL, NULL, NULL) != 0;
+	if (vr)
+		*vr = SSL_get_verify_result(p.c);
+	pair_close(&p);
+	nm_tls_free(t1);
+	return refused;
+}
+
+START_TEST(test_ca_leaf_refused_both_ways)
+{
+	struct nm_tls *t2 = load(n2_dir);
+	EVP_PKEY *key = NULL;
+	X509 *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	/* Fault 3: CA:TRUE + keyCertSign, signed by the cluster CA. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+				       .ca = true,
+				       .key_usage = "critical,digitalSignature,keyCertSign,cRLSign",
+				       .ext_key_usage = "serverAuth,clientAuth" });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	/* CA:FALSE but keyCertSign: still able to sign, still refused. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+				       .key_usage = "critical,digitalSignature,keyCertSign" });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, NULL));
+	X509_free(x);
+	/* No basicConstraints at all, cRLSign only. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+				       .no_basic_constraints = true,
+				       .key_usage = "critical,digitalSignature,cRLSign" });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, NULL));
+	X509_free(x);
+
+	/* The server direction: an impostor presenting a CA leaf with the
+	 * expected identity is refused by the client. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_SERVER },
+				       .ca = true,
+				       .key_usage = "critical,digitalSignature,keyCertSign",
+				       .ext_key_usage = "serverAuth,clientAuth" });
+	ck_assert(client_refuses(x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	/* Control: a proper leaf of the same key and ID is accepted. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_SERVER } });
+	ck_assert(!client_refuses(x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_OK);
+	X509_free(x);
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT } });
+	ck_assert(!server_refuses_chain(t2, x, key, NULL, NULL));
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_leaf_signed_chain_refused)
+{
+	struct nm_tls *t2 = load(n2_dir);
+	EVP_PKEY *wkey = NULL, *key = NULL;
+	X509 *w, *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&wkey), 0);
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	/* A plain workload leaf (CA:FALSE) signs an "admin" leaf. */
+	w = mint((struct nm_ca_craft){ .key = wkey, .uri = { URI_CLIENT } });
+	x = mint((struct nm_ca_craft){ .issuer = w, .issuer_key = wkey,
+				       .key = key, .uri = { URI_ADMIN } });
+	ck_assert(server_refuses_chain(t2, x, key, w, &vr));
+	ck_assert_int_ne(vr, X509_V_OK);
+	X509_free(x);
+	X509_free(w);
+
+	/* The fault-3 escalation: a CA:TRUE certificate carrying a workload
+	 * ID, signed by the cluster CA, signs another identity. OpenSSL alone
+	 * accepts this chain; the issuer rule must not. */
+	w = mint((struct nm_ca_craft){ .key = wkey, .uri = { URI_CLIENT },
+				       .ca = true });
+	x = mint((struct nm_ca_craft){ .issuer = w, .issuer_key = wkey,
+				       .key = key, .uri = { URI_ADMIN } });
+	ck_assert(server_refuses_chain(t2, x, key, w, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	/* And as a server impostor for default/server. */
+	x = mint((struct nm_ca_craft){ .issuer = w, .issuer_key = wkey,
+				       .key = key, .uri = { URI_SERVER } });
+	ck_assert(client_refuses(x, key, w, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	X509_free(w);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(wkey);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_good_chain_accepted)
+{
+	struct nm_tls *t2 = load(n2_dir), *tc;
+	char dir[512], sub[600], path[700], err[512];
+	EVP_PKEY *ikey = NULL, *key = NULL;
+	struct nm_spiffe_id peer;
+	const char *why = NULL;
+	struct pair p;
+	X509 *inter, *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&ikey), 0);
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	/* A real intermediate CA (trust domain ID, no workload path). */
+	inter = mint((struct nm_ca_craft){ .key = ikey, .cn = "intermediate",
+					   .uri = { "spiffe://" TD },
+					   .ca = true });
+	x = mint((struct nm_ca_craft){ .issuer = inter, .issuer_key = ikey,
+				       .key = key, .uri = { URI_CLIENT } });
+	ck_assert(!server_refuses_chain(t2, x, key, inter, &vr));
+	ck_assert_int_eq(vr, X509_V_OK);
+
+	/* The same chain loaded by nm_tls as cert.pem (leaf + intermediate). */
+	path_join(dir, sizeof(dir), base, "chain");
+	snprintf(sub, sizeof(sub), "%s/default/client", dir);
+	ck_assert_msg(nm_ca_mkdirs(sub, 0700, err, sizeof(err)) == 0, "%s", err);
+	snprintf(path, sizeof(path), "%s/cert.pem", sub);
+	ck_assert_int_eq(nm_ca_write_certs(path, (X509 *[]){ x, inter }, 2, err,
+					   sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/key.pem", sub);
+	ck_assert_int_eq(nm_ca_write_key(path, key, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/bundle.pem", sub);
+	ck_assert_int_eq(nm_ca_write_certs(path, &ca1.cert, 1, err, sizeof(err)), 0);
+	tc = load(dir);
+	connect_pair(tc, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_msg(nm_tls_check_peer(p.s, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_client);
+	ck_assert_msg(nm_tls_check_peer(p.c, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_server);
+	ck_assert(transfer(p.c, p.s, "through an intermediate"));
+	pair_close(&p);
+	nm_tls_free(tc);
+	X509_free(x);
+	X509_free(inter);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(ikey);
+	nm_tls_free(t2);
+}
+END_TEST
+
+START_TEST(test_odd_sans_and_expired_refused)
+{
+	static const char nul_uri[] = URI_CLIENT "\0.evil";
+	struct nm_tls *t2 = load(n2_dir);
+	EVP_PKEY *key = NULL;
+	X509 *x;
+	long vr;
+
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	/* A NUL inside the URI SAN: its C-string prefix is a valid ID. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { nul_uri },
+				       .uri_len = { sizeof(nul_uri) - 1 } });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	const char *bad[] = {
+		"spiffe://" TD ":8443/ns/default/sa/client",
+		"spiffe://" TD "/ns/default/sa/client?x=1",
+		"spiffe://" TD "/ns/default/sa/client#f",
+		"spiffe://u@" TD "/ns/default/sa/client",
+		"https://" TD "/ns/default/sa/client",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		x = craft_leaf(key, bad[i], NULL, NULL);
+		ck_assert_msg(server_refuses_chain(t2, x, key, NULL, &vr), "%s", bad[i]);
+		ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+		X509_free(x);
+	}
+	/* DNS only, and no SAN at all. */
+	x = craft_leaf(key, NULL, NULL, "client.default." TD);
+	ck_assert(server_refuses_chain(t2, x, key, NULL, NULL));
+	X509_free(x);
+	x = craft_leaf(key, NULL, NULL, NULL);
+	ck_assert(server_refuses_chain(t2, x, key, NULL, NULL));
+	X509_free(x);
+	/* Expired an hour ago. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+				       .not_before = -7200, .not_after = -3600 });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_CERT_HAS_EXPIRED);
+	X509_free(x);
+	/* Self-signed with a valid-looking ID (nm_ca_craft without issuer). */
+	{
+		struct nm_ca_craft sp = { .key = key, .uri = { URI_CLIENT } };
+
+		ck_assert_int_eq(nm_ca_craft(&sp, &x), 0);
+		ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+		ck_assert_int_ne(vr, X509_V_OK);
+		X509_free(x);
+	}
+	EVP_PKEY_free(key);
+	nm_tls_free(t2);
+}
+END_TEST
+
+/*
+ * Reload safety: both contexts are freed while a handshake made from them is
+ * half done; the handshake must still complete (the servername callback and
+ * the client's ticket callback run after the free) and carry bytes. Under
+ * ASan a use-after-free here is fatal.
+ */
+START_TEST(test_free_while_handshaking)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_spiffe_id peer;
+	const char *why = NULL;
+	struct pair p;
+
+	pair_open(&p);
+	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
+					   p.fd[0], &p.c), 0);
+	ck_assert_int_eq(nm_tls_server_new(t2, NULL, NULL, p.fd[1], &p.s), 0);
+	/* ClientHello out, nothing processed by the server yet. */
+	step(p.c, &p.c_st);
+	ck_assert_int_eq(p.c_st, 0);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+	/* A fresh pair of contexts takes the freed memory's place. */
+	t1 = load(n2_dir);
+	t2 = load(n1_dir);
+	drive(&p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert_msg(nm_tls_check_peer(p.s, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_client);
+	ck_assert_msg(nm_tls_check_peer(p.c, NULL, &peer, &why) == 0, "%s", why);
+	assert_id_eq(&peer, &id_server);
+	/* Server to client first: the client takes in the ticket here. */
+	ck_assert(transfer(p.s, p.c, "NMT1\0"));
+	ck_assert(transfer(p.c, p.s, "after the reload"));
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+
+	/* ref/unref: an extra holder keeps it alive past nm_tls_free(). */
+	t1 = load(n1_dir);
+	ck_assert_ptr_eq(nm_tls_ref(t1), t1);
+	nm_tls_free(t1);
+	ck_assert(nm_tls_has_identity(t1, "default", "client"));
+	nm_tls_unref(t1);
+	nm_tls_unref(NULL);
+	ck_assert_ptr_null(nm_tls_ref(NULL));
 }
 END_TEST
 
@@ -871,6 +1199,56 @@ START_TEST(test_create_shared_bundle_and_loose_key)
 }
 END_TEST
 
+START_TEST(test_create_refuses_ca_credential)
+{
+	char dir[512], path[600], err[512];
+	EVP_PKEY *key = NULL;
+	X509 *x;
+
+	make_cred_copy(dir, sizeof(dir), "e-ca-cred");
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_SERVER },
+				       .ca = true });
+	snprintf(path, sizeof(path), "%s/default/server/cert.pem", dir);
+	ck_assert_int_eq(nm_ca_write_certs(path, &x, 1, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/default/server/key.pem", dir);
+	ck_assert_int_eq(nm_ca_write_key(path, key, err, sizeof(err)), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/default/server/cert.pem: leaf certificate is a CA"),
+		      "%s", err);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
+/* A FIFO in place of each file: an immediate error naming it (a blocking
+ * open() would hang here until the test's timeout). */
+START_TEST(test_create_fifo_refused)
+{
+	const char *files[] = { "cert.pem", "key.pem", "bundle.pem" };
+	char dir[512], path[600], err[512], want[700];
+
+	for (size_t i = 0; i < 3; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "e-fifo-%zu", i);
+		make_cred_copy(dir, sizeof(dir), name);
+		snprintf(path, sizeof(path), "%s/default/server/%s", dir, files[i]);
+		ck_assert_int_eq(unlink(path), 0);
+		ck_assert_int_eq(mkfifo(path, 0600), 0);
+		ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+		snprintf(want, sizeof(want), "%s: not a regular file", path);
+		ck_assert_msg(strstr(err, want), "%s", err);
+	}
+	/* The same for the top-level bundle. */
+	make_cred_copy(dir, sizeof(dir), "e-fifo-top");
+	path_join(path, sizeof(path), dir, "bundle.pem");
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(try_load(dir, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "bundle.pem: not a regular file"), "%s", err);
+}
+END_TEST
+
 /* --- tests: CA files -------------------------------------------------------- */
 
 static mode_t mode_of(const char *path)
@@ -985,6 +1363,11 @@ static Suite *tls_suite(void)
 	tcase_add_test(hs, test_client_without_alpn_refused);
 	tcase_add_test(hs, test_resumption);
 	tcase_add_test(hs, test_new_errors);
+	tcase_add_test(hs, test_ca_leaf_refused_both_ways);
+	tcase_add_test(hs, test_leaf_signed_chain_refused);
+	tcase_add_test(hs, test_good_chain_accepted);
+	tcase_add_test(hs, test_odd_sans_and_expired_refused);
+	tcase_add_test(hs, test_free_while_handshaking);
 	suite_add_tcase(s, hs);
 
 	tcase_add_unchecked_fixture(ld, setup_all, NULL);
@@ -993,6 +1376,8 @@ static Suite *tls_suite(void)
 	tcase_add_test(ld, test_create_not_p256);
 	tcase_add_test(ld, test_create_missing_and_broken_files);
 	tcase_add_test(ld, test_create_shared_bundle_and_loose_key);
+	tcase_add_test(ld, test_create_refuses_ca_credential);
+	tcase_add_test(ld, test_create_fifo_refused);
 	suite_add_tcase(s, ld);
 
 	tcase_add_unchecked_fixture(ca, setup_all, teardown_all);
