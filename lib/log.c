@@ -32,7 +32,9 @@ int nm_log_parse_level(const char *s, enum nm_log_level *out)
 	return -EINVAL;
 }
 
-void nm_vlog(enum nm_log_level level, const char *fmt, va_list ap)
+/* One line: stamp, level, the caller's fields, then suffix (may be ""). */
+static void log_line(enum nm_log_level level, const char *suffix,
+		     const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "warn", "info", "debug" };
 	struct timespec ts;
@@ -52,7 +54,60 @@ void nm_vlog(enum nm_log_level level, const char *fmt, va_list ap)
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	fprintf(stderr, "%s\n", line);
+	fprintf(stderr, "%s%s\n", line, suffix);
+}
+
+void nm_vlog(enum nm_log_level level, const char *fmt, va_list ap)
+{
+	log_line(level, "", fmt, ap);
+}
+
+int64_t nm_log_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool nm_ratelimit_check(struct nm_ratelimit *rs, int64_t now_ms,
+			uint64_t *suppressed)
+{
+	int64_t interval = rs->interval_ms ? rs->interval_ms :
+					     NM_RATELIMIT_INTERVAL_MS;
+	uint32_t burst = rs->burst ? rs->burst : NM_RATELIMIT_BURST;
+
+	if (!rs->begin_ms || now_ms - rs->begin_ms >= interval) {
+		rs->begin_ms = now_ms ? now_ms : 1;
+		rs->printed = 0;
+	}
+	if (rs->printed >= burst) {
+		rs->suppressed++;
+		return false;
+	}
+	rs->printed++;
+	if (suppressed)
+		*suppressed = rs->suppressed;
+	rs->suppressed = 0;
+	return true;
+}
+
+void nm_log_ratelimited(struct nm_ratelimit *rs, enum nm_log_level level,
+			const char *fmt, ...)
+{
+	uint64_t dropped = 0;
+	char suffix[40] = "";
+	va_list ap;
+
+	/* Lines below the level are neither printed nor counted. */
+	if (level > log_level || !nm_ratelimit_check(rs, nm_log_now_ms(), &dropped))
+		return;
+	if (dropped)
+		snprintf(suffix, sizeof(suffix), " suppressed=%llu",
+			 (unsigned long long)dropped);
+	va_start(ap, fmt);
+	log_line(level, suffix, fmt, ap);
+	va_end(ap);
 }
 
 void nm_log(enum nm_log_level level, const char *fmt, ...)

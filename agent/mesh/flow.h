@@ -52,9 +52,22 @@ struct nm_flow {
 	struct nm_spiffe_id expected_peer;
 	struct nm_spiffe_id peer_id;     /* verified peer identity */
 	struct nm_flow *prev, *next;
+	/* Outbound: the source workload's ID, set before flow_connect(); a
+	 * non-zero ID counts against maxFlowsPerPod. 0 = not counted. */
+	uint32_t src_workload;
+	struct nm_addr peer_ip;          /* inbound: key of the per-peer count */
+	/* Limit slots this flow holds (limits.h), given back by flow_free. */
+	bool held_flow, held_handshake, held_pod, held_peer;
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,
 		    const struct sockaddr_storage *peer);
+/* Counts an outbound flow against its source pod's limit (f->src_workload,
+ * no-op when 0 or already counted). 0, or -EBUSY (logged, counted) when the
+ * pod is at maxFlowsPerPod: the caller then resets the pod's connection.
+ * flow_connect() calls it for outbound flows. */
+int nm_flow_admit_pod(struct nm_flow *f);
+/* Closes a connection refused before it became a flow: an RST, at once. */
+void nm_flow_reset_fd(int fd);
 
 #endif

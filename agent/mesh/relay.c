@@ -186,6 +186,18 @@ bool nm_side_pending(const struct nm_side *s)
 	return s->ssl && SSL_has_pending(s->ssl);
 }
 
+int nm_side_arm_reset(struct nm_side *s)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (s->fd < 0)
+		return -EBADF;
+	if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
+		return -errno;
+	s->rst_armed = true;
+	return 0;
+}
+
 void nm_side_close(struct nm_side *s, bool reset)
 {
 	if (s->ssl) {
@@ -194,11 +206,12 @@ void nm_side_close(struct nm_side *s, bool reset)
 	}
 	if (s->fd < 0)
 		return;
-	if (reset) {
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	if (reset != s->rst_armed) {
+		struct linger lg = { .l_onoff = reset, .l_linger = 0 };
 
 		setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	close(s->fd);
 	s->fd = -1;
+	s->rst_armed = false;
 }

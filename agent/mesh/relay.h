@@ -46,6 +46,7 @@ struct nm_side {
 	bool wr_shut;        /* we sent FIN or close_notify */
 	bool rd_want_write;  /* SSL_read needs the socket writable */
 	bool wr_want_read;   /* SSL_write needs the socket readable */
+	bool rst_armed;      /* SO_LINGER {1,0}: dying with it open sends RST */
 	uint64_t bytes_read;
 };
 
@@ -57,7 +58,14 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len);
 int nm_side_shutdown(struct nm_side *s);
 /* TLS bytes decrypted and waiting inside OpenSSL. */
 bool nm_side_pending(const struct nm_side *s);
-/* Closes the socket; with reset, the peer gets an RST (SO_LINGER 0). */
+/*
+ * Arms SO_LINGER {1,0} on a pod-facing socket: if the agent dies with the
+ * flow open, the kernel resets the pod's connection instead of sending a
+ * FIN that would pass a truncated stream off as complete. 0 or -errno.
+ */
+int nm_side_arm_reset(struct nm_side *s);
+/* Closes the socket; with reset, the peer gets an RST (SO_LINGER 0). A
+ * clean close disarms a side armed by nm_side_arm_reset() first. */
 void nm_side_close(struct nm_side *s, bool reset);
 /* Describes the last TLS error for logs. */
 const char *nm_ssl_error_string(char *buf, size_t len);

@@ -91,6 +91,47 @@ START_TEST(test_reset_maps_to_econnreset)
 }
 END_TEST
 
+/* An armed pod-facing side: if the process dies with it open (a bare
+ * close() is what the kernel does at exit) the peer sees an RST; a clean
+ * nm_side_close() disarms it and the peer reads a normal EOF. */
+START_TEST(test_armed_side_resets_on_death)
+{
+	struct nm_side sa = { 0 }, sb = { 0 };
+	uint8_t buf[16];
+	int a, b;
+
+	tcp_pair(&a, &b);
+	sa.fd = a;
+	sb.fd = b;
+	ck_assert_int_eq(nm_side_arm_reset(&sa), 0);
+	ck_assert(sa.rst_armed);
+	close(sa.fd); /* as at SIGKILL: no disarming */
+	usleep(2000);
+	ck_assert_int_eq(nm_side_read(&sb, buf, sizeof(buf)), -ECONNRESET);
+	nm_side_close(&sb, false);
+
+	tcp_pair(&a, &b);
+	sa = (struct nm_side){ .fd = a };
+	sb = (struct nm_side){ .fd = b };
+	ck_assert_int_eq(nm_side_arm_reset(&sa), 0);
+	nm_side_close(&sa, false); /* clean end: FIN */
+	ck_assert(!sa.rst_armed);
+	usleep(2000);
+	ck_assert_int_eq(nm_side_read(&sb, buf, sizeof(buf)), 0);
+	nm_side_close(&sb, false);
+
+	/* Armed and closed with reset: still an RST. */
+	tcp_pair(&a, &b);
+	sa = (struct nm_side){ .fd = a };
+	sb = (struct nm_side){ .fd = b };
+	ck_assert_int_eq(nm_side_arm_reset(&sa), 0);
+	nm_side_close(&sa, true);
+	usleep(2000);
+	ck_assert_int_eq(nm_side_read(&sb, buf, sizeof(buf)), -ECONNRESET);
+	nm_side_close(&sb, false);
+}
+END_TEST
+
 START_TEST(test_bufpool)
 {
 	struct nm_bufpool pool = { 0 };
@@ -121,6 +162,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_eagain_and_data);
 	tcase_add_test(tc, test_half_close);
 	tcase_add_test(tc, test_reset_maps_to_econnreset);
+	tcase_add_test(tc, test_armed_side_resets_on_death);
 	tcase_add_test(tc, test_bufpool);
 	suite_add_tcase(s, tc);
 	return s;
