@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/config/config.c lib/log.c lib/addr.c
+// fuzz-sources: agent/config/config.c agent/config/json.c agent/config/fields.c agent/config/list.c agent/config/mesh.c agent/config/nodes.c agent/config/workloads.c agent/config/services.c agent/config/forwards.c lib/log.c lib/addr.c lib/file.c lib/spiffe.c
 /*
  * fuzz_config.c - libFuzzer target for the cluster file parser.
  *
@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include "config/config.h"
+#include "lib/spiffe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,6 +42,14 @@ static void check_ip(const struct nm_addr *ip)
 	CHECK(memcmp(&back, ip, sizeof(back)) == 0);
 }
 
+static void check_spiffe(const struct nm_cluster *c, const char *uri)
+{
+	struct nm_spiffe_id id;
+
+	CHECK(nm_spiffe_parse(uri, &id, NULL) == 0);
+	CHECK(strcmp(id.trust_domain, c->trust_domain) == 0);
+}
+
 static void check_cluster(const struct nm_cluster *c)
 {
 	unsigned int i, j;
@@ -49,6 +58,10 @@ static void check_cluster(const struct nm_cluster *c)
 	CHECK(TERMINATED(c->trust_domain) && c->trust_domain[0]);
 	CHECK(TERMINATED(c->cert_dir) && c->cert_dir[0]);
 	CHECK(c->mesh.outbound_port && c->mesh.inbound_port && c->mesh.admin_port);
+	CHECK(c->mesh.limits.max_flows <= 10000000 &&
+	      c->mesh.limits.max_handshakes <= 10000000 &&
+	      c->mesh.limits.max_flows_per_pod <= 10000000 &&
+	      c->mesh.limits.max_flows_per_peer <= 10000000);
 
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct nm_node *n = &c->nodes[i];
@@ -108,8 +121,13 @@ static void check_cluster(const struct nm_cluster *c)
 			CHECK(f->peer_identity[0] && f->n_allowed_peers == 0);
 		else
 			CHECK(!f->peer_identity[0]);
-		for (j = 0; j < f->n_allowed_peers; j++)
+		/* Every accepted ID is one TLS would accept, in our domain. */
+		if (f->peer_identity[0])
+			check_spiffe(c, f->peer_identity);
+		for (j = 0; j < f->n_allowed_peers; j++) {
 			CHECK(TERMINATED(f->allowed_peers[j]));
+			check_spiffe(c, f->allowed_peers[j]);
+		}
 	}
 }
 
