@@ -134,10 +134,35 @@ static __always_inline int nm_pick_service_backend(const struct nm_service *svc,
 }
 
 /*
+ * A datapath error (a backend slot the service announces is missing, no
+ * agent state, a record that cannot be written): counted, then refused in
+ * fail-closed mode (the default) and let through only in fail-open mode.
+ * Never silently to the original destination when the mesh is required.
+ */
+static __always_inline int nm_connect_error(struct nm_wl_stats *st,
+					    bool fail_open)
+{
+	if (st)
+		st->errors++;
+	if (fail_open) {
+		if (st)
+			st->passthrough++;
+		return NM_CONNECT_ALLOW;
+	}
+	if (st)
+		st->denies++;
+	return NM_CONNECT_REJECT;
+}
+
+/*
  * The connect4/6 decision. dst/port are the destination the application
  * asked for (IPv4-mapped for connect4); on redirect agent and agent_port are set
  * to the listener to rewrite to. Returns NM_CONNECT_ALLOW or
  * NM_CONNECT_REJECT; *redirect tells whether to rewrite.
+ *
+ * Only callers whose cgroup is a meshed workload's are steered; everything
+ * else (host processes, the agent itself, unmeshed pods) passes untouched.
+ * Nothing a process can set on its socket exempts it.
  */
 static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 					     const struct nm_addr *dst,
@@ -151,10 +176,9 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	const struct nm_workload *wl;
 	const struct nm_service *svc;
 	struct nm_wl_stats *st;
-	struct bpf_sock *sk;
 	__u64 cgroup_id, cookie;
 	__u32 zero = 0;
-	bool dst_v6;
+	bool dst_v6, fail_open;
 
 	*redirect = false;
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
@@ -163,14 +187,14 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	wl = bpf_map_lookup_elem(&nm_workloads, &cgroup_id);
 	if (!wl || !(wl->flags & NM_WL_MESHED))
 		return NM_CONNECT_ALLOW;
-	/* The agent's own sockets carry NM_AGENT_MARK: never loop them back. */
-	sk = ctx->sk;
-	if (!sk || sk->mark == NM_AGENT_MARK)
-		return NM_CONNECT_ALLOW;
 
 	st = nm_stats_get(wl->workload_id);
 	if (st)
 		st->connects++;
+	/* No agent state at all is an error like any other: an agent that
+	 * wrote workloads but no state is broken, not absent. */
+	state = bpf_map_lookup_elem(&nm_agent_state, &zero);
+	fail_open = state && state->fail_mode == NM_FAIL_OPEN;
 
 	nm_addr_copy(&orig.orig_dst, dst);
 	orig.orig_port = port;
@@ -194,17 +218,13 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 				st->denies++;
 			return NM_CONNECT_REJECT;
 		}
-		if (ret < 0) {
-			if (st) {
-				st->errors++;
-				st->passthrough++;
-			}
-			return NM_CONNECT_ALLOW;
-		}
+		if (ret < 0)
+			return nm_connect_error(st, fail_open);
 	} else {
 		const struct nm_endpoint *ep;
 
-		/* A direct connect to a known pod address is meshed too. */
+		/* A direct connect to a known pod address is meshed too;
+		 * anything else is outside the mesh and passes. */
 		ep = bpf_map_lookup_elem(&nm_endpoints, &orig.orig_dst);
 		if (!ep) {
 			if (st)
@@ -220,9 +240,8 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 			orig.flags |= NM_ORIG_LOCAL;
 	}
 
-	state = bpf_map_lookup_elem(&nm_agent_state, &zero);
-	if (!state)
-		goto passthrough;
+	if (!state || !ctx->sk)
+		return nm_connect_error(st, fail_open);
 	/* A v4 destination reached through an AF_INET6 socket (::ffff:a.b.c.d)
 	 * goes to the v4 listener, written back IPv4-mapped. */
 	if (dst_v6)
@@ -231,29 +250,19 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 		nm_addr_copy(agent, &state->agent_v4);
 	*agent_port = state->outbound_port;
 	if (nm_addr_is_zero(agent) || *agent_port == 0)
-		goto passthrough;
+		return nm_connect_error(st, fail_open);
 
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.cookie = cookie;
-	/*
-	 * Without its record the agent would close the connection at once, so
-	 * a failed update (map full beyond LRU eviction, out of memory) does
-	 * not redirect: the connection keeps its original destination and the
-	 * failure is counted in errors.
-	 */
-	if (bpf_map_update_elem(&nm_orig_cookie, &cookie, &orig, BPF_ANY)) {
-		if (st)
-			st->errors++;
-		goto passthrough;
-	}
+	orig.generation = state->config_generation;
+	orig.stamp_ns = bpf_ktime_get_ns();
+	/* Without its record the agent resets the connection, so a failed
+	 * update (map full beyond LRU eviction, out of memory) is an error. */
+	if (bpf_map_update_elem(&nm_orig_cookie, &cookie, &orig, BPF_ANY))
+		return nm_connect_error(st, fail_open);
 	if (st)
 		st->redirects++;
 	*redirect = true;
-	return NM_CONNECT_ALLOW;
-
-passthrough:
-	if (st)
-		st->passthrough++;
 	return NM_CONNECT_ALLOW;
 }
 
@@ -330,6 +339,9 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 	}
 	/* local_port is in host order, unlike remote_port. */
 	key.port = bpf_htons((__u16)nm_ctx_u32(&skops->local_port));
+	/* The agent's freshness bound counts from here: connect() to
+	 * established may take SYN retries, established to accept() may not. */
+	orig->stamp_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&nm_orig_tuple, &key, orig, BPF_ANY)) {
 		struct nm_wl_stats *st = nm_stats_get(orig->src_workload_id);
 

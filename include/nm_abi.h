@@ -20,10 +20,17 @@
 #include <linux/types.h>
 #endif
 
-#define NM_ABI_VERSION 1
+#define NM_ABI_VERSION 2
 
-/* SO_MARK the agent puts on its own sockets so connect4/6 leave them alone. */
-#define NM_AGENT_MARK 0x6e6d0001 /* "nm" 0001 */
+/*
+ * The agent's own sockets are not recognised by anything on the socket (a
+ * pod with CAP_NET_ADMIN can set any mark): connect4/6 steer only callers
+ * whose cgroup is a meshed workload's, and the agent refuses a state that
+ * puts a workload in its own cgroup.
+ */
+
+/* A redirect record older than this (agent clock, ns) is refused. */
+#define NM_ORIG_MAX_AGE_NS (10ull * 1000 * 1000 * 1000)
 
 #define NM_MAX_WORKLOADS 16384
 #define NM_MAX_SERVICES 4096
@@ -136,8 +143,10 @@ struct nm_orig {
 	__u32 dst_workload_id;
 	__u32 dst_identity_id;
 	__u32 flags; /* enum nm_orig_flags */
-	__u32 pad;
+	__u32 generation; /* nm_agent_state.config_generation at connect() */
 	__u64 cookie;
+	__u64 stamp_ns;   /* bpf_ktime_get_ns() at connect, refreshed when
+			   * sockops moves it; the agent refuses stale ones */
 };
 
 struct nm_tuple_key {
@@ -171,7 +180,8 @@ struct nm_wl_stats {
 	__u64 denies;
 	__u64 passthrough;
 	__u64 bytes;
-	__u64 errors; /* map updates that failed */
+	__u64 errors; /* datapath errors: missing slot, no agent state,
+		       * failed record write (refused when fail-closed) */
 };
 
 #ifndef __bpf__
@@ -182,7 +192,7 @@ _Static_assert(sizeof(struct nm_service) == 16, "nm_service");
 _Static_assert(sizeof(struct nm_backend_key) == 8, "nm_backend_key");
 _Static_assert(sizeof(struct nm_backend) == 32, "nm_backend");
 _Static_assert(sizeof(struct nm_endpoint) == 16, "nm_endpoint");
-_Static_assert(sizeof(struct nm_orig) == 72, "nm_orig");
+_Static_assert(sizeof(struct nm_orig) == 80, "nm_orig");
 _Static_assert(sizeof(struct nm_tuple_key) == 24, "nm_tuple_key");
 _Static_assert(sizeof(struct nm_agent_state) == 56, "nm_agent_state");
 _Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");

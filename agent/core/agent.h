@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * agent.h - the node agent's state: its node's view of the cluster, the
- * datapath, TLS credentials, listeners and live flows, wired to one event
- * loop. main.c builds it; proxy.c moves the bytes.
+ * agent.h - the node agent: the current state (state/state.h) and the
+ * snapshot it was built from, the datapath, TLS credentials, listeners and
+ * live flows, wired to one event loop. main.c builds it; mesh/ moves bytes.
  */
 #ifndef NM_AGENT_H
 #define NM_AGENT_H
@@ -13,10 +13,13 @@
 
 #include "config/config.h"
 #include "datapath/datapath.h"
+#include "lib/log.h"
 #include "lib/spiffe.h"
 #include "core/loop.h"
+#include "mesh/limits.h"
 #include "mesh/relay.h"
 #include "mesh/tls.h"
+#include "state/state.h"
 
 #define NM_CONNECT_TIMEOUT_MS 5000
 #define NM_HANDSHAKE_TIMEOUT_MS 10000
@@ -37,6 +40,14 @@ struct nm_listener {
 	struct sockaddr_storage addr;
 	const struct nm_forward_cfg *fwd; /* forwards only */
 	struct nm_listener *next;
+	/* Accept failed for want of descriptors or memory: polling is off
+	 * until paused_until (agent's accept_timer); backoff_ms grows
+	 * 250 ms -> 1 s while it keeps failing. */
+	int64_t paused_until;     /* monotonic ms, 0: polling */
+	int64_t backoff_ms;
+	uint64_t failed;          /* accept failures since the last log line */
+	uint64_t shed;            /* connections reset for want of an fd, ditto */
+	int last_errno;
 };
 
 struct nm_flow;
@@ -46,17 +57,37 @@ struct nm_agent_stats {
 	uint64_t flows_closed;
 	uint64_t flows_active;
 	uint64_t no_record;
+	uint64_t bad_record;      /* records refused: generation, age, address, IDs */
 	uint64_t tls_failures;
 	uint64_t preamble_errors;
 	uint64_t upstream_failures;
 	uint64_t bytes_up;
 	uint64_t bytes_down;
+	uint64_t accept_errors;      /* EMFILE/ENFILE/ENOMEM/ENOBUFS on accept */
+	uint64_t accept_shed;        /* accepted with the spare fd and reset */
+	uint64_t refused_limit;      /* refused by a limit (see limits.refused) */
+	uint64_t status_overloaded;  /* inbound flows answered NMTP status 4 */
+};
+
+/* One rate-limit state per data-path log reason (lib/log.h). */
+struct nm_agent_ratelimits {
+	struct nm_ratelimit accept;
+	struct nm_ratelimit connect;
+	struct nm_ratelimit tls;
+	struct nm_ratelimit preamble;
+	struct nm_ratelimit refused;
+	struct nm_ratelimit status;
+	struct nm_ratelimit timeout;
+	struct nm_ratelimit limit[NM_LIMIT__COUNT];
+	struct nm_ratelimit other;
 };
 
 struct nm_agent {
 	struct nm_loop *loop;
-	struct nm_cluster *cluster;
-	int node;                 /* index in cluster->nodes, -1: forwards only */
+	struct nm_cluster *cluster; /* snapshot behind state (owned) */
+	struct nm_state *state;     /* current state; state->self NULL: forwards only */
+	struct nm_ids *ids;         /* stable IDs for the agent's life */
+	uint32_t first_generation;  /* this run's first; older records are refused */
 	const char *instance;
 	struct nm_datapath *dp;   /* NULL without a datapath */
 	struct nm_tls *tls;
@@ -69,10 +100,19 @@ struct nm_agent {
 	uint64_t heartbeat_timer;
 	struct nm_agent_stats stats;
 	bool stopping;
+	struct nm_limits limits;  /* nm_limits_init() after raise_fd_limit() */
+	struct nm_agent_ratelimits rl;
+	uint64_t accept_timer;    /* resumes paused listeners */
+	int spare_fd;             /* reserve descriptor for EMFILE, if has_spare_fd */
+	bool has_spare_fd;
 };
 
 /* Opens the listeners the configuration asks for; 0 or -errno (logged). */
 int nm_proxy_listen(struct nm_agent *a);
+/* Opens the state's outbound/inbound listeners that are not open yet. */
+int nm_proxy_listen_mesh(struct nm_agent *a, const struct nm_state *s);
+/* Closes outbound/inbound listeners on ports the state no longer uses. */
+void nm_proxy_close_stale_mesh(struct nm_agent *a, const struct nm_state *s);
 /* Stops accepting: closes the listeners. */
 void nm_proxy_stop_listening(struct nm_agent *a);
 /* Closes every live flow (reset when reset is true). */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * caps.h - shed privileges after set-up. Once the BPF programs are attached
- * and the maps are open, the agent needs CAP_NET_ADMIN (for SO_MARK on its
- * upstream sockets) and CAP_BPF (map lookups and updates through the fds it
- * holds: with kernel.unprivileged_bpf_disabled set, 5.10 checks it on every
- * bpf() call). Everything else (CAP_SYS_ADMIN, DAC overrides...) is dropped.
+ * and the maps are open, the agent needs no capability, except CAP_BPF on
+ * kernels that check it on every bpf() call (5.10 with
+ * kernel.unprivileged_bpf_disabled set) for map lookups and updates through
+ * the fds it holds. Everything else (CAP_SYS_ADMIN, CAP_NET_ADMIN, DAC
+ * overrides...) is dropped.
  */
 #ifndef NM_CAPS_H
 #define NM_CAPS_H

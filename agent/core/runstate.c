@@ -52,15 +52,16 @@ int nm_runstate_write(const struct nm_agent *a)
 		return -errno;
 	nm_runstate_path(a->instance, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:o}",
+	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:I, s:o}",
 			 "pid", (int)getpid(),
 			 "instance", a->instance,
 			 "config", a->cluster->path,
-			 "node", a->node >= 0 ? a->cluster->nodes[a->node].name : "",
+			 "node", a->state->self ? a->state->self->cfg->name : "",
 			 "trust_domain", a->cluster->trust_domain,
 			 "datapath", a->dp != NULL,
 			 "pin_dir", NM_PIN_BASE,
 			 "identities", (int)nm_tls_identity_count(a->tls),
+			 "generation", (json_int_t)a->state->generation,
 			 "listeners", listeners_json(a));
 	if (!root)
 		return -ENOMEM;

@@ -73,3 +73,31 @@ int nm_cgroup_id(const char *abs_path, uint64_t *id)
 	memcpy(id, h.fh.f_handle, sizeof(*id));
 	return 0;
 }
+
+/*
+ * The cgroup v2 id of the calling process ("0::/path" in /proc/self/cgroup),
+ * so the state can refuse to mesh the agent's own cgroup. 0 or -errno.
+ */
+int nm_cgroup_self_id(uint64_t *id)
+{
+	char line[NM_PATH_MAX], path[NM_PATH_MAX];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	const char *rel;
+	int ret = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		/* The path is relative to the v2 mount, with a leading '/'. */
+		rel = line + 3 + strspn(line + 3, "/");
+		ret = nm_cgroup_resolve(*rel ? rel : ".", path, sizeof(path));
+		if (!ret)
+			ret = nm_cgroup_id(path, id);
+		break;
+	}
+	fclose(f);
+	return ret;
+}

@@ -57,7 +57,7 @@ struct nm_datapath {
 	struct bpf_link *links[NM_LINK_COUNT];
 	/* map fds, owned by the connect skeleton */
 	int fd_workloads, fd_services, fd_backends, fd_endpoints;
-	int fd_orig_by_tuple, fd_agent_state;
+	int fd_orig_by_cookie, fd_orig_by_tuple, fd_agent_state;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -399,6 +399,7 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_services = bpf_map__fd(dp->connect->maps.nm_services);
 	dp->fd_backends = bpf_map__fd(dp->connect->maps.nm_backends);
 	dp->fd_endpoints = bpf_map__fd(dp->connect->maps.nm_endpoints);
+	dp->fd_orig_by_cookie = bpf_map__fd(dp->connect->maps.nm_orig_cookie);
 	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_tuple);
 	dp->fd_agent_state = bpf_map__fd(dp->connect->maps.nm_agent_state);
 
@@ -685,5 +686,48 @@ int nm_datapath_take_orig(struct nm_datapath *dp,
 		return -errno;
 	if (bpf_map_delete_elem(dp->fd_orig_by_tuple, &key) && errno != ENOENT)
 		return -errno;
+	return 0;
+}
+
+int nm_datapath_get_state(struct nm_datapath *dp, struct nm_agent_state *out)
+{
+	__u32 key = 0;
+
+	if (bpf_map_lookup_elem(dp->fd_agent_state, &key, out))
+		return -errno;
+	return 0;
+}
+
+/* Deletes every key of a map; returns how many went, or -errno. */
+static int map_clear(int fd, size_t key_size)
+{
+	uint8_t key[64], next[64];
+	int n = 0;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	/* Always restart from the first key: deleting the current key would
+	 * make get_next_key start over anyway on older kernels. */
+	while (!bpf_map_get_next_key(fd, NULL, next)) {
+		memcpy(key, next, key_size);
+		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+			return -errno;
+		n++;
+	}
+	return errno == ENOENT ? n : -errno;
+}
+
+int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed)
+{
+	int a, b;
+
+	a = map_clear(dp->fd_orig_by_cookie, sizeof(__u64));
+	if (a < 0)
+		return a;
+	b = map_clear(dp->fd_orig_by_tuple, sizeof(struct nm_tuple_key));
+	if (b < 0)
+		return b;
+	if (flushed)
+		*flushed = (unsigned int)(a + b);
 	return 0;
 }

@@ -11,10 +11,8 @@
  * pinned links atomically (bpf_link_update). nm_datapath_remove_pins() tears
  * everything down.
  *
- * IDs in maps follow the cluster file's order: workload_id = index + 1,
- * service_id = index + 1, node_id = index + 1, identity_id = 1-based index of
- * the distinct (namespace, serviceAccount) pair in order of first appearance,
- * namespace_id likewise for namespaces (see nm_model_build()).
+ * IDs in maps are the state's stable IDs (state/state.h): keyed by kind,
+ * namespace and name, never by position in a file.
  */
 #ifndef NM_DATAPATH_H
 #define NM_DATAPATH_H
@@ -47,15 +45,16 @@ struct nm_model {
 	struct nm_model_endpoint *endpoints; unsigned int n_endpoints;
 };
 
+struct nm_state;
+
 /*
- * Builds the model for node index `node`: its local workloads (by cgroup id,
- * resolved from each workload's cgroup path; a path that does not exist is
- * an error naming the workload), every service VIP:port (v4 and v6) with its
+ * Builds the map model of a state: its node's local workloads that have a
+ * cgroup (by cgroup id), every service VIP:port (v4 and v6) with its
  * endpoints from the whole cluster, and every workload address as an
  * endpoint. 0 or -errno with a message in err.
  */
-int nm_model_build(const struct nm_cluster *c, int node, struct nm_model *out,
-		   char *err, size_t errlen);
+int nm_model_build(const struct nm_state *s, struct nm_model *out, char *err,
+		   size_t errlen);
 void nm_model_free(struct nm_model *m);
 
 /* cgroup v2 mount point found from /proc/self/mountinfo; 0 or -ENOENT. */
@@ -64,6 +63,8 @@ int nm_cgroup2_mount(char *buf, size_t len);
 int nm_cgroup_resolve(const char *path, char *buf, size_t len);
 /* The cgroup id (as bpf_get_current_cgroup_id() returns) of a v2 directory. */
 int nm_cgroup_id(const char *abs_path, uint64_t *id);
+/* The calling process's cgroup v2 id; 0 or -errno. */
+int nm_cgroup_self_id(uint64_t *id);
 
 int nm_datapath_open(const struct nm_datapath_opts *opts,
 		     struct nm_datapath **out, char *err, size_t errlen);
@@ -75,6 +76,12 @@ int nm_datapath_remove_pins(const char *instance);
 /* Replaces workloads/services/backends/endpoints with the model's. */
 int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m);
 int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st);
+int nm_datapath_get_state(struct nm_datapath *dp, struct nm_agent_state *out);
+/*
+ * Deletes every redirect record (both nm_orig maps): an agent that starts
+ * must not trust records an earlier run left behind. 0 or -errno.
+ */
+int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed);
 /* Stamps heartbeat_ns with the BPF clock (CLOCK_MONOTONIC). */
 int nm_datapath_heartbeat(struct nm_datapath *dp);
 /*

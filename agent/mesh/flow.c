@@ -22,11 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
 #include "core/agent.h"
 #include "mesh/flow.h"
+#include "mesh/route.h"
 #include "lib/log.h"
 #include "mesh/tunnel.h"
 
@@ -64,17 +66,7 @@ static void set_nodelay(int fd)
 static void id_from_cfg(struct nm_agent *a, const char *ns, const char *sa,
 			struct nm_spiffe_id *id)
 {
-	memset(id, 0, sizeof(*id));
-	snprintf(id->trust_domain, sizeof(id->trust_domain), "%s",
-		 a->cluster->trust_domain);
-	snprintf(id->ns, sizeof(id->ns), "%s", ns);
-	snprintf(id->sa, sizeof(id->sa), "%s", sa);
-}
-
-static bool id_equal(const struct nm_spiffe_id *x, const struct nm_spiffe_id *y)
-{
-	return !strcmp(x->trust_domain, y->trust_domain) &&
-	       !strcmp(x->ns, y->ns) && !strcmp(x->sa, y->sa);
+	nm_route_identity(a->state, ns, sa, id);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -114,7 +106,8 @@ static void flow_log_close(struct nm_flow *f, const char *how)
 	/* written[0] is what side 0 sent toward side 1: for an outbound flow
 	 * that is the client's upload, for an inbound flow the same upload
 	 * arriving from the tunnel. */
-	pr_info("msg=\"flow close\" dir=%s flow=%llu bytes_up=%llu bytes_down=%llu duration_ms=%lld end=%s",
+	if (nm_log_get_level() >= NM_LOG_DEBUG)
+		pr_debug("msg=\"flow close\" dir=%s flow=%llu bytes_up=%llu bytes_down=%llu duration_ms=%lld end=%s",
 		f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
 		(unsigned long long)f->id, (unsigned long long)up,
 		(unsigned long long)down,
@@ -123,12 +116,29 @@ static void flow_log_close(struct nm_flow *f, const char *how)
 	f->agent->stats.bytes_down += down;
 }
 
+/* Gives back every limit slot the flow holds. */
+static void flow_release_limits(struct nm_flow *f)
+{
+	struct nm_limits *l = &f->agent->limits;
+
+	if (f->held_handshake)
+		nm_limits_put_handshake(l);
+	if (f->held_pod)
+		nm_limits_put_pod(l, f->src_workload);
+	if (f->held_peer)
+		nm_limits_put_peer(l, &f->peer_ip);
+	if (f->held_flow)
+		nm_limits_put_flow(l);
+	f->held_handshake = f->held_pod = f->held_peer = f->held_flow = false;
+}
+
 static void flow_free(struct nm_flow *f, bool reset, const char *how)
 {
 	struct nm_agent *a = f->agent;
 
 	if (f->phase == NM_PH_RELAY || f->phase == NM_PH_DRAIN)
 		flow_log_close(f, how);
+	flow_release_limits(f);
 	for (int i = 0; i < 2; i++) {
 		if (f->side[i].fd >= 0)
 			nm_loop_del(a->loop, f->side[i].fd);
@@ -155,9 +165,11 @@ static void flow_connect_failed(struct nm_flow *f, int err)
 	char s1[64];
 
 	f->agent->stats.upstream_failures++;
-	pr_warn("msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
-		(unsigned long long)f->id,
-		nm_sockaddr_format(&f->connect_to, s1, sizeof(s1)), strerror(-err));
+	pr_warn_ratelimited(&f->agent->rl.connect,
+			    "msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
+			    (unsigned long long)f->id,
+			    nm_sockaddr_format(&f->connect_to, s1, sizeof(s1)),
+			    strerror(-err));
 }
 
 static int flow_connect(struct nm_flow *f)
@@ -165,9 +177,11 @@ static int flow_connect(struct nm_flow *f)
 	struct nm_agent *a = f->agent;
 	socklen_t len = f->connect_to.ss_family == AF_INET ?
 			sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	uint32_t mark = NM_AGENT_MARK;
 	int fd, err;
 
+	err = nm_flow_admit_pod(f);
+	if (err)
+		return err;
 	fd = socket(f->connect_to.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -175,12 +189,8 @@ static int flow_connect(struct nm_flow *f)
 		flow_connect_failed(f, err);
 		return err;
 	}
-	/* The mark keeps connect4/6 from redirecting the agent's own
-	 * connections back to itself, wherever the agent's cgroup is. */
-	if (a->dp && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark))) {
-		err = -errno;
-		goto err_close;
-	}
+	/* No mark: connect4/6 leave the agent's sockets alone because the
+	 * agent's cgroup is never a meshed workload's (state.c refuses it). */
 	set_nodelay(fd);
 	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
 	    errno != EINPROGRESS) {
@@ -191,6 +201,9 @@ static int flow_connect(struct nm_flow *f)
 	if (err)
 		goto err_close;
 	f->side[1] = (struct nm_side){ .fd = fd };
+	/* Side 1 faces a pod unless it is the tunnel to a peer agent. */
+	if (!(f->dir == NM_DIR_OUTBOUND && f->remote))
+		nm_side_arm_reset(&f->side[1]);
 	f->phase = NM_PH_CONNECTING;
 	f->deadline_ms = nm_loop_now_ms() + NM_CONNECT_TIMEOUT_MS;
 	return 0;
@@ -224,11 +237,15 @@ static void flow_log_open(struct nm_flow *f)
 	struct nm_agent *a = f->agent;
 
 	a->stats.flows_opened++;
+	/* Per-flow lines are debug (the flow log comes with telemetry); skip
+	 * formatting them when they would not print. */
+	if (nm_log_get_level() < NM_LOG_DEBUG)
+		return;
 	const char *tls = f->tunnel < 0 ? "none" :
 			  SSL_session_reused(f->side[f->tunnel].ssl) ? "resumed" : "full";
 
 	if (f->dir == NM_DIR_OUTBOUND)
-		pr_info("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s",
+		pr_debug("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s",
 			(unsigned long long)f->id, nm_sockaddr_format(&f->src, s1, sizeof(s1)),
 			fmt_id(&f->local_id, i1, sizeof(i1)),
 			nm_sockaddr_format(&f->dst, s2, sizeof(s2)),
@@ -236,7 +253,7 @@ static void flow_log_open(struct nm_flow *f)
 			f->remote ? "remote" : "local",
 			fmt_id(&f->peer_id, i2, sizeof(i2)), tls);
 	else
-		pr_info("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s tls=%s",
+		pr_debug("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s tls=%s",
 			(unsigned long long)f->id,
 			fmt_id(&f->peer_id, i1, sizeof(i1)),
 			fmt_id(&f->local_id, i2, sizeof(i2)),
@@ -297,16 +314,19 @@ static int flow_take_status(struct nm_flow *f)
 		return 0;
 	if (n < 0) {
 		f->agent->stats.preamble_errors++;
-		pr_warn("msg=\"malformed status from peer agent\" flow=%llu",
-			(unsigned long long)f->id);
+		pr_warn_ratelimited(&f->agent->rl.status,
+				    "msg=\"malformed status from peer agent\" flow=%llu",
+				    (unsigned long long)f->id);
 		return -EPROTO;
 	}
 	if (status != NM_NMTP_OK) {
 		char s1[64];
 
-		pr_warn("msg=\"peer agent refused flow\" flow=%llu backend=%s status=%s",
-			(unsigned long long)f->id,
-			nm_sockaddr_format(&f->backend, s1, sizeof(s1)), nm_status_str(status));
+		pr_warn_ratelimited(&f->agent->rl.status,
+				    "msg=\"peer agent refused flow\" flow=%llu backend=%s status=%s",
+				    (unsigned long long)f->id,
+				    nm_sockaddr_format(&f->backend, s1, sizeof(s1)),
+				    nm_status_str(status));
 		f->agent->stats.upstream_failures++;
 		return -ECONNREFUSED;
 	}
@@ -393,7 +413,9 @@ static bool flow_finished(const struct nm_flow *f)
 
 /* -------------------------------------------------------------- phases */
 
-static int flow_start_tls(struct nm_flow *f, int side)
+/* The SSL object of side's tunnel; inbound it is made only once the peer
+ * sent its first bytes, so a silent connection costs no TLS state. */
+static int flow_tls_new(struct nm_flow *f, int side)
 {
 	struct nm_agent *a = f->agent;
 	struct nm_side *s = &f->side[side];
@@ -415,10 +437,68 @@ static int flow_start_tls(struct nm_flow *f, int side)
 	/* Read whole records (and whatever follows) in one recv() instead of
 	 * a header read and a body read per record. */
 	SSL_set_read_ahead(s->ssl, 1);
+	return 0;
+}
+
+/* Logs a connection a limit does not admit, per reason, rate-limited. */
+static void limit_refused(struct nm_agent *a, enum nm_limit_kind kind,
+			  enum nm_flow_dir dir,
+			  const struct sockaddr_storage *peer,
+			  uint32_t workload)
+{
+	static const char *const names[] = {
+		[NM_LIMIT_FLOWS] = "maxFlows",
+		[NM_LIMIT_HANDSHAKES] = "maxHandshakes",
+		[NM_LIMIT_POD] = "maxFlowsPerPod",
+		[NM_LIMIT_PEER] = "maxFlowsPerPeer",
+	};
+	char s1[64];
+
+	a->stats.refused_limit++;
+	pr_warn_ratelimited(&a->rl.limit[kind],
+			    "msg=\"refused: over limit\" limit=%s max=%u dir=%s peer=%s workload_id=%u refused=%llu",
+			    names[kind],
+			    kind == NM_LIMIT_FLOWS ? a->limits.max.max_flows :
+			    kind == NM_LIMIT_HANDSHAKES ? a->limits.max.max_handshakes :
+			    kind == NM_LIMIT_POD ? a->limits.max.max_flows_per_pod :
+						   a->limits.max.max_flows_per_peer,
+			    dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
+			    nm_sockaddr_format(peer, s1, sizeof(s1)), workload,
+			    (unsigned long long)a->limits.refused[kind]);
+}
+
+static int flow_limit_refused(struct nm_flow *f, enum nm_limit_kind kind)
+{
+	limit_refused(f->agent, kind, f->dir, &f->src, f->src_workload);
+	return -EBUSY;
+}
+
+int nm_flow_admit_pod(struct nm_flow *f)
+{
+	if (f->dir != NM_DIR_OUTBOUND || !f->src_workload || f->held_pod)
+		return 0;
+	if (nm_limits_take_pod(&f->agent->limits, f->src_workload))
+		return flow_limit_refused(f, NM_LIMIT_POD);
+	f->held_pod = true;
+	return 0;
+}
+
+static int flow_start_tls(struct nm_flow *f, int side)
+{
+	int err;
+
+	if (!f->held_handshake) {
+		if (nm_limits_take_handshake(&f->agent->limits))
+			return flow_limit_refused(f, NM_LIMIT_HANDSHAKES);
+		f->held_handshake = true;
+	}
 	f->tunnel = side;
 	f->phase = NM_PH_HANDSHAKE;
 	f->deadline_ms = nm_loop_now_ms() + NM_HANDSHAKE_TIMEOUT_MS;
-	return 0;
+	if (f->dir == NM_DIR_INBOUND)
+		return 0; /* SSL made on the first bytes (flow_step_handshake) */
+	err = flow_tls_new(f, side);
+	return err;
 }
 
 static int flow_step_connecting(struct nm_flow *f)
@@ -473,6 +553,13 @@ static int flow_step_handshake(struct nm_flow *f)
 	char ebuf[160], s1[64];
 	int ret, err;
 
+	if (!s->ssl) {
+		if (!s->readable)
+			return 0;
+		err = flow_tls_new(f, f->tunnel);
+		if (err)
+			return err;
+	}
 	ERR_clear_error();
 	ret = SSL_do_handshake(s->ssl);
 	if (ret <= 0) {
@@ -492,6 +579,10 @@ static int flow_step_handshake(struct nm_flow *f)
 				&f->peer_id, &why);
 	if (err)
 		goto fail;
+	if (f->held_handshake) {
+		nm_limits_put_handshake(&a->limits);
+		f->held_handshake = false;
+	}
 	if (f->dir == NM_DIR_OUTBOUND) {
 		err = flow_send_preamble(f);
 		if (err)
@@ -509,12 +600,14 @@ static int flow_step_handshake(struct nm_flow *f)
 
 fail:
 	a->stats.tls_failures++;
-	pr_warn("msg=\"tls handshake failed\" flow=%llu dir=%s peer=%s reason=\"%s\"",
-		(unsigned long long)f->id,
-		f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
-		nm_sockaddr_format(f->dir == NM_DIR_OUTBOUND ? &f->connect_to : &f->src, s1,
-		       sizeof(s1)),
-		why ? why : "unknown");
+	pr_warn_ratelimited(&a->rl.tls,
+			    "msg=\"tls handshake failed\" flow=%llu dir=%s peer=%s reason=\"%s\"",
+			    (unsigned long long)f->id,
+			    f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
+			    nm_sockaddr_format(f->dir == NM_DIR_OUTBOUND ?
+						       &f->connect_to : &f->src,
+					       s1, sizeof(s1)),
+			    why ? why : "unknown");
 	return -EACCES;
 }
 
@@ -523,11 +616,9 @@ static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p
 {
 	struct nm_agent *a = f->agent;
 	const struct nm_forward_cfg *fwd = f->lst->fwd;
+	const struct nm_st_workload *wl;
 	struct nm_spiffe_id want;
-	struct nm_addr addr;
-	__be16 port;
 	char i1[NM_SPIFFE_MAX];
-	int w;
 
 	if (fwd) {
 		if (fwd->n_allowed_peers) {
@@ -544,15 +635,7 @@ static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p
 		f->connect_to = fwd->destination;
 		return NM_NMTP_OK;
 	}
-	nm_addr_from_sockaddr(&p->dst, &addr, &port);
-	w = nm_cluster_find_workload_by_ip(a->cluster, &addr);
-	if (w < 0 || a->cluster->workloads[w].node != a->node)
-		return NM_NMTP_NO_DEST;
-	/* The client asked (by SNI) for one identity's certificate; it must
-	 * be the identity of the pod it wants to reach. */
-	id_from_cfg(a, a->cluster->workloads[w].ns, a->cluster->workloads[w].sa,
-		    &want);
-	if (f->local_id.trust_domain[0] && !id_equal(&want, &f->local_id))
+	if (nm_route_inbound(a->state, &p->dst, &f->local_id, &wl, &want))
 		return NM_NMTP_NO_DEST;
 	f->local_id = want;
 	f->connect_to = p->dst;
@@ -603,22 +686,34 @@ static int flow_step_preamble(struct nm_flow *f)
 	if (status != NM_NMTP_OK) {
 		char i1[NM_SPIFFE_MAX];
 
-		pr_warn("msg=\"inbound flow refused\" flow=%llu peer_id=%s dst=%s status=%s",
-			(unsigned long long)f->id,
-			fmt_id(&f->peer_id, i1, sizeof(i1)),
-			nm_sockaddr_format(&p.dst, s1, sizeof(s1)), nm_status_str(status));
+		pr_warn_ratelimited(&a->rl.refused,
+				    "msg=\"inbound flow refused\" flow=%llu peer_id=%s dst=%s status=%s",
+				    (unsigned long long)f->id,
+				    fmt_id(&f->peer_id, i1, sizeof(i1)),
+				    nm_sockaddr_format(&p.dst, s1, sizeof(s1)),
+				    nm_status_str(status));
 		flow_drain_status(f, status);
 		return 0;
 	}
-	if (flow_connect(f))
+	err = flow_connect(f);
+	if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
+	    err == -ENOMEM) {
+		/* Out of descriptors or memory, not the pod's fault: tell
+		 * the client agent (NMTP status 4) rather than queue. */
+		a->stats.status_overloaded++;
+		flow_drain_status(f, NM_NMTP_OVERLOADED);
+	} else if (err) {
 		flow_drain_status(f, NM_NMTP_DEST_REFUSED);
+	}
 	return 0;
 
 malformed:
 	a->stats.preamble_errors++;
-	pr_warn("msg=\"malformed preamble, closing\" flow=%llu peer=%s reason=\"%s\"",
-		(unsigned long long)f->id, nm_sockaddr_format(&f->src, s1, sizeof(s1)),
-		why ? why : "unknown");
+	pr_warn_ratelimited(&a->rl.preamble,
+			    "msg=\"malformed preamble, closing\" flow=%llu peer=%s reason=\"%s\"",
+			    (unsigned long long)f->id,
+			    nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			    why ? why : "unknown");
 	return -EPROTO;
 }
 
@@ -744,48 +839,51 @@ static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 
 /* ------------------------------------------------------------ accepting */
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A pod connection on 15001: take its redirect record, check it against the
+ * state (route.c) and connect to the backend or the peer node's agent.
+ * Anything the agent cannot vouch for is reset and counted.
+ */
 static void flow_start_mesh_outbound(struct nm_flow *f)
 {
 	struct nm_agent *a = f->agent;
-	const struct nm_cluster *c = a->cluster;
+	struct nm_route_out r;
 	struct nm_orig orig;
+	const char *why = NULL;
 	char s1[64];
-	int w, err;
+	int err;
 
 	err = nm_datapath_take_orig(a->dp, &f->src, &orig);
 	if (err) {
 		a->stats.no_record++;
-		pr_info("msg=\"no redirect record, closing\" peer=%s",
-			nm_sockaddr_format(&f->src, s1, sizeof(s1)));
+		pr_debug("msg=\"no redirect record, closing\" peer=%s",
+			 nm_sockaddr_format(&f->src, s1, sizeof(s1)));
 		goto reset;
 	}
-	if (!orig.src_workload_id || orig.src_workload_id > c->n_workloads) {
-		pr_warn("msg=\"redirect record names an unknown workload\" peer=%s workload_id=%u",
-			nm_sockaddr_format(&f->src, s1, sizeof(s1)), orig.src_workload_id);
+	err = nm_route_outbound(a->state, a->first_generation, &orig, &f->src,
+				monotonic_ns(), &r, &why);
+	if (err) {
+		a->stats.bad_record++;
+		pr_debug("msg=\"redirect record refused, closing\" peer=%s reason=\"%s\" generation=%u workload_id=%u",
+			 nm_sockaddr_format(&f->src, s1, sizeof(s1)), why,
+			 orig.generation, orig.src_workload_id);
 		goto reset;
 	}
-	w = orig.src_workload_id - 1;
-	id_from_cfg(a, c->workloads[w].ns, c->workloads[w].sa, &f->local_id);
-	nm_addr_to_sockaddr(&orig.orig_dst, orig.orig_port, &f->dst);
-	nm_addr_to_sockaddr(&orig.backend, orig.backend_port, &f->backend);
-	if (orig.flags & NM_ORIG_LOCAL) {
-		f->connect_to = f->backend;
-	} else {
-		const struct nm_workload_cfg *dw;
-		const struct nm_node *n;
-
-		w = nm_cluster_find_workload_by_ip(c, &orig.backend);
-		if (w < 0) {
-			pr_warn("msg=\"backend is not a known workload\" flow=%llu backend=%s",
-				(unsigned long long)f->id,
-				nm_sockaddr_format(&f->backend, s1, sizeof(s1)));
-			goto reset;
-		}
-		dw = &c->workloads[w];
-		n = &c->nodes[dw->node];
-		nm_addr_to_sockaddr(&n->addr,
-				    htons(c->mesh.inbound_port), &f->connect_to);
-		id_from_cfg(a, dw->ns, dw->sa, &f->expected_peer);
+	f->local_id = r.local_id;
+	f->dst = r.dst;
+	f->backend = r.backend;
+	f->connect_to = r.connect_to;
+	f->src_workload = r.src_workload;
+	if (r.remote) {
+		f->expected_peer = r.peer_id;
 		f->has_expected = true;
 		f->remote = true;
 		if (!nm_tls_has_identity(a->tls, f->local_id.ns, f->local_id.sa)) {
@@ -839,27 +937,79 @@ static void flow_start_inbound(struct nm_flow *f)
 		flow_free(f, true, "refused");
 		return;
 	}
-	f->side[0].readable = true; /* the ClientHello is likely there */
+	/* Not readable until epoll says so: the SSL object is made on the
+	 * first bytes, and a connection that never sends costs only this
+	 * flow record until the handshake deadline. */
 	flow_advance(f);
 }
 
 /* A connection accepted on listener l: start its flow by the listener's
  * role. Takes ownership of fd. */
+void nm_flow_reset_fd(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Admission before any flow state exists: the flow count, and inbound the
+ * peer address's count. 0, or -EBUSY (logged, counted). */
+static int flow_admit(struct nm_agent *a, enum nm_flow_dir dir,
+		      const struct sockaddr_storage *peer, struct nm_addr *ip)
+{
+	__be16 port;
+
+	/* An agent whose main did not set limits gets the defaults. */
+	if (!a->limits.max.max_flows)
+		nm_limits_init(&a->limits, NULL);
+	if (nm_limits_take_flow(&a->limits)) {
+		limit_refused(a, NM_LIMIT_FLOWS, dir, peer, 0);
+		return -EBUSY;
+	}
+	if (dir == NM_DIR_INBOUND) {
+		nm_addr_from_sockaddr(peer, ip, &port);
+		if (nm_limits_take_peer(&a->limits, ip)) {
+			nm_limits_put_flow(&a->limits);
+			limit_refused(a, NM_LIMIT_PEER, dir, peer, 0);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
 void nm_flow_accept(struct nm_listener *l, int fd,
 		    const struct sockaddr_storage *peer)
 {
 	struct nm_agent *a = l->agent;
+	enum nm_flow_dir dir = l->kind == NM_LST_OUTBOUND ||
+					       l->kind == NM_LST_FWD_OUT ?
+				       NM_DIR_OUTBOUND : NM_DIR_INBOUND;
+	struct nm_addr ip = { 0 };
 	struct nm_flow *f;
 
-	set_nodelay(fd);
-	f = flow_new(a, l, l->kind == NM_LST_OUTBOUND ||
-		   l->kind == NM_LST_FWD_OUT ?
-		   NM_DIR_OUTBOUND : NM_DIR_INBOUND, fd);
-	if (!f) {
-		close(fd);
+	/* Beyond a limit: reset at once, before any TLS or buffer. */
+	if (flow_admit(a, dir, peer, &ip)) {
+		nm_flow_reset_fd(fd);
 		return;
 	}
+	set_nodelay(fd);
+	f = flow_new(a, l, dir, fd);
+	if (!f) {
+		nm_limits_put_flow(&a->limits);
+		if (dir == NM_DIR_INBOUND)
+			nm_limits_put_peer(&a->limits, &ip);
+		nm_flow_reset_fd(fd);
+		return;
+	}
+	f->held_flow = true;
+	f->held_peer = dir == NM_DIR_INBOUND;
+	f->peer_ip = ip;
 	f->src = *peer;
+	/* Outbound, side 0 is the pod: should the agent die with the flow
+	 * open, the kernel resets it rather than fake a clean end. */
+	if (dir == NM_DIR_OUTBOUND)
+		nm_side_arm_reset(&f->side[0]);
 	switch (l->kind) {
 	case NM_LST_OUTBOUND:
 		/* side 0 is added to the loop once side 1 exists */
@@ -887,6 +1037,7 @@ void nm_proxy_close_all(struct nm_agent *a, bool reset)
 {
 	while (a->flows)
 		flow_free(a->flows, reset, "shutdown");
+	nm_limits_free(&a->limits);
 }
 
 void nm_proxy_sweep(struct nm_agent *a)
@@ -899,9 +1050,11 @@ void nm_proxy_sweep(struct nm_agent *a)
 		if (f->deadline_ms && now > f->deadline_ms) {
 			char s1[64];
 
-			pr_warn("msg=\"flow timed out before relaying\" flow=%llu peer=%s phase=%d",
-				(unsigned long long)f->id,
-				nm_sockaddr_format(&f->src, s1, sizeof(s1)), f->phase);
+			pr_warn_ratelimited(&a->rl.timeout,
+					    "msg=\"flow timed out before relaying\" flow=%llu peer=%s phase=%d",
+					    (unsigned long long)f->id,
+					    nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+					    f->phase);
 			flow_free(f, true, "timeout");
 		}
 	}

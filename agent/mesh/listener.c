@@ -4,6 +4,7 @@
  * static forwards): open, accept, hand each connection to its flow.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +12,134 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "core/agent.h"
 #include "lib/log.h"
 #include "mesh/flow.h"
+#include "state/state.h"
+
+/* ------------------------------------------------------------- overload */
+
+#define NM_ACCEPT_BACKOFF_MIN_MS 250
+#define NM_ACCEPT_BACKOFF_MAX_MS 1000
+#define NM_ACCEPT_SHED_MAX 256
+
+static void listener_on_event(struct nm_loop *loop, int lfd,
+			      unsigned int events, void *data);
+
+/* The reserve descriptor: while it is held, one accept() can always be
+ * made to take a pending connection off the queue and reset it. */
+static void spare_fd_open(struct nm_agent *a)
+{
+	int fd;
+
+	if (a->has_spare_fd)
+		return;
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	a->spare_fd = fd;
+	a->has_spare_fd = true;
+}
+
+static void spare_fd_close(struct nm_agent *a)
+{
+	if (!a->has_spare_fd)
+		return;
+	close(a->spare_fd);
+	a->has_spare_fd = false;
+}
+
+/* Out of descriptors: give the spare back, take the pending connections
+ * off the queue and reset them (their clients fail at once instead of
+ * hanging on a queue nobody serves), then hold the spare again. */
+static void listener_shed(struct nm_listener *l)
+{
+	struct nm_agent *a = l->agent;
+
+	if (!a->has_spare_fd)
+		return;
+	spare_fd_close(a);
+	for (int n = 0; n < NM_ACCEPT_SHED_MAX; n++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			break;
+		nm_flow_reset_fd(fd);
+		l->shed++;
+		a->stats.accept_shed++;
+	}
+	spare_fd_open(a);
+}
+
+/* Resumes the listeners whose pause is over; runs again for the others. */
+static int64_t listener_on_resume(struct nm_loop *loop, uint64_t id,
+				  void *data)
+{
+	struct nm_agent *a = data;
+	int64_t now = nm_loop_now_ms(), next = 0;
+
+	for (struct nm_listener *l = a->listeners; l; l = l->next) {
+		if (!l->paused_until)
+			continue;
+		if (l->paused_until <= now) {
+			l->paused_until = 0;
+			nm_loop_set_mask(loop, l->fd, NM_EV_READ);
+			continue;
+		}
+		if (!next || l->paused_until - now < next)
+			next = l->paused_until - now;
+	}
+	if (next)
+		return next;
+	a->accept_timer = 0;
+	return NM_TIMER_STOP;
+}
+
+/*
+ * accept() failed for want of descriptors or memory. A level-triggered
+ * listener would fire again at once and spin: stop polling it and retry
+ * on a timer (250 ms, doubling to 1 s while it keeps failing), with one
+ * log line per pause rather than one per failure.
+ */
+static void listener_pause(struct nm_listener *l, int err)
+{
+	struct nm_agent *a = l->agent;
+	char s1[64];
+
+	a->stats.accept_errors++;
+	l->failed++;
+	l->last_errno = err;
+	if (err == EMFILE || err == ENFILE)
+		listener_shed(l);
+	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 :
+					NM_ACCEPT_BACKOFF_MIN_MS;
+	if (l->backoff_ms > NM_ACCEPT_BACKOFF_MAX_MS)
+		l->backoff_ms = NM_ACCEPT_BACKOFF_MAX_MS;
+	l->paused_until = nm_loop_now_ms() + l->backoff_ms;
+	nm_loop_set_mask(a->loop, l->fd, 0);
+	if (!a->accept_timer)
+		a->accept_timer = nm_loop_add_timer(a->loop, l->backoff_ms,
+						    listener_on_resume, a);
+	if (!a->accept_timer) {
+		/* No timer, no pause: keep polling rather than go deaf. */
+		l->paused_until = 0;
+		nm_loop_set_mask(a->loop, l->fd, NM_EV_READ);
+	}
+	pr_warn("msg=\"accept failed, pausing listener\" addr=%s err=\"%s\" failures=%llu shed=%llu retry_ms=%lld",
+		nm_sockaddr_format(&l->addr, s1, sizeof(s1)), strerror(err),
+		(unsigned long long)l->failed, (unsigned long long)l->shed,
+		(long long)l->backoff_ms);
+	l->failed = 0;
+	l->shed = 0;
+}
 
 static void listener_on_event(struct nm_loop *loop, int lfd,
 			      unsigned int events, void *data)
 {
 	struct nm_listener *l = data;
+
 	for (int n = 0; n < 64; n++) {
 		struct sockaddr_storage peer;
 		socklen_t len = sizeof(peer);
@@ -27,11 +148,27 @@ static void listener_on_event(struct nm_loop *loop, int lfd,
 		fd = accept4(lfd, (struct sockaddr *)&peer, &len,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				pr_warn("msg=\"accept failed\" err=\"%s\"",
-					strerror(errno));
+			int err = errno;
+
+			if (err == ECONNABORTED || err == EPROTO)
+				continue;
+			if (err == EMFILE || err == ENFILE || err == ENOMEM ||
+			    err == ENOBUFS) {
+				listener_pause(l, err);
+				return;
+			}
+			if (err != EAGAIN && err != EINTR)
+				pr_warn_ratelimited(&l->agent->rl.accept,
+						    "msg=\"accept failed\" err=\"%s\"",
+						    strerror(err));
 			return;
+		}
+		if (l->backoff_ms) {
+			char s1[64];
+
+			pr_info("msg=\"accepting again\" addr=%s",
+				nm_sockaddr_format(&l->addr, s1, sizeof(s1)));
+			l->backoff_ms = 0;
 		}
 		nm_flow_accept(l, fd, &peer);
 	}
@@ -75,6 +212,7 @@ static int listener_open(struct nm_agent *a, enum nm_listener_kind kind,
 		goto err_close;
 	}
 	a->listeners = l;
+	spare_fd_open(a);
 	pr_info("msg=\"listening\" role=%s addr=%s%s%s",
 		kind == NM_LST_OUTBOUND ? "outbound" :
 		kind == NM_LST_INBOUND ? "inbound" :
@@ -88,35 +226,85 @@ err_close:
 	return err;
 }
 
-int nm_proxy_listen(struct nm_agent *a)
+static bool listener_has(const struct nm_agent *a, enum nm_listener_kind kind,
+			 const struct sockaddr_storage *ss)
 {
-	const struct nm_cluster *c = a->cluster;
+	for (const struct nm_listener *l = a->listeners; l; l = l->next)
+		if (l->kind == kind && !memcmp(&l->addr, ss, sizeof(*ss)))
+			return true;
+	return false;
+}
+
+static int listen_once(struct nm_agent *a, enum nm_listener_kind kind,
+		       const struct nm_addr *ip, uint16_t port)
+{
 	struct sockaddr_storage ss;
+
+	nm_addr_to_sockaddr(ip, htons(port), &ss);
+	if (listener_has(a, kind, &ss))
+		return 0;
+	return listener_open(a, kind, &ss, NULL);
+}
+
+static uint16_t listener_port(const struct nm_listener *l)
+{
+	__be16 port;
+	struct nm_addr ip;
+
+	nm_addr_from_sockaddr(&l->addr, &ip, &port);
+	return ntohs(port);
+}
+
+int nm_proxy_listen_mesh(struct nm_agent *a, const struct nm_state *s)
+{
+	const struct nm_mesh_cfg *mc = &s->cluster->mesh;
+	const struct nm_node *n;
 	int err;
 
-	if (a->node >= 0) {
-		const struct nm_node *n = &c->nodes[a->node];
-
-		if (a->dp) {
-			nm_addr_to_sockaddr(&n->addr,
-					    htons(c->mesh.outbound_port), &ss);
-			err = listener_open(a, NM_LST_OUTBOUND, &ss, NULL);
-			if (err)
-				return err;
-			if (n->has_addr6) {
-				nm_addr_to_sockaddr(&n->addr6,
-						    htons(c->mesh.outbound_port), &ss);
-				err = listener_open(a, NM_LST_OUTBOUND, &ss, NULL);
-				if (err)
-					return err;
-			}
-		}
-		nm_addr_to_sockaddr(&n->addr,
-				    htons(c->mesh.inbound_port), &ss);
-		err = listener_open(a, NM_LST_INBOUND, &ss, NULL);
+	if (!s->self)
+		return 0;
+	n = s->self->cfg;
+	if (a->dp) {
+		err = listen_once(a, NM_LST_OUTBOUND, &n->addr, mc->outbound_port);
+		if (!err && n->has_addr6)
+			err = listen_once(a, NM_LST_OUTBOUND, &n->addr6,
+					  mc->outbound_port);
 		if (err)
 			return err;
 	}
+	return listen_once(a, NM_LST_INBOUND, &n->addr, mc->inbound_port);
+}
+
+void nm_proxy_close_stale_mesh(struct nm_agent *a, const struct nm_state *s)
+{
+	const struct nm_mesh_cfg *mc = &s->cluster->mesh;
+	struct nm_listener **pp = &a->listeners, *l;
+
+	while ((l = *pp)) {
+		bool stale = (l->kind == NM_LST_OUTBOUND &&
+			      listener_port(l) != mc->outbound_port) ||
+			     (l->kind == NM_LST_INBOUND &&
+			      listener_port(l) != mc->inbound_port);
+
+		if (!stale) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		nm_loop_del(a->loop, l->fd);
+		close(l->fd);
+		free(l);
+	}
+}
+
+int nm_proxy_listen(struct nm_agent *a)
+{
+	const struct nm_cluster *c = a->cluster;
+	int err;
+
+	err = nm_proxy_listen_mesh(a, a->state);
+	if (err)
+		return err;
 	for (unsigned int i = 0; i < c->n_forwards; i++) {
 		const struct nm_forward_cfg *fwd = &c->forwards[i];
 
@@ -140,4 +328,9 @@ void nm_proxy_stop_listening(struct nm_agent *a)
 		free(l);
 	}
 	a->listeners = NULL;
+	if (a->accept_timer) {
+		nm_loop_del_timer(a->loop, a->accept_timer);
+		a->accept_timer = 0;
+	}
+	spare_fd_close(a);
 }

@@ -68,11 +68,11 @@ struct nm_st_service {
 	const struct nm_service_cfg *cfg;
 };
 
-struct nm_st_index; /* open-addressing hash, state.c */
+struct nm_st_index; /* state/index.h */
 
 struct nm_state {
 	uint32_t generation;
-	struct nm_cluster *cluster;      /* the snapshot, owned */
+	const struct nm_cluster *cluster; /* the snapshot; outlives the state */
 	const struct nm_st_node *self;   /* NULL: forwards only */
 	struct nm_st_node *nodes;
 	unsigned int n_nodes;
@@ -100,12 +100,13 @@ struct nm_state_opts {
 };
 
 /*
- * Builds a state from the snapshot c, which it takes ownership of (freed
- * with the state, or on failure). 0 or -errno with "FILE: what" in err.
+ * Builds a state from the snapshot c, which must outlive it (the state
+ * points into it; whoever owns the snapshot frees it after the state).
+ * 0 or -errno with "FILE: what" in err.
  * A local workload without a cgroup is known (address, identity) but not
  * meshed on this node.
  */
-int nm_state_build(struct nm_cluster *c, struct nm_ids *ids,
+int nm_state_build(const struct nm_cluster *c, struct nm_ids *ids,
 		   const struct nm_state_opts *opts, struct nm_state **out,
 		   char *err, size_t errlen);
 void nm_state_free(struct nm_state *s);

@@ -44,6 +44,7 @@
 
 #include "config/config.h"
 #include "datapath/datapath.h"
+#include "datapath/model.h"
 #include "../unit/nm_check.h"
 
 #define VIP4 "198.19.0.10"
@@ -252,7 +253,10 @@ static void open_listeners(void)
 	ck_assert_int_ge(lfd6, 0);
 }
 
-static void set_agent_state(bool with_addresses)
+#define OLD_AGENT_MARK 0x6e6d0001
+#define TEST_GENERATION 7
+
+static void set_agent_state_mode(bool with_addresses, uint32_t fail_mode)
 {
 	struct nm_agent_state st;
 
@@ -262,8 +266,14 @@ static void set_agent_state(bool with_addresses)
 		st.agent_v6 = addr_of("::1");
 		st.outbound_port = htons(lport);
 	}
-	st.fail_mode = NM_FAIL_CLOSED;
+	st.fail_mode = fail_mode;
+	st.config_generation = TEST_GENERATION;
 	ck_assert_int_eq(nm_datapath_set_state(dp, &st), 0);
+}
+
+static void set_agent_state(bool with_addresses)
+{
+	set_agent_state_mode(with_addresses, NM_FAIL_CLOSED);
 }
 
 /* Returns an accepted fd, or -1 when nothing arrives within timeout_ms. */
@@ -348,7 +358,7 @@ static void sync_cluster(void)
 	struct nm_model m;
 	char err[NM_ERRMSG_MAX];
 
-	ck_assert_msg(nm_model_build(cl, 0, &m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nm_model_build_with(cl, 0, nm_model_cgroup_id, NULL, &m, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(m.n_workloads, 2);
 	ck_assert_int_eq(nm_datapath_sync(dp, &m), 0);
 	nm_model_free(&m);
@@ -428,7 +438,9 @@ static int client_child(const char *cgroup, const char *netns, int family,
 	if (fd < 0)
 		return CLIENT_SETUP_FAILED + errno;
 	if (marked) {
-		int mark = NM_AGENT_MARK;
+		/* The mark that exempted the agent's sockets before: a pod
+		 * with CAP_NET_ADMIN can set it, so it must mean nothing. */
+		int mark = OLD_AGENT_MARK;
 
 		if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)))
 			return CLIENT_SETUP_FAILED + errno;
@@ -521,9 +533,9 @@ static struct client_res client_connect(const char *cgroup, int family,
  * the agent, take the record the moment accept() returns, while the client
  * may still be inside connect().
  */
-static struct nm_orig expect_redirect_in(const char *cgroup, const char *netns,
-					 int family, const char *ip,
-					 uint16_t port, int lfd)
+static struct nm_orig expect_redirect_marked(const char *cgroup, const char *netns,
+					     int family, const char *ip,
+					     uint16_t port, int lfd, bool marked)
 {
 	struct sockaddr_storage peer;
 	struct nm_addr pa, la;
@@ -533,7 +545,7 @@ static struct nm_orig expect_redirect_in(const char *cgroup, const char *netns,
 	__be16 pp, lp;
 	int cfd, took;
 
-	c = client_start(cgroup, netns, family, ip, port, false);
+	c = client_start(cgroup, netns, family, ip, port, marked);
 	cfd = accept_one(lfd, 5000, &peer);
 	took = cfd >= 0 ? nm_datapath_take_orig(dp, &peer, &orig) : -1;
 	r = client_finish(c);
@@ -551,7 +563,25 @@ static struct nm_orig expect_redirect_in(const char *cgroup, const char *netns,
 	ck_assert_uint_eq(orig.src_identity_id, 1);
 	ck_assert(addr_eq(&orig.orig_dst, ip));
 	ck_assert_uint_eq(ntohs(orig.orig_port), port);
+	/* The agent checks both: the state it was written under, and age. */
+	ck_assert_uint_eq(orig.generation, TEST_GENERATION);
+	{
+		struct timespec ts;
+		uint64_t now;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		ck_assert_uint_le(orig.stamp_ns, now);
+		ck_assert_uint_lt(now - orig.stamp_ns, NM_ORIG_MAX_AGE_NS);
+	}
 	return orig;
+}
+
+static struct nm_orig expect_redirect_in(const char *cgroup, const char *netns,
+					 int family, const char *ip,
+					 uint16_t port, int lfd)
+{
+	return expect_redirect_marked(cgroup, netns, family, ip, port, lfd, false);
 }
 
 static struct nm_orig expect_redirect(const char *cgroup, int family,
@@ -649,16 +679,16 @@ START_TEST(test_outside_cgroup_untouched)
 }
 END_TEST
 
-START_TEST(test_marked_socket_untouched)
+/* Fault 4: a pod process that sets the agent's old mark is still meshed. */
+START_TEST(test_marked_socket_still_meshed)
 {
 	struct nm_wl_stats before = wl_stats(CLIENT_WL_ID), after;
 
-	expect_passthrough(g_meshed, AF_INET, VIP4, 80, true);
-	expect_passthrough(g_meshed, AF_INET6, VIP6, 80, true);
+	expect_redirect_marked(g_meshed, NULL, AF_INET, VIP4, 80, lfd4, true);
+	expect_redirect_marked(g_meshed, NULL, AF_INET6, VIP6, 80, lfd6, true);
 	after = wl_stats(CLIENT_WL_ID);
-	ck_assert_uint_eq(after.connects, before.connects);
-	/* The same workload without the mark is redirected. */
-	expect_redirect(g_meshed, AF_INET, VIP4, 80, lfd4);
+	ck_assert_uint_eq(after.connects, before.connects + 2);
+	ck_assert_uint_eq(after.redirects, before.redirects + 2);
 }
 END_TEST
 
@@ -689,14 +719,83 @@ START_TEST(test_service_without_endpoints_refused)
 }
 END_TEST
 
-START_TEST(test_no_agent_address_passthrough)
+/* Fault 4: every datapath error refuses the connect in fail-closed mode;
+ * only fail-open mode lets it go to its original destination. */
+static void expect_refused(int family, const char *ip, uint16_t port)
 {
+	struct client_res r = client_connect(g_meshed, family, ip, port, false);
+
+	ck_assert_msg(r.err == EPERM, "connect %s:%u: expected EPERM, got %s",
+		      ip, port, strerror(r.err));
+	assert_listeners_idle();
+}
+
+START_TEST(test_no_agent_address_fails_closed)
+{
+	struct nm_wl_stats before = wl_stats(CLIENT_WL_ID), after;
+
 	set_agent_state(false);
-	expect_passthrough(g_meshed, AF_INET, VIP4, 80, false);
-	expect_passthrough(g_meshed, AF_INET6, VIP6, 80, false);
+	expect_refused(AF_INET, VIP4, 80);
+	expect_refused(AF_INET6, VIP6, 80);
+	/* A pod address is meshed as well. */
+	expect_refused(AF_INET, ECHO2_IP, 8080);
 	ck_assert_uint_eq(count_keys("nm_orig_cookie"), 0);
+	after = wl_stats(CLIENT_WL_ID);
+	ck_assert_uint_eq(after.errors, before.errors + 3);
+	ck_assert_uint_eq(after.denies, before.denies + 3);
+	ck_assert_uint_eq(after.passthrough, before.passthrough);
+	/* Fail-open: the same error passes, counted. */
+	set_agent_state_mode(false, NM_FAIL_OPEN);
+	expect_passthrough(g_meshed, AF_INET, VIP4, 80, false);
+	after = wl_stats(CLIENT_WL_ID);
+	ck_assert_uint_eq(after.errors, before.errors + 4);
+	ck_assert_uint_eq(after.passthrough, before.passthrough + 1);
 	set_agent_state(true);
 	expect_redirect(g_meshed, AF_INET, VIP4, 80, lfd4);
+}
+END_TEST
+
+/* A service announcing more backends than its slots (a sync in progress,
+ * a failed map write) is an error, not a way around the mesh. */
+START_TEST(test_missing_backend_slot_fails_closed)
+{
+	struct nm_wl_stats before = wl_stats(CLIENT_WL_ID), after;
+	struct nm_svc_key key;
+	struct nm_service svc, saved;
+	int fd = pinned_fd("nm_services");
+
+	memset(&key, 0, sizeof(key));
+	key.vip = addr_of(VIP4);
+	key.port = htons(80);
+	key.proto = IPPROTO_TCP;
+	ck_assert_int_eq(bpf_map_lookup_elem(fd, &key, &saved), 0);
+	svc = saved;
+	svc.backend_count = NM_MAX_BACKENDS_PER_SVC; /* slots 2.. do not exist */
+	ck_assert_int_eq(bpf_map_update_elem(fd, &key, &svc, BPF_ANY), 0);
+	/* Random picks: with 2 of 1024 slots present, 8 tries all but surely
+	 * hit a missing one; every miss must be refused, none pass. */
+	for (int i = 0; i < 8; i++) {
+		struct client_res r = client_connect(g_meshed, AF_INET, VIP4, 80, false);
+		struct sockaddr_storage peer;
+		int cfd;
+
+		ck_assert_msg(r.err == EPERM || r.err == 0,
+			      "connect: expected EPERM or a redirect, got %s",
+			      strerror(r.err));
+		if (r.err == 0) {
+			struct nm_orig o;
+
+			cfd = accept_one(lfd4, 5000, &peer);
+			ck_assert_int_ge(cfd, 0);
+			ck_assert_int_eq(nm_datapath_take_orig(dp, &peer, &o), 0);
+			close(cfd);
+		}
+	}
+	after = wl_stats(CLIENT_WL_ID);
+	ck_assert_uint_gt(after.errors, before.errors);
+	ck_assert_uint_eq(after.passthrough, before.passthrough);
+	ck_assert_int_eq(bpf_map_update_elem(fd, &key, &saved, BPF_ANY), 0);
+	close(fd);
 }
 END_TEST
 
@@ -715,6 +814,7 @@ START_TEST(test_pod_netns_redirected)
 	memset(&st, 0, sizeof(st));
 	st.agent_v4 = addr_of(NODE_IP);
 	st.outbound_port = htons(lport);
+	st.config_generation = TEST_GENERATION;
 	ck_assert_int_eq(nm_datapath_set_state(dp, &st), 0);
 
 	o = expect_redirect_in(g_meshed, g_pod_netns, AF_INET, VIP4, 80, lfd);
@@ -849,7 +949,7 @@ START_TEST(test_sync_prunes_stale_entries)
 	/* Drop the services and echo-2. */
 	cl->n_services = 0;
 	cl->n_workloads = 2;
-	ck_assert_msg(nm_model_build(cl, 0, &m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nm_model_build_with(cl, 0, nm_model_cgroup_id, NULL, &m, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(nm_datapath_sync(dp, &m), 0);
 	nm_model_free(&m);
 	ck_assert_uint_eq(count_keys("nm_services"), 0);
@@ -1337,10 +1437,11 @@ static Suite *datapath_suite(void)
 	tcase_add_test(tc, test_backends_spread);
 	tcase_add_test(tc, test_pod_address_redirected);
 	tcase_add_test(tc, test_outside_cgroup_untouched);
-	tcase_add_test(tc, test_marked_socket_untouched);
+	tcase_add_test(tc, test_marked_socket_still_meshed);
 	tcase_add_test(tc, test_unknown_destination_untouched);
 	tcase_add_test(tc, test_service_without_endpoints_refused);
-	tcase_add_test(tc, test_no_agent_address_passthrough);
+	tcase_add_test(tc, test_no_agent_address_fails_closed);
+	tcase_add_test(tc, test_missing_backend_slot_fails_closed);
 	tcase_add_test(tc, test_pod_netns_redirected);
 	tcase_add_test(tc, test_v6_vip_redirected);
 	tcase_add_test(tc, test_v4_mapped_through_connect6);

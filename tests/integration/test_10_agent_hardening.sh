@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # test_10_agent_hardening - what the agent keeps and what it refuses:
-#   caps-after-setup      the running agent holds only CAP_NET_ADMIN, plus
+#   caps-after-setup      the running agent holds no capability, except
 #                         CAP_BPF on kernels that need it for map fds
 #                         (effective, permitted and bounding), no_new_privs
 #   fd-limit-raised       the open-file soft limit was raised to the hard one
@@ -21,13 +21,14 @@ nm_cluster_up || { nm_dump_logs; nm_fail hardening "cluster setup failed"; exit 
 pid=$NM_AGENT_PID_1
 log1=$(nm_agent_log 1)
 
-# CAP_NET_ADMIN (12) always; CAP_BPF (39) only where the kernel checks it
-# on every bpf() call, as the agent's own probe recorded.
+# Nothing (no socket marks any more, so no CAP_NET_ADMIN); CAP_BPF (39)
+# only where the kernel checks it on every bpf() call, as the agent's own
+# probe recorded.
 feat=/run/nodemesh/$(nm_instance 1)/features.json
 if grep -q '"map_fd_unpriv": true' "$feat"; then
-	want=$(printf '%016x' $((1 << 12)))
+	want=$(printf '%016x' 0)
 elif grep -q '"map_fd_unpriv": false' "$feat"; then
-	want=$(printf '%016x' $(((1 << 12) | (1 << 39))))
+	want=$(printf '%016x' $((1 << 39)))
 else
 	nm_fail caps-after-setup "no map_fd_unpriv in $feat"
 	want=unknown

@@ -62,10 +62,10 @@ JSON
 
 timeout 120 "$B/tests/tools/nm_peer" serve --port "$SRVP" --addr 127.0.0.1 >srv.log 2>&1 &
 PIDS+=($!)
-"$B/nodemeshd" --config in.json --instance "fwd-in-$$" 2>in.log &
+"$B/nodemeshd" --config in.json --instance "fwd-in-$$" --log-level debug 2>in.log &
 INPID=$!
 PIDS+=($INPID)
-"$B/nodemeshd" --config out.json --instance "fwd-out-$$" 2>out.log &
+"$B/nodemeshd" --config out.json --instance "fwd-out-$$" --log-level debug 2>out.log &
 OUTPID=$!
 PIDS+=($OUTPID)
 for _ in $(seq 50); do
