@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * agent.h - the node agent's state: its node's view of the cluster, the
- * datapath, TLS credentials, listeners and live flows, wired to one event
- * loop. main.c builds it; proxy.c moves the bytes.
+ * agent.h - the node agent: the current state (state/state.h) and the
+ * snapshot it was built from, the datapath, TLS credentials, listeners and
+ * live flows, wired to one event loop. main.c builds it; mesh/ moves bytes.
  */
 #ifndef NM_AGENT_H
 #define NM_AGENT_H
@@ -19,6 +19,7 @@
 #include "mesh/limits.h"
 #include "mesh/relay.h"
 #include "mesh/tls.h"
+#include "state/state.h"
 
 #define NM_CONNECT_TIMEOUT_MS 5000
 #define NM_HANDSHAKE_TIMEOUT_MS 10000
@@ -56,6 +57,7 @@ struct nm_agent_stats {
 	uint64_t flows_closed;
 	uint64_t flows_active;
 	uint64_t no_record;
+	uint64_t bad_record;      /* records refused: generation, age, address, IDs */
 	uint64_t tls_failures;
 	uint64_t preamble_errors;
 	uint64_t upstream_failures;
@@ -82,8 +84,10 @@ struct nm_agent_ratelimits {
 
 struct nm_agent {
 	struct nm_loop *loop;
-	struct nm_cluster *cluster;
-	int node;                 /* index in cluster->nodes, -1: forwards only */
+	struct nm_cluster *cluster; /* snapshot behind state (owned) */
+	struct nm_state *state;     /* current state; state->self NULL: forwards only */
+	struct nm_ids *ids;         /* stable IDs for the agent's life */
+	uint32_t first_generation;  /* this run's first; older records are refused */
 	const char *instance;
 	struct nm_datapath *dp;   /* NULL without a datapath */
 	struct nm_tls *tls;
@@ -105,6 +109,10 @@ struct nm_agent {
 
 /* Opens the listeners the configuration asks for; 0 or -errno (logged). */
 int nm_proxy_listen(struct nm_agent *a);
+/* Opens the state's outbound/inbound listeners that are not open yet. */
+int nm_proxy_listen_mesh(struct nm_agent *a, const struct nm_state *s);
+/* Closes outbound/inbound listeners on ports the state no longer uses. */
+void nm_proxy_close_stale_mesh(struct nm_agent *a, const struct nm_state *s);
 /* Stops accepting: closes the listeners. */
 void nm_proxy_stop_listening(struct nm_agent *a);
 /* Closes every live flow (reset when reset is true). */

@@ -29,12 +29,14 @@
 #include "core/agent.h"
 #include "core/caps.h"
 #include "lib/log.h"
+#include "datapath/model.h"
 #include "datapath/netlink.h"
 #include "datapath/probe.h"
 #include "core/runstate.h"
 
 struct nm_daemon {
 	struct nm_agent agent;
+	uint64_t agent_cgroup_id;
 	const char *config_path;
 	const char *node_name;
 	bool tls_resumption;
@@ -69,40 +71,70 @@ static int file_mtime(const char *path, struct timespec *ts)
 	return 0;
 }
 
-static int pick_node(const struct nm_cluster *c, const char *name)
+/* This agent's node name: --node / $NODE_NAME, else the node whose address
+ * is configured here. *name is NULL for a forwards-only agent. */
+static int pick_node(const struct nm_cluster *c, const char *name,
+		     const char **out)
 {
 	int n;
 
+	*out = NULL;
 	if (name) {
 		n = nm_cluster_find_node(c, name);
-		if (n < 0)
+		if (n < 0) {
 			pr_warn("msg=\"node not in cluster file\" node=%s file=%s",
 				name, c->path);
-		return n;
+			return -ENOENT;
+		}
+		*out = c->nodes[n].name;
+		return 0;
 	}
 	if (!c->n_nodes)
-		return -1; /* forwards only */
+		return 0; /* forwards only */
 	n = nm_netlink_find_local_node(c);
 	if (n == -EEXIST)
 		pr_warn("msg=\"several nodes in the cluster file have local addresses; pass --node\"");
 	else if (n < 0)
 		pr_warn("msg=\"no node in the cluster file has a local address; pass --node\" file=%s",
 			c->path);
-	return n < 0 ? -ENOENT : n;
+	if (n < 0)
+		return -ENOENT;
+	*out = c->nodes[n].name;
+	return 0;
 }
 
-static int datapath_apply(struct nm_agent *a, const struct nm_cluster *c)
+/* Builds the state of snapshot c for this agent, as generation gen. */
+static int state_build(struct nm_daemon *d, const struct nm_cluster *c,
+		       uint32_t gen, struct nm_state **out)
 {
-	struct nm_model model = { 0 };
-	struct nm_agent_state st = { 0 };
-	const struct nm_node *n = &c->nodes[a->node];
+	struct nm_state_opts o = {
+		.self_node = d->node_name,
+		.generation = gen,
+		.cgroup_id = nm_model_cgroup_id,
+		.agent_cgroup_id = d->agent_cgroup_id,
+	};
 	char err[NM_ERRMSG_MAX];
 	int ret;
 
-	ret = nm_model_build(c, a->node, &model, err, sizeof(err));
+	ret = nm_state_build(c, d->agent.ids, &o, out, err, sizeof(err));
+	if (ret)
+		pr_warn("msg=\"config rejected, keeping the last good state\" err=\"%s\"",
+			err);
+	return ret;
+}
+
+/* Writes the maps and nm_agent_state for state s. */
+static int datapath_apply(struct nm_agent *a, const struct nm_state *s)
+{
+	struct nm_model model = { 0 };
+	struct nm_agent_state st = { 0 };
+	const struct nm_node *n = s->self->cfg;
+	char err[NM_ERRMSG_MAX];
+	int ret;
+
+	ret = nm_model_build(s, &model, err, sizeof(err));
 	if (ret) {
-		pr_warn("msg=\"cannot build datapath model\" file=%s err=\"%s\"",
-			c->path, err);
+		pr_warn("msg=\"cannot build datapath model\" err=\"%s\"", err);
 		return ret;
 	}
 	ret = nm_datapath_sync(a->dp, &model);
@@ -111,21 +143,30 @@ static int datapath_apply(struct nm_agent *a, const struct nm_cluster *c)
 		pr_warn("msg=\"cannot write maps\" err=\"%s\"", strerror(-ret));
 		return ret;
 	}
-	memcpy(&st.agent_v4, &n->addr, sizeof(st.agent_v4));
+	st.agent_v4 = n->addr;
 	if (n->has_addr6)
-		memcpy(&st.agent_v6, &n->addr6, sizeof(st.agent_v6));
-	st.outbound_port = htons(c->mesh.outbound_port);
-	st.fail_mode = c->mesh.fail_mode == NM_CFG_FAIL_OPEN ? NM_FAIL_OPEN :
-							       NM_FAIL_CLOSED;
+		st.agent_v6 = n->addr6;
+	st.outbound_port = htons(s->cluster->mesh.outbound_port);
+	st.fail_mode = s->cluster->mesh.fail_mode == NM_CFG_FAIL_OPEN ?
+			       NM_FAIL_OPEN : NM_FAIL_CLOSED;
+	st.config_generation = s->generation;
 	st.abi_version = NM_ABI_VERSION;
 	return nm_datapath_set_state(a->dp, &st);
 }
 
-static int datapath_start(struct nm_agent *a)
+/*
+ * Loads the datapath, forgets every redirect record an earlier run left
+ * behind, and starts this run's generations above the pinned one, so a
+ * record written under an earlier run's state is refused as unknown.
+ */
+static int datapath_start(struct nm_daemon *d)
 {
-	const struct nm_node *n = &a->cluster->nodes[a->node];
+	struct nm_agent *a = &d->agent;
+	const struct nm_node *n = a->state->self->cfg;
 	struct nm_datapath_opts opts = { .instance = a->instance };
 	char root[NM_PATH_MAX], err[NM_ERRMSG_MAX];
+	struct nm_agent_state old = { 0 };
+	unsigned int flushed = 0;
 	int ret;
 
 	ret = nm_cgroup_resolve(n->cgroup_root, root, sizeof(root));
@@ -140,20 +181,108 @@ static int datapath_start(struct nm_agent *a)
 		pr_warn("msg=\"cannot load the BPF datapath\" err=\"%s\"", err);
 		return ret;
 	}
-	ret = datapath_apply(a, a->cluster);
+	if (!nm_datapath_get_state(a->dp, &old) && old.config_generation >= a->first_generation &&
+	    old.config_generation < UINT32_MAX / 2) {
+		/* Rebuild the state under a generation no earlier record has. */
+		struct nm_state *s = NULL;
+
+		a->first_generation = old.config_generation + 1;
+		ret = state_build(d, a->cluster, a->first_generation, &s);
+		if (ret)
+			return ret;
+		nm_state_free(a->state);
+		a->state = s;
+	}
+	ret = nm_datapath_flush_records(a->dp, &flushed);
+	if (ret) {
+		pr_warn("msg=\"cannot flush redirect records\" err=\"%s\"", strerror(-ret));
+		return ret;
+	}
+	ret = datapath_apply(a, a->state);
 	if (ret)
 		return ret;
-	pr_info("msg=\"datapath attached\" cgroup_root=%s pins=%s/%s", root,
-		NM_PIN_BASE, a->instance);
+	pr_info("msg=\"datapath attached\" cgroup_root=%s pins=%s/%s generation=%u records_flushed=%u",
+		root, NM_PIN_BASE, a->instance, a->state->generation, flushed);
 	return 0;
 }
 
-/* Applies a new cluster file, or keeps the last good state. */
+/*
+ * Settings that cannot change while the agent runs; names the first that
+ * did (a JSON path) or returns NULL.
+ */
+static const char *restart_field(const struct nm_state *cur,
+				 const struct nm_cluster *c, char *buf,
+				 size_t len)
+{
+	const struct nm_cluster *o = cur->cluster;
+
+	if (cur->self) {
+		const struct nm_node *on = cur->self->cfg, *nn = NULL;
+		int i = nm_cluster_find_node(c, on->name);
+
+		if (i < 0) {
+			snprintf(buf, len, "nodes (node %s removed)", on->name);
+			return buf;
+		}
+		nn = &c->nodes[i];
+		if (memcmp(&nn->addr, &on->addr, sizeof(nn->addr)))
+			snprintf(buf, len, "nodes[%d].address", i);
+		else if (nn->has_addr6 != on->has_addr6 ||
+			 memcmp(&nn->addr6, &on->addr6, sizeof(nn->addr6)))
+			snprintf(buf, len, "nodes[%d].address6", i);
+		else if (strcmp(nn->cgroup_root, on->cgroup_root))
+			snprintf(buf, len, "nodes[%d].cgroupRoot", i);
+		else
+			buf[0] = '\0';
+		if (buf[0])
+			return buf;
+	}
+	if (c->n_forwards != o->n_forwards ||
+	    (c->n_forwards && memcmp(c->forwards, o->forwards,
+				     c->n_forwards * sizeof(*c->forwards)))) {
+		snprintf(buf, len, "forwards");
+		return buf;
+	}
+	return NULL;
+}
+
+/* New TLS contexts when the trust domain or certificate folder changed. */
+static int tls_for(struct nm_daemon *d, const struct nm_cluster *c,
+		   struct nm_tls **out)
+{
+	const struct nm_cluster *o = d->agent.cluster;
+	char err[NM_ERRMSG_MAX];
+	int ret;
+
+	*out = NULL;
+	if (!strcmp(c->trust_domain, o->trust_domain) &&
+	    !strcmp(c->cert_dir, o->cert_dir))
+		return 0;
+	ret = nm_tls_create(c->cert_dir, c->trust_domain, out, err, sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"config rejected, keeping the last good state: cannot load certificates\" file=%s field=%s err=\"%s\"",
+			c->path, strcmp(c->trust_domain, o->trust_domain) ?
+					 "trustDomain" : "certDir", err);
+		return ret;
+	}
+	nm_tls_set_resumption(*out, d->tls_resumption);
+	return 0;
+}
+
+/*
+ * Applies a new cluster file whole, or keeps the last good state whole:
+ * every field either applies live or the reload is refused naming it.
+ * Order matters for traffic: new listeners are open before the maps point
+ * at them; old ones close only after the maps moved on.
+ */
 static void daemon_reload(struct nm_daemon *d)
 {
 	struct nm_agent *a = &d->agent;
-	struct nm_cluster *c = NULL, *old;
-	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+	struct nm_state *s = NULL, *old_state = a->state;
+	struct nm_tls *tls = NULL;
+	char err[NM_ERRMSG_MAX], field[96];
+	const char *why;
 	int ret;
 
 	file_mtime(d->config_path, &d->config_mtime);
@@ -163,48 +292,54 @@ static void daemon_reload(struct nm_daemon *d)
 			err);
 		return;
 	}
-	if (a->node >= 0) {
-		int n = nm_cluster_find_node(c, a->cluster->nodes[a->node].name);
-
-		if (n < 0 || memcmp(&c->nodes[n].addr, &a->cluster->nodes[a->node].addr,
-				    sizeof(c->nodes[n].addr))) {
-			pr_warn("msg=\"config rejected: this node was removed or readdressed (restart to apply)\" file=%s",
-				d->config_path);
-			goto reject;
-		}
-		if (a->dp) {
-			int keep = a->node;
-
-			a->node = n;
-			if (datapath_apply(a, c)) {
-				a->node = keep;
-				datapath_apply(a, a->cluster);
-				goto reject;
-			}
-		}
-		a->node = n;
+	why = restart_field(a->state, c, field, sizeof(field));
+	if (why) {
+		pr_warn("msg=\"config rejected, keeping the last good state: field needs a restart\" file=%s field=%s",
+			d->config_path, why);
+		goto reject;
 	}
-	/* Listeners point into the forwards array: it stays with the agent
-	 * until restart. */
-	if (c->n_forwards || a->cluster->n_forwards) {
+	if (state_build(d, c, a->state->generation + 1, &s))
+		goto reject;
+	if (tls_for(d, c, &tls))
+		goto reject;
+	ret = nm_proxy_listen_mesh(a, s);
+	if (ret) {
+		pr_warn("msg=\"config rejected, keeping the last good state: cannot listen\" file=%s field=mesh.%s err=\"%s\"",
+			d->config_path,
+			c->mesh.outbound_port != a->cluster->mesh.outbound_port ?
+				"outboundPort" : "inboundPort", strerror(-ret));
+		nm_proxy_close_stale_mesh(a, old_state);
+		goto reject;
+	}
+	if (a->dp && datapath_apply(a, s)) {
+		datapath_apply(a, old_state);
+		nm_proxy_close_stale_mesh(a, old_state);
+		goto reject;
+	}
+	nm_proxy_close_stale_mesh(a, s);
+	/* Listeners point into the forwards array (unchanged, checked
+	 * above): keep the one they use. */
+	{
 		struct nm_forward_cfg *fw = c->forwards;
-		unsigned int nfw = c->n_forwards;
 
-		if (nfw != a->cluster->n_forwards ||
-		    (nfw && memcmp(fw, a->cluster->forwards, nfw * sizeof(*fw))))
-			pr_warn("msg=\"forwards changed; they apply after a restart\"");
 		c->forwards = a->cluster->forwards;
-		c->n_forwards = a->cluster->n_forwards;
 		a->cluster->forwards = fw;
-		a->cluster->n_forwards = nfw;
 	}
-	old = a->cluster;
+	if (tls) {
+		nm_tls_free(a->tls);
+		a->tls = tls;
+	}
+	a->state = s;
+	nm_state_free(old_state);
+	nm_cluster_free(a->cluster);
 	a->cluster = c;
-	nm_cluster_free(old);
-	pr_info("msg=\"config reloaded\" file=%s workloads=%u services=%u",
-		d->config_path, c->n_workloads, c->n_services);
+	nm_runstate_write(a);
+	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
+		d->config_path, s->generation, c->n_workloads, c->n_services);
 	return;
 reject:
+	nm_tls_free(tls);
+	nm_state_free(s);
 	nm_cluster_free(c);
 }
 
@@ -318,11 +453,10 @@ int main(int argc, char **argv)
 	char err[NM_ERRMSG_MAX], feat_path[NM_PATH_MAX] = "";
 	struct nm_features feat = { 0 };
 	struct nm_choices want = { 0 }, chosen = { 0 };
-	uint64_t keep_caps = 1ull << CAP_NET_ADMIN;
+	uint64_t keep_caps = 0;
 	int opt, ret, rc = 1;
 
 	a->instance = "default";
-	a->node = -1;
 	while ((opt = getopt_long(argc, argv, "c:n:i:l:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -374,8 +508,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	file_mtime(d.config_path, &d.config_mtime);
-	a->node = pick_node(a->cluster, d.node_name);
-	if (a->node == -ENOENT)
+	if (pick_node(a->cluster, d.node_name, &d.node_name))
+		goto out;
+	/* The agent's own cgroup must never be a meshed workload's: that is
+	 * what keeps connect4/6 away from the agent's sockets. */
+	if (nm_cgroup_self_id(&d.agent_cgroup_id))
+		d.agent_cgroup_id = 0;
+	ret = nm_ids_create(&a->ids);
+	if (ret)
+		goto out;
+	a->first_generation = 1;
+	if (state_build(&d, a->cluster, a->first_generation, &a->state))
 		goto out;
 	ret = nm_tls_create(a->cluster->cert_dir, a->cluster->trust_domain,
 			    &a->tls, err, sizeof(err));
@@ -401,7 +544,7 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 	nm_loop_add(a->loop, d.sigfd, NM_EV_READ, on_signal, &d);
-	if (a->node >= 0 && a->cluster->nodes[a->node].cgroup_root[0]) {
+	if (a->state->self && a->state->self->cfg->cgroup_root[0]) {
 		const char *missing;
 
 		/* Refuse a kernel that lacks what the datapath needs, naming
@@ -417,17 +560,20 @@ int main(int argc, char **argv)
 		nm_probe_choose(&feat, &want, &chosen);
 		if (!nm_probe_state_path(NULL, a->instance, feat_path, sizeof(feat_path)))
 			nm_probe_save(feat_path, &feat, &chosen, getpid());
-		keep_caps = (1ull << CAP_NET_ADMIN) | nm_probe_keep_caps(&feat);
-		if (datapath_start(a))
+		keep_caps = nm_probe_keep_caps(&feat);
+		if (datapath_start(&d))
 			goto out;
 	}
 	if (nm_proxy_listen(a))
 		goto out;
-	/* Set-up is done: from here on the agent needs CAP_NET_ADMIN to mark
-	 * its upstream sockets and, on kernels that check it on every bpf()
-	 * call (before 5.19 with unprivileged BPF disabled), CAP_BPF for map
-	 * operations on the fds it holds; nm_probe_keep_caps() says which. */
-	ret = nm_caps_restrict(a->dp ? keep_caps : 0);
+	/* Set-up is done. The agent marks nothing (its sockets are told
+	 * apart by cgroup), so it needs no capability from here on, except
+	 * CAP_BPF on kernels that check it on every bpf() call (before 5.19
+	 * with unprivileged BPF disabled) for map operations on the fds it
+	 * holds; nm_probe_keep_caps() says when. Listening on a new port
+	 * below 1024 after a reload is refused for want of
+	 * CAP_NET_BIND_SERVICE, and named in the log. */
+	ret = nm_caps_restrict(keep_caps);
 	if (ret)
 		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
@@ -435,7 +581,7 @@ int main(int argc, char **argv)
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
 	nm_runstate_write(a);
 	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
-		a->node >= 0 ? a->cluster->nodes[a->node].name : "-",
+		a->state->self ? a->state->self->cfg->name : "-",
 		a->instance, nm_tls_identity_count(a->tls));
 	ret = nm_loop_run(a->loop);
 	if (ret) {
@@ -456,6 +602,8 @@ out:
 	if (d.sigfd >= 0)
 		close(d.sigfd);
 	nm_bufpool_drain(&a->pool);
+	nm_state_free(a->state);
+	nm_ids_free(a->ids);
 	nm_cluster_free(a->cluster);
 	if (rc == 0)
 		pr_info("msg=\"stopped\"");

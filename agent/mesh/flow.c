@@ -22,11 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
 #include "core/agent.h"
 #include "mesh/flow.h"
+#include "mesh/route.h"
 #include "lib/log.h"
 #include "mesh/tunnel.h"
 
@@ -64,17 +66,7 @@ static void set_nodelay(int fd)
 static void id_from_cfg(struct nm_agent *a, const char *ns, const char *sa,
 			struct nm_spiffe_id *id)
 {
-	memset(id, 0, sizeof(*id));
-	snprintf(id->trust_domain, sizeof(id->trust_domain), "%s",
-		 a->cluster->trust_domain);
-	snprintf(id->ns, sizeof(id->ns), "%s", ns);
-	snprintf(id->sa, sizeof(id->sa), "%s", sa);
-}
-
-static bool id_equal(const struct nm_spiffe_id *x, const struct nm_spiffe_id *y)
-{
-	return !strcmp(x->trust_domain, y->trust_domain) &&
-	       !strcmp(x->ns, y->ns) && !strcmp(x->sa, y->sa);
+	nm_route_identity(a->state, ns, sa, id);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -185,7 +177,6 @@ static int flow_connect(struct nm_flow *f)
 	struct nm_agent *a = f->agent;
 	socklen_t len = f->connect_to.ss_family == AF_INET ?
 			sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	uint32_t mark = NM_AGENT_MARK;
 	int fd, err;
 
 	err = nm_flow_admit_pod(f);
@@ -198,12 +189,8 @@ static int flow_connect(struct nm_flow *f)
 		flow_connect_failed(f, err);
 		return err;
 	}
-	/* The mark keeps connect4/6 from redirecting the agent's own
-	 * connections back to itself, wherever the agent's cgroup is. */
-	if (a->dp && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark))) {
-		err = -errno;
-		goto err_close;
-	}
+	/* No mark: connect4/6 leave the agent's sockets alone because the
+	 * agent's cgroup is never a meshed workload's (state.c refuses it). */
 	set_nodelay(fd);
 	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
 	    errno != EINPROGRESS) {
@@ -629,11 +616,9 @@ static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p
 {
 	struct nm_agent *a = f->agent;
 	const struct nm_forward_cfg *fwd = f->lst->fwd;
+	const struct nm_st_workload *wl;
 	struct nm_spiffe_id want;
-	struct nm_addr addr;
-	__be16 port;
 	char i1[NM_SPIFFE_MAX];
-	int w;
 
 	if (fwd) {
 		if (fwd->n_allowed_peers) {
@@ -650,15 +635,7 @@ static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p
 		f->connect_to = fwd->destination;
 		return NM_NMTP_OK;
 	}
-	nm_addr_from_sockaddr(&p->dst, &addr, &port);
-	w = nm_cluster_find_workload_by_ip(a->cluster, &addr);
-	if (w < 0 || a->cluster->workloads[w].node != a->node)
-		return NM_NMTP_NO_DEST;
-	/* The client asked (by SNI) for one identity's certificate; it must
-	 * be the identity of the pod it wants to reach. */
-	id_from_cfg(a, a->cluster->workloads[w].ns, a->cluster->workloads[w].sa,
-		    &want);
-	if (f->local_id.trust_domain[0] && !id_equal(&want, &f->local_id))
+	if (nm_route_inbound(a->state, &p->dst, &f->local_id, &wl, &want))
 		return NM_NMTP_NO_DEST;
 	f->local_id = want;
 	f->connect_to = p->dst;
@@ -862,48 +839,51 @@ static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 
 /* ------------------------------------------------------------ accepting */
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A pod connection on 15001: take its redirect record, check it against the
+ * state (route.c) and connect to the backend or the peer node's agent.
+ * Anything the agent cannot vouch for is reset and counted.
+ */
 static void flow_start_mesh_outbound(struct nm_flow *f)
 {
 	struct nm_agent *a = f->agent;
-	const struct nm_cluster *c = a->cluster;
+	struct nm_route_out r;
 	struct nm_orig orig;
+	const char *why = NULL;
 	char s1[64];
-	int w, err;
+	int err;
 
 	err = nm_datapath_take_orig(a->dp, &f->src, &orig);
 	if (err) {
 		a->stats.no_record++;
-		pr_info("msg=\"no redirect record, closing\" peer=%s",
-			nm_sockaddr_format(&f->src, s1, sizeof(s1)));
+		pr_debug("msg=\"no redirect record, closing\" peer=%s",
+			 nm_sockaddr_format(&f->src, s1, sizeof(s1)));
 		goto reset;
 	}
-	if (!orig.src_workload_id || orig.src_workload_id > c->n_workloads) {
-		pr_warn("msg=\"redirect record names an unknown workload\" peer=%s workload_id=%u",
-			nm_sockaddr_format(&f->src, s1, sizeof(s1)), orig.src_workload_id);
+	err = nm_route_outbound(a->state, a->first_generation, &orig, &f->src,
+				monotonic_ns(), &r, &why);
+	if (err) {
+		a->stats.bad_record++;
+		pr_debug("msg=\"redirect record refused, closing\" peer=%s reason=\"%s\" generation=%u workload_id=%u",
+			 nm_sockaddr_format(&f->src, s1, sizeof(s1)), why,
+			 orig.generation, orig.src_workload_id);
 		goto reset;
 	}
-	w = orig.src_workload_id - 1;
-	id_from_cfg(a, c->workloads[w].ns, c->workloads[w].sa, &f->local_id);
-	nm_addr_to_sockaddr(&orig.orig_dst, orig.orig_port, &f->dst);
-	nm_addr_to_sockaddr(&orig.backend, orig.backend_port, &f->backend);
-	if (orig.flags & NM_ORIG_LOCAL) {
-		f->connect_to = f->backend;
-	} else {
-		const struct nm_workload_cfg *dw;
-		const struct nm_node *n;
-
-		w = nm_cluster_find_workload_by_ip(c, &orig.backend);
-		if (w < 0) {
-			pr_warn("msg=\"backend is not a known workload\" flow=%llu backend=%s",
-				(unsigned long long)f->id,
-				nm_sockaddr_format(&f->backend, s1, sizeof(s1)));
-			goto reset;
-		}
-		dw = &c->workloads[w];
-		n = &c->nodes[dw->node];
-		nm_addr_to_sockaddr(&n->addr,
-				    htons(c->mesh.inbound_port), &f->connect_to);
-		id_from_cfg(a, dw->ns, dw->sa, &f->expected_peer);
+	f->local_id = r.local_id;
+	f->dst = r.dst;
+	f->backend = r.backend;
+	f->connect_to = r.connect_to;
+	f->src_workload = r.src_workload;
+	if (r.remote) {
+		f->expected_peer = r.peer_id;
 		f->has_expected = true;
 		f->remote = true;
 		if (!nm_tls_has_identity(a->tls, f->local_id.ns, f->local_id.sa)) {

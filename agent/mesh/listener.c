@@ -12,9 +12,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "core/agent.h"
 #include "lib/log.h"
 #include "mesh/flow.h"
+#include "state/state.h"
 
 /* ------------------------------------------------------------- overload */
 
@@ -223,35 +226,85 @@ err_close:
 	return err;
 }
 
-int nm_proxy_listen(struct nm_agent *a)
+static bool listener_has(const struct nm_agent *a, enum nm_listener_kind kind,
+			 const struct sockaddr_storage *ss)
 {
-	const struct nm_cluster *c = a->cluster;
+	for (const struct nm_listener *l = a->listeners; l; l = l->next)
+		if (l->kind == kind && !memcmp(&l->addr, ss, sizeof(*ss)))
+			return true;
+	return false;
+}
+
+static int listen_once(struct nm_agent *a, enum nm_listener_kind kind,
+		       const struct nm_addr *ip, uint16_t port)
+{
 	struct sockaddr_storage ss;
+
+	nm_addr_to_sockaddr(ip, htons(port), &ss);
+	if (listener_has(a, kind, &ss))
+		return 0;
+	return listener_open(a, kind, &ss, NULL);
+}
+
+static uint16_t listener_port(const struct nm_listener *l)
+{
+	__be16 port;
+	struct nm_addr ip;
+
+	nm_addr_from_sockaddr(&l->addr, &ip, &port);
+	return ntohs(port);
+}
+
+int nm_proxy_listen_mesh(struct nm_agent *a, const struct nm_state *s)
+{
+	const struct nm_mesh_cfg *mc = &s->cluster->mesh;
+	const struct nm_node *n;
 	int err;
 
-	if (a->node >= 0) {
-		const struct nm_node *n = &c->nodes[a->node];
-
-		if (a->dp) {
-			nm_addr_to_sockaddr(&n->addr,
-					    htons(c->mesh.outbound_port), &ss);
-			err = listener_open(a, NM_LST_OUTBOUND, &ss, NULL);
-			if (err)
-				return err;
-			if (n->has_addr6) {
-				nm_addr_to_sockaddr(&n->addr6,
-						    htons(c->mesh.outbound_port), &ss);
-				err = listener_open(a, NM_LST_OUTBOUND, &ss, NULL);
-				if (err)
-					return err;
-			}
-		}
-		nm_addr_to_sockaddr(&n->addr,
-				    htons(c->mesh.inbound_port), &ss);
-		err = listener_open(a, NM_LST_INBOUND, &ss, NULL);
+	if (!s->self)
+		return 0;
+	n = s->self->cfg;
+	if (a->dp) {
+		err = listen_once(a, NM_LST_OUTBOUND, &n->addr, mc->outbound_port);
+		if (!err && n->has_addr6)
+			err = listen_once(a, NM_LST_OUTBOUND, &n->addr6,
+					  mc->outbound_port);
 		if (err)
 			return err;
 	}
+	return listen_once(a, NM_LST_INBOUND, &n->addr, mc->inbound_port);
+}
+
+void nm_proxy_close_stale_mesh(struct nm_agent *a, const struct nm_state *s)
+{
+	const struct nm_mesh_cfg *mc = &s->cluster->mesh;
+	struct nm_listener **pp = &a->listeners, *l;
+
+	while ((l = *pp)) {
+		bool stale = (l->kind == NM_LST_OUTBOUND &&
+			      listener_port(l) != mc->outbound_port) ||
+			     (l->kind == NM_LST_INBOUND &&
+			      listener_port(l) != mc->inbound_port);
+
+		if (!stale) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		nm_loop_del(a->loop, l->fd);
+		close(l->fd);
+		free(l);
+	}
+}
+
+int nm_proxy_listen(struct nm_agent *a)
+{
+	const struct nm_cluster *c = a->cluster;
+	int err;
+
+	err = nm_proxy_listen_mesh(a, a->state);
+	if (err)
+		return err;
 	for (unsigned int i = 0; i < c->n_forwards; i++) {
 		const struct nm_forward_cfg *fwd = &c->forwards[i];
 
