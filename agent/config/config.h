@@ -11,7 +11,10 @@
  *                                               relative to the file's folder
  *   "mesh": {                                   optional
  *     "outboundPort": 15001, "inboundPort": 15008,
- *     "adminPort": 15000, "failMode": "closed"|"open"
+ *     "adminPort": 15000, "failMode": "closed"|"open",
+ *     "limits": { "maxFlows": N, "maxHandshakes": N, "maxFlowsPerPod": N,
+ *                 "maxFlowsPerPeer": N }   each optional, 0..10000000;
+ *                                          0 = derived from RLIMIT_NOFILE
  *   },
  *   "nodes": [ { "name": "node-1", "address": "198.18.0.1",
  *                "address6": "2001:2::1" (optional),
@@ -32,6 +35,11 @@
  *
  * Errors name the file and the JSON path of the field, e.g.
  *   cluster.json: workloads[1].ip: "198.18.1.300" is not an IPv4 address
+ *
+ * Inside agent/config: json.c walks JSON (typed fields, paths, key checks,
+ * complexity caps), fields.c holds the file's value types, list.c the
+ * top-level arrays and their duplicate checks, mesh.c nodes.c workloads.c
+ * services.c forwards.c one section each, and this API in config.c.
  */
 #ifndef NM_CONFIG_H
 #define NM_CONFIG_H
@@ -48,7 +56,9 @@
 /*
  * Parse a cluster file. On success returns 0 and *out owns heap memory (free
  * with nm_cluster_free). On failure returns -EINVAL (or -errno for I/O) and
- * writes "FILE: json.path: what is wrong" into err.
+ * writes "FILE: json.path: what is wrong" into err. Never blocks: the file
+ * is opened O_NONBLOCK and must be a regular file of at most 16 MiB (a
+ * FIFO, device or directory gives -EINVAL, "FILE: not a regular file").
  */
 int nm_cluster_load_file(const char *path, struct nm_cluster **out,
 			 char *err, size_t errlen);
