@@ -37,6 +37,7 @@
 struct nm_daemon {
 	struct nm_agent agent;
 	uint64_t agent_cgroup_id;
+	char node_buf[NM_NAME_MAX]; /* node_name outlives any one snapshot */
 	const char *config_path;
 	const char *node_name;
 	bool tls_resumption;
@@ -72,9 +73,10 @@ static int file_mtime(const char *path, struct timespec *ts)
 }
 
 /* This agent's node name: --node / $NODE_NAME, else the node whose address
- * is configured here. *name is NULL for a forwards-only agent. */
+ * is configured here, copied into buf. *out is NULL for a forwards-only
+ * agent. */
 static int pick_node(const struct nm_cluster *c, const char *name,
-		     const char **out)
+		     char *buf, size_t len, const char **out)
 {
 	int n;
 
@@ -86,7 +88,8 @@ static int pick_node(const struct nm_cluster *c, const char *name,
 				name, c->path);
 			return -ENOENT;
 		}
-		*out = c->nodes[n].name;
+		snprintf(buf, len, "%s", c->nodes[n].name);
+		*out = buf;
 		return 0;
 	}
 	if (!c->n_nodes)
@@ -99,7 +102,8 @@ static int pick_node(const struct nm_cluster *c, const char *name,
 			c->path);
 	if (n < 0)
 		return -ENOENT;
-	*out = c->nodes[n].name;
+	snprintf(buf, len, "%s", c->nodes[n].name);
+	*out = buf;
 	return 0;
 }
 
@@ -508,7 +512,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	file_mtime(d.config_path, &d.config_mtime);
-	if (pick_node(a->cluster, d.node_name, &d.node_name))
+	if (pick_node(a->cluster, d.node_name, d.node_buf, sizeof(d.node_buf),
+		      &d.node_name))
 		goto out;
 	/* The agent's own cgroup must never be a meshed workload's: that is
 	 * what keeps connect4/6 away from the agent's sockets. */
