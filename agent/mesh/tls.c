@@ -524,7 +524,16 @@ static int verify_cb(int ok, X509_STORE_CTX *xctx)
 	const char *why;
 	SSL *ssl;
 
-	if (!ok || X509_STORE_CTX_get_error_depth(xctx) != 0)
+	if (!ok) {
+		/* OpenSSL's own refusal; the handshake failure line only says
+		 * "certificate verify failed", this says which and where. */
+		pr_debug("msg=\"peer certificate refused\" reason=\"%s\" depth=%d",
+			 X509_verify_cert_error_string(
+				 X509_STORE_CTX_get_error(xctx)),
+			 X509_STORE_CTX_get_error_depth(xctx));
+		return ok;
+	}
+	if (X509_STORE_CTX_get_error_depth(xctx) != 0)
 		return ok;
 	ssl = X509_STORE_CTX_get_ex_data(xctx,
 					 SSL_get_ex_data_X509_STORE_CTX_idx());

@@ -25,8 +25,29 @@
  *       records carry version 0x0303, and each direction carried at least N
  *       bytes of application data (default 1).
  *
- * The tool is deliberately self-contained (libc only) so that a broken agent
- * library can never make the tests that judge it pass.
+ *   nm_peer nmtp    --to IP:PORT --dst IP:PORT [--cert F --key F]
+ *                   [--sni NAME] [--alpn P | --no-alpn] [--tls12]
+ *                   [--plaintext] [--bytes N] [--timeout-ms T]
+ *       A hand-made NMTP client (the hostile client of the bypass tests):
+ *       TLS to an agent's inbound port with exactly the options given
+ *       (cert.pem may hold a chain after the leaf; the server is not
+ *       verified), then the preamble (DST) and N bytes, then reads the
+ *       status; on status 0 it half-closes and reads the echo back.
+ *       --plaintext sends the same bytes without TLS. One JSON line (status
+ *       -1: none received; echoed: bytes read back); exit 0 when the agent
+ *       answered status 0 (ok), 1 otherwise.
+ *   nm_peer tls-serve --port P [--addr A] --cert F --key F
+ *       A fake inbound agent: TLS 1.3 server with ALPN nmtp/1 presenting F
+ *       (leaf + chain); asks for but does not verify a client certificate.
+ *       Prints "conn handshake=ok|failed app_bytes=N" per connection.
+ *   nm_peer mkcert  --ca-dir D --out DIR --kind K [--id SPIFFE-ID]
+ *       Writes DIR/cert.pem and DIR/key.pem: a certificate the development
+ *       CA in D would never issue (kinds in mkcert_kinds[]), for the id
+ *       (default spiffe://<td>/ns/default/sa/client).
+ *
+ * The traffic subcommands are self-contained (libc; the TLS ones OpenSSL
+ * directly), never the agent's code, so that a broken agent library can
+ * never make the tests that judge it pass; mkcert uses the CLI's dev CA.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,6 +68,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "tools/devca.h"
 
 #define IO_CHUNK (64 * 1024)
 #define ECHO_BUF (64 * 1024)
@@ -82,7 +109,11 @@ static void usage(void)
 		"       nm_peer send --to IP:PORT --bytes N [--timeout-ms T] [--dump-sent FILE]\n"
 		"       nm_peer connect --to IP:PORT [--timeout-ms T] [--wait-close-ms W]\n"
 		"       nm_peer find --haystack FILE --needles FILE [--chunk C]\n"
-		"       nm_peer tlsrec --pcap FILE --port P [--min-bytes N]\n");
+		"       nm_peer tlsrec --pcap FILE --port P [--min-bytes N]\n"
+		"       nm_peer nmtp --to IP:PORT --dst IP:PORT [--cert F --key F] [--sni S]\n"
+		"                    [--alpn P | --no-alpn] [--tls12] [--plaintext] [--bytes N]\n"
+		"       nm_peer tls-serve --port P [--addr A] --cert F --key F\n"
+		"       nm_peer mkcert --ca-dir D --out DIR --kind K [--id SPIFFE-ID]\n");
 }
 
 /* "1.2.3.4:80" or "[::1]:80" */
@@ -1192,6 +1223,423 @@ out:
 	return rc;
 }
 
+
+/* ----------------------------------------------------------------- nmtp */
+
+static void put_addr_tlv(uint8_t *b, size_t *n, uint8_t type,
+			 const struct sockaddr_storage *ss)
+{
+	b[(*n)++] = type;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+		b[(*n)++] = 7;
+		b[(*n)++] = 4;
+		memcpy(b + *n, &a->sin_addr, 4);
+		*n += 4;
+		memcpy(b + *n, &a->sin_port, 2);
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+
+		b[(*n)++] = 19;
+		b[(*n)++] = 6;
+		memcpy(b + *n, &a->sin6_addr, 16);
+		*n += 16;
+		memcpy(b + *n, &a->sin6_port, 2);
+	}
+	*n += 2;
+}
+
+/* Loads leaf + chain from a PEM file into ctx. */
+static int use_cert_file(SSL_CTX *ctx, const char *cert, const char *key)
+{
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		ERR_print_errors_fp(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *ossl_err(void)
+{
+	static char buf[200];
+	unsigned long e = ERR_peek_last_error();
+
+	buf[0] = '\0';
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf[0] ? buf : "-";
+}
+
+/* Blocking I/O on fd with SO_RCVTIMEO/SO_SNDTIMEO = timeout. */
+static void set_blocking_timeouts(int fd, uint64_t timeout_ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static int cmd_nmtp(const struct opts *o)
+{
+	const char *to = opt_get(o, "--to"), *dst = opt_get(o, "--dst");
+	const char *cert = opt_get(o, "--cert"), *key = opt_get(o, "--key");
+	const char *sni = opt_get(o, "--sni"), *alpn = opt_get(o, "--alpn");
+	bool plain = opt_flag(o, "--plaintext"), tls12 = opt_flag(o, "--tls12");
+	bool no_alpn = opt_flag(o, "--no-alpn");
+	struct sockaddr_storage tss, dss;
+	socklen_t tl, dl;
+	uint64_t nbytes, timeout;
+	uint8_t pre[64], *data = NULL, st[5];
+	size_t pn = 6, got = 0;
+	uint64_t echoed = 0;
+	const char *hs = "none", *err = "-";
+	char la[64] = "-";
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	int fd, status = -1, rc = 1;
+
+	if (!to || !dst || parse_hostport(to, &tss, &tl) ||
+	    parse_hostport(dst, &dss, &dl) || (cert && !key) ||
+	    opt_u64(o, "--bytes", 1024, &nbytes) || nbytes > (1 << 24) ||
+	    opt_u64(o, "--timeout-ms", 3000, &timeout)) {
+		usage();
+		return CX_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	memcpy(pre, "NMT1", 4);
+	put_addr_tlv(pre, &pn, 1, &dss);
+	pre[4] = (uint8_t)(pn >> 8);
+	pre[5] = (uint8_t)pn;
+	data = malloc(nbytes + 1);
+	if (!data || fill_random(data, nbytes))
+		return CX_ERROR;
+
+	fd = dial(&tss, tl, (int)timeout, la, sizeof(la));
+	if (fd < 0) {
+		printf("{\"connect\":\"%s\",\"handshake\":\"none\",\"status\":-1}\n",
+		       errno_name(-fd));
+		free(data);
+		return 1;
+	}
+	local_addr(fd, la, sizeof(la));
+	set_blocking_timeouts(fd, timeout);
+	if (!plain) {
+		ctx = SSL_CTX_new(TLS_client_method());
+		if (!ctx)
+			goto out;
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+		if (tls12) {
+			SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+			SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+		} else {
+			SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+		}
+		if (!no_alpn) {
+			unsigned char wire[64];
+			size_t n = strlen(alpn ? alpn : "nmtp/1");
+
+			if (n == 0 || n > 60)
+				goto out;
+			wire[0] = (unsigned char)n;
+			memcpy(wire + 1, alpn ? alpn : "nmtp/1", n);
+			SSL_CTX_set_alpn_protos(ctx, wire, (unsigned int)n + 1);
+		}
+		if (cert && use_cert_file(ctx, cert, key))
+			goto out;
+		ssl = SSL_new(ctx);
+		if (!ssl)
+			goto out;
+		SSL_set_fd(ssl, fd);
+		if (sni)
+			SSL_set_tlsext_host_name(ssl, sni);
+		if (SSL_connect(ssl) != 1) {
+			hs = "failed";
+			err = ossl_err();
+			goto out;
+		}
+		hs = "ok";
+		/* TLS 1.3: the server judges our certificate after this; what
+		 * follows is what a hostile client would push regardless. */
+		if (SSL_write(ssl, pre, (int)pn) <= 0 ||
+		    (nbytes && SSL_write(ssl, data, (int)nbytes) <= 0)) {
+			err = ossl_err();
+			goto out;
+		}
+		while (got < sizeof(st)) {
+			int r = SSL_read(ssl, st + got, (int)(sizeof(st) - got));
+
+			if (r <= 0) {
+				err = ossl_err();
+				goto out;
+			}
+			got += (size_t)r;
+		}
+	} else {
+		if (send(fd, pre, pn, MSG_NOSIGNAL) != (ssize_t)pn ||
+		    send(fd, data, nbytes, MSG_NOSIGNAL) != (ssize_t)nbytes) {
+			err = errno_name(errno);
+			goto out;
+		}
+		while (got < sizeof(st)) {
+			ssize_t r = recv(fd, st + got, sizeof(st) - got, 0);
+
+			if (r <= 0) {
+				err = r == 0 ? "eof" : errno_name(errno);
+				goto out;
+			}
+			got += (size_t)r;
+		}
+	}
+	if (!memcmp(st, "NMT1", 4))
+		status = st[4];
+	rc = status == 0 ? 0 : 1;
+	/* Accepted: half-close and take the echo back, so the pod's side
+	 * ends cleanly and the caller sees the bytes made the round trip. */
+	if (status == 0) {
+		if (ssl)
+			SSL_shutdown(ssl);
+		else
+			shutdown(fd, SHUT_WR);
+		for (;;) {
+			char buf[4096];
+			int r = ssl ? SSL_read(ssl, buf, sizeof(buf))
+				    : (int)recv(fd, buf, sizeof(buf), 0);
+
+			if (r <= 0)
+				break;
+			echoed += (uint64_t)r;
+		}
+		ERR_clear_error();
+	}
+out:
+	printf("{\"connect\":\"ok\",\"local\":\"%s\",\"handshake\":\"%s\",\"status\":%d,\"echoed\":%" PRIu64 ",\"error\":\"%s\"}\n",
+	       la, plain ? "plaintext" : hs, status, echoed, err);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	free(data);
+	return rc;
+}
+
+/* ------------------------------------------------------------ tls-serve */
+
+static int serve_alpn_cb(SSL *ssl, const unsigned char **out,
+			 unsigned char *outlen, const unsigned char *in,
+			 unsigned int inlen, void *arg)
+{
+	static const unsigned char want[] = "\x06nmtp/1";
+	unsigned char *sel;
+
+	if (SSL_select_next_proto(&sel, outlen, want, sizeof(want) - 1, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int accept_any_cert(int ok, X509_STORE_CTX *x)
+{
+	return 1;
+}
+
+static int cmd_tls_serve(const struct opts *o)
+{
+	const char *addr = opt_get(o, "--addr");
+	const char *cert = opt_get(o, "--cert"), *key = opt_get(o, "--key");
+	struct sockaddr_storage ss;
+	uint64_t port;
+	socklen_t sl;
+	char hp[160];
+	SSL_CTX *ctx;
+	int lfd, one = 1;
+
+	if (opt_u64(o, "--port", 0, &port) || port == 0 || port > 65535 ||
+	    !cert || !key) {
+		usage();
+		return CX_USAGE;
+	}
+	snprintf(hp, sizeof(hp), "%s:%u", addr ? addr : "0.0.0.0",
+		 (unsigned int)port);
+	if (parse_hostport(hp, &ss, &sl)) {
+		usage();
+		return CX_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx)
+		return 1;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cert);
+	SSL_CTX_set_alpn_select_cb(ctx, serve_alpn_cb, NULL);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	if (use_cert_file(ctx, cert, key))
+		return 1;
+	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&ss, sl) < 0 || listen(lfd, 64) < 0) {
+		fprintf(stderr, "nm_peer: listen %s: %s\n", hp, strerror(errno));
+		return 1;
+	}
+	printf("listening addr=%s\n", hp);
+	fflush(stdout);
+	for (;;) {
+		struct sockaddr_storage peer;
+		socklen_t pl = sizeof(peer);
+		uint64_t app = 0;
+		char pa[64], buf[4096];
+		const char *hs = "failed";
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+		SSL *ssl;
+
+		if (fd < 0)
+			continue;
+		format_addr(&peer, pa, sizeof(pa));
+		set_blocking_timeouts(fd, 2000);
+		ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		if (SSL_accept(ssl) == 1) {
+			int r;
+
+			hs = "ok";
+			while ((r = SSL_read(ssl, buf, sizeof(buf))) > 0)
+				app += (uint64_t)r;
+		}
+		printf("conn peer=%s handshake=%s app_bytes=%" PRIu64 " reason=\"%s\"\n",
+		       pa, hs, app, ossl_err());
+		fflush(stdout);
+		SSL_free(ssl);
+		close(fd);
+	}
+}
+
+/* --------------------------------------------------------------- mkcert */
+
+static const char *const mkcert_kinds[] = {
+	"valid", "selfsigned", "two-uris", "non-spiffe", "no-san", "dns-only",
+	"port", "query", "nul", "expired", "ca-leaf", "leaf-signed", NULL,
+};
+
+static int cmd_mkcert(const struct opts *o)
+{
+	const char *dir = opt_get(o, "--ca-dir"), *out = opt_get(o, "--out");
+	const char *kind = opt_get(o, "--kind"), *id = opt_get(o, "--id");
+	char err[512] = "", path[1024], uri[512], odd[600];
+	struct nm_ca ca = { 0 };
+	EVP_PKEY *key = NULL, *wkey = NULL;
+	X509 *certs[2] = { NULL, NULL };
+	unsigned int n = 1;
+	bool known = false;
+	int ret = 1;
+
+	if (!dir || !out || !kind) {
+		usage();
+		return CX_USAGE;
+	}
+	for (int i = 0; mkcert_kinds[i]; i++)
+		known |= !strcmp(kind, mkcert_kinds[i]);
+	if (!known) {
+		fprintf(stderr, "nm_peer mkcert: unknown kind %s\n", kind);
+		return CX_USAGE;
+	}
+	if (nm_ca_load(dir, &ca, err, sizeof(err))) {
+		fprintf(stderr, "nm_peer mkcert: %s\n", err);
+		return 1;
+	}
+	if (id)
+		snprintf(uri, sizeof(uri), "%s", id);
+	else
+		snprintf(uri, sizeof(uri), "spiffe://%s/ns/default/sa/client",
+			 ca.trust_domain);
+	if (nm_ca_new_key(&key) || nm_ca_new_key(&wkey))
+		goto out;
+
+	struct nm_ca_craft sp = { .issuer = ca.cert, .issuer_key = ca.key,
+				  .key = key, .uri = { uri } };
+	const char *rest = uri + strlen("spiffe://");
+
+	if (strncmp(uri, "spiffe://", 9) != 0)
+		rest = uri;
+	if (!strcmp(kind, "selfsigned")) {
+		sp.issuer = NULL;
+	} else if (!strcmp(kind, "two-uris")) {
+		snprintf(odd, sizeof(odd), "spiffe://%s/ns/default/sa/admin",
+			 ca.trust_domain);
+		sp.uri[1] = odd;
+	} else if (!strcmp(kind, "non-spiffe")) {
+		snprintf(odd, sizeof(odd), "https://%s", rest);
+		sp.uri[0] = odd;
+	} else if (!strcmp(kind, "no-san")) {
+		sp.uri[0] = NULL;
+	} else if (!strcmp(kind, "dns-only")) {
+		sp.uri[0] = NULL;
+		sp.dns[0] = "client.default.cluster.local";
+	} else if (!strcmp(kind, "port") || !strcmp(kind, "query")) {
+		const char *slash = strchr(rest, '/');
+		int tdl = slash ? (int)(slash - rest) : (int)strlen(rest);
+
+		if (!strcmp(kind, "port"))
+			snprintf(odd, sizeof(odd), "spiffe://%.*s:8443%s", tdl,
+				 rest, slash ? slash : "");
+		else
+			snprintf(odd, sizeof(odd), "%s?admin=1", uri);
+		sp.uri[0] = odd;
+	} else if (!strcmp(kind, "nul")) {
+		int l = snprintf(odd, sizeof(odd), "%s", uri);
+
+		memcpy(odd + l, "\0.evil", 7);
+		sp.uri[0] = odd;
+		sp.uri_len[0] = l + 6;
+	} else if (!strcmp(kind, "expired")) {
+		sp.not_before = -7200;
+		sp.not_after = -3600;
+	} else if (!strcmp(kind, "ca-leaf")) {
+		sp.ca = true;
+		sp.key_usage = "critical,digitalSignature,keyCertSign,cRLSign";
+		sp.ext_key_usage = "serverAuth,clientAuth";
+	} else if (!strcmp(kind, "leaf-signed")) {
+		/* A CA:TRUE certificate carrying a workload ID, signed by the
+		 * cluster CA, signs the leaf (id given) and rides along. */
+		struct nm_ca_craft w = { .issuer = ca.cert, .issuer_key = ca.key,
+					 .key = wkey, .ca = true,
+					 .cn = "workload-as-issuer" };
+
+		snprintf(odd, sizeof(odd), "spiffe://%s/ns/default/sa/echo",
+			 ca.trust_domain);
+		w.uri[0] = odd;
+		if (nm_ca_craft(&w, &certs[1]))
+			goto out;
+		sp.issuer = certs[1];
+		sp.issuer_key = wkey;
+		n = 2;
+	}
+	if (nm_ca_craft(&sp, &certs[0]) ||
+	    nm_ca_mkdirs(out, 0700, err, sizeof(err)))
+		goto out;
+	snprintf(path, sizeof(path), "%s/cert.pem", out);
+	if (nm_ca_write_certs(path, certs, n, err, sizeof(err)))
+		goto out;
+	snprintf(path, sizeof(path), "%s/key.pem", out);
+	if (nm_ca_write_key(path, key, err, sizeof(err)))
+		goto out;
+	ret = 0;
+out:
+	if (ret)
+		fprintf(stderr, "nm_peer mkcert %s: failed %s\n", kind, err);
+	X509_free(certs[0]);
+	X509_free(certs[1]);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(wkey);
+	nm_ca_release(&ca);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1212,6 +1660,12 @@ int main(int argc, char **argv)
 		return cmd_find(&o);
 	if (!strcmp(argv[1], "tlsrec"))
 		return cmd_tlsrec(&o);
+	if (!strcmp(argv[1], "nmtp"))
+		return cmd_nmtp(&o);
+	if (!strcmp(argv[1], "tls-serve"))
+		return cmd_tls_serve(&o);
+	if (!strcmp(argv[1], "mkcert"))
+		return cmd_mkcert(&o);
 	usage();
 	return CX_USAGE;
 }
