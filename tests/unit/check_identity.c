@@ -327,6 +327,82 @@ START_TEST(test_x509_uri_with_nul)
 }
 END_TEST
 
+/* nm_x509_svid_leaf_check / nm_x509_svid_issuer_check over crafted shapes. */
+START_TEST(test_x509_leaf_and_issuer_rules)
+{
+	struct nm_spiffe_id id = { "cluster.local", "default", "client" };
+	static const char wl[] = "spiffe://cluster.local/ns/default/sa/client";
+	EVP_PKEY *key;
+	const char *why;
+	X509 *x;
+
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	/* What the dev CA issues: a good leaf, never an issuer. */
+	ck_assert_int_eq(nm_ca_new_leaf(&test_ca, key, &id, 1, &x), 0);
+	ck_assert_int_eq(nm_x509_svid_leaf_check(x, &why), 0);
+	ck_assert_int_eq(nm_x509_svid_issuer_check(x, &why), -EPERM);
+	ck_assert_str_eq(why, "issuer is not a CA (basicConstraints cA=TRUE missing)");
+	X509_free(x);
+	/* The dev CA root: an issuer (trust domain ID, no path), never a leaf. */
+	ck_assert_int_eq(nm_x509_svid_issuer_check(test_ca.cert, &why), 0);
+	ck_assert_int_eq(nm_x509_svid_leaf_check(test_ca.cert, &why), -EPERM);
+	ck_assert_str_eq(why, "leaf certificate is a CA (basicConstraints cA=TRUE)");
+
+	struct {
+		struct nm_ca_craft sp;
+		int leaf, issuer; /* expected results */
+		const char *leaf_why, *issuer_why;
+	} cases[] = {
+		/* CA:TRUE with a workload ID: neither. */
+		{ { .ca = true, .uri = { wl } }, -EPERM, -EPERM,
+		  "leaf certificate is a CA (basicConstraints cA=TRUE)",
+		  "issuer carries a workload SPIFFE ID" },
+		/* The same with the scheme in upper case: still a workload. */
+		{ { .ca = true, .uri = { "SPIFFE://cluster.local/ns/a/sa/b" } },
+		  -EPERM, -EPERM, NULL, "issuer carries a workload SPIFFE ID" },
+		/* keyCertSign without basicConstraints. */
+		{ { .no_basic_constraints = true,
+		    .key_usage = "critical,digitalSignature,keyCertSign",
+		    .uri = { wl } }, -EPERM, -EPERM,
+		  "leaf certificate may sign certificates or CRLs (keyUsage keyCertSign/cRLSign)",
+		  "issuer is not a CA (basicConstraints cA=TRUE missing)" },
+		/* cRLSign with CA:FALSE. */
+		{ { .key_usage = "critical,digitalSignature,cRLSign",
+		    .uri = { wl } }, -EPERM, -EPERM,
+		  "leaf certificate may sign certificates or CRLs (keyUsage keyCertSign/cRLSign)",
+		  NULL },
+		/* No keyUsage at all, CA:FALSE: a leaf. */
+		{ { .key_usage = "", .uri = { wl } }, 0, -EPERM, NULL, NULL },
+		/* An intermediate without SAN: an issuer. */
+		{ { .ca = true }, -EPERM, 0, NULL, NULL },
+		/* An intermediate with a DNS SAN only: an issuer. */
+		{ { .ca = true, .dns = { "ca.example" } }, -EPERM, 0, NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct nm_ca_craft sp = cases[i].sp;
+
+		sp.issuer = test_ca.cert;
+		sp.issuer_key = test_ca.key;
+		sp.key = key;
+		ck_assert_int_eq(nm_ca_craft(&sp, &x), 0);
+		why = NULL;
+		ck_assert_msg(nm_x509_svid_leaf_check(x, &why) == cases[i].leaf,
+			      "case %zu leaf: %s", i, why ? why : "accepted");
+		if (cases[i].leaf_why)
+			ck_assert_str_eq(why, cases[i].leaf_why);
+		why = NULL;
+		ck_assert_msg(nm_x509_svid_issuer_check(x, &why) == cases[i].issuer,
+			      "case %zu issuer: %s", i, why ? why : "accepted");
+		if (cases[i].issuer_why)
+			ck_assert_str_eq(why, cases[i].issuer_why);
+		X509_free(x);
+	}
+	ck_assert_int_eq(nm_x509_svid_leaf_check(NULL, &why), -EPERM);
+	ck_assert_int_eq(nm_x509_svid_issuer_check(NULL, NULL), -EPERM);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
 static Suite *identity_suite(void)
 {
 	Suite *s = suite_create("identity");
@@ -344,6 +420,7 @@ static Suite *identity_suite(void)
 	tcase_add_test(tx, test_x509_issued_leaf);
 	tcase_add_test(tx, test_x509_san_shapes);
 	tcase_add_test(tx, test_x509_uri_with_nul);
+	tcase_add_test(tx, test_x509_leaf_and_issuer_rules);
 	suite_add_tcase(s, tx);
 	return s;
 }
