@@ -31,7 +31,8 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
+# SAN: sanitizer flags for a second build of the unit suites (unit-san).
+CFLAGS    += $(SAN) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
 	     -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
 	     -D_GNU_SOURCE -Iinclude -I. -Iagent -I$(OUT) $(PKG_CFLAGS)
 LDLIBS    += $(PKG_LIBS)
@@ -72,7 +73,7 @@ FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(OUT)/tests/fuzz/%,$(FUZZ_SRCS))
 
 BINS := $(OUT)/nodemeshd $(OUT)/nodemesh
 
-.PHONY: all deps check check-unit check-bpf check-integration check-fuzz \
+.PHONY: all deps check check-unit check-unit-san unit-san check-bpf check-integration check-fuzz \
 	demo demo-up demo-down install clean tests fuzz vm-check bench bench-quick
 
 all: $(BINS) tests
@@ -154,12 +155,22 @@ $(OUT) $(OUT)/bpf:
 # --- tests -------------------------------------------------------------------
 # Each suite prints its own results; tests/run.sh sums them and ends with
 # "N passed, N failed".
-check: deps
-	$(Q)$(MAKE) --no-print-directory all fuzz
+# Nothing here installs packages: tools/install-deps.sh does, once.
+check:
+	$(Q)$(MAKE) --no-print-directory all fuzz unit-san
 	$(Q)tests/run.sh all
 
 check-unit: tests
 	$(Q)tests/run.sh unit
+
+# The unit suites again, built with ASan + UBSan into $(OUT)/san.
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	     -fno-sanitize-recover=undefined
+unit-san:
+	$(Q)$(MAKE) --no-print-directory OUT=$(OUT)/san SAN="$(SAN_FLAGS)" \
+		$(patsubst $(OUT)/%,$(OUT)/san/%,$(UNIT_BINS))
+check-unit-san: unit-san
+	$(Q)tests/run.sh unit-san
 check-bpf: all
 	$(Q)tests/run.sh bpf
 check-integration: all
@@ -168,11 +179,11 @@ check-fuzz: fuzz
 	$(Q)tests/run.sh fuzz
 
 # --- demo --------------------------------------------------------------------
-demo: deps
+demo:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tests/integration/demo.sh run
 
-demo-up: deps
+demo-up:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tests/integration/demo.sh up
 
@@ -181,16 +192,16 @@ demo-down:
 
 # --- kernel matrix -------------------------------------------------------------
 KERNELS ?= 5.10 6.1 6.12
-vm-check: deps
+vm-check:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)NM_OUT=$(OUT) tests/vm/run.sh --no-build --kernels "$(KERNELS)"
 
 # --- benchmarks (never part of check; bench/smoke.sh tests the scripts) ------
-bench: deps
+bench:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)NODEMESHD=$(abspath $(OUT))/nodemeshd bench/run.sh --full
 
-bench-quick: deps
+bench-quick:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)NODEMESHD=$(abspath $(OUT))/nodemeshd bench/run.sh --quick
 

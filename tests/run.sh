@@ -3,10 +3,11 @@
 #
 # tests/run.sh - run nodemesh's test suites and sum their results.
 #
-#   tests/run.sh [all|unit|bpf|integration|fuzz|vm]...     (default: all)
+#   tests/run.sh [all|unit|unit-san|bpf|integration|fuzz|vm]...  (default: all)
 #
 #   unit         every build/tests/unit/check_* (Check suites; each check
 #                counts, from Check's "Checks: N, Failures: F, Errors: E")
+#   unit-san     the same suites built with ASan + UBSan (build/san/...)
 #   bpf          every build/tests/bpf/test_* (root; Check suites or plain
 #                binaries, one result per binary when there is no summary)
 #   integration  every tests/integration/test_*.sh (root); each scenario's
@@ -17,7 +18,7 @@
 #   vm           tests/vm/run.sh --quick
 #   bench        bench/smoke.sh: the benchmark scripts run one short point
 #                and their JSON parses (no figure is asserted)
-#   all          unit bpf integration fuzz bench vm
+#   all          unit unit-san bpf integration fuzz bench vm
 #
 # A suite whose sources exist but whose binaries do not is a failure, not a
 # skip. Prints one line per result and ends with "N passed, N failed" alone
@@ -103,6 +104,13 @@ run_binary_suite() { # SUITE SRCGLOB-DIR PREFIX NEEDROOT
 }
 
 suite_unit() { run_binary_suite unit tests/unit check_ 0; }
+# The same suites built with ASan + UBSan (make unit-san) into $BUILD/san.
+suite_unit_san() {
+	local BUILD=$BUILD/san
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+		UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		run_binary_suite unit-san tests/unit check_ 0
+}
 suite_bpf() { run_binary_suite bpf tests/bpf test_ 1; }
 
 # Run ids ("nm" + 4 hex) that own anything right now: network namespaces,
@@ -301,8 +309,9 @@ main() {
 	((${#suites[@]})) || suites=(all)
 	for s in "${suites[@]}"; do
 		case $s in
-		all) suite_unit; suite_bpf; suite_integration; suite_fuzz; suite_bench; suite_vm ;;
+		all) suite_unit; suite_unit_san; suite_bpf; suite_integration; suite_fuzz; suite_bench; suite_vm ;;
 		unit) suite_unit ;;
+		unit-san) suite_unit_san ;;
 		bpf) suite_bpf ;;
 		integration) suite_integration ;;
 		fuzz) suite_fuzz ;;
@@ -313,7 +322,7 @@ main() {
 			exit 0
 			;;
 		*)
-			echo "tests/run.sh: unknown suite '$s' (all|unit|bpf|integration|fuzz|bench|vm)" >&2
+			echo "tests/run.sh: unknown suite '$s' (all|unit|unit-san|bpf|integration|fuzz|bench|vm)" >&2
 			exit 2
 			;;
 		esac
