@@ -72,6 +72,7 @@ struct nm_agent_stats {
 /* One rate-limit state per data-path log reason (lib/log.h). */
 struct nm_agent_ratelimits {
 	struct nm_ratelimit accept;
+	struct nm_ratelimit accept_pause;  /* one line a second at most */
 	struct nm_ratelimit connect;
 	struct nm_ratelimit tls;
 	struct nm_ratelimit preamble;
@@ -103,6 +104,7 @@ struct nm_agent {
 	struct nm_limits limits;  /* nm_limits_init() after raise_fd_limit() */
 	struct nm_agent_ratelimits rl;
 	uint64_t accept_timer;    /* resumes paused listeners */
+	unsigned int listeners_paused;
 	int spare_fd;             /* reserve descriptor for EMFILE, if has_spare_fd */
 	bool has_spare_fd;
 };
@@ -113,6 +115,8 @@ int nm_proxy_listen(struct nm_agent *a);
 int nm_proxy_listen_mesh(struct nm_agent *a, const struct nm_state *s);
 /* Closes outbound/inbound listeners on ports the state no longer uses. */
 void nm_proxy_close_stale_mesh(struct nm_agent *a, const struct nm_state *s);
+/* A flow gave descriptors back: paused listeners may accept again now. */
+void nm_proxy_fds_freed(struct nm_agent *a);
 /* Stops accepting: closes the listeners. */
 void nm_proxy_stop_listening(struct nm_agent *a);
 /* Closes every live flow (reset when reset is true). */

@@ -154,6 +154,8 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 	a->stats.flows_active--;
 	a->stats.flows_closed++;
 	free(f);
+	if (a->listeners_paused)
+		nm_proxy_fds_freed(a);
 }
 
 /* ----------------------------------------------------------- connecting */

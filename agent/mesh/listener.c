@@ -73,6 +73,33 @@ static void listener_shed(struct nm_listener *l)
 	spare_fd_open(a);
 }
 
+static void listener_resume(struct nm_listener *l)
+{
+	l->paused_until = 0;
+	if (l->agent->listeners_paused)
+		l->agent->listeners_paused--;
+	nm_loop_set_mask(l->agent->loop, l->fd, NM_EV_READ);
+}
+
+/* A flow ended: listeners paused for want of descriptors try again at
+ * once instead of waiting out their timer (the timer stays as the retry
+ * for memory shortages and when no flow ends). */
+void nm_proxy_fds_freed(struct nm_agent *a)
+{
+	unsigned int still = 0;
+
+	for (struct nm_listener *l = a->listeners; l; l = l->next) {
+		if (!l->paused_until)
+			continue;
+		if (l->last_errno == EMFILE || l->last_errno == ENFILE)
+			listener_resume(l);
+		else
+			still++;
+	}
+	/* Recounted: a listener closed while paused is not waited for. */
+	a->listeners_paused = still;
+}
+
 /* Resumes the listeners whose pause is over; runs again for the others. */
 static int64_t listener_on_resume(struct nm_loop *loop, uint64_t id,
 				  void *data)
@@ -84,8 +111,7 @@ static int64_t listener_on_resume(struct nm_loop *loop, uint64_t id,
 		if (!l->paused_until)
 			continue;
 		if (l->paused_until <= now) {
-			l->paused_until = 0;
-			nm_loop_set_mask(loop, l->fd, NM_EV_READ);
+			listener_resume(l);
 			continue;
 		}
 		if (!next || l->paused_until - now < next)
@@ -117,6 +143,8 @@ static void listener_pause(struct nm_listener *l, int err)
 					NM_ACCEPT_BACKOFF_MIN_MS;
 	if (l->backoff_ms > NM_ACCEPT_BACKOFF_MAX_MS)
 		l->backoff_ms = NM_ACCEPT_BACKOFF_MAX_MS;
+	if (!l->paused_until)
+		a->listeners_paused++;
 	l->paused_until = nm_loop_now_ms() + l->backoff_ms;
 	nm_loop_set_mask(a->loop, l->fd, 0);
 	if (!a->accept_timer)
@@ -124,9 +152,17 @@ static void listener_pause(struct nm_listener *l, int err)
 						    listener_on_resume, a);
 	if (!a->accept_timer) {
 		/* No timer, no pause: keep polling rather than go deaf. */
-		l->paused_until = 0;
-		nm_loop_set_mask(a->loop, l->fd, NM_EV_READ);
+		listener_resume(l);
 	}
+	/* Flows ending resume the listener early, so pauses can come faster
+	 * than the backoff: at most one line a second, with the counts since
+	 * the last one. */
+	if (!a->rl.accept_pause.interval_ms) {
+		a->rl.accept_pause.interval_ms = 1000;
+		a->rl.accept_pause.burst = 1;
+	}
+	if (!nm_ratelimit_check(&a->rl.accept_pause, nm_log_now_ms(), NULL))
+		return;
 	pr_warn("msg=\"accept failed, pausing listener\" addr=%s err=\"%s\" failures=%llu shed=%llu retry_ms=%lld",
 		nm_sockaddr_format(&l->addr, s1, sizeof(s1)), strerror(err),
 		(unsigned long long)l->failed, (unsigned long long)l->shed,
@@ -328,6 +364,7 @@ void nm_proxy_stop_listening(struct nm_agent *a)
 		free(l);
 	}
 	a->listeners = NULL;
+	a->listeners_paused = 0;
 	if (a->accept_timer) {
 		nm_loop_del_timer(a->loop, a->accept_timer);
 		a->accept_timer = 0;
