@@ -1085,6 +1085,13 @@ int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 	return 0;
 }
 
+const char *nm_tls_refusal(const SSL *ssl)
+{
+	const struct nm_tls_conn *c = conn_of(ssl);
+
+	return c ? c->refusal : NULL;
+}
+
 int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out)
 {
 	const struct nm_tls_conn *c = conn_of(ssl);

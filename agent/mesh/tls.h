@@ -88,6 +88,13 @@ int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
  */
 int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 		      struct nm_spiffe_id *peer, const char **why);
+/*
+ * Why our verify callback refused the peer's certificate (a static string:
+ * "leaf certificate is a CA ...", "issuer carries a workload SPIFFE ID",
+ * "port is not allowed", ...), or NULL when it did not. For the handshake
+ * failure log line, where OpenSSL only says "certificate verify failed".
+ */
+const char *nm_tls_refusal(const SSL *ssl);
 /* The identity the server side presented (from SNI); 0 or -ENOENT. */
 int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out);
 

@@ -865,6 +865,19 @@ START_TEST(test_leaf_signed_chain_refused)
 				       .key = key, .uri = { URI_ADMIN } });
 	ck_assert(server_refuses_chain(t2, x, key, w, &vr));
 	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	{
+		/* The reason is kept for the caller's log line. */
+		struct pair p;
+
+		pair_open(&p);
+		p.c = raw_client(p.fd[0], x, key, "nmtp/1");
+		ck_assert_int_eq(SSL_add1_chain_cert(p.c, w), 1);
+		ck_assert_int_eq(nm_tls_server_new(t2, NULL, NULL, p.fd[1], &p.s), 0);
+		drive(&p);
+		ck_assert_int_eq(p.s_st, -1);
+		ck_assert_str_eq(nm_tls_refusal(p.s), "issuer carries a workload SPIFFE ID");
+		pair_close(&p);
+	}
 	X509_free(x);
 	/* And as a server impostor for default/server. */
 	x = mint((struct nm_ca_craft){ .issuer = w, .issuer_key = wkey,
