@@ -415,6 +415,9 @@ nm_agent_start() {
 	[[ -x $NODEMESHD ]] || nm_die "$NODEMESHD missing (run make)"
 	log=$(nm_agent_log "$n")
 	: >>"$log"
+	# A restarted agent appends to the same log: wait for its own line.
+	local ready_before
+	ready_before=$(grep -c 'msg="ready"' "$log" 2>/dev/null)
 	local cg=$NM_CG/agent-$n ns
 	ns=$(nm_node_ns "$n")
 	(
@@ -428,7 +431,7 @@ nm_agent_start() {
 	nm_env_set "NM_AGENT_LOG_$n" "$log"
 	nm_env_add NM_AGENT_PIDS "$pid"
 	for ((i = 0; i < 200; i++)); do
-		if grep -q 'msg="ready"' "$log" 2>/dev/null; then
+		if (($(grep -c 'msg="ready"' "$log" 2>/dev/null) > ready_before)); then
 			nm_vlog "agent node-$n ready (pid $pid)"
 			return 0
 		fi
