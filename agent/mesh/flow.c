@@ -581,7 +581,10 @@ static int flow_step_handshake(struct nm_flow *f)
 				&f->peer_id, &why);
 	if (err)
 		goto fail;
-	if (f->held_handshake) {
+	/* Outbound the slot ends with the handshake; inbound it also covers
+	 * the wait for the preamble, so connections that completed a
+	 * handshake and then idle are capped too. */
+	if (f->held_handshake && f->dir == NM_DIR_OUTBOUND) {
 		nm_limits_put_handshake(&a->limits);
 		f->held_handshake = false;
 	}
@@ -677,6 +680,10 @@ static int flow_step_preamble(struct nm_flow *f)
 		b->len += r;
 	}
 	b->off = r; /* the preamble is consumed, never relayed */
+	if (f->held_handshake) {
+		nm_limits_put_handshake(&a->limits);
+		f->held_handshake = false;
+	}
 	if (nm_buf_empty(b))
 		nm_buf_put(&a->pool, b);
 	if (p.has_src)

@@ -9,7 +9,8 @@
 #                         served, 5 reset at once, each counted in the log
 #   per-peer-limit        60 idle TCP connections to 15008 from one address:
 #                         50 held, 10 reset at once and counted
-#   handshake-limit       20 more from a second address: 14 held (64 in
+#   handshake-limit       20 more from a second address that complete a TLS
+#                         handshake and send no preamble: 14 held (64 in
 #                         progress), 6 reset at once and counted
 #   emfile-*              node-2's soft limit lowered under its live fds, a
 #                         stream of new connections for 5 s while accept fails
@@ -75,10 +76,13 @@ if [[ $r == "ready connected=50 refused=10 failed=0 "* ]] &&
 else
 	nm_fail per-peer-limit "client saw '$r'; agent logged $(refused_lines "$LOG2" maxFlowsPerPeer) refusals"
 fi
-nm_node_spawn 1 hold-hs "$HOLD" open --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" --src "${NM_BRIDGE_ADDR[1]}" --count 20 --settle-ms 500
+# These complete a TLS handshake and then send no preamble: still counted
+# as handshakes in progress.
+nm_node_spawn 1 hold-hs "$HOLD" open --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" --src "${NM_BRIDGE_ADDR[1]}" --count 20 --settle-ms 500 \
+	--tls "$NM_STATE/certs" --id default/client --peer "spiffe://$NM_TRUST_DOMAIN/ns/default/sa/echo"
 hold_hs=$NM_LAST_PID
 r=$(wait_ready "$NM_STATE/hold-hs.out")
-if [[ $r == "ready connected=14 refused=6 failed=0 "* ]] &&
+if [[ $r == "ready connected=14 refused=6 failed=0 handshakes=14" ]] &&
 	(($(refused_lines "$LOG2" maxHandshakes) == 6)); then
 	nm_pass "handshake-limit ($r)"
 else
