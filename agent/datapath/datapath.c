@@ -10,7 +10,6 @@
  * BPF_LINK_UPDATE instead of attaching anew.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +30,7 @@
 #include "datapath/datapath.h"
 #include "lib/errbuf.h"
 #include "lib/log.h"
+#include "lib/pins.h"
 #include "nm_connect.skel.h"
 #include "nm_sockops.skel.h"
 
@@ -436,59 +436,9 @@ void nm_datapath_close(struct nm_datapath *dp)
 	free(dp);
 }
 
-/*
- * Detaches a pinned link from its cgroup now. Dropping the last reference
- * would too, but bpffs drops a pin's reference after an RCU grace period and
- * a workqueue pass, so the hook could still redirect for a moment after the
- * pin is gone; BPF_LINK_DETACH (5.9) makes it immediate.
- */
-static void detach_pinned_link(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return;
-	bpf_link_detach(fd);
-	close(fd);
-}
-
 int nm_datapath_remove_pins(const char *instance)
 {
-	char dir[128]; /* NM_PIN_BASE "/" instance */
-	struct dirent *de;
-	int ret = 0, pass;
-	DIR *d;
-
-	ret = pin_dir_of(instance ? instance : "default", dir, sizeof(dir));
-	if (ret)
-		return ret;
-	d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno; /* nothing left: done */
-	/* Links first, so the programs leave the hooks before maps go. */
-	for (pass = 0; pass < 2; pass++) {
-		rewinddir(d);
-		while ((de = readdir(d))) {
-			bool is_link = strncmp(de->d_name, "link_", 5) == 0;
-
-			if (strcmp(de->d_name, ".") == 0 ||
-			    strcmp(de->d_name, "..") == 0 ||
-			    is_link != (pass == 0))
-				continue;
-			if (is_link)
-				detach_pinned_link(dir, de->d_name);
-			if (unlinkat(dirfd(d), de->d_name, 0) && errno != ENOENT &&
-			    !ret)
-				ret = -errno;
-		}
-	}
-	closedir(d);
-	if (rmdir(dir) && errno != ENOENT && !ret)
-		ret = -errno;
-	return ret;
+	return nm_pins_remove(NULL, instance);
 }
 
 /* --- map contents -------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <linux/tls.h>
 
 #include "lib/log.h"
+#include "lib/mountinfo.h"
 #include "datapath/probe.h"
 
 #ifndef TCP_ULP
@@ -165,35 +166,6 @@ static int load_trivial(enum bpf_prog_type type, enum bpf_attach_type expected)
 	return fd < 0 ? -errno : fd;
 }
 
-/* cgroup v2 mount point from /proc/self/mountinfo (field 9 is the fs type). */
-static int cgroup2_mount(char *buf, size_t len)
-{
-	char line[4096], mnt[PATH_MAX], fstype[64];
-	FILE *fp;
-	int err = -ENOENT;
-
-	fp = fopen("/proc/self/mountinfo", "re");
-	if (!fp)
-		return -errno;
-	while (fgets(line, sizeof(line), fp)) {
-		const char *sep = strstr(line, " - ");
-
-		if (!sep || sscanf(sep + 3, "%63s", fstype) != 1 ||
-		    strcmp(fstype, "cgroup2") != 0)
-			continue;
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
-			continue;
-		if (snprintf(buf, len, "%s", mnt) >= (int)len) {
-			err = -ENAMETOOLONG;
-			break;
-		}
-		err = 0;
-		break;
-	}
-	fclose(fp);
-	return err;
-}
-
 /*
  * bpf_link on a cgroup, and sockops attachment, tried for real on a cgroup
  * created for the purpose (never the root or anyone else's cgroup), removed
@@ -204,7 +176,7 @@ static int probe_attach(struct nm_features *f)
 	char mnt[PATH_MAX], dir[PATH_MAX + 64];
 	int cg = -1, addr_prog = -1, ops_prog = -1, link = -1, err;
 
-	err = cgroup2_mount(mnt, sizeof(mnt));
+	err = nm_cgroup2_mount_point(mnt, sizeof(mnt));
 	if (err)
 		return err;
 	snprintf(dir, sizeof(dir), "%s/nm-probe-%ld", mnt, (long)getpid());
