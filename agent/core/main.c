@@ -337,6 +337,8 @@ static void daemon_reload(struct nm_daemon *d)
 	nm_state_free(old_state);
 	nm_cluster_free(a->cluster);
 	a->cluster = c;
+	/* Limits apply live; flows already counted stay counted. */
+	nm_limits_init(&a->limits, &c->mesh.limits);
 	nm_runstate_write(a);
 	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
 		d->config_path, s->generation, c->n_workloads, c->n_services);

@@ -19,7 +19,8 @@ bin=$(cd "$here/../bin" && pwd)
 export NODEMESHD=${NODEMESHD:-$bin/nodemeshd}
 export NODEMESH=${NODEMESH:-$bin/nodemesh}
 export NM_PEER=${NM_PEER:-$bin/nm_peer}
-export NM_AGENT_LOG_LEVEL=${NM_AGENT_LOG_LEVEL:-info}
+# Flow open/close lines are debug-level: the check below reads them.
+export NM_AGENT_LOG_LEVEL=${NM_AGENT_LOG_LEVEL:-debug}
 # shellcheck source=../integration/lib/cluster.sh
 . "$here/integration/lib/cluster.sh"
 

@@ -74,8 +74,8 @@ link_static() { # out srcs/objs...
 build_static() {
 	local bin=$VMOUT/bin src name
 	mkdir -p "$bin" "$VMOUT/logs"
-	if newer "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c agent/datapath/probe.h lib/log.c; then
-		link_static "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c lib/log.c
+	if newer "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c agent/datapath/probe.h lib/log.c lib/mountinfo.c; then
+		link_static "$bin/vmprobe" tests/vm/vmprobe.c agent/datapath/probe.c lib/log.c lib/mountinfo.c
 	fi
 	local lib=$NM_OUT/libnmagent.a
 	# The agent library, then what it and the tests call in lib/ and the dev CA.
