@@ -25,7 +25,7 @@ say() { printf '%s\n' "$*"; }
 hr() { say "------------------------------------------------------------------------"; }
 
 need_root_and_bins() {
-	[[ $(id -u) -eq 0 ]] || { echo "demo.sh: must run as root (sudo make demo)" >&2; exit 1; }
+	[[ $(id -u) -eq 0 ]] || { echo "demo.sh: must run as root (in a root shell: make demo)" >&2; exit 1; }
 	local b
 	for b in "$NODEMESHD" "$NODEMESH" "$NM_PEER"; do
 		[[ -x $b ]] || { echo "demo.sh: $b missing; run make first" >&2; exit 1; }
@@ -163,22 +163,22 @@ print_access() {
 		say "node-$n  netns $ns  address ${NM_NODE_ADDR[$n]}  agent pid ${!pid}  instance $(nm_instance "$n")"
 		say "        listeners: outbound ${NM_NODE_ADDR[$n]}:$NM_OUTBOUND_PORT, inbound ${NM_NODE_ADDR[$n]}:$NM_INBOUND_PORT; $adm"
 		say "        log:   $(nm_agent_log "$n")"
-		say "        maps:  sudo $NODEMESH maps --instance $(nm_instance "$n")"
-		say "        shell: sudo ip netns exec $ns bash"
+		say "        maps:  $NODEMESH maps --instance $(nm_instance "$n")"
+		say "        shell: ip netns exec $ns bash"
 	done
 	say ""
 	for name in "${NM_POD_ORDER[@]}"; do
 		nm_pod_info "$name"
 		say "pod $name  node-$NM_P_NODE  $NM_P_IP  netns $NM_P_NS  cgroup $NM_P_CG"
 		say "        shell (meshed, in the pod's cgroup):"
-		say "          sudo sh -c 'echo \$\$ > $NM_P_CG/cgroup.procs && exec ip netns exec $NM_P_NS bash'"
+		say "          sh -c 'echo \$\$ > $NM_P_CG/cgroup.procs && exec ip netns exec $NM_P_NS bash'"
 	done
 	say ""
 	say "try, in the client pod shell:"
 	say "  $NM_PEER send --to 198.19.0.10:80 --bytes 1M      # cross-node via the mesh"
 	say "  $NM_PEER send --to 198.19.0.11:80 --bytes 1M      # same node"
 	say "echo servers listen on :8080 in the echo and local-echo pods."
-	say "remove it with: sudo make demo-down   (or $0 down)"
+	say "remove it with: make demo-down   (or $0 down)"
 }
 
 cmd_up() {
