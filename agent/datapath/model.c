@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "datapath/datapath.h"
+#include "lib/errbuf.h"
 #include "datapath/model.h"
 #include "state/state.h"
 
@@ -32,16 +33,10 @@ static int fail(struct builder *b, int ret, const char *fmt, ...)
 {
 	const char *src = b->s->cluster->path[0] ? b->s->cluster->path : "cluster";
 	va_list ap;
-	int n;
 
-	if (b->errlen == 0)
-		return ret;
-	n = snprintf(b->err, b->errlen, "%s: ", src);
-	if (n >= 0 && (size_t)n < b->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(b->err + n, b->errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	nm_vset_err_in(b->err, b->errlen, src, fmt, ap);
+	va_end(ap);
 	return ret;
 }
 

@@ -573,7 +573,11 @@ static int flow_step_handshake(struct nm_flow *f)
 			s->writable = false;
 			return 0;
 		default:
-			why = nm_ssl_error_string(ebuf, sizeof(ebuf));
+			/* Our own verify rules say more than OpenSSL's
+			 * "certificate verify failed". */
+			why = nm_tls_refusal(s->ssl);
+			if (!why)
+				why = nm_ssl_error_string(ebuf, sizeof(ebuf));
 			goto fail;
 		}
 	}
@@ -896,9 +900,10 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 		f->has_expected = true;
 		f->remote = true;
 		if (!nm_tls_has_identity(a->tls, f->local_id.ns, f->local_id.sa)) {
-			pr_warn("msg=\"no certificate for source identity\" flow=%llu ns=%s sa=%s",
-				(unsigned long long)f->id, f->local_id.ns,
-				f->local_id.sa);
+			pr_warn_ratelimited(&a->rl.other,
+					    "msg=\"no certificate for source identity\" flow=%llu ns=%s sa=%s",
+					    (unsigned long long)f->id, f->local_id.ns,
+					    f->local_id.sa);
 			goto reset;
 		}
 	}

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/errbuf.h"
 #include "state/index.h"
 #include "state/state.h"
 
@@ -30,16 +31,10 @@ static int fail(struct build *b, int ret, const char *fmt, ...)
 {
 	const char *src = b->s->cluster->path[0] ? b->s->cluster->path : "cluster";
 	va_list ap;
-	int n;
 
-	if (!b->errlen)
-		return ret;
-	n = snprintf(b->err, b->errlen, "%s: ", src);
-	if (n >= 0 && (size_t)n < b->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(b->err + n, b->errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	nm_vset_err_in(b->err, b->errlen, src, fmt, ap);
+	va_end(ap);
 	return ret;
 }
 
