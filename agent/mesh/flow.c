@@ -10,7 +10,10 @@
  * bytes read from side i on their way to the other side.
  *
  * Phases: CONNECTING (side 1 TCP connect) -> HANDSHAKE (TLS on the tunnel)
- * -> PREAMBLE (inbound only) -> RELAY; DRAIN flushes a failure status.
+ * -> PREAMBLE (inbound: read the client's) or AWAIT_STATUS (outbound
+ * tunnel: the preamble and the pod's first bytes go up at once, nothing
+ * comes down until the peer agent answered NMT1 + OK) -> RELAY; DRAIN
+ * flushes a failure status.
  * Everything is non-blocking and driven by the event loop; a flow never
  * blocks another.
  */
@@ -136,7 +139,8 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 {
 	struct nm_agent *a = f->agent;
 
-	if (f->phase == NM_PH_RELAY || f->phase == NM_PH_DRAIN)
+	if (f->phase == NM_PH_AWAIT_STATUS || f->phase == NM_PH_RELAY ||
+	    f->phase == NM_PH_DRAIN)
 		flow_log_close(f, how);
 	flow_release_limits(f);
 	for (int i = 0; i < 2; i++) {
@@ -280,7 +284,6 @@ static int flow_send_preamble(struct nm_flow *f)
 	f->buf[0].off = 0;
 	f->buf[0].len = n;
 	f->overhead[0] = n;
-	f->expect_status = true;
 	return 0;
 }
 
@@ -297,10 +300,16 @@ static bool side_can_write(const struct nm_side *s)
 	return s->fd >= 0 && (s->writable || (s->wr_want_read && s->readable));
 }
 
+/* Is buf[i] the tunnel's answer still being read (no byte may go down)? */
+static bool status_pending(const struct nm_flow *f, int i)
+{
+	return i == 1 && f->phase == NM_PH_AWAIT_STATUS;
+}
+
 /* May bytes of buf[i] go out now? Not while the status is outstanding. */
 static bool buf_sendable(const struct nm_flow *f, int i)
 {
-	return !nm_buf_empty(&f->buf[i]) && !(i == 1 && f->expect_status);
+	return !nm_buf_empty(&f->buf[i]) && !status_pending(f, i);
 }
 
 /* The outbound tunnel's first bytes are NMT1 + status; returns 0 when the
@@ -334,7 +343,7 @@ static int flow_take_status(struct nm_flow *f)
 	}
 	/* Skipped, never written: not part of written[1]. */
 	b->off += n;
-	f->expect_status = false;
+	f->phase = NM_PH_RELAY;
 	if (nm_buf_empty(b))
 		nm_buf_put(&f->agent->pool, b);
 	return 0;
@@ -351,7 +360,7 @@ static int flow_pump(struct nm_flow *f)
 		for (int i = 0; i < 2; i++) {
 			struct nm_side *src = &f->side[i], *dst = &f->side[1 - i];
 			struct nm_buf *b = &f->buf[i];
-			bool status_phase = i == 1 && f->expect_status;
+			bool status_phase = status_pending(f, i);
 			int r;
 
 			if (buf_sendable(f, i) && side_can_write(dst)) {
@@ -388,7 +397,7 @@ static int flow_pump(struct nm_flow *f)
 				} else if (r != -EAGAIN) {
 					return r;
 				}
-				if (nm_buf_empty(b) && !(i == 1 && f->expect_status))
+				if (nm_buf_empty(b) && !status_pending(f, i))
 					nm_buf_put(pool, b);
 			}
 			if (src->rd_eof && nm_buf_empty(b) && !dst->wr_shut &&
@@ -597,7 +606,7 @@ static int flow_step_handshake(struct nm_flow *f)
 		if (err)
 			return err;
 		f->deadline_ms = 0;
-		f->phase = NM_PH_RELAY;
+		f->phase = NM_PH_AWAIT_STATUS;
 		flow_log_open(f);
 		return 0;
 	}
@@ -770,6 +779,7 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 		return i == 0 && !s->readable ? NM_EV_READ : 0;
 	case NM_PH_DRAIN:
 		return i == 0 && !s->writable ? NM_EV_WRITE : 0;
+	case NM_PH_AWAIT_STATUS:
 	case NM_PH_RELAY:
 		break;
 	default:
@@ -777,7 +787,7 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 	}
 	if (!s->readable &&
 	    ((!s->rd_eof && (nm_buf_empty(&f->buf[i]) ||
-			     (i == 1 && f->expect_status))) ||
+			     status_pending(f, i))) ||
 	     s->wr_want_read))
 		m |= NM_EV_READ;
 	if (!s->writable &&
@@ -805,6 +815,7 @@ static void flow_advance(struct nm_flow *f)
 		case NM_PH_PREAMBLE:
 			err = flow_step_preamble(f);
 			break;
+		case NM_PH_AWAIT_STATUS:
 		case NM_PH_RELAY:
 			err = flow_pump(f);
 			break;

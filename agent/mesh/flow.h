@@ -17,6 +17,7 @@ enum nm_flow_phase {
 	NM_PH_CONNECTING,
 	NM_PH_HANDSHAKE,
 	NM_PH_PREAMBLE,
+	NM_PH_AWAIT_STATUS, /* outbound tunnel: bytes go up, none down yet */
 	NM_PH_RELAY,
 	NM_PH_DRAIN,
 	NM_PH_CLOSED,
@@ -40,7 +41,6 @@ struct nm_flow {
 	uint64_t written[2];         /* bytes of buf[i] written to the other side */
 	uint32_t overhead[2];        /* preamble/status bytes among written[i] */
 	int tunnel;                  /* index of the TLS side, -1 for none */
-	bool expect_status;          /* outbound: tunnel must answer NMT1+status */
 	bool remote;
 	bool has_expected;
 	uint8_t drain_status;
