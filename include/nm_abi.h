@@ -156,6 +156,32 @@ struct nm_tuple_key {
 	__u32 pad1;
 };
 
+/*
+ * nm_policy: nm_policy_key -> nm_policy_val, compiled by the agent from the
+ * AuthorizationPolicy set (agent/policy/compile.h). Looked up by connect4/6
+ * with the chosen backend's port, then with port 0 (every other port). No
+ * record: the destination agent decides.
+ */
+#define NM_MAX_POLICY_RECS 65536
+
+struct nm_policy_key {
+	__u32 src_workload_id;
+	__u32 dst_workload_id;
+	__be16 port; /* destination (backend) port; 0 = any port not listed */
+	__u16 pad0;
+	__u32 pad1;
+};
+
+enum nm_policy_verdict_kind {
+	NM_PV_ALLOW = 1, /* the destination would admit it */
+	NM_PV_DENY = 2,  /* connect() fails with EPERM, no packet sent */
+};
+
+struct nm_policy_val {
+	__u32 verdict;   /* enum nm_policy_verdict_kind */
+	__u32 policy_id; /* 1 + index of the deciding policy, 0 = none */
+};
+
 /* nm_agent_state: array, one entry at key 0. */
 enum nm_fail_mode {
 	NM_FAIL_CLOSED = 0,
@@ -196,6 +222,8 @@ _Static_assert(sizeof(struct nm_orig) == 80, "nm_orig");
 _Static_assert(sizeof(struct nm_tuple_key) == 24, "nm_tuple_key");
 _Static_assert(sizeof(struct nm_agent_state) == 56, "nm_agent_state");
 _Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");
+_Static_assert(sizeof(struct nm_policy_key) == 16, "nm_policy_key");
+_Static_assert(sizeof(struct nm_policy_val) == 8, "nm_policy_val");
 _Static_assert(NM_MAX_BACKENDS_PER_SVC <= 0x8000, "backend slot bits");
 #endif
 
