@@ -120,9 +120,10 @@ static int check_addresses(struct nm_cfg_parser *p)
 	return ret;
 }
 
-/* certDir relative to the folder of the file (as the file was named). */
-static int resolve_cert_dir(struct nm_cfg_parser *p, const char *path,
-			    const char *dir)
+/* A folder (certDir, policyDir) relative to the file's folder (as the file
+ * was named) into out[NM_PATH_MAX]. */
+static int resolve_dir(struct nm_cfg_parser *p, const char *path,
+		       const char *dir, char *out)
 {
 	struct nm_cluster *c = p->c;
 	const char *slash = strrchr(c->path, '/');
@@ -133,15 +134,48 @@ static int resolve_cert_dir(struct nm_cfg_parser *p, const char *path,
 	if (!*dir)
 		return nm_jw_fail(&p->j, path, "must not be empty");
 	if (dir[0] == '/' || !slash)
-		return nm_jw_copy_str(&p->j, path, dir, c->cert_dir,
-				      sizeof(c->cert_dir));
+		return nm_jw_copy_str(&p->j, path, dir, out, NM_PATH_MAX);
 	base = slash == c->path ? 1 : (size_t)(slash - c->path); /* "/x.json" */
-	n = snprintf(c->cert_dir, sizeof(c->cert_dir), "%.*s%s%s", (int)base,
+	n = snprintf(out, NM_PATH_MAX, "%.*s%s%s", (int)base,
 		     c->path, base == 1 && c->path[0] == '/' ? "" : "/", dir);
-	if (n < 0 || (size_t)n >= sizeof(c->cert_dir))
+	if (n < 0 || n >= NM_PATH_MAX)
 		return nm_jw_fail(&p->j, path,
 				  "%s resolved against the file's folder is too long (at most %d bytes)",
 				  nm_jw_show(dir, q), NM_PATH_MAX - 1);
+	return 0;
+}
+
+/* "policyDir" and "policy": {"applyToExisting"} (docs/policy.md). */
+static int parse_policy(struct nm_cfg_parser *p, const json_t *root)
+{
+	static const char *const keys[] = { "applyToExisting", NULL };
+	struct nm_cluster *c = p->c;
+	struct nm_jw_field f;
+	const json_t *v;
+	int ret;
+
+	ret = nm_jw_field(&p->j, root, "", "policyDir", JSON_STRING, false, &f);
+	if (ret < 0)
+		return ret;
+	if (ret) {
+		ret = resolve_dir(p, f.path, json_string_value(f.v), c->policy_dir);
+		if (ret)
+			return ret;
+	}
+	ret = nm_jw_field(&p->j, root, "", "policy", JSON_OBJECT, false, &f);
+	if (ret <= 0)
+		return ret;
+	ret = nm_jw_check_keys(&p->j, f.v, "policy", keys);
+	if (ret)
+		return ret;
+	v = json_object_get(f.v, "applyToExisting");
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return nm_jw_fail(&p->j, "policy.applyToExisting",
+				  "expected true or false, got %s",
+				  nm_jw_type_name(v));
+	c->policy_apply_to_existing = json_is_true(v);
 	return 0;
 }
 
@@ -149,7 +183,8 @@ static int parse_root(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "trustDomain", "certDir", "mesh",
 					    "nodes", "workloads", "services",
-					    "forwards", NULL };
+					    "forwards", "policyDir", "policy",
+					    NULL };
 	struct nm_cluster *c = p->c;
 	struct nm_jw_field f;
 	char q[NM_JW_SHOW_BUF];
@@ -173,7 +208,10 @@ static int parse_root(struct nm_cfg_parser *p, const json_t *root)
 	ret = nm_jw_field(&p->j, root, "", "certDir", JSON_STRING, true, &f);
 	if (ret < 0)
 		return ret;
-	ret = resolve_cert_dir(p, f.path, json_string_value(f.v));
+	ret = resolve_dir(p, f.path, json_string_value(f.v), c->cert_dir);
+	if (ret)
+		return ret;
+	ret = parse_policy(p, root);
 	if (ret)
 		return ret;
 	ret = nm_cfg_parse_mesh(p, root);
@@ -223,6 +261,7 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	c->mesh.inbound_port = DEFAULT_INBOUND_PORT;
 	c->mesh.admin_port = DEFAULT_ADMIN_PORT;
 	c->mesh.fail_mode = NM_CFG_FAIL_CLOSED;
+	snprintf(c->mesh.root_ns, sizeof(c->mesh.root_ns), "istio-system");
 	/* c->mesh.limits stay 0: derived from RLIMIT_NOFILE by the agent. */
 	p.c = c;
 

@@ -52,7 +52,7 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
 					    "adminPort", "failMode", "limits",
-					    NULL };
+					    "rootNamespace", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -68,6 +68,16 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 	    nm_cfg_get_port(p, f.v, "mesh", "inboundPort", false, &m->inbound_port) < 0 ||
 	    nm_cfg_get_port(p, f.v, "mesh", "adminPort", false, &m->admin_port) < 0)
 		return -EINVAL;
+	/* Istio's root namespace: policies there without a selector apply
+	 * mesh-wide. A Kubernetes namespace name. */
+	ret = nm_jw_get_str(&p->j, f.v, "mesh", "rootNamespace", false,
+			    m->root_ns, sizeof(m->root_ns), &mode);
+	if (ret < 0)
+		return ret;
+	if (ret && !nm_cfg_dns_label_ok(m->root_ns, strlen(m->root_ns)))
+		return nm_jw_fail(&p->j, mode.path,
+				  "%s is not a Kubernetes namespace name",
+				  nm_jw_show(m->root_ns, q));
 	ret = nm_jw_field(&p->j, f.v, "mesh", "failMode", JSON_STRING, false, &mode);
 	if (ret < 0)
 		return ret;

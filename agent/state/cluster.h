@@ -125,12 +125,15 @@ struct nm_mesh_cfg {
 	uint16_t admin_port;     /* default 15000 */
 	enum nm_fail_mode_cfg fail_mode;
 	struct nm_limits_cfg limits;
+	char root_ns[NM_NAME_MAX]; /* "rootNamespace", default istio-system */
 };
 
 struct nm_cluster {
 	char path[NM_PATH_MAX];          /* where it came from (messages) */
 	char trust_domain[NM_NAME_MAX];
 	char cert_dir[NM_PATH_MAX];      /* resolved against the file's folder */
+	char policy_dir[NM_PATH_MAX];    /* "policyDir", likewise; "" = none */
+	bool policy_apply_to_existing;   /* "policy": {"applyToExisting"} */
 	struct nm_mesh_cfg mesh;
 	struct nm_node *nodes;
 	unsigned int n_nodes;

@@ -1190,6 +1190,40 @@ END_TEST
 
 /* --- mesh.limits ----------------------------------------------------------- */
 
+/* policyDir, policy.applyToExisting, mesh.rootNamespace (docs/policy.md). */
+START_TEST(test_policy_fields)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert_str_eq(c->policy_dir, "");
+	ck_assert(!c->policy_apply_to_existing);
+	ck_assert_str_eq(c->mesh.root_ns, "istio-system");
+	nm_cluster_free(c);
+
+	ck_assert_msg(load("{" HDR ",'policyDir':'policies','policy':{'applyToExisting':true},"
+			   "'mesh':{'rootNamespace':'mesh-root'}}", &c, err) == 0, "%s", err);
+	ck_assert_str_eq(c->policy_dir, "policies"); /* NAME has no folder */
+	ck_assert(c->policy_apply_to_existing);
+	ck_assert_str_eq(c->mesh.root_ns, "mesh-root");
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'policy':{'applyToExisting':false}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert(!c->policy_apply_to_existing);
+	nm_cluster_free(c);
+
+	ck_assert_str_eq(load_err("{" HDR ",'policy':{'applyToExisting':'yes'}}"),
+			 NAME ": policy.applyToExisting: expected true or false, got a string");
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'policy':{'apply':true}}"),
+				     NAME ": policy.apply"));
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'policyDir':''}"),
+				     NAME ": policyDir: must not be empty"));
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'rootNamespace':'Bad_NS'}}"),
+				     NAME ": mesh.rootNamespace: \"Bad_NS\" is not a Kubernetes namespace name"));
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1278,6 +1312,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_optional_cgroup);
 	tcase_add_test(tc, test_docs_agree);
 	tcase_add_test(tc, test_mesh_limits);
+	tcase_add_test(tc, test_policy_fields);
 	suite_add_tcase(s, tc);
 	return s;
 }
