@@ -17,6 +17,7 @@
 #include "config/policydir.h"
 #include "lib/file.h"
 #include "lib/pins.h"
+#include "lib/spiffe.h" /* NM_PATH_MAX */
 
 int nm_policydir_watch(const char *dir)
 {
