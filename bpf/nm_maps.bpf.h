@@ -81,6 +81,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_orig_tuple SEC(".maps");
 
+/*
+ * source workload, destination workload, backend port -> verdict; compiled by
+ * the agent from the AuthorizationPolicy set (agent/policy/compile.h,
+ * docs/policy-maps.md). No entry: the destination agent decides.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_POLICY_RECS);
+	__type(key, struct nm_policy_key);
+	__type(value, struct nm_policy_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_policy SEC(".maps");
+
 /* key 0: the agent's listener addresses, heartbeat and fail mode. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

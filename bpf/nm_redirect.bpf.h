@@ -23,6 +23,7 @@
 
 #include "nm_abi.h"
 #include "nm_maps.bpf.h"
+#include "nm_policy.bpf.h"
 
 /* AF_* are macros in the UAPI headers, so vmlinux.h does not carry them. */
 #define NM_AF_INET 2
@@ -238,6 +239,16 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 		orig.flags |= NM_ORIG_ENDPOINT;
 		if (ep->flags & NM_EP_LOCAL)
 			orig.flags |= NM_ORIG_LOCAL;
+	}
+
+	/* The destination workload and the port it will see are known now:
+	 * a compiled DENY refuses here (EPERM, no SYN), in fail-open mode too,
+	 * since it is the destination's verdict, not a datapath error. */
+	if (nm_policy_denies(orig.src_workload_id, orig.dst_workload_id,
+			     orig.backend_port)) {
+		if (st)
+			st->denies++;
+		return NM_CONNECT_REJECT;
 	}
 
 	if (!state || !ctx->sk)

@@ -31,6 +31,7 @@
 #include "lib/errbuf.h"
 #include "lib/log.h"
 #include "lib/pins.h"
+#include "policy/compile.h"
 #include "nm_connect.skel.h"
 #include "nm_sockops.skel.h"
 
@@ -58,6 +59,7 @@ struct nm_datapath {
 	/* map fds, owned by the connect skeleton */
 	int fd_workloads, fd_services, fd_backends, fd_endpoints;
 	int fd_orig_by_cookie, fd_orig_by_tuple, fd_agent_state;
+	int fd_policy;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -402,6 +404,7 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_orig_by_cookie = bpf_map__fd(dp->connect->maps.nm_orig_cookie);
 	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_tuple);
 	dp->fd_agent_state = bpf_map__fd(dp->connect->maps.nm_agent_state);
+	dp->fd_policy = bpf_map__fd(dp->connect->maps.nm_policy);
 
 	close(cgroup_fd);
 	libbpf_set_print(old_print);
@@ -563,9 +566,15 @@ int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 	 * Order keeps every intermediate state consistent for connect4/6:
 	 * backends exist before a service announces them, services and
 	 * endpoints before workloads use them; stale services go before the
-	 * backends they point at.
+	 * backends they point at. Policy records go first, so a workload is
+	 * never reachable before its DENY records are in; stale ones go last
+	 * (a moment of an old DENY only refuses early what the destination
+	 * agent decides anyway; workload ids are never reused).
 	 */
 	const struct sync_map maps[] = {
+		{ "nm_policy", dp->fd_policy, m->policies, m->n_policies,
+		  sizeof(*m->policies), sizeof(m->policies->key),
+		  offsetof(struct nm_policy_rec, val) },
 		{ "nm_backends", dp->fd_backends, m->backends, m->n_backends,
 		  sizeof(*m->backends), sizeof(m->backends->key),
 		  offsetof(struct nm_model_backend, val) },
@@ -579,7 +588,7 @@ int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 		  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
 		  offsetof(struct nm_model_workload, val) },
 	};
-	static const unsigned int prune_order[] = { 3, 2, 0, 1 };
+	static const unsigned int prune_order[] = { 4, 3, 1, 2, 0 };
 	int ret;
 
 	for (unsigned int i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {

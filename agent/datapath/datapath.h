@@ -37,12 +37,14 @@ struct nm_model_workload { uint64_t cgroup_id; struct nm_workload val; };
 struct nm_model_service  { struct nm_svc_key key; struct nm_service val; };
 struct nm_model_backend  { struct nm_backend_key key; struct nm_backend val; };
 struct nm_model_endpoint { struct nm_addr key; struct nm_endpoint val; };
+struct nm_policy_rec; /* policy/compile.h: nm_policy key and value */
 
 struct nm_model {
 	struct nm_model_workload *workloads; unsigned int n_workloads;
 	struct nm_model_service *services;   unsigned int n_services;
 	struct nm_model_backend *backends;   unsigned int n_backends;
 	struct nm_model_endpoint *endpoints; unsigned int n_endpoints;
+	struct nm_policy_rec *policies;      unsigned int n_policies;
 };
 
 struct nm_state;
@@ -50,8 +52,10 @@ struct nm_state;
 /*
  * Builds the map model of a state: its node's local workloads that have a
  * cgroup (by cgroup id), every service VIP:port (v4 and v6) with its
- * endpoints from the whole cluster, and every workload address as an
- * endpoint. 0 or -errno with a message in err.
+ * endpoints from the whole cluster, every workload address as an
+ * endpoint, and the policy records compiled from s->policies (none when it
+ * is NULL, or when they would not fit in nm_policy: then a warning, and the
+ * destination agents decide alone). 0 or -errno with a message in err.
  */
 int nm_model_build(const struct nm_state *s, struct nm_model *out, char *err,
 		   size_t errlen);
@@ -73,7 +77,8 @@ void nm_datapath_close(struct nm_datapath *dp);
 /* Removes the instance's pin directory and everything in it. */
 int nm_datapath_remove_pins(const char *instance);
 
-/* Replaces workloads/services/backends/endpoints with the model's. */
+/* Replaces workloads/services/backends/endpoints/policy records with the
+ * model's. */
 int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m);
 int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st);
 int nm_datapath_get_state(struct nm_datapath *dp, struct nm_agent_state *out);

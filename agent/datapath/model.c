@@ -310,6 +310,7 @@ void nm_model_free(struct nm_model *m)
 	free(m->services);
 	free(m->backends);
 	free(m->endpoints);
+	free(m->policies);
 	memset(m, 0, sizeof(*m));
 }
 

@@ -69,6 +69,7 @@ struct nm_st_service {
 };
 
 struct nm_st_index; /* state/index.h */
+struct nm_policy_set; /* policy/policy.h */
 
 struct nm_state {
 	uint32_t generation;
@@ -86,6 +87,9 @@ struct nm_state {
 	struct nm_st_index *by_cgroup;    /* cgroup id -> local workload */
 	struct nm_st_index *wl_by_id;     /* workload id -> workload */
 	struct nm_st_index *id_by_id;     /* identity id -> identity */
+	/* AuthorizationPolicy set in force (policy/policy.h), set by the agent
+	 * after building the state; NULL: none. Not owned by the state. */
+	const struct nm_policy_set *policies;
 };
 
 /* Maps a workload's configured cgroup path to its cgroup id; 0 or -errno. */
