@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * identity.h - SPIFFE IDs (spiffe://<trust-domain>/ns/<ns>/sa/<sa>), the SNI
+ * spiffe.h - SPIFFE IDs (spiffe://<trust-domain>/ns/<ns>/sa/<sa>), the SNI
  * names derived from them, and extracting the one URI SAN of a certificate.
  * The parser is strict: exactly that shape, lower-case scheme, trust domain of
  * [a-z0-9.-_], ns and sa of [a-z0-9.-_] (Kubernetes names), no query,

@@ -26,7 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/agent.h"
+#include "config/config.h"
+#include "mesh/proxy.h"
 #include "core/caps.h"
 #include "lib/log.h"
 #include "datapath/model.h"

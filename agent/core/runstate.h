@@ -8,7 +8,7 @@
 #ifndef NM_RUNSTATE_H
 #define NM_RUNSTATE_H
 
-#include "core/agent.h"
+#include "mesh/proxy.h"
 
 #include "datapath/probe.h" /* NM_RUN_DIR: one run directory for all agent state */
 

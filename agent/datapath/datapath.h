@@ -21,7 +21,8 @@
 #include <sys/socket.h>
 
 #include "nm_abi.h"
-#include "config/config.h"
+#include "lib/addr.h"
+#include "state/cluster.h"
 
 #include "lib/pins.h"
 
@@ -97,9 +98,5 @@ int nm_datapath_take_orig(struct nm_datapath *dp,
 			  const struct sockaddr_storage *peer,
 			  struct nm_orig *out);
 
-void nm_addr_from_sockaddr(const struct sockaddr_storage *ss, struct nm_addr *out,
-			   __be16 *port);
-void nm_addr_to_sockaddr(const struct nm_addr *a, __be16 port,
-			 struct sockaddr_storage *out);
 
 #endif

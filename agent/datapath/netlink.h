@@ -6,7 +6,7 @@
 #ifndef NM_NETLINK_H
 #define NM_NETLINK_H
 
-#include "config/config.h"
+#include "state/cluster.h"
 
 /* Fills *out (malloc'd, IPv4-mapped for v4) with every local address. */
 int nm_netlink_local_addrs(struct nm_addr **out, unsigned int *n);

@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
-#include "core/agent.h"
+#include "mesh/proxy.h"
 #include "mesh/flow.h"
 #include "mesh/route.h"
 #include "lib/log.h"

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "core/agent.h"
+#include "mesh/proxy.h"
 
 enum nm_flow_phase {
 	NM_PH_CONNECTING,

@@ -14,7 +14,7 @@
 
 #include <arpa/inet.h>
 
-#include "core/agent.h"
+#include "mesh/proxy.h"
 #include "lib/log.h"
 #include "mesh/flow.h"
 #include "state/state.h"

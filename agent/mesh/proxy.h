@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * agent.h - the node agent: the current state (state/state.h) and the
- * snapshot it was built from, the datapath, TLS credentials, listeners and
- * live flows, wired to one event loop. main.c builds it; mesh/ moves bytes.
+ * proxy.h - the proxy's context (struct nm_agent): the current state
+ * (state/state.h) and the snapshot it was built from, the datapath, TLS
+ * credentials, listeners and live flows, on one event loop. It lives in
+ * mesh/ because mesh/ uses it; core/main.c builds and wires it, so the
+ * arrow runs core -> mesh only.
  */
-#ifndef NM_AGENT_H
-#define NM_AGENT_H
+#ifndef NM_MESH_PROXY_H
+#define NM_MESH_PROXY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "config/config.h"
 #include "datapath/datapath.h"
 #include "lib/log.h"
 #include "lib/spiffe.h"
