@@ -64,10 +64,20 @@ struct nm_policy_info {
 	bool has_selector;
 	const struct nm_label *match_labels;
 	unsigned int n_match_labels;
+	/*
+	 * false: never evaluated (AUDIT, CUSTOM, targetRef(s): istiod sends
+	 * ztunnel nothing for them); a warning at load says so.
+	 */
+	bool enforced;
+	unsigned int n_rules;  /* spec.rules entries */
 };
 int nm_policy_get(const struct nm_policy_set *ps, unsigned int i,
 		  struct nm_policy_info *out);
-/* Does policy i apply to a workload of namespace ns with these labels? */
+/*
+ * Does policy i's scope take in a workload of namespace ns with these
+ * labels (mesh-wide, its namespace, or its selector)? Scope only: an
+ * unenforced policy (info.enforced false) still answers, for listings.
+ */
 bool nm_policy_selects(const struct nm_policy_set *ps, unsigned int i,
 		       const char *ns, const struct nm_label *labels,
 		       unsigned int n_labels);
@@ -93,6 +103,15 @@ struct nm_policy_verdict {
 	int policy;        /* index of the deciding policy, -1 when none */
 	int rule;          /* its rule index, -1 when none */
 	const char *reason; /* static text: "denied by DENY policy", ... */
+	/*
+	 * Dry-run policies (istio.io/dry-run: "true") never change the
+	 * verdict above; this is what it would be if they were enforced.
+	 */
+	bool dry_run;          /* some dry-run policy applies here */
+	bool dry_run_allow;
+	int dry_run_policy;    /* -1 when none decided */
+	int dry_run_rule;
+	const char *dry_run_reason;
 };
 
 /* Evaluates c against every policy that applies to its destination. */
