@@ -14,7 +14,9 @@
 
 #include "datapath/datapath.h"
 #include "lib/errbuf.h"
+#include "lib/log.h"
 #include "datapath/model.h"
+#include "policy/compile.h"
 #include "state/state.h"
 
 struct builder {
@@ -264,6 +266,32 @@ static int build_services(struct builder *b)
 		    ntohs(m->services[i].key.port));
 }
 
+/*
+ * The policy records (policy/compile.h). More than nm_policy holds is not
+ * an error of the state: no records at all, so every connection goes to
+ * its destination agent, which decides anyway (a partial set could leave a
+ * port-0 DENY answering for a port whose own record was dropped).
+ */
+static int build_policies(struct builder *b)
+{
+	struct nm_policy_rec *recs = NULL;
+	size_t n = 0;
+	int ret;
+
+	ret = nm_policy_compile(b->s->policies, b->s, NM_MAX_POLICY_RECS, &recs,
+				&n);
+	if (ret == -E2BIG) {
+		pr_warn("msg=\"policy records exceed nm_policy; the destination agents decide every connection\" max=%u",
+			NM_MAX_POLICY_RECS);
+		return 0;
+	}
+	if (ret)
+		return ret;
+	b->m->policies = recs;
+	b->m->n_policies = (unsigned int)n;
+	return 0;
+}
+
 static int check_limit(struct builder *b, const char *what, unsigned int n,
 		       unsigned int max)
 {
@@ -287,6 +315,8 @@ int nm_model_build(const struct nm_state *s, struct nm_model *out, char *err,
 		ret = build_endpoints(&b);
 	if (!ret)
 		ret = build_services(&b);
+	if (!ret)
+		ret = build_policies(&b);
 	if (!ret)
 		ret = check_limit(&b, "workload", out->n_workloads, NM_MAX_WORKLOADS);
 	if (!ret)
