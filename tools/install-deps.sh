@@ -13,7 +13,7 @@ set -euo pipefail
 PKGS=(
 	# build
 	make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
-	libssl-dev libjansson-dev check libnl-3-dev libnl-route-3-dev
+	libssl-dev libjansson-dev check libnl-3-dev libnl-route-3-dev libyaml-dev
 	libclang-rt-14-dev
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
