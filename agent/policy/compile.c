@@ -62,6 +62,8 @@ struct dst_view {
 
 static int ports_add(struct ports *p, const uint16_t *v, unsigned int n)
 {
+	if (n == 0)
+		return 0;
 	if (p->n + n > p->cap) {
 		unsigned int ncap = p->cap ? p->cap : 16;
 		uint16_t *nv;
@@ -88,6 +90,8 @@ static void ports_finish(struct ports *p)
 {
 	unsigned int k = 0;
 
+	if (p->n < 2)
+		return;
 	qsort(p->v, p->n, sizeof(*p->v), cmp_u16);
 	for (unsigned int i = 0; i < p->n; i++)
 		if (k == 0 || p->v[k - 1] != p->v[i])
