@@ -58,6 +58,12 @@ AGENT_LIB      := $(OUT)/libnmagent.a
 
 CLI_SRCS   := $(wildcard tools/*.c)
 CLI_OBJS   := $(patsubst %.c,$(OUT)/%.o,$(CLI_SRCS))
+# The pure agent modules `nodemesh policy` evaluates with (no sockets, maps
+# or TLS): the cluster-file parser, its records, the policy parser and
+# evaluator -- not policy/compile.c, which needs the state model.
+CLI_PURE_SRCS := $(wildcard agent/config/*.c) agent/state/cluster.c \
+		 $(filter-out agent/policy/compile.c,$(wildcard agent/policy/*.c))
+CLI_PURE_OBJS := $(patsubst %.c,$(OUT)/%.o,$(CLI_PURE_SRCS))
 # The development CA is the CLI's; tests that mint certificates link it too.
 DEVCA_OBJ  := $(OUT)/tools/devca.o
 TEST_LIBS  := $(AGENT_LIB) $(DEVCA_OBJ) $(NM_LIB)
@@ -119,7 +125,7 @@ $(OUT)/nodemeshd: $(OUT)/agent/core/main.o $(AGENT_LIB) $(NM_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/nodemesh: $(CLI_OBJS) $(CLI_DEPS) $(NM_LIB)
+$(OUT)/nodemesh: $(CLI_OBJS) $(CLI_PURE_OBJS) $(CLI_DEPS) $(NM_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 

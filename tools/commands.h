@@ -30,6 +30,12 @@ int nm_cmd_cleanup(const struct nm_cli *cli, int argc, char **argv);
  */
 int nm_cmd_ca(const struct nm_cli *cli, int argc, char **argv);
 
+/*
+ * nodemesh policy check --to NS/WORKLOAD --port PORT [--from SPIFFE_ID] ...
+ * nodemesh policy list: AuthorizationPolicy, offline or from an instance.
+ */
+int nm_cmd_policy(const struct nm_cli *cli, int argc, char **argv);
+
 /* nodemesh version */
 int nm_cmd_version(const struct nm_cli *cli, int argc, char **argv);
 

@@ -19,6 +19,7 @@ static const struct nm_cmd commands[] = {
 	{ "status",  nm_cmd_status,  "agent instances: run state, recorded kernel features, pins" },
 	{ "maps",    nm_cmd_maps,    "pinned maps of an instance and their fill" },
 	{ "ca",      nm_cmd_ca,      "development CA: ca init | ca issue (writes files)" },
+	{ "policy",  nm_cmd_policy,  "AuthorizationPolicy: policy check | policy list (offline or from an agent)" },
 	{ "cleanup", nm_cmd_cleanup, "detach and remove an instance's pinned links and maps" },
 	{ "version", nm_cmd_version, "print the version" },
 	{ 0 },

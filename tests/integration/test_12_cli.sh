@@ -3,7 +3,10 @@
 #
 # test_12_cli - nodemesh, the command-line tool, against a running cluster:
 #   cli-no-agent-code     build/nodemesh defines none of the agent library's
-#                         symbols, and no tools/ file includes an agent header
+#                         symbols but those of its pure modules (config/,
+#                         state/cluster.c, policy/ without compile.c), and no
+#                         tools/ file includes an agent header except
+#                         tools/policy.c: config/, state/cluster.h, policy/policy.h
 #   cli-json-<cmd>-<pos>  --json before the command and after its arguments
 #                         (and --pretty) gives one document jq parses, for
 #                         version, status, maps and ca
@@ -41,10 +44,20 @@ if [[ ! -s $agentlib ]]; then
 	nm_fail cli-no-agent-code "$agentlib missing: cannot compare symbols"
 else
 	agent_syms=$(nm --defined-only -g "$agentlib" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u)
+	# `nodemesh policy` links the pure modules (Makefile CLI_PURE_OBJS)
+	objdir=$(dirname "$NODEMESH")/agent
+	pure_objs=("$objdir"/config/*.o "$objdir"/state/cluster.o)
+	for o in "$objdir"/policy/*.o; do
+		[[ $o == */compile.o ]] || pure_objs+=("$o")
+	done
+	pure_syms=$(nm --defined-only -g "${pure_objs[@]}" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u)
+	agent_syms=$(comm -23 <(echo "$agent_syms") <(echo "$pure_syms"))
 	cli_syms=$(nm --defined-only -g "$NODEMESH" | awk 'NF == 3 {print $3}' | sort -u)
 	shared=$(comm -12 <(echo "$agent_syms") <(echo "$cli_syms") | tr '\n' ' ')
-	incl=$(grep -nE '#include "(agent/|core/|state/|config/|datapath/|mesh/|k8s/|policy/|lb/|telemetry/)' \
-		"$REPO"/tools/*.c "$REPO"/tools/*.h 2>/dev/null | tr '\n' ' ')
+	agent_incl='#include "(agent/|core/|state/|config/|datapath/|mesh/|k8s/|policy/|lb/|telemetry/)'
+	incl=$(grep -nE "$agent_incl" "$REPO"/tools/*.c "$REPO"/tools/*.h 2>/dev/null |
+		grep -vE '^[^:]*/tools/policy\.c:[0-9]+:#include "(config/[a-z_]+\.h|state/cluster\.h|policy/policy\.h)"$' |
+		tr '\n' ' ')
 	# The comparison means something only if the agent library has them.
 	known=0
 	for s in nm_datapath_open nm_tls_create nm_model_build; do
