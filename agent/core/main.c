@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/policydir.h"
 #include "mesh/proxy.h"
 #include "core/caps.h"
 #include "lib/log.h"
@@ -46,6 +47,9 @@ struct nm_daemon {
 	uint64_t flows_high;      /* most live flows since the last trim */
 	int sigfd;
 	uint64_t reload_timer;
+	int policy_fd;                     /* inotify on policyDir, -1: none */
+	char policy_watched[NM_PATH_MAX];  /* the folder policy_fd watches */
+	uint64_t policy_timer;             /* debounce after a change */
 };
 
 static void usage(FILE *out)
@@ -195,6 +199,7 @@ static int datapath_start(struct nm_daemon *d)
 		ret = state_build(d, a->cluster, a->first_generation, &s);
 		if (ret)
 			return ret;
+		s->policies = a->state->policies;
 		nm_state_free(a->state);
 		a->state = s;
 	}
@@ -275,6 +280,147 @@ static int tls_for(struct nm_daemon *d, const struct nm_cluster *c,
 }
 
 /*
+ * The policy set of snapshot c's policyDir (*out NULL: no policyDir, all
+ * allowed). A file that does not load refuses the set as a whole: the log
+ * names file, policy and field, and the caller keeps the last good one.
+ */
+static int policies_load(const struct nm_cluster *c, struct nm_policy_set **out)
+{
+	char err[2 * NM_ERRMSG_MAX];
+	const char *const *warn;
+	unsigned int n;
+	int ret;
+
+	*out = NULL;
+	if (!c->policy_dir[0])
+		return 0;
+	ret = nm_policy_load_dir(c->policy_dir, c->mesh.root_ns, out, err,
+				 sizeof(err));
+	if (ret) {
+		pr_warn("msg=\"policies rejected, keeping the last good set\" dir=%s err=\"%s\"",
+			c->policy_dir, err);
+		return ret;
+	}
+	warn = nm_policy_set_warnings(*out, &n);
+	for (unsigned int i = 0; i < n; i++)
+		pr_warn("msg=\"policy accepted with a warning\" warning=\"%s\"", warn[i]);
+	return 0;
+}
+
+static void on_policy_event(struct nm_loop *loop, int fd, unsigned int events,
+			    void *data);
+
+/* Watches the snapshot's policyDir (again, when it moved). */
+static void policy_watch(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	const char *dir = a->cluster->policy_dir;
+
+	if (d->policy_fd >= 0 && !strcmp(dir, d->policy_watched))
+		return;
+	if (d->policy_fd >= 0) {
+		nm_loop_del(a->loop, d->policy_fd);
+		close(d->policy_fd);
+		d->policy_fd = -1;
+		d->policy_watched[0] = '\0';
+	}
+	if (!dir[0])
+		return;
+	d->policy_fd = nm_policydir_watch(dir);
+	if (d->policy_fd < 0) {
+		pr_warn("msg=\"cannot watch the policy folder; changes apply on SIGHUP only\" dir=%s err=\"%s\"",
+			dir, strerror(-d->policy_fd));
+		return;
+	}
+	if (nm_loop_add(a->loop, d->policy_fd, NM_EV_READ, on_policy_event, d)) {
+		close(d->policy_fd);
+		d->policy_fd = -1;
+		return;
+	}
+	snprintf(d->policy_watched, sizeof(d->policy_watched), "%s", dir);
+}
+
+/* The set in force, for the CLI; and the watch on its folder. */
+static void policies_publish(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	int ret;
+
+	a->policy_recheck = a->cluster->policy_apply_to_existing;
+	ret = nm_policydir_publish(a->instance, a->cluster->policy_dir);
+	if (ret)
+		pr_warn("msg=\"cannot publish the policies in force for the CLI\" err=\"%s\"",
+			strerror(-ret));
+	policy_watch(d);
+}
+
+/* ps is in the state in force (its maps are written): count, publish. */
+static void policies_commit(struct nm_daemon *d, struct nm_policy_set *ps)
+{
+	struct nm_agent *a = &d->agent;
+
+	if (nm_authz_replace(&a->authz, ps)) {
+		/* Keep evaluating with ps without per-policy counts rather
+		 * than enforce a set the maps no longer hold. */
+		nm_policy_set_free(a->authz.policies);
+		a->authz.policies = ps;
+		a->authz.n_policies = 0;
+	}
+	policies_publish(d);
+	if (a->policy_recheck)
+		nm_proxy_recheck(a);
+}
+
+/* The policy folder changed: a new set with the same snapshot, or none. */
+static void policy_reload(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	struct nm_state *s = NULL, *old_state = a->state;
+	struct nm_policy_set *ps = NULL;
+
+	if (policies_load(a->cluster, &ps))
+		return;
+	if (state_build(d, a->cluster, a->state->generation + 1, &s)) {
+		nm_policy_set_free(ps);
+		return;
+	}
+	s->policies = ps;
+	if (a->dp && datapath_apply(a, s)) {
+		datapath_apply(a, old_state);
+		nm_state_free(s);
+		nm_policy_set_free(ps);
+		return;
+	}
+	a->state = s;
+	nm_state_free(old_state);
+	policies_commit(d, ps);
+	nm_runstate_write(a);
+	pr_info("msg=\"policies reloaded\" dir=%s generation=%u policies=%u",
+		a->cluster->policy_dir, s->generation, ps ? nm_policy_count(ps) : 0);
+}
+
+static int64_t on_policy_settled(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_daemon *d = data;
+
+	d->policy_timer = 0;
+	policy_reload(d);
+	return NM_TIMER_STOP;
+}
+
+/* Writers touch a file several times: wait until it settles (100 ms),
+ * which keeps a change well inside the 1 s it may take to apply. */
+static void on_policy_event(struct nm_loop *loop, int fd, unsigned int events,
+			    void *data)
+{
+	struct nm_daemon *d = data;
+
+	if (!nm_policydir_drain(fd) || d->policy_timer)
+		return;
+	d->policy_timer = nm_loop_add_timer(loop, 100, on_policy_settled, d);
+}
+
+/*
  * Applies a new cluster file whole, or keeps the last good state whole:
  * every field either applies live or the reload is refused naming it.
  * Order matters for traffic: new listeners are open before the maps point
@@ -285,6 +431,7 @@ static void daemon_reload(struct nm_daemon *d)
 	struct nm_agent *a = &d->agent;
 	struct nm_cluster *c = NULL;
 	struct nm_state *s = NULL, *old_state = a->state;
+	struct nm_policy_set *ps = NULL;
 	struct nm_tls *tls = NULL;
 	char err[NM_ERRMSG_MAX], field[96];
 	const char *why;
@@ -305,6 +452,9 @@ static void daemon_reload(struct nm_daemon *d)
 	}
 	if (state_build(d, c, a->state->generation + 1, &s))
 		goto reject;
+	if (policies_load(c, &ps))
+		goto reject;
+	s->policies = ps;
 	if (tls_for(d, c, &tls))
 		goto reject;
 	ret = nm_proxy_listen_mesh(a, s);
@@ -340,6 +490,7 @@ static void daemon_reload(struct nm_daemon *d)
 	a->cluster = c;
 	/* Limits apply live; flows already counted stay counted. */
 	nm_limits_init(&a->limits, &c->mesh.limits);
+	policies_commit(d, ps);
 	nm_runstate_write(a);
 	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
 		d->config_path, s->generation, c->n_workloads, c->n_services);
@@ -347,6 +498,7 @@ static void daemon_reload(struct nm_daemon *d)
 reject:
 	nm_tls_free(tls);
 	nm_state_free(s);
+	nm_policy_set_free(ps);
 	nm_cluster_free(c);
 }
 
@@ -454,7 +606,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct nm_daemon d = { .sigfd = -1, .tls_resumption = true };
+	struct nm_daemon d = { .sigfd = -1, .policy_fd = -1, .tls_resumption = true };
+	struct nm_policy_set *ps = NULL;
 	struct nm_agent *a = &d.agent;
 	enum nm_log_level level;
 	char err[NM_ERRMSG_MAX], feat_path[NM_PATH_MAX] = "";
@@ -528,6 +681,15 @@ int main(int argc, char **argv)
 	a->first_generation = 1;
 	if (state_build(&d, a->cluster, a->first_generation, &a->state))
 		goto out;
+	/* A policy folder that does not load stops the start: there is no
+	 * last good set to keep yet. */
+	if (policies_load(a->cluster, &ps))
+		goto out;
+	if (nm_authz_replace(&a->authz, ps)) {
+		nm_policy_set_free(ps);
+		goto out;
+	}
+	a->state->policies = ps;
 	ret = nm_tls_create(a->cluster->cert_dir, a->cluster->trust_domain,
 			    &a->tls, err, sizeof(err));
 	if (ret) {
@@ -587,6 +749,7 @@ int main(int argc, char **argv)
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
 	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
+	policies_publish(&d);
 	nm_runstate_write(a);
 	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
 		a->state->self ? a->state->self->cfg->name : "-",
@@ -603,6 +766,9 @@ out:
 	if (feat_path[0])
 		unlink(feat_path);
 	nm_runstate_remove(a);
+	nm_policydir_unpublish(a->instance);
+	if (d.policy_fd >= 0)
+		close(d.policy_fd);
 	nm_datapath_close(a->dp);
 	nm_tls_free(a->tls);
 	if (a->loop)
@@ -611,6 +777,7 @@ out:
 		close(d.sigfd);
 	nm_bufpool_drain(&a->pool);
 	nm_state_free(a->state);
+	nm_authz_free(&a->authz); /* after the state that points at its set */
 	nm_ids_free(a->ids);
 	nm_cluster_free(a->cluster);
 	if (rc == 0)

@@ -630,14 +630,22 @@ fail:
 }
 
 /* Inbound: where may this preamble's destination be reached? */
-static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p)
+/*
+ * Inbound: where may this preamble's destination be reached, and may this
+ * peer reach it? policy[len] gets the deciding policy ("ns/name", "-").
+ */
+static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p,
+				  char *policy, size_t len, const char **reason)
 {
 	struct nm_agent *a = f->agent;
 	const struct nm_forward_cfg *fwd = f->lst->fwd;
 	const struct nm_st_workload *wl;
+	struct nm_policy_verdict v;
 	struct nm_spiffe_id want;
 	char i1[NM_SPIFFE_MAX];
 
+	snprintf(policy, len, "-");
+	*reason = "";
 	if (fwd) {
 		if (fwd->n_allowed_peers) {
 			bool ok = false;
@@ -656,6 +664,14 @@ static uint8_t flow_authorize_dst(struct nm_flow *f, const struct nm_preamble *p
 	if (nm_route_inbound(a->state, &p->dst, &f->local_id, &wl, &want))
 		return NM_NMTP_NO_DEST;
 	f->local_id = want;
+	/* The destination agent is authoritative: the verified peer
+	 * identity, the source address the peer agent vouches for, the pod
+	 * and port asked for. */
+	if (!nm_authz_check(&a->authz, a->state, wl, &p->dst, &f->peer_id,
+			    &f->src, &v, policy, len)) {
+		*reason = v.reason ? v.reason : "";
+		return NM_NMTP_DENIED;
+	}
 	f->connect_to = p->dst;
 	return NM_NMTP_OK;
 }
@@ -668,7 +684,7 @@ static int flow_step_preamble(struct nm_flow *f)
 	struct nm_preamble p;
 	const char *why = NULL;
 	uint8_t status;
-	char s1[64];
+	char s1[64], s2[64], policy[2 * NM_NAME_MAX + 2];
 	int r, err;
 
 	for (;;) {
@@ -704,16 +720,17 @@ static int flow_step_preamble(struct nm_flow *f)
 	if (p.has_flow)
 		f->id = p.flow_id;
 	f->dst = p.dst;
-	status = flow_authorize_dst(f, &p);
+	status = flow_authorize_dst(f, &p, policy, sizeof(policy), &why);
 	if (status != NM_NMTP_OK) {
 		char i1[NM_SPIFFE_MAX];
 
 		pr_warn_ratelimited(&a->rl.refused,
-				    "msg=\"inbound flow refused\" flow=%llu peer_id=%s dst=%s status=%s",
+				    "msg=\"inbound flow refused\" flow=%llu peer_id=%s src=%s dst=%s status=%s policy=%s reason=\"%s\"",
 				    (unsigned long long)f->id,
 				    fmt_id(&f->peer_id, i1, sizeof(i1)),
+				    nm_sockaddr_format(&f->src, s2, sizeof(s2)),
 				    nm_sockaddr_format(&p.dst, s1, sizeof(s1)),
-				    nm_status_str(status));
+				    nm_status_str(status), policy, why);
 		flow_drain_status(f, status);
 		return 0;
 	}
@@ -863,6 +880,35 @@ static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 
 /* ------------------------------------------------------------ accepting */
 
+/*
+ * Same node: this agent is the destination's too, so it decides for the
+ * pod it relays to (the source's identity is its cgroup's, vouched for by
+ * the record). A refusal resets the pod's connection, counted, logged.
+ */
+static bool flow_local_allowed(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	const struct nm_st_workload *dst;
+	struct nm_policy_verdict v;
+	char policy[2 * NM_NAME_MAX + 2], i1[NM_SPIFFE_MAX], s1[64], s2[64];
+	struct nm_addr ip;
+
+	nm_addr_from_sockaddr(&f->connect_to, &ip, NULL);
+	dst = nm_state_workload_by_addr(a->state, &ip);
+	if (!dst)
+		return false;
+	if (nm_authz_check(&a->authz, a->state, dst, &f->connect_to,
+			   &f->local_id, &f->src, &v, policy, sizeof(policy)))
+		return true;
+	pr_warn_ratelimited(&a->rl.refused,
+			    "msg=\"local flow refused\" src_id=%s src=%s dst=%s status=denied policy=%s reason=\"%s\"",
+			    fmt_id(&f->local_id, i1, sizeof(i1)),
+			    nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			    nm_sockaddr_format(&f->connect_to, s2, sizeof(s2)),
+			    policy, v.reason ? v.reason : "");
+	return false;
+}
+
 static uint64_t monotonic_ns(void)
 {
 	struct timespec ts;
@@ -906,6 +952,10 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 	f->backend = r.backend;
 	f->connect_to = r.connect_to;
 	f->src_workload = r.src_workload;
+	if (!r.remote && !flow_local_allowed(f)) {
+		a->stats.policy_denied++;
+		goto reset;
+	}
 	if (r.remote) {
 		f->expected_peer = r.peer_id;
 		f->has_expected = true;
@@ -1056,6 +1106,40 @@ void nm_flow_accept(struct nm_listener *l, int fd,
 		flow_start_inbound(f);
 		break;
 	}
+}
+
+/*
+ * policy.applyToExisting: after a policy change, established flows this
+ * agent is the destination for (inbound tunnels, same-node relays) are
+ * checked again, and the ones the new set denies are reset.
+ */
+void nm_proxy_recheck(struct nm_agent *a)
+{
+	struct nm_flow *f, *next;
+	unsigned int closed = 0;
+
+	for (f = a->flows; f; f = next) {
+		const struct nm_spiffe_id *peer;
+		const struct nm_st_workload *dst;
+		struct nm_policy_verdict v;
+		struct nm_addr ip;
+
+		next = f->next;
+		if (f->phase != NM_PH_RELAY || f->lst->fwd ||
+		    (f->dir == NM_DIR_OUTBOUND && f->remote))
+			continue;
+		peer = f->dir == NM_DIR_INBOUND ? &f->peer_id : &f->local_id;
+		nm_addr_from_sockaddr(&f->connect_to, &ip, NULL);
+		dst = nm_state_workload_by_addr(a->state, &ip);
+		if (dst && nm_authz_check(&a->authz, a->state, dst, &f->connect_to,
+					  peer, &f->src, &v, NULL, 0))
+			continue;
+		flow_free(f, true, "policy");
+		closed++;
+	}
+	if (closed)
+		pr_info("msg=\"policy change closed established flows\" closed=%u",
+			closed);
 }
 
 void nm_proxy_close_all(struct nm_agent *a, bool reset)

@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "lib/spiffe.h"
 #include "core/loop.h"
+#include "mesh/authz.h"
 #include "mesh/limits.h"
 #include "mesh/relay.h"
 #include "mesh/tls.h"
@@ -59,6 +60,7 @@ struct nm_agent_stats {
 	uint64_t flows_active;
 	uint64_t no_record;
 	uint64_t bad_record;      /* records refused: generation, age, address, IDs */
+	uint64_t policy_denied;   /* same-node relays refused by policy */
 	uint64_t tls_failures;
 	uint64_t preamble_errors;
 	uint64_t upstream_failures;
@@ -103,6 +105,8 @@ struct nm_agent {
 	struct nm_agent_stats stats;
 	bool stopping;
 	struct nm_limits limits;  /* nm_limits_init() after raise_fd_limit() */
+	struct nm_authz authz;    /* the policy set in force and its counts */
+	bool policy_recheck;      /* policy.applyToExisting of the snapshot */
 	struct nm_agent_ratelimits rl;
 	uint64_t accept_timer;    /* resumes paused listeners */
 	unsigned int listeners_paused;
@@ -122,6 +126,8 @@ void nm_proxy_fds_freed(struct nm_agent *a);
 void nm_proxy_stop_listening(struct nm_agent *a);
 /* Closes every live flow (reset when reset is true). */
 void nm_proxy_close_all(struct nm_agent *a, bool reset);
+/* Resets established flows the policy set in force now denies. */
+void nm_proxy_recheck(struct nm_agent *a);
 /* Periodic: closes flows past their connect or handshake deadline. */
 void nm_proxy_sweep(struct nm_agent *a);
 
