@@ -27,6 +27,10 @@
  * exact values. Each named port is evaluated, and one port none of them
  * names stands for all the others (the port-0 record). A named port gets
  * its own record only where it differs from port 0.
+ *
+ * ALLOW records are written for destinations on this node only (the
+ * same-node kernel path will use them); elsewhere only what refuses, see
+ * emit_pair().
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -201,7 +205,8 @@ static bool same_verdict(const struct nm_policy_verdict *a,
  * The verdict for src -> dst on port, or false when it differs between
  * the address pairs the connection may use (v4 to v4, v6 to v6 where both
  * have one). With address matches deferred this never happens; it is the
- * second guard, at the price of one more evaluation.
+ * second guard, at the price of one more evaluation (with the addresses of
+ * the first source of an identity, which speaks for all of them).
  */
 static bool decide(const struct nm_policy_set *ps, const struct nm_st_workload *src,
 		   const char *principal, const struct nm_st_workload *dst,
@@ -230,30 +235,101 @@ static bool decide(const struct nm_policy_set *ps, const struct nm_st_workload *
 	return same_verdict(v, &v6);
 }
 
-/* The records of one (source, destination) pair; none when undecidable. */
-static int compile_pair(const struct nm_policy_set *ps,
-			const struct nm_st_workload *src, const char *principal,
-			const struct nm_st_workload *dst,
-			const struct dst_view *view, struct nm_policy_verdict *pv,
-			struct out *o)
+/*
+ * The verdicts of one source identity to dst: v[0] for every port not
+ * named, v[1 + i] for named port i. False when some port is undecidable:
+ * then no records at all, since a port-0 record would also answer for it.
+ */
+static bool decide_all(const struct nm_policy_set *ps,
+		       const struct nm_st_workload *src, const char *principal,
+		       const struct nm_st_workload *dst,
+		       const struct dst_view *view, struct nm_policy_verdict *v)
 {
-	struct nm_policy_verdict v0;
-	int ret;
-
 	if (view->defer)
-		return 0;
-	if (!decide(ps, src, principal, dst, view->other, &v0))
-		return 0;
-	/* All or nothing: a port-0 record would also answer for a named
-	 * port that could not be decided. */
+		return false;
+	if (!decide(ps, src, principal, dst, view->other, &v[0]))
+		return false;
 	for (unsigned int i = 0; i < view->named.n; i++)
-		if (!decide(ps, src, principal, dst, view->named.v[i], &pv[i]))
-			return 0;
-	ret = emit(o, src->id, dst->id, 0, &v0);
-	for (unsigned int i = 0; i < view->named.n && !ret; i++)
-		if (!same_verdict(&pv[i], &v0))
-			ret = emit(o, src->id, dst->id, view->named.v[i], &pv[i]);
+		if (!decide(ps, src, principal, dst, view->named.v[i], &v[1 + i]))
+			return false;
+	return true;
+}
+
+/*
+ * The records of one (source, destination) pair from decide_all()'s v.
+ * ALLOW records are kept for destinations on this node, for the same-node
+ * kernel path; to other nodes an ALLOW record means what no record means
+ * (the mesh path, the destination agent decides), so there only the DENY
+ * records are written, plus the port ALLOWs that must shadow a port-0
+ * DENY. That keeps the map within reach of big clusters: local sources x
+ * local destinations, plus the denied pairs.
+ */
+static int emit_pair(struct out *o, uint32_t src_id, const struct nm_st_workload *dst,
+		     const struct dst_view *view, const struct nm_policy_verdict *v)
+{
+	const struct nm_policy_verdict *v0 = &v[0];
+	bool keep_allow = dst->local;
+	int ret = 0;
+
+	if (keep_allow || !v0->allow)
+		ret = emit(o, src_id, dst->id, 0, v0);
+	for (unsigned int i = 0; i < view->named.n && !ret; i++) {
+		const struct nm_policy_verdict *p = &v[1 + i];
+
+		if (same_verdict(p, v0) || (!keep_allow && p->allow && v0->allow))
+			continue;
+		ret = emit(o, src_id, dst->id, view->named.v[i], p);
+	}
 	return ret;
+}
+
+/*
+ * The sources whose connect4/6 runs on this node: local workloads with a
+ * cgroup. Those of one identity share a principal, hence their verdicts
+ * (addresses are out of play, see decide()): leader[i] is the first
+ * source of i's identity, the one evaluated.
+ */
+struct sources {
+	const struct nm_st_workload **w;
+	unsigned int *leader;
+	char (*principal)[PRINCIPAL_MAX];
+	unsigned int n;
+};
+
+static int sources_of(const struct nm_state *s, struct sources *src)
+{
+	src->n = 0;
+	src->w = calloc(s->n_workloads ? s->n_workloads : 1, sizeof(*src->w));
+	src->leader = calloc(s->n_workloads ? s->n_workloads : 1,
+			     sizeof(*src->leader));
+	src->principal = calloc(s->n_workloads ? s->n_workloads : 1,
+				sizeof(*src->principal));
+	if (!src->w || !src->leader || !src->principal)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < s->n_workloads; i++) {
+		const struct nm_st_workload *w = &s->workloads[i];
+		unsigned int k = src->n, l;
+
+		if (!w->local || !w->cgroup_id)
+			continue;
+		for (l = 0; l < k; l++)
+			if (src->w[l]->identity_id == w->identity_id)
+				break;
+		src->w[k] = w;
+		src->leader[k] = l;
+		if (l == k)
+			snprintf(src->principal[k], PRINCIPAL_MAX, "%s/ns/%s/sa/%s",
+				 nm_state_trust_domain(s), w->cfg->ns, w->cfg->sa);
+		src->n++;
+	}
+	return 0;
+}
+
+static void sources_free(struct sources *src)
+{
+	free(src->w);
+	free(src->leader);
+	free(src->principal);
 }
 
 int nm_policy_compile(const struct nm_policy_set *ps, const struct nm_state *s,
@@ -261,46 +337,56 @@ int nm_policy_compile(const struct nm_policy_set *ps, const struct nm_state *s,
 {
 	struct out o = { .max = max };
 	struct dst_view view = { 0 };
-	struct nm_policy_verdict *pv = NULL;
-	unsigned int pv_cap = 0;
-	char principal[PRINCIPAL_MAX];
-	int ret = 0;
+	struct sources src = { 0 };
+	struct nm_policy_verdict *v = NULL;
+	bool *ok = NULL;
+	size_t v_cap = 0;
+	int ret;
 
 	*out = NULL;
 	*n = 0;
 	if (!ps)
 		return 0;
-	for (unsigned int d = 0; d < s->n_workloads && !ret; d++) {
+	ret = sources_of(s, &src);
+	ok = calloc(src.n ? src.n : 1, sizeof(*ok));
+	if (!ret && !ok)
+		ret = -ENOMEM;
+	for (unsigned int d = 0; d < s->n_workloads && !ret && src.n; d++) {
 		const struct nm_st_workload *dst = &s->workloads[d];
+		size_t stride;
 
 		ret = view_of(ps, dst, &view);
 		if (ret)
 			break;
-		if (view.named.n > pv_cap) {
+		stride = 1 + (size_t)view.named.n;
+		if (stride * src.n > v_cap) {
 			struct nm_policy_verdict *p;
 
-			p = realloc(pv, view.named.n * sizeof(*p));
+			p = realloc(v, stride * src.n * sizeof(*p));
 			if (!p) {
 				ret = -ENOMEM;
 				break;
 			}
-			pv = p;
-			pv_cap = view.named.n;
+			v = p;
+			v_cap = stride * src.n;
 		}
-		for (unsigned int i = 0; i < s->n_workloads && !ret; i++) {
-			const struct nm_st_workload *src = &s->workloads[i];
+		for (unsigned int i = 0; i < src.n; i++) {
+			unsigned int l = src.leader[i];
 
-			/* The sources whose connect4/6 runs on this node. */
-			if (!src->local || !src->cgroup_id)
-				continue;
-			snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s",
-				 nm_state_trust_domain(s), src->cfg->ns,
-				 src->cfg->sa);
-			ret = compile_pair(ps, src, principal, dst, &view, pv, &o);
+			if (l == i)
+				ok[i] = decide_all(ps, src.w[i], src.principal[i],
+						   dst, &view, &v[i * stride]);
+			if (ok[l])
+				ret = emit_pair(&o, src.w[i]->id, dst, &view,
+						&v[l * stride]);
+			if (ret)
+				break;
 		}
 	}
 	free(view.named.v);
-	free(pv);
+	free(v);
+	free(ok);
+	sources_free(&src);
 	if (ret) {
 		free(o.recs);
 		return ret;

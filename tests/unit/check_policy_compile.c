@@ -512,7 +512,11 @@ static const struct nm_policy_rec *kernel_rec(const struct nm_policy_rec *r,
 /* --- the differential test ------------------------------------------------------- */
 
 struct tally {
-	unsigned long sets, cases, decided, kernel_denies, agent_denies;
+	unsigned long sets, cases, agent_denies;
+	unsigned long kernel_denies; /* refused by a DENY record */
+	/* With every destination on this node (ALLOW records everywhere):
+	 * connections a record decides. */
+	unsigned long local_cases, decided;
 };
 
 static uint64_t seed_of(void)
@@ -523,34 +527,20 @@ static uint64_t seed_of(void)
 }
 
 /*
- * Checks every connection the meshed sources of this node could make in
- * one generated (policy set, cluster).
+ * Compiles s under ps and checks every connection the meshed sources of
+ * this node could make against the record connect4/6 would find.
+ * all_local: the pass where every destination counts as on this node.
  */
-static void check_one(unsigned long set_no, bool by_addr, struct tally *t,
-		      struct sb *json)
+static void check_records(unsigned long set_no, const struct nm_state *s,
+			  const struct nm_policy_set *ps, bool all_local,
+			  struct tally *t, const struct sb *json)
 {
 	struct nm_policy_rec *recs = NULL;
-	struct nm_policy_set *ps = NULL;
-	struct nm_cluster c;
-	struct nm_state *s;
-	struct nm_ids *ids;
-	char err[512];
 	size_t n = 0;
 	int ret;
 
-	gen_policies(json, by_addr);
-	ret = nm_policy_load_buf(json->s, json->len, "gen.json", ROOT_NS, &ps,
-				 err, sizeof(err));
-	ck_assert_msg(ret == 0, "set %lu: generated policies refused: %s\n%s",
-		      set_no, err, json->s);
-	gen_cluster(&c);
-	ck_assert_int_eq(nm_ids_create(&ids), 0);
-	s = state_of(&c, ids);
-	s->policies = ps;
 	ret = nm_policy_compile(ps, s, 4096, &recs, &n);
 	ck_assert_msg(ret == 0, "set %lu: compile: %s", set_no, strerror(-ret));
-	t->sets++;
-
 	for (unsigned int i = 0; i < s->n_workloads; i++) {
 		const struct nm_st_workload *src = &s->workloads[i];
 		char principal[3 * NM_NAME_MAX + 16];
@@ -591,19 +581,24 @@ static void check_one(unsigned long set_no, bool by_addr, struct tally *t,
 						conn.dst_ip = dst->cfg->ip6;
 					}
 					nm_policy_evaluate(ps, &conn, &v);
-					t->cases++;
-					t->agent_denies += !v.allow;
+					if (all_local) {
+						t->local_cases++;
+						t->decided += r != NULL;
+					} else {
+						t->cases++;
+						t->agent_denies += !v.allow;
+						t->kernel_denies += r && r->val.verdict == NM_PV_DENY;
+					}
 					if (!r)
 						continue;
-					t->decided++;
-					t->kernel_denies += r->val.verdict == NM_PV_DENY;
 					ck_assert_msg(r->val.verdict ==
 							      (v.allow ? NM_PV_ALLOW : NM_PV_DENY) &&
 						      r->val.policy_id ==
 							      (uint32_t)(v.policy + 1),
-						      "seed 0x%llx set %lu: %s -> %s/%s port %u (addresses %u): "
+						      "seed 0x%llx set %lu%s: %s -> %s/%s port %u (addresses %u): "
 						      "record verdict %u policy %u, agent %s policy %d (%s)\n%s",
 						      (unsigned long long)seed_of(), set_no,
+						      all_local ? " (all local)" : "",
 						      principal, dst->cfg->ns, dst->cfg->name,
 						      ports[p], a, r->val.verdict,
 						      r->val.policy_id,
@@ -614,6 +609,38 @@ static void check_one(unsigned long set_no, bool by_addr, struct tally *t,
 		}
 	}
 	free(recs);
+}
+
+/*
+ * One generated (policy set, cluster): checked as it is, then again with
+ * every workload counted as on this node, where every destination gets
+ * ALLOW records too and the share the kernel decides is measured.
+ */
+static void check_one(unsigned long set_no, bool by_addr, struct tally *t,
+		      struct sb *json)
+{
+	struct nm_policy_set *ps = NULL;
+	struct nm_cluster c;
+	struct nm_state *s;
+	struct nm_ids *ids;
+	char err[512];
+	int ret;
+
+	gen_policies(json, by_addr);
+	ret = nm_policy_load_buf(json->s, json->len, "gen.json", ROOT_NS, &ps,
+				 err, sizeof(err));
+	ck_assert_msg(ret == 0, "set %lu: generated policies refused: %s\n%s",
+		      set_no, err, json->s);
+	gen_cluster(&c);
+	ck_assert_int_eq(nm_ids_create(&ids), 0);
+	s = state_of(&c, ids);
+	s->policies = ps;
+	t->sets++;
+	check_records(set_no, s, ps, false, t, json);
+	/* Remote workloads have no cgroup here, so they stay no sources. */
+	for (unsigned int i = 0; i < s->n_workloads; i++)
+		s->workloads[i].local = true;
+	check_records(set_no, s, ps, true, t, json);
 	nm_state_free(s);
 	nm_ids_free(ids);
 	free_cluster(&c);
@@ -632,24 +659,28 @@ START_TEST(test_differential)
 
 		check_one(i, by_addr, by_addr ? &addr : &plain, &json);
 	}
-	printf("check_policy_compile: seed 0x%llx\n"
-	       "  sets without address matches: %lu sets, %lu (policy set, connection) cases, "
-	       "kernel decides %lu (%.1f%%), kernel denies %lu of %lu agent denies\n"
-	       "  sets that may match by address: %lu sets, %lu cases, kernel decides %lu (%.1f%%), "
-	       "kernel denies %lu of %lu agent denies\n",
-	       (unsigned long long)seed_of(), plain.sets, plain.cases,
-	       plain.decided, 100.0 * plain.decided / plain.cases,
-	       plain.kernel_denies, plain.agent_denies, addr.sets, addr.cases,
-	       addr.decided, 100.0 * addr.decided / addr.cases,
-	       addr.kernel_denies, addr.agent_denies);
+	for (int k = 0; k < 2; k++) {
+		const struct tally *t = k ? &addr : &plain;
+
+		printf("check_policy_compile: seed 0x%llx, %s: %lu sets, %lu (policy set, connection) cases, "
+		       "%lu denied by the agent, %lu of them refused by a kernel record (%.1f%%); "
+		       "all destinations local: %lu cases, %lu decided by a record (%.1f%%)\n",
+		       (unsigned long long)seed_of(),
+		       k ? "sets that may match by address" : "sets without address matches",
+		       t->sets, t->cases, t->agent_denies, t->kernel_denies,
+		       100.0 * t->kernel_denies / (t->agent_denies ? t->agent_denies : 1),
+		       t->local_cases, t->decided,
+		       100.0 * t->decided / (t->local_cases ? t->local_cases : 1));
+	}
 	fflush(stdout);
 	ck_assert_uint_ge(plain.cases + addr.cases, 10000);
-	/* The kernel must decide most plain connections, and the sets must
-	 * exercise both verdicts, or the test proves little. */
-	ck_assert_uint_gt(plain.decided * 2, plain.cases);
-	ck_assert_uint_gt(plain.kernel_denies * 10, plain.decided);
-	ck_assert_uint_gt(plain.decided - plain.kernel_denies,
-			  plain.decided / 10);
+	/* The kernel must decide most plain connections and refuse most of
+	 * the denied ones, and the sets must exercise both verdicts, or the
+	 * test proves little. */
+	ck_assert_uint_gt(plain.decided * 2, plain.local_cases);
+	ck_assert_uint_gt(plain.kernel_denies * 2, plain.agent_denies);
+	ck_assert_uint_gt(plain.agent_denies * 10, plain.cases);
+	ck_assert_uint_gt(plain.cases - plain.agent_denies, plain.cases / 10);
 	ck_assert_uint_gt(addr.decided, 0);
 	free(json.s);
 }
@@ -761,16 +792,19 @@ START_TEST(test_no_policies_no_records)
 }
 END_TEST
 
-/* Sources are this node's meshed workloads only; every workload is a
- * destination; an empty set allows everything, one port-0 record each. */
+/* Sources are this node's meshed workloads only; an empty set allows
+ * everything: one ALLOW port-0 record to each destination on this node,
+ * none to the others (ALLOW there means what no record means). */
 START_TEST(test_sources_and_destinations)
 {
 	struct fixed f;
 
 	fixed_compile(&f, "[]");
-	ck_assert_uint_eq(f.n, 2 * 4);
+	ck_assert_uint_eq(f.n, 2 * 2);
 	for (unsigned int s = 0; s < 2; s++) {
-		for (unsigned int d = 0; d < 4; d++) {
+		ck_assert_ptr_null(rec_of(&f, s, 2, 0));
+		ck_assert_ptr_null(rec_of(&f, s, 3, 0));
+		for (unsigned int d = 0; d < 2; d++) {
 			const struct nm_policy_rec *r = rec_of(&f, s, d, 0);
 
 			ck_assert_ptr_nonnull(r);
@@ -785,7 +819,8 @@ START_TEST(test_sources_and_destinations)
 }
 END_TEST
 
-/* A DENY on one port: that port's record, port 0 allows. */
+/* A DENY on one port: that port's record; port 0 allows, which to
+ * another node needs no record. */
 START_TEST(test_port_record)
 {
 	struct fixed f;
@@ -799,12 +834,41 @@ START_TEST(test_port_record)
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(r->val.verdict, NM_PV_DENY);
 	ck_assert_uint_eq(r->val.policy_id, 1);
+	ck_assert_ptr_null(rec_of(&f, 0, 2, 0));
+	/* prod/db is not selected (the policy is in default): nothing. */
+	ck_assert_ptr_null(rec_of(&f, 0, 3, 8080));
+	ck_assert_ptr_null(rec_of(&f, 0, 3, 0));
+	ck_assert_uint_eq(f.n, 2 * 2 + 2);
+	fixed_free(&f);
+}
+END_TEST
+
+/* To another node, a port ALLOW is written where it shadows a port-0
+ * DENY, and not where both allow. */
+START_TEST(test_remote_allow_shadows_deny)
+{
+	struct fixed f;
+	const struct nm_policy_rec *r;
+
+	fixed_compile(&f, "[{\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"AuthorizationPolicy\","
+			  " \"metadata\": {\"name\": \"db-443\", \"namespace\": \"default\"},"
+			  " \"spec\": {\"selector\": {\"matchLabels\": {\"app\": \"db\"}},"
+			  " \"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"443\"]}}]}]}},"
+			  " {\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"AuthorizationPolicy\","
+			  " \"metadata\": {\"name\": \"db-80\", \"namespace\": \"default\"},"
+			  " \"spec\": {\"selector\": {\"matchLabels\": {\"app\": \"db\"}},"
+			  " \"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"80\"]}}]}]}}]");
 	r = rec_of(&f, 0, 2, 0);
 	ck_assert_ptr_nonnull(r);
-	ck_assert_uint_eq(r->val.verdict, NM_PV_ALLOW);
-	/* prod/db is not selected (the policy is in default): port 0 only. */
-	ck_assert_ptr_null(rec_of(&f, 0, 3, 8080));
-	ck_assert_ptr_nonnull(rec_of(&f, 0, 3, 0));
+	ck_assert_uint_eq(r->val.verdict, NM_PV_DENY);
+	for (uint16_t p = 80; p; p = p == 80 ? 443 : 0) {
+		r = rec_of(&f, 0, 2, p);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_uint_eq(r->val.verdict, NM_PV_ALLOW);
+	}
+	/* policy_id follows the sorted set: db-443 is 1, db-80 is 2. */
+	ck_assert_uint_ne(rec_of(&f, 0, 2, 80)->val.policy_id,
+			  rec_of(&f, 0, 2, 443)->val.policy_id);
 	fixed_free(&f);
 }
 END_TEST
@@ -855,11 +919,14 @@ START_TEST(test_address_match_defers)
 			 " \"spec\": {\"action\": \"DENY\", \"selector\": {\"matchLabels\": {\"app\": \"db\"}}, %s}}",
 			 shapes[i]);
 		fixed_compile(&f, json);
+		/* Each shape denies some source's connects to w3 (prod/db, on
+		 * the other node): deferred, no DENY records. */
 		for (unsigned int s = 0; s < 2; s++) {
-			ck_assert_msg(!rec_of(&f, s, 3, 0), "shape %u", i);
-			ck_assert_ptr_nonnull(rec_of(&f, s, 2, 0)); /* not selected */
+			for (uint16_t p = 0; p <= 1; p++)
+				ck_assert_msg(!rec_of(&f, s, 3, p), "shape %u", i);
+			ck_assert_ptr_nonnull(rec_of(&f, s, 0, 0)); /* not selected */
 		}
-		ck_assert_uint_eq(f.n, 2 * 3);
+		ck_assert_uint_eq(f.n, 2 * 2);
 		fixed_free(&f);
 	}
 }
@@ -879,7 +946,7 @@ START_TEST(test_dry_run_defers)
 		ck_assert_ptr_null(rec_of(&f, s, 0, 0)); /* default/web */
 		ck_assert_ptr_null(rec_of(&f, s, 2, 0)); /* default/db */
 		ck_assert_ptr_nonnull(rec_of(&f, s, 1, 0)); /* prod: not selected */
-		ck_assert_uint_eq(rec_of(&f, s, 3, 0)->val.verdict, NM_PV_ALLOW);
+		ck_assert_uint_eq(rec_of(&f, s, 1, 0)->val.verdict, NM_PV_ALLOW);
 	}
 	fixed_free(&f);
 }
@@ -917,7 +984,8 @@ START_TEST(test_model_carries_records)
 	ck_assert_mem_eq(m.policies, f.recs, f.n * sizeof(*f.recs));
 	/* w1 is prod/api: denied everywhere; w0 allowed. */
 	ck_assert_uint_eq(rec_of(&f, 1, 2, 0)->val.verdict, NM_PV_DENY);
-	ck_assert_uint_eq(rec_of(&f, 0, 2, 0)->val.verdict, NM_PV_ALLOW);
+	ck_assert_uint_eq(rec_of(&f, 1, 0, 0)->val.verdict, NM_PV_DENY);
+	ck_assert_uint_eq(rec_of(&f, 0, 0, 0)->val.verdict, NM_PV_ALLOW);
 	nm_model_free(&m);
 	f.s->policies = NULL;
 	ck_assert_int_eq(nm_model_build(f.s, &m, err, sizeof(err)), 0);
@@ -978,6 +1046,7 @@ static Suite *policy_compile_suite(void)
 	tcase_add_test(tc, test_no_policies_no_records);
 	tcase_add_test(tc, test_sources_and_destinations);
 	tcase_add_test(tc, test_port_record);
+	tcase_add_test(tc, test_remote_allow_shadows_deny);
 	tcase_add_test(tc, test_other_port_skips_named);
 	tcase_add_test(tc, test_address_match_defers);
 	tcase_add_test(tc, test_dry_run_defers);
