@@ -35,7 +35,9 @@ static const char policy_usage[] =
 	"Usage: nodemesh policy check --to NAMESPACE/WORKLOAD --port PORT [--from SPIFFE_ID]\n"
 	"                             [--from-ip IP] [--to-ip IP] [SOURCE] [--json]\n"
 	"       nodemesh policy list [SOURCE] [--json]\n"
-	"SOURCE is --config CLUSTER.json --policies DIR [--root-namespace NS] (offline),\n"
+	"SOURCE is --config CLUSTER.json [--policies DIR] [--root-namespace NS] (offline;\n"
+	"  --policies defaults to the file's policyDir, the root namespace to its\n"
+	"  mesh.rootNamespace),\n"
 	"or [--instance NAME] [--run-dir DIR]: the policies in force of a running agent.\n"
 	"  --from SPIFFE_ID  verified source identity, any trust domain; absent means an\n"
 	"                    unauthenticated (plaintext) source\n"
@@ -154,14 +156,24 @@ static int load_all(const struct nm_cli *cli, struct policy_opts *o, bool need_c
 		cfg_path = cfg;
 		dir_path = dir;
 	}
-	if (!dir_path)
-		return nm_cli_usage_error(cli, policy_usage, "policy: --policies DIR is needed");
 	if (need_config && !cfg_path)
 		return nm_cli_usage_error(cli, policy_usage, "policy: --config CLUSTER.json is needed");
 	if (cfg_path) {
 		ret = nm_cluster_load_file(cfg_path, &l->cluster, err, sizeof(err));
 		if (ret)
 			return nm_cli_fail(cli, NM_EXIT_FAIL, "%s", err);
+		/* The cluster file names its policy folder and root namespace;
+		 * the options, when given, win. */
+		if (!dir_path && l->cluster->policy_dir[0])
+			dir_path = l->cluster->policy_dir;
+		if (!o->root_ns)
+			o->root_ns = l->cluster->mesh.root_ns;
+	}
+	if (!dir_path) {
+		nm_cluster_free(l->cluster);
+		l->cluster = NULL;
+		return nm_cli_usage_error(cli, policy_usage,
+					  "policy: --policies DIR is needed (the cluster file names no policyDir)");
 	}
 	ret = nm_policy_load_dir(dir_path, o->root_ns, &l->ps, err, sizeof(err));
 	if (ret) {
