@@ -31,26 +31,11 @@
 #include "mesh/proxy.h"
 #include "core/caps.h"
 #include "lib/log.h"
-#include "datapath/model.h"
 #include "datapath/netlink.h"
 #include "datapath/probe.h"
+#include "core/daemon.h"
 #include "core/runstate.h"
 
-struct nm_daemon {
-	struct nm_agent agent;
-	uint64_t agent_cgroup_id;
-	char node_buf[NM_NAME_MAX]; /* node_name outlives any one snapshot */
-	const char *config_path;
-	const char *node_name;
-	bool tls_resumption;
-	struct timespec config_mtime;
-	uint64_t flows_high;      /* most live flows since the last trim */
-	int sigfd;
-	uint64_t reload_timer;
-	int policy_fd;                     /* inotify on policyDir, -1: none */
-	char policy_watched[NM_PATH_MAX];  /* the folder policy_fd watches */
-	uint64_t policy_timer;             /* debounce after a change */
-};
 
 static void usage(FILE *out)
 {
@@ -65,16 +50,6 @@ static void usage(FILE *out)
 		"  --log-level L    warn, info (default) or debug\n"
 		"  --tls-resumption on|off\n"
 		"                   reuse TLS 1.3 sessions for new tunnels (default on)\n");
-}
-
-static int file_mtime(const char *path, struct timespec *ts)
-{
-	struct stat st;
-
-	if (stat(path, &st))
-		return -errno;
-	*ts = st.st_mtim;
-	return 0;
 }
 
 /* This agent's node name: --node / $NODE_NAME, else the node whose address
@@ -112,396 +87,6 @@ static int pick_node(const struct nm_cluster *c, const char *name,
 	return 0;
 }
 
-/* Builds the state of snapshot c for this agent, as generation gen. */
-static int state_build(struct nm_daemon *d, const struct nm_cluster *c,
-		       uint32_t gen, struct nm_state **out)
-{
-	struct nm_state_opts o = {
-		.self_node = d->node_name,
-		.generation = gen,
-		.cgroup_id = nm_model_cgroup_id,
-		.agent_cgroup_id = d->agent_cgroup_id,
-	};
-	char err[NM_ERRMSG_MAX];
-	int ret;
-
-	ret = nm_state_build(c, d->agent.ids, &o, out, err, sizeof(err));
-	if (ret)
-		pr_warn("msg=\"config rejected, keeping the last good state\" err=\"%s\"",
-			err);
-	return ret;
-}
-
-/* Writes the maps and nm_agent_state for state s. */
-static int datapath_apply(struct nm_agent *a, const struct nm_state *s)
-{
-	struct nm_model model = { 0 };
-	struct nm_agent_state st = { 0 };
-	const struct nm_node *n = s->self->cfg;
-	char err[NM_ERRMSG_MAX];
-	int ret;
-
-	ret = nm_model_build(s, &model, err, sizeof(err));
-	if (ret) {
-		pr_warn("msg=\"cannot build datapath model\" err=\"%s\"", err);
-		return ret;
-	}
-	ret = nm_datapath_sync(a->dp, &model);
-	nm_model_free(&model);
-	if (ret) {
-		pr_warn("msg=\"cannot write maps\" err=\"%s\"", strerror(-ret));
-		return ret;
-	}
-	st.agent_v4 = n->addr;
-	if (n->has_addr6)
-		st.agent_v6 = n->addr6;
-	st.outbound_port = htons(s->cluster->mesh.outbound_port);
-	st.fail_mode = s->cluster->mesh.fail_mode == NM_CFG_FAIL_OPEN ?
-			       NM_FAIL_OPEN : NM_FAIL_CLOSED;
-	st.config_generation = s->generation;
-	st.abi_version = NM_ABI_VERSION;
-	return nm_datapath_set_state(a->dp, &st);
-}
-
-/*
- * Loads the datapath, forgets every redirect record an earlier run left
- * behind, and starts this run's generations above the pinned one, so a
- * record written under an earlier run's state is refused as unknown.
- */
-static int datapath_start(struct nm_daemon *d)
-{
-	struct nm_agent *a = &d->agent;
-	const struct nm_node *n = a->state->self->cfg;
-	struct nm_datapath_opts opts = { .instance = a->instance };
-	char root[NM_PATH_MAX], err[NM_ERRMSG_MAX];
-	struct nm_agent_state old = { 0 };
-	unsigned int flushed = 0;
-	int ret;
-
-	ret = nm_cgroup_resolve(n->cgroup_root, root, sizeof(root));
-	if (ret) {
-		pr_warn("msg=\"cannot resolve cgroupRoot\" file=%s node=%s cgroupRoot=%s err=\"%s\"",
-			a->cluster->path, n->name, n->cgroup_root, strerror(-ret));
-		return ret;
-	}
-	opts.cgroup_root = root;
-	ret = nm_datapath_open(&opts, &a->dp, err, sizeof(err));
-	if (ret) {
-		pr_warn("msg=\"cannot load the BPF datapath\" err=\"%s\"", err);
-		return ret;
-	}
-	if (!nm_datapath_get_state(a->dp, &old) && old.config_generation >= a->first_generation &&
-	    old.config_generation < UINT32_MAX / 2) {
-		/* Rebuild the state under a generation no earlier record has. */
-		struct nm_state *s = NULL;
-
-		a->first_generation = old.config_generation + 1;
-		ret = state_build(d, a->cluster, a->first_generation, &s);
-		if (ret)
-			return ret;
-		s->policies = a->state->policies;
-		nm_state_free(a->state);
-		a->state = s;
-	}
-	ret = nm_datapath_flush_records(a->dp, &flushed);
-	if (ret) {
-		pr_warn("msg=\"cannot flush redirect records\" err=\"%s\"", strerror(-ret));
-		return ret;
-	}
-	ret = datapath_apply(a, a->state);
-	if (ret)
-		return ret;
-	pr_info("msg=\"datapath attached\" cgroup_root=%s pins=%s/%s generation=%u records_flushed=%u",
-		root, NM_PIN_BASE, a->instance, a->state->generation, flushed);
-	return 0;
-}
-
-/*
- * Settings that cannot change while the agent runs; names the first that
- * did (a JSON path) or returns NULL.
- */
-static const char *restart_field(const struct nm_state *cur,
-				 const struct nm_cluster *c, char *buf,
-				 size_t len)
-{
-	const struct nm_cluster *o = cur->cluster;
-
-	if (cur->self) {
-		const struct nm_node *on = cur->self->cfg, *nn = NULL;
-		int i = nm_cluster_find_node(c, on->name);
-
-		if (i < 0) {
-			snprintf(buf, len, "nodes (node %s removed)", on->name);
-			return buf;
-		}
-		nn = &c->nodes[i];
-		if (memcmp(&nn->addr, &on->addr, sizeof(nn->addr)))
-			snprintf(buf, len, "nodes[%d].address", i);
-		else if (nn->has_addr6 != on->has_addr6 ||
-			 memcmp(&nn->addr6, &on->addr6, sizeof(nn->addr6)))
-			snprintf(buf, len, "nodes[%d].address6", i);
-		else if (strcmp(nn->cgroup_root, on->cgroup_root))
-			snprintf(buf, len, "nodes[%d].cgroupRoot", i);
-		else
-			buf[0] = '\0';
-		if (buf[0])
-			return buf;
-	}
-	if (c->n_forwards != o->n_forwards ||
-	    (c->n_forwards && memcmp(c->forwards, o->forwards,
-				     c->n_forwards * sizeof(*c->forwards)))) {
-		snprintf(buf, len, "forwards");
-		return buf;
-	}
-	return NULL;
-}
-
-/* New TLS contexts when the trust domain or certificate folder changed. */
-static int tls_for(struct nm_daemon *d, const struct nm_cluster *c,
-		   struct nm_tls **out)
-{
-	const struct nm_cluster *o = d->agent.cluster;
-	char err[NM_ERRMSG_MAX];
-	int ret;
-
-	*out = NULL;
-	if (!strcmp(c->trust_domain, o->trust_domain) &&
-	    !strcmp(c->cert_dir, o->cert_dir))
-		return 0;
-	ret = nm_tls_create(c->cert_dir, c->trust_domain, out, err, sizeof(err));
-	if (ret) {
-		pr_warn("msg=\"config rejected, keeping the last good state: cannot load certificates\" file=%s field=%s err=\"%s\"",
-			c->path, strcmp(c->trust_domain, o->trust_domain) ?
-					 "trustDomain" : "certDir", err);
-		return ret;
-	}
-	nm_tls_set_resumption(*out, d->tls_resumption);
-	return 0;
-}
-
-/*
- * The policy set of snapshot c's policyDir (*out NULL: no policyDir, all
- * allowed). A file that does not load refuses the set as a whole: the log
- * names file, policy and field, and the caller keeps the last good one.
- */
-static int policies_load(const struct nm_cluster *c, struct nm_policy_set **out)
-{
-	char err[2 * NM_ERRMSG_MAX];
-	const char *const *warn;
-	unsigned int n;
-	int ret;
-
-	*out = NULL;
-	if (!c->policy_dir[0])
-		return 0;
-	ret = nm_policy_load_dir(c->policy_dir, c->mesh.root_ns, out, err,
-				 sizeof(err));
-	if (ret) {
-		pr_warn("msg=\"policies rejected, keeping the last good set\" dir=%s err=\"%s\"",
-			c->policy_dir, err);
-		return ret;
-	}
-	warn = nm_policy_set_warnings(*out, &n);
-	for (unsigned int i = 0; i < n; i++)
-		pr_warn("msg=\"policy accepted with a warning\" warning=\"%s\"", warn[i]);
-	return 0;
-}
-
-static void on_policy_event(struct nm_loop *loop, int fd, unsigned int events,
-			    void *data);
-
-/* Watches the snapshot's policyDir (again, when it moved). */
-static void policy_watch(struct nm_daemon *d)
-{
-	struct nm_agent *a = &d->agent;
-	const char *dir = a->cluster->policy_dir;
-
-	if (d->policy_fd >= 0 && !strcmp(dir, d->policy_watched))
-		return;
-	if (d->policy_fd >= 0) {
-		nm_loop_del(a->loop, d->policy_fd);
-		close(d->policy_fd);
-		d->policy_fd = -1;
-		d->policy_watched[0] = '\0';
-	}
-	if (!dir[0])
-		return;
-	d->policy_fd = nm_policydir_watch(dir);
-	if (d->policy_fd < 0) {
-		pr_warn("msg=\"cannot watch the policy folder; changes apply on SIGHUP only\" dir=%s err=\"%s\"",
-			dir, strerror(-d->policy_fd));
-		return;
-	}
-	if (nm_loop_add(a->loop, d->policy_fd, NM_EV_READ, on_policy_event, d)) {
-		close(d->policy_fd);
-		d->policy_fd = -1;
-		return;
-	}
-	snprintf(d->policy_watched, sizeof(d->policy_watched), "%s", dir);
-}
-
-/* The set in force, for the CLI; and the watch on its folder. */
-static void policies_publish(struct nm_daemon *d)
-{
-	struct nm_agent *a = &d->agent;
-	int ret;
-
-	a->policy_recheck = a->cluster->policy_apply_to_existing;
-	ret = nm_policydir_publish(a->instance, a->cluster->policy_dir);
-	if (ret)
-		pr_warn("msg=\"cannot publish the policies in force for the CLI\" err=\"%s\"",
-			strerror(-ret));
-	policy_watch(d);
-}
-
-/* ps is in the state in force (its maps are written): count, publish. */
-static void policies_commit(struct nm_daemon *d, struct nm_policy_set *ps)
-{
-	struct nm_agent *a = &d->agent;
-
-	if (nm_authz_replace(&a->authz, ps)) {
-		/* Keep evaluating with ps without per-policy counts rather
-		 * than enforce a set the maps no longer hold. */
-		nm_policy_set_free(a->authz.policies);
-		a->authz.policies = ps;
-		a->authz.n_policies = 0;
-	}
-	policies_publish(d);
-	if (a->policy_recheck)
-		nm_proxy_recheck(a);
-}
-
-/* The policy folder changed: a new set with the same snapshot, or none. */
-static void policy_reload(struct nm_daemon *d)
-{
-	struct nm_agent *a = &d->agent;
-	struct nm_state *s = NULL, *old_state = a->state;
-	struct nm_policy_set *ps = NULL;
-
-	if (policies_load(a->cluster, &ps))
-		return;
-	if (state_build(d, a->cluster, a->state->generation + 1, &s)) {
-		nm_policy_set_free(ps);
-		return;
-	}
-	s->policies = ps;
-	if (a->dp && datapath_apply(a, s)) {
-		datapath_apply(a, old_state);
-		nm_state_free(s);
-		nm_policy_set_free(ps);
-		return;
-	}
-	a->state = s;
-	nm_state_free(old_state);
-	policies_commit(d, ps);
-	nm_runstate_write(a);
-	pr_info("msg=\"policies reloaded\" dir=%s generation=%u policies=%u",
-		a->cluster->policy_dir, s->generation, ps ? nm_policy_count(ps) : 0);
-}
-
-static int64_t on_policy_settled(struct nm_loop *loop, uint64_t id, void *data)
-{
-	struct nm_daemon *d = data;
-
-	d->policy_timer = 0;
-	policy_reload(d);
-	return NM_TIMER_STOP;
-}
-
-/* Writers touch a file several times: wait until it settles (100 ms),
- * which keeps a change well inside the 1 s it may take to apply. */
-static void on_policy_event(struct nm_loop *loop, int fd, unsigned int events,
-			    void *data)
-{
-	struct nm_daemon *d = data;
-
-	if (!nm_policydir_drain(fd) || d->policy_timer)
-		return;
-	d->policy_timer = nm_loop_add_timer(loop, 100, on_policy_settled, d);
-}
-
-/*
- * Applies a new cluster file whole, or keeps the last good state whole:
- * every field either applies live or the reload is refused naming it.
- * Order matters for traffic: new listeners are open before the maps point
- * at them; old ones close only after the maps moved on.
- */
-static void daemon_reload(struct nm_daemon *d)
-{
-	struct nm_agent *a = &d->agent;
-	struct nm_cluster *c = NULL;
-	struct nm_state *s = NULL, *old_state = a->state;
-	struct nm_policy_set *ps = NULL;
-	struct nm_tls *tls = NULL;
-	char err[NM_ERRMSG_MAX], field[96];
-	const char *why;
-	int ret;
-
-	file_mtime(d->config_path, &d->config_mtime);
-	ret = nm_cluster_load_file(d->config_path, &c, err, sizeof(err));
-	if (ret) {
-		pr_warn("msg=\"config rejected, keeping the last good state\" err=\"%s\"",
-			err);
-		return;
-	}
-	why = restart_field(a->state, c, field, sizeof(field));
-	if (why) {
-		pr_warn("msg=\"config rejected, keeping the last good state: field needs a restart\" file=%s field=%s",
-			d->config_path, why);
-		goto reject;
-	}
-	if (state_build(d, c, a->state->generation + 1, &s))
-		goto reject;
-	if (policies_load(c, &ps))
-		goto reject;
-	s->policies = ps;
-	if (tls_for(d, c, &tls))
-		goto reject;
-	ret = nm_proxy_listen_mesh(a, s);
-	if (ret) {
-		pr_warn("msg=\"config rejected, keeping the last good state: cannot listen\" file=%s field=mesh.%s err=\"%s\"",
-			d->config_path,
-			c->mesh.outbound_port != a->cluster->mesh.outbound_port ?
-				"outboundPort" : "inboundPort", strerror(-ret));
-		nm_proxy_close_stale_mesh(a, old_state);
-		goto reject;
-	}
-	if (a->dp && datapath_apply(a, s)) {
-		datapath_apply(a, old_state);
-		nm_proxy_close_stale_mesh(a, old_state);
-		goto reject;
-	}
-	nm_proxy_close_stale_mesh(a, s);
-	/* Listeners point into the forwards array (unchanged, checked
-	 * above): keep the one they use. */
-	{
-		struct nm_forward_cfg *fw = c->forwards;
-
-		c->forwards = a->cluster->forwards;
-		a->cluster->forwards = fw;
-	}
-	if (tls) {
-		nm_tls_free(a->tls);
-		a->tls = tls;
-	}
-	a->state = s;
-	nm_state_free(old_state);
-	nm_cluster_free(a->cluster);
-	a->cluster = c;
-	/* Limits apply live; flows already counted stay counted. */
-	nm_limits_init(&a->limits, &c->mesh.limits);
-	policies_commit(d, ps);
-	nm_runstate_write(a);
-	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
-		d->config_path, s->generation, c->n_workloads, c->n_services);
-	return;
-reject:
-	nm_tls_free(tls);
-	nm_state_free(s);
-	nm_policy_set_free(ps);
-	nm_cluster_free(c);
-}
-
 static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 		      void *data)
 {
@@ -512,7 +97,7 @@ static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 		switch (si.ssi_signo) {
 		case SIGHUP:
 			pr_info("msg=\"SIGHUP: reloading\"");
-			daemon_reload(d);
+			nm_daemon_reload(d);
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -556,12 +141,12 @@ static int64_t on_reload_check(struct nm_loop *loop, uint64_t id, void *data)
 	struct nm_daemon *d = data;
 	struct timespec ts;
 
-	if (!file_mtime(d->config_path, &ts) &&
+	if (!nm_daemon_file_mtime(d->config_path, &ts) &&
 	    (ts.tv_sec != d->config_mtime.tv_sec ||
 	     ts.tv_nsec != d->config_mtime.tv_nsec)) {
 		pr_info("msg=\"config file changed: reloading\" file=%s",
 			d->config_path);
-		daemon_reload(d);
+		nm_daemon_reload(d);
 	}
 	return 2000;
 }
@@ -667,7 +252,7 @@ int main(int argc, char **argv)
 		pr_warn("msg=\"cannot load config\" err=\"%s\"", err);
 		return 1;
 	}
-	file_mtime(d.config_path, &d.config_mtime);
+	nm_daemon_file_mtime(d.config_path, &d.config_mtime);
 	if (pick_node(a->cluster, d.node_name, d.node_buf, sizeof(d.node_buf),
 		      &d.node_name))
 		goto out;
@@ -679,11 +264,11 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 	a->first_generation = 1;
-	if (state_build(&d, a->cluster, a->first_generation, &a->state))
+	if (nm_daemon_state_build(&d, a->cluster, a->first_generation, &a->state))
 		goto out;
 	/* A policy folder that does not load stops the start: there is no
 	 * last good set to keep yet. */
-	if (policies_load(a->cluster, &ps))
+	if (nm_daemon_policies_load(a->cluster, &ps))
 		goto out;
 	if (nm_authz_replace(&a->authz, ps)) {
 		nm_policy_set_free(ps);
@@ -731,7 +316,7 @@ int main(int argc, char **argv)
 		if (!nm_probe_state_path(NULL, a->instance, feat_path, sizeof(feat_path)))
 			nm_probe_save(feat_path, &feat, &chosen, getpid());
 		keep_caps = nm_probe_keep_caps(&feat);
-		if (datapath_start(&d))
+		if (nm_daemon_datapath_start(&d))
 			goto out;
 	}
 	if (nm_proxy_listen(a))
@@ -749,7 +334,7 @@ int main(int argc, char **argv)
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
 	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
-	policies_publish(&d);
+	nm_daemon_policies_publish(&d);
 	nm_runstate_write(a);
 	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
 		a->state->self ? a->state->self->cfg->name : "-",

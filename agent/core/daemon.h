@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * daemon.h - nodemeshd's own state around the proxy context: where its
+ * configuration comes from and the timers and watches that reload it.
+ * main.c starts it; reload.c applies snapshots and policy sets.
+ */
+#ifndef NM_CORE_DAEMON_H
+#define NM_CORE_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mesh/proxy.h"
+#include "policy/policy.h"
+
+struct nm_daemon {
+	struct nm_agent agent;
+	uint64_t agent_cgroup_id;
+	char node_buf[NM_NAME_MAX]; /* node_name outlives any one snapshot */
+	const char *config_path;
+	const char *node_name;
+	bool tls_resumption;
+	struct timespec config_mtime;
+	uint64_t flows_high;      /* most live flows since the last trim */
+	int sigfd;
+	uint64_t reload_timer;
+	int policy_fd;                     /* inotify on policyDir, -1: none */
+	char policy_watched[NM_PATH_MAX];  /* the folder policy_fd watches */
+	uint64_t policy_timer;             /* debounce after a change */
+};
+
+int nm_daemon_file_mtime(const char *path, struct timespec *ts);
+/* The state of snapshot c for this agent as generation gen (logged on
+ * failure). */
+int nm_daemon_state_build(struct nm_daemon *d, const struct nm_cluster *c,
+			  uint32_t gen, struct nm_state **out);
+/* Loads the BPF datapath, flushes stale records, writes the maps. */
+int nm_daemon_datapath_start(struct nm_daemon *d);
+/* c's policyDir as a set (*out NULL: none); -EINVAL logged. */
+int nm_daemon_policies_load(const struct nm_cluster *c,
+			    struct nm_policy_set **out);
+/* Publishes the set in force for the CLI and watches its folder. */
+void nm_daemon_policies_publish(struct nm_daemon *d);
+/* Applies the cluster file again, whole or not at all. */
+void nm_daemon_reload(struct nm_daemon *d);
+
+#endif
