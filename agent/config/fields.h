@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "config/json.h"
+#include "lib/jsonwalk.h"
 #include "state/cluster.h"
 
 /* One load of one cluster file. */

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/json.h"
+#include "lib/jsonwalk.h"
 #include "policy/load.h"
 
 #define MAX_RULES 512      /* CRD: rules, rules[].from maxItems */

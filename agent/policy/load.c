@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config/json.h"
+#include "lib/jsonwalk.h"
 #include "lib/errbuf.h"
 #include "lib/file.h"
 #include "policy/load.h"

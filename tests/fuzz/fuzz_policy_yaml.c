@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/policy/load.c agent/policy/convert.c agent/policy/yaml.c agent/policy/evaluate.c agent/config/json.c lib/file.c lib/errbuf.c lib/addr.c lib/log.c
+// fuzz-sources: agent/policy/load.c agent/policy/convert.c agent/policy/yaml.c agent/policy/evaluate.c lib/jsonwalk.c lib/file.c lib/errbuf.c lib/addr.c lib/log.c
 /*
  * fuzz_policy_yaml.c - libFuzzer target for AuthorizationPolicy files in
  * YAML (libyaml, anchors, documents, Kubernetes' scalar typing); the

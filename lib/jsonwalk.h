@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * json.h - the JSON walker under the cluster-file parser: a bounded load
+ * jsonwalk.h - the JSON walker under the cluster-file and policy parsers
+ * (shared, so it lives in lib/): a bounded load
  * (size and complexity caps, duplicate keys refused), typed field access
  * that carries the JSON path of what it looks at, key checking with a
  * "did you mean" hint, and messages of the form
  *   FILE: json.path: what is wrong
- * Nothing here knows what a cluster file contains; the section parsers do.
+ * Nothing here knows what a file contains; the parsers above it do.
  */
-#ifndef NM_CONFIG_JSON_H
-#define NM_CONFIG_JSON_H
+#ifndef NM_LIB_JSONWALK_H
+#define NM_LIB_JSONWALK_H
 
 #include <stdbool.h>
 #include <stddef.h>

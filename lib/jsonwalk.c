@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * json.c - the JSON walker (json.h): bounded loading, typed field access
+ * jsonwalk.c - the JSON walker (jsonwalk.h): bounded loading, typed field access
  * with JSON paths, key checking, and messages that are safe to print.
  *
  * Input can be anything a fuzzer or a damaged file produces, and messages
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config/json.h"
+#include "lib/jsonwalk.h"
 
 #define ERRMSG_MAX 512
 /*
