@@ -44,5 +44,11 @@ int nm_daemon_policies_load(const struct nm_cluster *c,
 void nm_daemon_policies_publish(struct nm_daemon *d);
 /* Applies the cluster file again, whole or not at all. */
 void nm_daemon_reload(struct nm_daemon *d);
+/*
+ * Applies snapshot c (taken over: kept, or freed when refused) whole or
+ * not at all, from any source (the cluster file, the Kubernetes watch).
+ * 0, or -EINVAL when refused (logged, the last good state stays).
+ */
+int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c);
 
 #endif

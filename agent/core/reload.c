@@ -348,13 +348,8 @@ static void on_policy_event(struct nm_loop *loop, int fd, unsigned int events,
  */
 void nm_daemon_reload(struct nm_daemon *d)
 {
-	struct nm_agent *a = &d->agent;
 	struct nm_cluster *c = NULL;
-	struct nm_state *s = NULL, *old_state = a->state;
-	struct nm_policy_set *ps = NULL;
-	struct nm_tls *tls = NULL;
-	char err[NM_ERRMSG_MAX], field[96];
-	const char *why;
+	char err[NM_ERRMSG_MAX];
 	int ret;
 
 	nm_daemon_file_mtime(d->config_path, &d->config_mtime);
@@ -364,10 +359,23 @@ void nm_daemon_reload(struct nm_daemon *d)
 			err);
 		return;
 	}
+	nm_daemon_apply(d, c);
+}
+
+int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c)
+{
+	struct nm_agent *a = &d->agent;
+	struct nm_state *s = NULL, *old_state = a->state;
+	struct nm_policy_set *ps = NULL;
+	struct nm_tls *tls = NULL;
+	char field[96];
+	const char *why;
+	int ret;
+
 	why = restart_field(a->state, c, field, sizeof(field));
 	if (why) {
 		pr_warn("msg=\"config rejected, keeping the last good state: field needs a restart\" file=%s field=%s",
-			d->config_path, why);
+			c->path, why);
 		goto reject;
 	}
 	if (nm_daemon_state_build(d, c, a->state->generation + 1, &s))
@@ -380,7 +388,7 @@ void nm_daemon_reload(struct nm_daemon *d)
 	ret = nm_proxy_listen_mesh(a, s);
 	if (ret) {
 		pr_warn("msg=\"config rejected, keeping the last good state: cannot listen\" file=%s field=mesh.%s err=\"%s\"",
-			d->config_path,
+			c->path,
 			c->mesh.outbound_port != a->cluster->mesh.outbound_port ?
 				"outboundPort" : "inboundPort", strerror(-ret));
 		nm_proxy_close_stale_mesh(a, old_state);
@@ -413,11 +421,12 @@ void nm_daemon_reload(struct nm_daemon *d)
 	policies_commit(d, ps);
 	nm_runstate_write(a);
 	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
-		d->config_path, s->generation, c->n_workloads, c->n_services);
-	return;
+		c->path, s->generation, c->n_workloads, c->n_services);
+	return 0;
 reject:
 	nm_tls_free(tls);
 	nm_state_free(s);
 	nm_policy_set_free(ps);
 	nm_cluster_free(c);
+	return -EINVAL;
 }
