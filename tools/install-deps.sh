@@ -17,6 +17,7 @@ PKGS=(
 	libclang-rt-14-dev
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
+	python3 python3-kubernetes nodejs unzip
 	# benchmarks
 	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4 jq
 	# kernel matrix
@@ -29,6 +30,7 @@ for p in "${PKGS[@]}"; do
 		missing+=("$p")
 done
 
+[[ ${#missing[@]} -eq 0 ]] && exec "$(dirname "$0")/install-npm-tools.sh"
 if [[ ${#missing[@]} -eq 0 ]]; then
 	exit 0
 fi
@@ -52,3 +54,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"$(dirname "$0")/install-npm-tools.sh"
