@@ -43,7 +43,7 @@ HOST_TOOLS_OPTIONAL=(bpftool)
 
 log() { printf 'mkinitramfs: %s\n' "$*" >&2; }
 
-PKGS="libbpf libelf zlib openssl jansson libnl-3.0 libnl-route-3.0"
+PKGS="libbpf libelf zlib openssl jansson libnl-3.0 libnl-route-3.0 yaml-0.1"
 # shellcheck disable=SC2086 # PKGS is a word list
 CFLAGS_VM="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fno-strict-aliasing
 	-D_GNU_SOURCE -Iinclude -I. -Iagent -I$NM_OUT $(pkg-config --cflags $PKGS)"
