@@ -171,6 +171,8 @@ dump=$(bpftool -j map dump pinned "$NM_PIN_BASE/$(nm_instance 1)/nm_policy" 2>/d
 if jq -e '[.[] | select(.formatted.value.verdict == 2 or .formatted.value.verdict == "NM_PV_DENY")] | length > 0' <<<"$dump" >/dev/null 2>&1 &&
 	jq -e '.[0].formatted.key | has("src_workload_id") and has("dst_workload_id") and has("port")' <<<"$dump" >/dev/null 2>&1; then
 	nm_pass deny-record-dump
+	printf '    nm_policy on node-1 (bpftool map dump, first record):\n'
+	bpftool map dump pinned "$NM_PIN_BASE/$(nm_instance 1)/nm_policy" 2>/dev/null | head -n 12 | sed 's/^/      /'
 else
 	nm_fail deny-record-dump "nm_policy dump: ${dump:0:300}"
 fi
@@ -190,6 +192,8 @@ if "$NODEMESH" --json policy check --instance "$(nm_instance 1)" --to default/lo
 	--from spiffe://cluster.local/ns/default/sa/client >"$NM_STATE/check.json" 2>"$NM_STATE/check.err" &&
 	[[ $(jq -r .verdict "$NM_STATE/check.json") == deny && $(jq -r .policy "$NM_STATE/check.json") == default/echo-deny-default ]]; then
 	nm_pass cli-check-agent
+	printf '    nodemesh --json policy check --instance %s --to default/local-echo --port 8080 --from spiffe://cluster.local/ns/default/sa/client:\n      %s\n' \
+		"$(nm_instance 1)" "$(cat "$NM_STATE/check.json")"
 else
 	nm_fail cli-check-agent "$(cat "$NM_STATE/check.json" "$NM_STATE/check.err" 2>/dev/null | head -c 400)"
 fi
