@@ -94,6 +94,57 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_policy SEC(".maps");
 
+/*
+ * Load balancing (nm_abi.h, nm_lb.bpf.h). nm_lb_sets and nm_maglev are
+ * written by the agent; nm_maglev holds many small tables, so it allocates
+ * on demand. nm_lb_rr, nm_lb_active and nm_lb_conn are the kernel's own:
+ * LRU, so entries of services and endpoints that went away age out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_SERVICES * 4);
+	__type(key, struct nm_backend_key);
+	__type(value, struct nm_lb_set);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_lb_sets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NM_MAX_MAGLEV_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nm_maglev_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_maglev SEC(".maps");
+
+/* round_robin: per CPU, so the hot path needs no atomics (fairness: each
+ * CPU cycles on its own; docs/load-balancing.md). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, NM_MAX_SERVICES * 4);
+	__type(key, struct nm_backend_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_lb_rr SEC(".maps");
+
+/* least_request: open connections per endpoint (workload id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_MAX_LB_ACTIVE);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_lb_active SEC(".maps");
+
+/* least_request: socket cookie -> the workload id it is counted on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_MAX_ORIG);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_lb_conn SEC(".maps");
+
 /* key 0: the agent's listener addresses, heartbeat and fail mode. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

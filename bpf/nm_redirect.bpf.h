@@ -24,6 +24,7 @@
 #include "nm_abi.h"
 #include "nm_maps.bpf.h"
 #include "nm_policy.bpf.h"
+#include "nm_lb.bpf.h"
 
 /* AF_* are macros in the UAPI headers, so vmlinux.h does not carry them. */
 #define NM_AF_INET 2
@@ -99,36 +100,36 @@ static __always_inline struct nm_wl_stats *nm_stats_get(__u32 workload_id)
 }
 
 /*
- * Picks the backend of a service VIP:port into orig. Returns 0 when orig is
- * filled, -1 when the service has no backends (the connect is refused) and
- * -2 when a slot the service announces is missing (a sync in progress).
+ * Picks the backend of a service VIP:port into orig (nm_lb.bpf.h). Returns
+ * 0 when orig is filled, -1 when the service has nothing to choose from
+ * (the connect is refused) and -2 when a slot the service announces is
+ * missing (a sync in progress). wl is the caller: maglev hashes its address.
  */
 static __always_inline int nm_pick_service_backend(const struct nm_service *svc,
 						   struct nm_orig *orig,
-						   bool vip_v6)
+						   bool vip_v6,
+						   const struct nm_workload *wl)
 {
-	struct nm_backend_key bkey = {};
 	struct nm_backend *be;
 	__u32 count = svc->backend_count;
+	int err;
 
 	if (count == 0)
 		return -1;
 	if (count > NM_MAX_BACKENDS_PER_SVC)
 		count = NM_MAX_BACKENDS_PER_SVC;
-	/* NM_LB_RANDOM for every algorithm for now (issue 3): the others need
-	 * per-service state the agent does not fill yet. */
-	bkey.service_id = svc->service_id;
-	bkey.slot = NM_BACKEND_SLOT(bpf_ntohs(orig->orig_port), vip_v6,
-				    bpf_get_prandom_u32() % count);
-	be = bpf_map_lookup_elem(&nm_backends, &bkey);
+	be = nm_lb_pick(svc, NM_BACKEND_SLOT(bpf_ntohs(orig->orig_port), vip_v6, 0),
+			count, &wl->addr, &err);
 	if (!be)
-		return -2;
+		return err;
 	nm_addr_copy(&orig->backend, &be->addr);
 	orig->backend_port = be->port;
 	orig->service_id = svc->service_id;
 	orig->dst_workload_id = be->workload_id;
 	orig->dst_identity_id = be->identity_id;
 	orig->flags |= NM_ORIG_SERVICE;
+	if (svc->lb_algo == NM_LB_LEAST_REQUEST)
+		orig->flags |= NM_ORIG_LB_COUNT;
 	if (be->flags & NM_EP_LOCAL)
 		orig->flags |= NM_ORIG_LOCAL;
 	return 0;
@@ -210,7 +211,7 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	skey.proto = IPPROTO_TCP;
 	svc = bpf_map_lookup_elem(&nm_services, &skey);
 	if (svc) {
-		int ret = nm_pick_service_backend(svc, &orig, dst_v6);
+		int ret = nm_pick_service_backend(svc, &orig, dst_v6, wl);
 
 		if (ret == -1) {
 			/* No endpoints: fail at once, as kube-proxy rejects,

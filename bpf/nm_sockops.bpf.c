@@ -14,6 +14,10 @@ int nm_sockops(struct bpf_sock_ops *skops)
 {
 	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
 		nm_sockops_move_orig(skops);
+	else if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+		nm_lb_sockops_connect(skops); /* least_request counts */
+	else if (skops->op == BPF_SOCK_OPS_STATE_CB)
+		nm_lb_sockops_state(skops);
 	return 1;
 }
 

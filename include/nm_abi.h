@@ -20,7 +20,7 @@
 #include <linux/types.h>
 #endif
 
-#define NM_ABI_VERSION 2
+#define NM_ABI_VERSION 3
 
 /*
  * The agent's own sockets are not recognised by anything on the socket (a
@@ -55,6 +55,8 @@ struct nm_workload {
 	__u32 identity_id;
 	__u32 namespace_id;
 	__u32 flags; /* enum nm_workload_flags */
+	struct nm_addr addr; /* the pod's IPv4-mapped address: what maglev
+			      * hashes (the socket has no source yet) */
 };
 
 /* nm_services: nm_svc_key -> nm_service */
@@ -100,6 +102,15 @@ struct nm_backend_key {
 
 enum nm_endpoint_flags {
 	NM_EP_LOCAL = 1u << 0, /* endpoint runs on this node */
+	/*
+	 * Outlier detection (agent/mesh, issue 12) took the endpoint out of the
+	 * kernel's choice: connect4/6 skip a backend slot with this flag and
+	 * probe the next ones of the same tier (nm_lb.bpf.h). Set it through
+	 * nm_datapath_set_ejected(), which also keeps it across syncs; when
+	 * every candidate is ejected the pick falls back to the next tier and
+	 * finally to an ejected slot rather than refusing.
+	 */
+	NM_EP_EJECTED = 1u << 1,
 };
 
 struct nm_backend {
@@ -110,6 +121,70 @@ struct nm_backend {
 	__u32 workload_id;
 	__u32 identity_id;
 };
+
+/*
+ * Load balancing (DESIGN §7, docs/load-balancing.md). The backend set of one
+ * VIP port and family (NM_BACKEND_SLOT(port, v6, k)) is laid out by the agent
+ * as subsets one after another, and within a subset as locality tiers: same
+ * node, then same zone, then the rest. nm_lb_sets describes that layout:
+ *
+ *   nm_lb_sets: nm_backend_key {service_id, NM_BACKEND_SLOT(port, v6, 0)}
+ *               -> nm_lb_set
+ *
+ * A service without an nm_lb_sets entry is picked uniformly at random over
+ * all backend_count slots (the behaviour before ABI 3).
+ */
+#define NM_LB_MAX_SUBSETS 8
+#define NM_LB_TIERS 3           /* same node, same zone, other */
+#define NM_MAGLEV_MAX 65537     /* largest lookup table (a prime) */
+#define NM_MAX_MAGLEV_ENTRIES (1u << 20)
+#define NM_MAX_LB_ACTIVE 16384  /* least_request: endpoints counted */
+/* Ejected slots probed after the first choice, per tier. */
+#define NM_LB_PROBES 4
+
+enum nm_lb_locality {
+	NM_LB_LOC_FAILOVER = 0, /* first non-empty tier (node, zone, any) */
+	NM_LB_LOC_STRICT = 1,   /* tier 0 (same node) only; none: refused */
+	NM_LB_LOC_NONE = 2,     /* all tiers alike */
+};
+
+struct nm_lb_subset {
+	__u32 weight_end; /* cumulative weight of subsets 0..this one */
+	__u16 start;      /* first k of the subset */
+	__u16 n[NM_LB_TIERS]; /* tier sizes, laid out in tier order */
+	__u32 maglev_size; /* lookup table entries (prime), 0 = no table */
+};
+
+struct nm_lb_set {
+	__u32 n_subsets;    /* 1..NM_LB_MAX_SUBSETS */
+	__u32 total_weight; /* = subsets[n_subsets - 1].weight_end, > 0 */
+	__u32 locality;     /* enum nm_lb_locality */
+	__u32 pad;
+	struct nm_lb_subset subsets[NM_LB_MAX_SUBSETS];
+};
+
+/*
+ * nm_maglev: nm_maglev_key -> __u32 k, the backend (relative to the first
+ * slot of the subset's primary range: the tier failover would use with
+ * nothing ejected, tier 0 for strict, the whole subset for none). set is
+ * NM_BACKEND_SLOT(port, v6, subset index); idx < maglev_size.
+ */
+struct nm_maglev_key {
+	__u32 service_id;
+	__u32 set;
+	__u32 idx;
+};
+
+/*
+ * least_request: nm_lb_active counts a node's open connections per endpoint
+ * (workload id -> __u64), raised by sockops at TCP_CONNECT_CB for a
+ * connection connect4/6 sent to a least_request service (NM_ORIG_LB_COUNT)
+ * and lowered when that socket reaches TCP_CLOSE; nm_lb_conn remembers
+ * which endpoint a socket was counted on (cookie -> workload id).
+ *
+ * round_robin: nm_lb_rr, per CPU, nm_backend_key {service_id,
+ * NM_BACKEND_SLOT(port, v6, subset)} -> __u32 next position.
+ */
 
 /* nm_endpoints: nm_addr (pod address) -> nm_endpoint */
 struct nm_endpoint {
@@ -130,6 +205,7 @@ enum nm_orig_flags {
 	NM_ORIG_ENDPOINT = 1u << 1, /* original destination was a pod address */
 	NM_ORIG_LOCAL = 1u << 2,    /* chosen backend is on this node */
 	NM_ORIG_V6 = 1u << 3,       /* connect6 made it */
+	NM_ORIG_LB_COUNT = 1u << 4, /* least_request: sockops counts it */
 };
 
 struct nm_orig {
@@ -212,7 +288,7 @@ struct nm_wl_stats {
 
 #ifndef __bpf__
 _Static_assert(sizeof(struct nm_addr) == 16, "nm_addr");
-_Static_assert(sizeof(struct nm_workload) == 16, "nm_workload");
+_Static_assert(sizeof(struct nm_workload) == 32, "nm_workload");
 _Static_assert(sizeof(struct nm_svc_key) == 20, "nm_svc_key");
 _Static_assert(sizeof(struct nm_service) == 16, "nm_service");
 _Static_assert(sizeof(struct nm_backend_key) == 8, "nm_backend_key");
@@ -225,6 +301,10 @@ _Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");
 _Static_assert(sizeof(struct nm_policy_key) == 16, "nm_policy_key");
 _Static_assert(sizeof(struct nm_policy_val) == 8, "nm_policy_val");
 _Static_assert(NM_MAX_BACKENDS_PER_SVC <= 0x8000, "backend slot bits");
+_Static_assert(sizeof(struct nm_lb_subset) == 16, "nm_lb_subset");
+_Static_assert(sizeof(struct nm_lb_set) == 16 + 16 * NM_LB_MAX_SUBSETS, "nm_lb_set");
+_Static_assert(sizeof(struct nm_maglev_key) == 12, "nm_maglev_key");
+_Static_assert(NM_LB_MAX_SUBSETS <= 0x8000, "subset in a slot");
 #endif
 
 #endif /* NM_ABI_H */

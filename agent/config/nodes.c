@@ -20,7 +20,7 @@ static int parse_node(struct nm_cfg_parser *p, const json_t *v,
 		      const char *path, void *item)
 {
 	static const char *const keys[] = { "name", "address", "address6",
-					    "cgroupRoot", NULL };
+					    "cgroupRoot", "labels", NULL };
 	struct nm_node *n = item;
 	struct nm_jw_field f;
 	char q[NM_JW_SHOW_BUF];
@@ -41,8 +41,11 @@ static int parse_node(struct nm_cfg_parser *p, const json_t *v,
 	if (nm_cfg_get_ip_pair(p, v, path, "address", &n->addr, &n->addr6,
 			       &n->has_addr6))
 		return -EINVAL;
-	return nm_cfg_get_cgroup(p, v, path, "cgroupRoot", n->cgroup_root) < 0 ?
-		       -EINVAL : 0;
+	if (nm_cfg_get_cgroup(p, v, path, "cgroupRoot", n->cgroup_root) < 0)
+		return -EINVAL;
+	/* topology.kubernetes.io/zone places the node for locality (LB). */
+	return nm_cfg_get_labels(p, v, path, "labels", false, n->labels,
+				 &n->n_labels) < 0 ? -EINVAL : 0;
 }
 
 int nm_cfg_parse_nodes(struct nm_cfg_parser *p, const json_t *root)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * services.c - the "services" section: VIPs, port maps and selectors.
+ * services.c - the "services" section: VIPs, port maps, selectors, and the
+ * load balancing of each service ("lb", "subsets"; docs/config.md).
  */
 #include <errno.h>
 #include <string.h>
@@ -74,11 +75,156 @@ static int parse_ports(struct nm_cfg_parser *p, const json_t *v,
 	return 0;
 }
 
+static int parse_choice(struct nm_cfg_parser *p, const json_t *obj,
+			const char *parent, const char *key,
+			const char *const *words, unsigned int *out)
+{
+	char buf[NM_NAME_MAX], q[NM_JW_SHOW_BUF];
+	struct nm_jw_field f;
+	int ret;
+
+	ret = nm_jw_get_str(&p->j, obj, parent, key, false, buf, sizeof(buf), &f);
+	if (ret <= 0)
+		return ret;
+	for (unsigned int i = 0; words[i]; i++) {
+		if (strcmp(buf, words[i]) == 0) {
+			*out = i;
+			return 1;
+		}
+	}
+	if (key[0] == 'a')
+		return nm_jw_fail(&p->j, f.path,
+				  "unknown algorithm %s (random, round_robin, least_request or maglev)",
+				  nm_jw_show(buf, q));
+	return nm_jw_fail(&p->j, f.path,
+			  "unknown locality %s (failover, strict or none)",
+			  nm_jw_show(buf, q));
+}
+
+/* "lb": {"algorithm", "locality"}; defaults random and failover. */
+static int parse_lb(struct nm_cfg_parser *p, const json_t *v,
+		    const char *path, struct nm_lb_cfg *lb)
+{
+	/* In enum nm_lb_algo_cfg / nm_lb_locality_cfg order. */
+	static const char *const algos[] = { "random", "round_robin",
+					     "least_request", "maglev", NULL };
+	static const char *const locs[] = { "failover", "strict", "none", NULL };
+	static const char *const keys[] = { "algorithm", "locality", NULL };
+	unsigned int a = NM_CFG_LB_RANDOM, l = NM_CFG_LOC_FAILOVER;
+	struct nm_jw_field f;
+	int ret;
+
+	ret = nm_jw_field(&p->j, v, path, "lb", JSON_OBJECT, false, &f);
+	if (ret <= 0)
+		goto out;
+	ret = nm_jw_check_keys(&p->j, f.v, f.path, keys);
+	if (!ret)
+		ret = parse_choice(p, f.v, f.path, "algorithm", algos, &a);
+	if (ret >= 0)
+		ret = parse_choice(p, f.v, f.path, "locality", locs, &l);
+out:
+	lb->algorithm = (enum nm_lb_algo_cfg)a;
+	lb->locality = (enum nm_lb_locality_cfg)l;
+	return ret < 0 ? ret : 0;
+}
+
+/* Does any workload of the file fall into this subset of the service? */
+static bool subset_selects_any(const struct nm_cfg_parser *p,
+			       const struct nm_service_cfg *s,
+			       const struct nm_subset_cfg *sub)
+{
+	struct nm_service_cfg both = *s;
+
+	/* The service's selector and the subset's together. */
+	for (unsigned int i = 0; i < sub->n_selector &&
+				 both.n_selector < NM_MAX_LABELS; i++)
+		both.selector[both.n_selector++] = sub->selector[i];
+	for (unsigned int i = 0; i < p->c->n_workloads; i++)
+		if (nm_service_selects(&both, &p->c->workloads[i]))
+			return true;
+	return false;
+}
+
+/*
+ * "subsets": [{"name", "selector", "weight"}]: the endpoints the service
+ * selects that also carry the subset's labels, chosen by integer weight.
+ * Refused: a subset selecting no workload of the file, a zero total weight,
+ * a name used twice, more selector labels than a service can hold.
+ */
+static int parse_subsets(struct nm_cfg_parser *p, const json_t *v,
+			 const char *path, struct nm_service_cfg *s)
+{
+	static const char *const keys[] = { "name", "selector", "weight", NULL };
+	struct nm_jw_field f;
+	uint64_t total = 0;
+	size_t i, n;
+	int ret;
+
+	s->n_subsets = 0;
+	ret = nm_jw_field(&p->j, v, path, "subsets", JSON_ARRAY, false, &f);
+	if (ret <= 0)
+		return ret;
+	n = json_array_size(f.v);
+	if (n == 0)
+		return nm_jw_fail(&p->j, f.path, "must list at least one subset (or leave subsets out)");
+	if (n > NM_MAX_SUBSETS)
+		return nm_jw_fail(&p->j, f.path, "too many subsets (%zu, at most %d)",
+				  n, NM_MAX_SUBSETS);
+	for (i = 0; i < n; i++) {
+		struct nm_subset_cfg *sub = &s->subsets[i];
+		const json_t *e = json_array_get(f.v, i);
+		char epath[NM_JW_PATH_MAX], fpath[NM_JW_PATH_MAX];
+		long long w = 0;
+
+		nm_jw_path_idx(epath, f.path, i);
+		ret = nm_jw_check_object(&p->j, e, epath, keys);
+		if (ret)
+			return ret;
+		if (nm_cfg_get_name(p, e, epath, "name", sub->name))
+			return -EINVAL;
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(s->subsets[k].name, sub->name) == 0) {
+				nm_jw_path_key(fpath, epath, "name");
+				return nm_jw_fail(&p->j, fpath,
+						  "%s is already used by subsets[%zu]",
+						  sub->name, k);
+			}
+		}
+		ret = nm_cfg_get_labels(p, e, epath, "selector", true,
+					sub->selector, &sub->n_selector);
+		if (ret < 0)
+			return ret;
+		if (sub->n_selector + s->n_selector > NM_MAX_LABELS) {
+			nm_jw_path_key(fpath, epath, "selector");
+			return nm_jw_fail(&p->j, fpath,
+					  "with the service's selector more than %d labels",
+					  NM_MAX_LABELS);
+		}
+		ret = nm_jw_get_int(&p->j, e, epath, "weight", true, 0, 10000,
+				    "a weight (0..10000)", &w);
+		if (ret < 0)
+			return ret;
+		sub->weight = (uint32_t)w;
+		total += sub->weight;
+		s->n_subsets++;
+		if (!subset_selects_any(p, s, sub)) {
+			nm_jw_path_key(fpath, epath, "selector");
+			return nm_jw_fail(&p->j, fpath,
+					  "subset %s selects no workload of service %s/%s",
+					  sub->name, s->ns, s->name);
+		}
+	}
+	if (total == 0)
+		return nm_jw_fail(&p->j, f.path, "the weights add up to 0");
+	return 0;
+}
+
 static int parse_service(struct nm_cfg_parser *p, const json_t *v,
 			 const char *path, void *item)
 {
 	static const char *const keys[] = { "name", "namespace", "vip", "vip6",
-					    "ports", "selector", NULL };
+					    "ports", "selector", "lb", "subsets",
+					    NULL };
 	struct nm_service_cfg *s = item;
 	int ret;
 
@@ -96,6 +242,10 @@ static int parse_service(struct nm_cfg_parser *p, const json_t *v,
 	/* A selector-less service would have no endpoints: nothing to mesh. */
 	ret = nm_cfg_get_labels(p, v, path, "selector", true, s->selector,
 				&s->n_selector);
+	if (ret >= 0)
+		ret = parse_lb(p, v, path, &s->lb);
+	if (ret >= 0)
+		ret = parse_subsets(p, v, path, s);
 	return ret < 0 ? ret : 0;
 }
 

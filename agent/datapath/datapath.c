@@ -31,6 +31,7 @@
 #include "lib/errbuf.h"
 #include "lib/log.h"
 #include "lib/pins.h"
+#include "lb/lb.h"
 #include "policy/compile.h"
 #include "nm_connect.skel.h"
 #include "nm_sockops.skel.h"
@@ -60,6 +61,7 @@ struct nm_datapath {
 	int fd_workloads, fd_services, fd_backends, fd_endpoints;
 	int fd_orig_by_cookie, fd_orig_by_tuple, fd_agent_state;
 	int fd_policy;
+	int fd_lb_sets, fd_maglev, fd_lb_active;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -405,6 +407,9 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_orig_by_tuple = bpf_map__fd(dp->connect->maps.nm_orig_tuple);
 	dp->fd_agent_state = bpf_map__fd(dp->connect->maps.nm_agent_state);
 	dp->fd_policy = bpf_map__fd(dp->connect->maps.nm_policy);
+	dp->fd_lb_sets = bpf_map__fd(dp->connect->maps.nm_lb_sets);
+	dp->fd_maglev = bpf_map__fd(dp->connect->maps.nm_maglev);
+	dp->fd_lb_active = bpf_map__fd(dp->connect->maps.nm_lb_active);
 
 	close(cgroup_fd);
 	libbpf_set_print(old_print);
@@ -560,8 +565,186 @@ out:
 	return ret;
 }
 
+/* --- load balancing state kept across syncs ------------------------------ */
+
+struct ejected {
+	uint32_t service_id;
+	struct nm_addr addr;
+	__be16 port;
+};
+
+/* The endpoints outlier detection ejected (NM_EP_EJECTED in nm_backends). */
+static int collect_ejected(struct nm_datapath *dp, struct ejected **out,
+			   unsigned int *n_out)
+{
+	struct nm_backend_key key, next;
+	const struct nm_backend_key *prev = NULL;
+	struct ejected *e = NULL;
+	unsigned int n = 0, cap = 0;
+	struct nm_backend val;
+
+	*out = NULL;
+	*n_out = 0;
+	while (!bpf_map_get_next_key(dp->fd_backends, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(dp->fd_backends, &key, &val) ||
+		    !(val.flags & NM_EP_EJECTED))
+			continue;
+		if (n == cap) {
+			unsigned int ncap = cap ? cap * 2 : 8;
+			void *p = realloc(e, ncap * sizeof(*e));
+
+			if (!p) {
+				free(e);
+				return -ENOMEM;
+			}
+			e = p;
+			cap = ncap;
+		}
+		e[n].service_id = key.service_id;
+		e[n].addr = val.addr;
+		e[n].port = val.port;
+		n++;
+	}
+	*out = e;
+	*n_out = n;
+	return 0;
+}
+
+/*
+ * The Maglev tables to write: the model's, except where the table in force
+ * has another size that still fits the endpoint count (nm_lb_maglev_size()
+ * keeps it): then the table is rebuilt at that size, so removing an endpoint
+ * does not change the modulus and remap every client. Fills *sets (a copy
+ * of the model's with the sizes used) and *mg.
+ */
+static int plan_maglev(struct nm_datapath *dp, const struct nm_model *m,
+		       struct nm_model_lb_set **sets_out,
+		       struct nm_model_maglev **mg_out, unsigned int *n_mg_out)
+{
+	struct nm_model_lb_set *sets = NULL;
+	struct nm_model_maglev *mg = NULL;
+	uint64_t *keys = NULL;
+	uint32_t *table = NULL;
+	unsigned int n_mg = 0, cap = 0;
+	int ret = -ENOMEM;
+
+	sets = malloc((m->n_lb_sets ? m->n_lb_sets : 1) * sizeof(*sets));
+	if (!sets)
+		goto fail;
+	if (m->n_lb_sets)
+		memcpy(sets, m->lb_sets, m->n_lb_sets * sizeof(*sets));
+	for (unsigned int i = 0; i < m->n_lb_sets; i++) {
+		struct nm_model_lb_set *ls = &sets[i];
+		struct nm_lb_set cur;
+		bool have_cur;
+
+		if (ls->lb_algo != NM_LB_MAGLEV)
+			continue;
+		have_cur = bpf_map_lookup_elem(dp->fd_lb_sets, &ls->key, &cur) == 0;
+		for (unsigned int si = 0; si < ls->val.n_subsets; si++) {
+			struct nm_lb_subset *ss = &ls->val.subsets[si];
+			uint32_t prev = have_cur && si < cur.n_subsets ?
+						cur.subsets[si].maglev_size : 0;
+			unsigned int off, n = nm_lb_primary_range(ss, ls->val.locality, &off);
+			uint32_t want = nm_lb_maglev_size(n, prev);
+			bool rebuild = want != ss->maglev_size;
+
+			if (!n)
+				continue;
+			if (rebuild) {
+				free(keys);
+				free(table);
+				keys = calloc(n, sizeof(*keys));
+				table = calloc(want, sizeof(*table));
+				if (!keys || !table)
+					goto fail;
+				for (unsigned int j = 0; j < n; j++) {
+					const struct nm_model_backend *mb =
+						&m->backends[ls->be_first + ss->start + off + j];
+
+					keys[j] = nm_lb_endpoint_key(&mb->val.addr, mb->val.port);
+				}
+				ret = nm_lb_maglev_fill(keys, n, want, table);
+				if (ret)
+					goto fail;
+				ret = -ENOMEM;
+			}
+			if (n_mg + want > cap) {
+				unsigned int ncap = cap ? cap : 1024;
+				void *p;
+
+				while (ncap < n_mg + want)
+					ncap *= 2;
+				p = realloc(mg, ncap * sizeof(*mg));
+				if (!p)
+					goto fail;
+				mg = p;
+				cap = ncap;
+			}
+			for (uint32_t idx = 0; idx < want; idx++) {
+				struct nm_model_maglev *e = &mg[n_mg++];
+
+				if (!rebuild) {
+					*e = m->maglev[ls->mg_first[si] + idx];
+					continue;
+				}
+				memset(e, 0, sizeof(*e));
+				e->key.service_id = ls->key.service_id;
+				e->key.set = ls->key.slot | si;
+				e->key.idx = idx;
+				e->val = table[idx];
+			}
+			ss->maglev_size = want;
+		}
+	}
+	*sets_out = sets;
+	*mg_out = mg;
+	*n_mg_out = n_mg;
+	free(keys);
+	free(table);
+	return 0;
+fail:
+	free(sets);
+	free(mg);
+	free(keys);
+	free(table);
+	return ret;
+}
+
 int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 {
+	struct nm_model_backend *backends = NULL;
+	struct nm_model_lb_set *sets = NULL;
+	struct nm_model_maglev *mg = NULL;
+	struct ejected *ej = NULL;
+	unsigned int n_ej = 0, n_mg = 0;
+	int ret;
+
+	/* Ejections stay across syncs: outlier detection lifts them. */
+	ret = collect_ejected(dp, &ej, &n_ej);
+	if (ret)
+		return ret;
+	backends = malloc((m->n_backends ? m->n_backends : 1) * sizeof(*backends));
+	if (!backends) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (m->n_backends)
+		memcpy(backends, m->backends, m->n_backends * sizeof(*backends));
+	for (unsigned int i = 0; i < m->n_backends && n_ej; i++) {
+		for (unsigned int k = 0; k < n_ej; k++) {
+			if (backends[i].key.service_id == ej[k].service_id &&
+			    backends[i].val.port == ej[k].port &&
+			    !memcmp(&backends[i].val.addr, &ej[k].addr, sizeof(ej[k].addr)))
+				backends[i].val.flags |= NM_EP_EJECTED;
+		}
+	}
+	ret = plan_maglev(dp, m, &sets, &mg, &n_mg);
+	if (ret)
+		goto out;
+
 	/*
 	 * Order keeps every intermediate state consistent for connect4/6:
 	 * backends exist before a service announces them, services and
@@ -569,37 +752,62 @@ int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 	 * backends they point at. Policy records go first, so a workload is
 	 * never reachable before its DENY records are in; stale ones go last
 	 * (a moment of an old DENY only refuses early what the destination
-	 * agent decides anyway; workload ids are never reused).
+	 * agent decides anyway; workload ids are never reused). Maglev tables
+	 * go in before the layout that sizes them; a layout read in the middle
+	 * of a rewrite picks from old and new slots alike, each a valid
+	 * backend. Established connections are never touched.
 	 */
-	const struct sync_map maps[] = {
-		{ "nm_policy", dp->fd_policy, m->policies, m->n_policies,
-		  sizeof(*m->policies), sizeof(m->policies->key),
-		  offsetof(struct nm_policy_rec, val) },
-		{ "nm_backends", dp->fd_backends, m->backends, m->n_backends,
-		  sizeof(*m->backends), sizeof(m->backends->key),
-		  offsetof(struct nm_model_backend, val) },
-		{ "nm_endpoints", dp->fd_endpoints, m->endpoints, m->n_endpoints,
-		  sizeof(*m->endpoints), sizeof(m->endpoints->key),
-		  offsetof(struct nm_model_endpoint, val) },
-		{ "nm_services", dp->fd_services, m->services, m->n_services,
-		  sizeof(*m->services), sizeof(m->services->key),
-		  offsetof(struct nm_model_service, val) },
-		{ "nm_workloads", dp->fd_workloads, m->workloads, m->n_workloads,
-		  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
-		  offsetof(struct nm_model_workload, val) },
-	};
-	static const unsigned int prune_order[] = { 4, 3, 1, 2, 0 };
-	int ret;
+	{
+		const struct sync_map maps[] = {
+			{ "nm_policy", dp->fd_policy, m->policies, m->n_policies,
+			  sizeof(*m->policies), sizeof(m->policies->key),
+			  offsetof(struct nm_policy_rec, val) },
+			{ "nm_backends", dp->fd_backends, backends, m->n_backends,
+			  sizeof(*backends), sizeof(backends->key),
+			  offsetof(struct nm_model_backend, val) },
+			{ "nm_endpoints", dp->fd_endpoints, m->endpoints, m->n_endpoints,
+			  sizeof(*m->endpoints), sizeof(m->endpoints->key),
+			  offsetof(struct nm_model_endpoint, val) },
+			{ "nm_maglev", dp->fd_maglev, mg, n_mg, sizeof(*mg),
+			  sizeof(mg->key), offsetof(struct nm_model_maglev, val) },
+			{ "nm_lb_sets", dp->fd_lb_sets, sets, m->n_lb_sets,
+			  sizeof(*sets), sizeof(sets->key),
+			  offsetof(struct nm_model_lb_set, val) },
+			{ "nm_services", dp->fd_services, m->services, m->n_services,
+			  sizeof(*m->services), sizeof(m->services->key),
+			  offsetof(struct nm_model_service, val) },
+			{ "nm_workloads", dp->fd_workloads, m->workloads, m->n_workloads,
+			  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
+			  offsetof(struct nm_model_workload, val) },
+		};
+		static const unsigned int prune_order[] = { 6, 5, 4, 3, 1, 2, 0 };
 
-	for (unsigned int i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-		ret = sync_upsert(&maps[i]);
-		if (ret)
-			return ret;
+		for (unsigned int i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+			ret = sync_upsert(&maps[i]);
+			if (ret)
+				goto out;
+		}
+		for (unsigned int i = 0; i < sizeof(prune_order) / sizeof(prune_order[0]); i++) {
+			ret = sync_prune(&maps[prune_order[i]]);
+			if (ret)
+				goto out;
+		}
 	}
-	for (unsigned int i = 0; i < sizeof(prune_order) / sizeof(prune_order[0]); i++) {
-		ret = sync_prune(&maps[prune_order[i]]);
-		if (ret)
-			return ret;
+out:
+	free(backends);
+	free(sets);
+	free(mg);
+	free(ej);
+	return ret;
+}
+
+int nm_datapath_lb_active(struct nm_datapath *dp, uint32_t workload_id,
+			  uint64_t *count)
+{
+	if (bpf_map_lookup_elem(dp->fd_lb_active, &workload_id, count)) {
+		if (errno != ENOENT)
+			return -errno;
+		*count = 0;
 	}
 	return 0;
 }

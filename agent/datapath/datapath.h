@@ -39,6 +39,17 @@ struct nm_model_service  { struct nm_svc_key key; struct nm_service val; };
 struct nm_model_backend  { struct nm_backend_key key; struct nm_backend val; };
 struct nm_model_endpoint { struct nm_addr key; struct nm_endpoint val; };
 struct nm_policy_rec; /* policy/compile.h: nm_policy key and value */
+/* Load balancing (nm_abi.h): one per VIP port and family, and the Maglev
+ * tables. be_first: index in nm_model.backends of the set's slot 0;
+ * mg_first[i]: index in nm_model.maglev of subset i's table. */
+struct nm_model_lb_set {
+	struct nm_backend_key key;
+	struct nm_lb_set val;
+	uint32_t lb_algo;
+	uint32_t be_first;
+	uint32_t mg_first[NM_LB_MAX_SUBSETS];
+};
+struct nm_model_maglev   { struct nm_maglev_key key; uint32_t val; };
 
 struct nm_model {
 	struct nm_model_workload *workloads; unsigned int n_workloads;
@@ -46,6 +57,8 @@ struct nm_model {
 	struct nm_model_backend *backends;   unsigned int n_backends;
 	struct nm_model_endpoint *endpoints; unsigned int n_endpoints;
 	struct nm_policy_rec *policies;      unsigned int n_policies;
+	struct nm_model_lb_set *lb_sets;     unsigned int n_lb_sets;
+	struct nm_model_maglev *maglev;      unsigned int n_maglev;
 };
 
 struct nm_state;
@@ -78,9 +91,18 @@ void nm_datapath_close(struct nm_datapath *dp);
 /* Removes the instance's pin directory and everything in it. */
 int nm_datapath_remove_pins(const char *instance);
 
-/* Replaces workloads/services/backends/endpoints/policy records with the
- * model's. */
+/*
+ * Replaces workloads/services/backends/endpoints/policy records and the load
+ * balancing layout and Maglev tables with the model's, without touching
+ * established connections. NM_EP_EJECTED set by
+ * nm_datapath_set_backend_flags() stays on the endpoint (service, address,
+ * port) across syncs; a Maglev table keeps the size in force while it still
+ * fits (lb/lb.h nm_lb_maglev_size()).
+ */
 int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m);
+/* least_request: this node's open connections counted on an endpoint. */
+int nm_datapath_lb_active(struct nm_datapath *dp, uint32_t workload_id,
+			  uint64_t *count);
 int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st);
 int nm_datapath_get_state(struct nm_datapath *dp, struct nm_agent_state *out);
 /*
@@ -97,6 +119,5 @@ int nm_datapath_heartbeat(struct nm_datapath *dp);
 int nm_datapath_take_orig(struct nm_datapath *dp,
 			  const struct sockaddr_storage *peer,
 			  struct nm_orig *out);
-
 
 #endif

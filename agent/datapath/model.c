@@ -16,13 +16,14 @@
 #include "lib/errbuf.h"
 #include "lib/log.h"
 #include "datapath/model.h"
+#include "lb/lb.h"
 #include "policy/compile.h"
 #include "state/state.h"
 
 struct builder {
 	const struct nm_state *s;
 	struct nm_model *m;
-	unsigned int cap_wl, cap_svc, cap_be, cap_ep;
+	unsigned int cap_wl, cap_svc, cap_be, cap_ep, cap_lb, cap_mg;
 	char *err;
 	size_t errlen;
 };
@@ -137,6 +138,7 @@ static int build_workloads(struct builder *b)
 		mw->val.identity_id = w->identity_id;
 		mw->val.namespace_id = w->namespace_id;
 		mw->val.flags = NM_WL_MESHED;
+		mw->val.addr = w->cfg->ip;
 	}
 	return 0;
 }
@@ -173,7 +175,85 @@ static int build_endpoints(struct builder *b)
 	return ret;
 }
 
-/* One nm_services entry (VIP:port of one family) and its backend set. */
+/* The value of label key on a node; "" when it has none. */
+static const char *node_label(const struct nm_node *n, const char *key)
+{
+	for (unsigned int i = 0; n && i < n->n_labels; i++)
+		if (strcmp(n->labels[i].key, key) == 0)
+			return n->labels[i].value;
+	return "";
+}
+
+/* The workload carries every label of the subset's selector. */
+static bool subset_has(const struct nm_subset_cfg *sub,
+		       const struct nm_workload_cfg *w)
+{
+	for (unsigned int i = 0; i < sub->n_selector; i++) {
+		bool found = false;
+
+		for (unsigned int j = 0; j < w->n_labels && !found; j++)
+			found = strcmp(sub->selector[i].key, w->labels[j].key) == 0 &&
+				strcmp(sub->selector[i].value, w->labels[j].value) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static int build_maglev(struct builder *b, struct nm_model_lb_set *ls,
+			unsigned int si)
+{
+	const struct nm_lb_subset *ss = &ls->val.subsets[si];
+	uint32_t *table = NULL, m;
+	uint64_t *keys = NULL;
+	unsigned int off, n;
+	int ret = -ENOMEM;
+
+	ls->mg_first[si] = b->m->n_maglev;
+	n = nm_lb_primary_range(ss, ls->val.locality, &off);
+	m = nm_lb_maglev_size(n, 0);
+	if (n == 0)
+		return 0;
+	keys = calloc(n, sizeof(*keys));
+	table = calloc(m, sizeof(*table));
+	if (!keys || !table)
+		goto out;
+	for (unsigned int j = 0; j < n; j++) {
+		const struct nm_model_backend *mb =
+			&b->m->backends[ls->be_first + ss->start + off + j];
+
+		keys[j] = nm_lb_endpoint_key(&mb->val.addr, mb->val.port);
+	}
+	ret = nm_lb_maglev_fill(keys, n, m, table);
+	if (ret)
+		goto out;
+	for (uint32_t idx = 0; idx < m; idx++) {
+		struct nm_model_maglev *e;
+
+		e = push(&b->m->maglev, &b->m->n_maglev, &b->cap_mg, sizeof(*e));
+		if (!e) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		e->key.service_id = ls->key.service_id;
+		/* NM_BACKEND_SLOT(port, v6, si): the set's slot 0 plus si. */
+		e->key.set = ls->key.slot | si;
+		e->key.idx = idx;
+		e->val = table[idx];
+	}
+	ls->val.subsets[si].maglev_size = m;
+out:
+	free(keys);
+	free(table);
+	return ret;
+}
+
+/*
+ * One nm_services entry (VIP:port of one family), its backend set and its
+ * nm_lb_sets layout: subset after subset, each in locality tiers (this
+ * node, this node's zone, the rest), so connect4/6 chooses a subset by
+ * weight, a tier by locality mode and a slot by algorithm (nm_lb.bpf.h).
+ */
 static int build_vip_port(struct builder *b, const struct nm_st_service *v,
 			  const struct nm_addr *vip, bool v6,
 			  const struct nm_port_map *pm)
@@ -181,36 +261,78 @@ static int build_vip_port(struct builder *b, const struct nm_st_service *v,
 	const struct nm_state *s = b->s;
 	const struct nm_service_cfg *sc = v->cfg;
 	uint16_t target = pm->target_port ? pm->target_port : pm->port;
+	const char *self_zone = s->self ? node_label(s->self->cfg, NM_LB_ZONE_LABEL) : "";
+	static const struct nm_subset_cfg all = { .name = "all", .weight = 1 };
+	unsigned int n_sub = sc->n_subsets ? sc->n_subsets : 1;
 	struct nm_model_service *ms;
-	uint32_t count = 0;
+	struct nm_model_lb_set *ls;
+	uint32_t count = 0, wsum = 0;
+	int ret;
 
-	/* As in Kubernetes, a service without a selector gets no endpoints
-	 * from workloads (nm_service_selects() alone would match them all). */
-	for (unsigned int i = 0; sc->n_selector && i < s->n_workloads; i++) {
-		const struct nm_st_workload *w = &s->workloads[i];
-		struct nm_model_backend *mb;
+	ls = push(&b->m->lb_sets, &b->m->n_lb_sets, &b->cap_lb, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	ls->key.service_id = v->id;
+	ls->key.slot = NM_BACKEND_SLOT(pm->port, v6, 0);
+	ls->lb_algo = (uint32_t)sc->lb.algorithm;
+	ls->be_first = b->m->n_backends;
+	ls->val.n_subsets = n_sub;
+	ls->val.locality = sc->lb.locality == NM_CFG_LOC_STRICT ? NM_LB_LOC_STRICT :
+			   sc->lb.locality == NM_CFG_LOC_NONE ? NM_LB_LOC_NONE :
+								NM_LB_LOC_FAILOVER;
+	for (unsigned int si = 0; si < n_sub; si++) {
+		const struct nm_subset_cfg *sub = sc->n_subsets ? &sc->subsets[si] : &all;
+		struct nm_lb_subset *ss = &ls->val.subsets[si];
 
-		if (!nm_service_selects(sc, w->cfg))
-			continue;
-		if (count == NM_MAX_BACKENDS_PER_SVC)
-			return fail(b, -E2BIG, "services[%u] (%s/%s): more than %u endpoints",
-				    (unsigned int)(v - s->services), sc->ns,
-				    sc->name, NM_MAX_BACKENDS_PER_SVC);
-		mb = push(&b->m->backends, &b->m->n_backends, &b->cap_be,
-			  sizeof(*mb));
-		if (!mb)
-			return -ENOMEM;
-		mb->key.service_id = v->id;
-		mb->key.slot = NM_BACKEND_SLOT(pm->port, v6, count);
-		/* A v6 VIP prefers the endpoint's v6 address; endpoints with
-		 * only v4 still serve it (the agent dials the backend). */
-		mb->val.addr = v6 && w->cfg->has_ip6 ? w->cfg->ip6 : w->cfg->ip;
-		mb->val.port = htons(target);
-		mb->val.weight = 1;
-		mb->val.flags = w->local ? NM_EP_LOCAL : 0;
-		mb->val.workload_id = w->id;
-		mb->val.identity_id = w->identity_id;
-		count++;
+		ss->start = (uint16_t)count;
+		wsum += sub->weight;
+		ss->weight_end = wsum;
+		/* As in Kubernetes, a service without a selector gets no
+		 * endpoints (nm_service_selects() alone would match them all). */
+		for (unsigned int tier = 0; tier < NM_LB_TIERS; tier++) {
+			for (unsigned int i = 0; sc->n_selector && i < s->n_workloads; i++) {
+				const struct nm_st_workload *w = &s->workloads[i];
+				struct nm_model_backend *mb;
+				unsigned int t;
+
+				if (!nm_service_selects(sc, w->cfg) || !subset_has(sub, w->cfg))
+					continue;
+				t = nm_lb_tier(w->local, self_zone,
+					       node_label(w->node ? w->node->cfg : NULL,
+							  NM_LB_ZONE_LABEL));
+				if (t != tier)
+					continue;
+				if (count == NM_MAX_BACKENDS_PER_SVC)
+					return fail(b, -E2BIG, "services[%u] (%s/%s): more than %u endpoints",
+						    (unsigned int)(v - s->services), sc->ns,
+						    sc->name, NM_MAX_BACKENDS_PER_SVC);
+				mb = push(&b->m->backends, &b->m->n_backends, &b->cap_be,
+					  sizeof(*mb));
+				if (!mb)
+					return -ENOMEM;
+				mb->key.service_id = v->id;
+				mb->key.slot = NM_BACKEND_SLOT(pm->port, v6, count);
+				/* A v6 VIP prefers the endpoint's v6 address;
+				 * endpoints with only v4 still serve it (the
+				 * agent dials the backend). */
+				mb->val.addr = v6 && w->cfg->has_ip6 ? w->cfg->ip6 : w->cfg->ip;
+				mb->val.port = htons(target);
+				mb->val.weight = 1;
+				mb->val.flags = w->local ? NM_EP_LOCAL : 0;
+				mb->val.workload_id = w->id;
+				mb->val.identity_id = w->identity_id;
+				ss->n[tier]++;
+				count++;
+			}
+		}
+	}
+	ls->val.total_weight = wsum;
+	if (sc->lb.algorithm == NM_CFG_LB_MAGLEV) {
+		for (unsigned int si = 0; si < n_sub; si++) {
+			ret = build_maglev(b, ls, si);
+			if (ret)
+				return ret;
+		}
 	}
 	ms = push(&b->m->services, &b->m->n_services, &b->cap_svc, sizeof(*ms));
 	if (!ms)
@@ -220,7 +342,8 @@ static int build_vip_port(struct builder *b, const struct nm_st_service *v,
 	ms->key.proto = IPPROTO_TCP;
 	ms->val.service_id = v->id;
 	ms->val.backend_count = count;
-	ms->val.lb_algo = NM_LB_RANDOM;
+	/* enum nm_lb_algo_cfg has the ABI's values. */
+	ms->val.lb_algo = (uint32_t)sc->lb.algorithm;
 	return 0;
 }
 
@@ -325,6 +448,8 @@ int nm_model_build(const struct nm_state *s, struct nm_model *out, char *err,
 		ret = check_limit(&b, "backend", out->n_backends, NM_MAX_BACKENDS);
 	if (!ret)
 		ret = check_limit(&b, "endpoint", out->n_endpoints, NM_MAX_ENDPOINTS);
+	if (!ret)
+		ret = check_limit(&b, "maglev", out->n_maglev, NM_MAX_MAGLEV_ENTRIES);
 	if (ret == -ENOMEM && errlen && !err[0])
 		fail(&b, ret, "out of memory building the map model");
 	if (ret)
@@ -341,6 +466,8 @@ void nm_model_free(struct nm_model *m)
 	free(m->backends);
 	free(m->endpoints);
 	free(m->policies);
+	free(m->lb_sets);
+	free(m->maglev);
 	memset(m, 0, sizeof(*m));
 }
 

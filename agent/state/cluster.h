@@ -33,6 +33,9 @@ struct nm_node {
 	bool has_addr6;
 	struct nm_addr addr6;
 	char cgroup_root[NM_PATH_MAX]; /* "" when this node has no datapath */
+	/* "labels": topology.kubernetes.io/zone gives the node's zone (LB). */
+	struct nm_label labels[NM_MAX_LABELS];
+	unsigned int n_labels;
 };
 
 struct nm_workload_cfg {
@@ -53,6 +56,35 @@ struct nm_port_map {
 	uint16_t target_port;   /* host order */
 };
 
+/* "lb": {"algorithm", "locality"} of a service (docs/config.md). */
+enum nm_lb_algo_cfg {
+	NM_CFG_LB_RANDOM = 0,
+	NM_CFG_LB_ROUND_ROBIN = 1,
+	NM_CFG_LB_LEAST_REQUEST = 2,
+	NM_CFG_LB_MAGLEV = 3,
+};
+
+enum nm_lb_locality_cfg {
+	NM_CFG_LOC_FAILOVER = 0, /* same node, then same zone, then any */
+	NM_CFG_LOC_STRICT = 1,   /* same node only */
+	NM_CFG_LOC_NONE = 2,
+};
+
+struct nm_lb_cfg {
+	enum nm_lb_algo_cfg algorithm;
+	enum nm_lb_locality_cfg locality;
+};
+
+#define NM_MAX_SUBSETS 8
+
+/* "subsets": endpoints selected by selector + the subset's labels, weighted. */
+struct nm_subset_cfg {
+	char name[NM_NAME_MAX];
+	struct nm_label selector[NM_MAX_LABELS];
+	unsigned int n_selector;
+	uint32_t weight; /* 0..10000; the sum over subsets is > 0 */
+};
+
 struct nm_service_cfg {
 	char name[NM_NAME_MAX];
 	char ns[NM_NAME_MAX];
@@ -63,6 +95,9 @@ struct nm_service_cfg {
 	unsigned int n_ports;
 	struct nm_label selector[NM_MAX_LABELS];
 	unsigned int n_selector;
+	struct nm_lb_cfg lb;
+	struct nm_subset_cfg subsets[NM_MAX_SUBSETS];
+	unsigned int n_subsets; /* 0: one implicit subset of every endpoint */
 };
 
 /*
