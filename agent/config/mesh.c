@@ -48,11 +48,25 @@ static int parse_limits(struct nm_cfg_parser *p, const json_t *mesh)
 	return 0;
 }
 
+/* "healthPort": a port, or 0 to serve no readiness endpoint. */
+static int get_health_port(struct nm_cfg_parser *p, const json_t *mesh,
+			   uint16_t *out)
+{
+	long long v;
+	int ret;
+
+	ret = nm_jw_get_int(&p->j, mesh, "mesh", "healthPort", false, 0, 65535,
+			    "a port (1-65535) or 0 (no readiness endpoint)", &v);
+	if (ret > 0)
+		*out = (uint16_t)v;
+	return ret;
+}
+
 int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
 					    "adminPort", "failMode", "limits",
-					    "rootNamespace", NULL };
+					    "rootNamespace", "healthPort", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -66,7 +80,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 		return ret;
 	if (nm_cfg_get_port(p, f.v, "mesh", "outboundPort", false, &m->outbound_port) < 0 ||
 	    nm_cfg_get_port(p, f.v, "mesh", "inboundPort", false, &m->inbound_port) < 0 ||
-	    nm_cfg_get_port(p, f.v, "mesh", "adminPort", false, &m->admin_port) < 0)
+	    nm_cfg_get_port(p, f.v, "mesh", "adminPort", false, &m->admin_port) < 0 ||
+	    get_health_port(p, f.v, &m->health_port) < 0)
 		return -EINVAL;
 	/* Istio's root namespace: policies there without a selector apply
 	 * mesh-wide. A Kubernetes namespace name. */

@@ -161,6 +161,7 @@ struct nm_mesh_cfg {
 	enum nm_fail_mode_cfg fail_mode;
 	struct nm_limits_cfg limits;
 	char root_ns[NM_NAME_MAX]; /* "rootNamespace", default istio-system */
+	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
 };
 
 struct nm_cluster {
