@@ -17,7 +17,7 @@ PKGS=(
 	libclang-rt-14-dev libcurl4-openssl-dev
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
-	python3 python3-kubernetes nodejs unzip
+	python3 python3-kubernetes nodejs unzip curl
 	# benchmarks
 	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4 jq
 	# kernel matrix

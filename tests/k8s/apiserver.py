@@ -365,7 +365,7 @@ class Watch:
 		self.start_rv = start_rv
 		self.pos = start_rv
 		self.handler = handler
-		self.cut = None         # "half" | "clean": write half of the next event, then end
+		self.cut = None         # ("half" | "clean", rv): half of the next event after rv, then end
 		self.drop = False       # close the connection now
 		self.close = False      # end the stream cleanly now
 		self.gone = False       # send ERROR 410 now, then end
@@ -972,7 +972,7 @@ def make_handler(api):
 								continue
 							typ = self.transition(ev, ns, freqs, lreqs)
 							if typ:
-								out.append({"type": typ, "object": with_version(ev.obj, res, version)})
+								out.append((ev.rv, {"type": typ, "object": with_version(ev.obj, res, version)}))
 						# A bookmark carries the newest revision, even when it belongs to another kind.
 						w.pos = max(w.pos, store.rv)
 						now = time.monotonic()
@@ -997,17 +997,18 @@ def make_handler(api):
 							if final_bm:
 								wait = min(wait, deadline - 1 - now)
 						store.cond.wait(max(0.01, min(wait, 1.0)))
-					cut = w.cut if out else None
+					# A cut hits the first event committed after the cut was asked for.
+					cut = w.cut if w.cut and any(rv > w.cut[1] for rv, _ in out) else None
 					if cut:
 						w.cut = None
 					w.bookmark = False
 					pos = w.pos
-				for ev in out:
-					if cut:
+				for rv, ev in out:
+					if cut and rv > cut[1]:
 						# Half of the event's line in a chunk, then the stream ends mid-event.
 						line = dumps(ev).encode()
 						self.chunk(raw=line[:len(line) // 2])
-						if cut == "clean":
+						if cut[0] == "clean":
 							self.end_chunks()
 						else:
 							self.abort()
@@ -1075,7 +1076,7 @@ def run_steps(store, steps, out):
 							continue
 						n += 1
 						if op == "cut":
-							w.cut = st.get("mode", "half")
+							w.cut = (st.get("mode", "half"), store.rv)
 						elif op == "drop":
 							w.drop = True
 						elif op == "close_watches":

@@ -197,7 +197,7 @@ def main():
 
 	def watch_410_forced(name):
 		rv = v1.list_namespaced_pod("default").metadata.resource_version
-		admin({"op": "gone", "resource": "pods", "count": 2})
+		admin({"op": "gone", "resource": "pods", "count": 1})
 		try:
 			for ev in watch.Watch().stream(v1.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5):
 				fail(name, f"event {ev['type']}")
