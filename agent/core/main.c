@@ -3,6 +3,7 @@
  * nodemeshd - the nodemesh node agent.
  *
  *   nodemeshd --config FILE [--node NAME] [--instance NAME] [--log-level L]
+ *             [--kubernetes [--kubeconfig FILE] [--kube-cgroup-root DIR]]
  *
  * Reads the cluster file, keeps its node's part, loads and attaches the BPF
  * datapath at the node's cgroup root, fills the maps, and proxies redirected
@@ -10,7 +11,12 @@
  * (or a change of the file) reloads the configuration; a file that does not
  * parse keeps the last good state. SIGTERM stops listening, closes flows and
  * exits 0; pinned maps and links stay, so pods fail fast while it is down.
+ *
+ * With --kubernetes the nodes, workloads and services come from the API
+ * server (agent/k8s) and the file gives only the settings; every snapshot
+ * the watch builds is applied with nm_daemon_apply(), as a file reload is.
  */
+#include <poll.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -35,6 +41,8 @@
 #include "datapath/probe.h"
 #include "core/daemon.h"
 #include "core/runstate.h"
+#include "k8s/k8s.h"
+#include "lib/pins.h"
 
 
 static void usage(FILE *out)
@@ -49,7 +57,13 @@ static void usage(FILE *out)
 		"  --instance NAME  pin directory /sys/fs/bpf/nodemesh/NAME (default: default)\n"
 		"  --log-level L    warn, info (default) or debug\n"
 		"  --tls-resumption on|off\n"
-		"                   reuse TLS 1.3 sessions for new tunnels (default on)\n");
+		"                   reuse TLS 1.3 sessions for new tunnels (default on)\n"
+		"  --kubernetes     nodes, pods and services from the API server (in-cluster\n"
+		"                   service account); --config then holds the settings only\n"
+		"  --kubeconfig FILE  the API server and credentials from a kubeconfig\n"
+		"  --kube-cgroup-root DIR\n"
+		"                   the kubelet's --cgroup-root, relative to the cgroup v2\n"
+		"                   mount (default: the mount; kubepods.slice or kubepods)\n");
 }
 
 /* This agent's node name: --node / $NODE_NAME, else the node whose address
@@ -87,6 +101,8 @@ static int pick_node(const struct nm_cluster *c, const char *name,
 	return 0;
 }
 
+static void config_reload(struct nm_daemon *d);
+
 static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 		      void *data)
 {
@@ -97,7 +113,7 @@ static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 		switch (si.ssi_signo) {
 		case SIGHUP:
 			pr_info("msg=\"SIGHUP: reloading\"");
-			nm_daemon_reload(d);
+			config_reload(d);
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -146,7 +162,7 @@ static int64_t on_reload_check(struct nm_loop *loop, uint64_t id, void *data)
 	     ts.tv_nsec != d->config_mtime.tv_nsec)) {
 		pr_info("msg=\"config file changed: reloading\" file=%s",
 			d->config_path);
-		nm_daemon_reload(d);
+		config_reload(d);
 	}
 	return 2000;
 }
@@ -180,6 +196,63 @@ static int setup_signals(struct nm_daemon *d)
 	return d->sigfd < 0 ? -errno : 0;
 }
 
+/* The Kubernetes source, when --kubernetes (one per process). */
+static struct nm_k8s *k8s_src;
+
+/* The file changed or SIGHUP: with --kubernetes only its settings reload
+ * (the watch keeps the objects); else the file is the whole snapshot. */
+static void config_reload(struct nm_daemon *d)
+{
+	struct nm_cluster *c = NULL;
+	char err[NM_ERRMSG_MAX];
+
+	if (!k8s_src) {
+		nm_daemon_reload(d);
+		return;
+	}
+	nm_daemon_file_mtime(d->config_path, &d->config_mtime);
+	if (nm_cluster_load_file(d->config_path, &c, err, sizeof(err))) {
+		pr_warn("msg=\"config rejected, keeping the last good settings\" err=\"%s\"",
+			err);
+		return;
+	}
+	nm_k8s_set_base(k8s_src, c);
+	nm_cluster_free(c);
+}
+
+static void on_k8s_snapshot(struct nm_loop *loop, int fd, unsigned int events,
+			    void *data)
+{
+	struct nm_cluster *c = nm_k8s_take(k8s_src);
+
+	if (c)
+		nm_daemon_apply(data, c);
+}
+
+/* Starts the source and waits for its first snapshot (every kind listed),
+ * which replaces the file's settings-only cluster in *cl. */
+static int k8s_first(const struct nm_k8s_opts *ko, const char *instance,
+		     struct nm_cluster **cl)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	struct nm_cluster *c = NULL;
+	int ret, waited = 0;
+
+	ret = nm_k8s_start(ko, *cl, &k8s_src);
+	if (ret)
+		return ret;
+	pfd.fd = nm_k8s_fd(k8s_src);
+	while (!(c = nm_k8s_take(k8s_src))) {
+		if (poll(&pfd, 1, 1000) == 0 && ++waited % 10 == 0)
+			pr_info("msg=\"waiting for the API server's first complete snapshot\" waited_s=%d",
+				waited);
+	}
+	nm_cluster_free(*cl);
+	*cl = c;
+	(void)instance;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -188,6 +261,9 @@ int main(int argc, char **argv)
 		{ "instance", required_argument, NULL, 'i' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "tls-resumption", required_argument, NULL, 'r' },
+		{ "kubernetes", no_argument, NULL, 'K' },
+		{ "kubeconfig", required_argument, NULL, 'k' },
+		{ "kube-cgroup-root", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -200,6 +276,9 @@ int main(int argc, char **argv)
 	struct nm_choices want = { 0 }, chosen = { 0 };
 	uint64_t keep_caps = 0;
 	int opt, ret, rc = 1;
+	bool kubernetes = false;
+	struct nm_k8s_opts ko = { 0 };
+	char k8s_policy_dir[NM_PATH_MAX];
 
 	a->instance = "default";
 	while ((opt = getopt_long(argc, argv, "c:n:i:l:h", opts, NULL)) != -1) {
@@ -227,6 +306,15 @@ int main(int argc, char **argv)
 			}
 			d.tls_resumption = !strcmp(optarg, "on");
 			break;
+		case 'K':
+			kubernetes = true;
+			break;
+		case 'k':
+			ko.kubeconfig = optarg;
+			break;
+		case 'G':
+			ko.cgroup_parent = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -253,6 +341,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	nm_daemon_file_mtime(d.config_path, &d.config_mtime);
+	if (kubernetes) {
+		/* AuthorizationPolicies from the API go where the policy
+		 * loader reads a policyDir, one List file, written whole. */
+		snprintf(k8s_policy_dir, sizeof(k8s_policy_dir), "%s/%s/authorizationpolicies",
+			 NM_RUN_DIR, a->instance);
+		mkdir(NM_RUN_DIR, 0755);
+		*strrchr(k8s_policy_dir, '/') = '\0';
+		mkdir(k8s_policy_dir, 0755);
+		k8s_policy_dir[strlen(k8s_policy_dir)] = '/';
+		ko.node = d.node_name;
+		ko.policy_dir = k8s_policy_dir;
+		if (k8s_first(&ko, a->instance, &a->cluster))
+			goto out;
+	}
 	if (pick_node(a->cluster, d.node_name, d.node_buf, sizeof(d.node_buf),
 		      &d.node_name))
 		goto out;
@@ -299,6 +401,9 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 	nm_loop_add(a->loop, d.sigfd, NM_EV_READ, on_signal, &d);
+	if (k8s_src && nm_loop_add(a->loop, nm_k8s_fd(k8s_src), NM_EV_READ,
+				   on_k8s_snapshot, &d))
+		goto out;
 	if (a->state->self && a->state->self->cfg->cgroup_root[0]) {
 		const char *missing;
 
@@ -346,6 +451,10 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	if (k8s_src && a->loop)
+		nm_loop_del(a->loop, nm_k8s_fd(k8s_src));
+	nm_k8s_stop(k8s_src);
+	k8s_src = NULL;
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
 	if (feat_path[0])
