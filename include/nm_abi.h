@@ -106,9 +106,9 @@ enum nm_endpoint_flags {
 	 * Outlier detection (agent/mesh, issue 12) took the endpoint out of the
 	 * kernel's choice: connect4/6 skip a backend slot with this flag and
 	 * probe the next ones of the same tier (nm_lb.bpf.h). Set it through
-	 * nm_datapath_set_ejected(), which also keeps it across syncs; when
-	 * every candidate is ejected the pick falls back to the next tier and
-	 * finally to an ejected slot rather than refusing.
+	 * nm_datapath_set_backend_flags(); nm_datapath_sync() keeps it across
+	 * syncs. When every candidate is ejected the pick falls back to the
+	 * next tier and finally to an ejected slot rather than refusing.
 	 */
 	NM_EP_EJECTED = 1u << 1,
 };

@@ -637,6 +637,9 @@ START_TEST(test_backends_spread)
 {
 	bool seen1 = false, seen2 = false;
 
+	/* Without locality (echo-1 is local and would win by default). */
+	cl->services[0].lb.locality = NM_CFG_LOC_NONE;
+	sync_cluster();
 	/* Random pick: 32 tries miss one of two backends with p = 2^-31. */
 	for (int i = 0; i < 32 && !(seen1 && seen2); i++) {
 		struct nm_orig o = expect_redirect(g_meshed, AF_INET, VIP4, 80, lfd4);
@@ -772,6 +775,14 @@ START_TEST(test_missing_backend_slot_fails_closed)
 	svc = saved;
 	svc.backend_count = NM_MAX_BACKENDS_PER_SVC; /* slots 2.. do not exist */
 	ck_assert_int_eq(bpf_map_update_elem(fd, &key, &svc, BPF_ANY), 0);
+	{
+		/* Without its layout the pick is uniform over backend_count. */
+		struct nm_backend_key lk = { saved.service_id, NM_BACKEND_SLOT(80, 0, 0) };
+		int lfd = pinned_fd("nm_lb_sets");
+
+		ck_assert_int_eq(bpf_map_delete_elem(lfd, &lk), 0);
+		close(lfd);
+	}
 	/* Random picks: with 2 of 1024 slots present, 8 tries all but surely
 	 * hit a missing one; every miss must be refused, none pass. */
 	for (int i = 0; i < 8; i++) {
