@@ -287,6 +287,14 @@ def with_version(obj, res, version):
 	return out
 
 
+def list_item(obj, res, version):
+	# Typed lists (core, discovery) carry no kind/apiVersion on their items;
+	# custom resources (unstructured) keep both.
+	if res.group == CRD_GROUP:
+		return with_version(obj, res, version)
+	return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+
+
 def bookmark_object(res, version, rv, initial_end=False):
 	md = {"resourceVersion": str(rv), "creationTimestamp": None}
 	if initial_end:
@@ -393,6 +401,7 @@ class Store:
 		self.failures = []        # injected request failures
 		self.forbidden = set()    # (plural, verb)
 		self.crd_present = True
+		self.scenario = ""
 		self.requests = []
 		self.req_seq = 0
 
@@ -841,7 +850,7 @@ def make_handler(api):
 					next_key = key_str(k)
 					remaining = sum(1 for kk in keys[i:] if matches(state[kk], ns, freqs, lreqs))
 					break
-				items.append(with_version(obj, res, version))
+				items.append(list_item(obj, res, version))
 			meta = {"resourceVersion": str(at)}
 			if next_key is not None:
 				meta["continue"] = encode_continue(at, next_key)
@@ -1159,7 +1168,7 @@ def make_admin_handler(store, out):
 				if u.path == "/state":
 					return self.reply(200, {
 						"resourceVersion": str(store.rv), "compacted": str(store.compacted),
-						"crdPresent": store.crd_present,
+						"crdPresent": store.crd_present, "scenario": store.scenario,
 						"watchesStarted": store.watches_started,
 						"watches": [{"id": w.id, "resource": w.res.plural, "namespace": w.ns,
 							     "query": w.query, "startResourceVersion": str(w.start_rv),
@@ -1286,7 +1295,14 @@ def serve(args):
 		with open(args.scenario) as f:
 			steps = json.load(f)
 		steps = steps.get("steps", steps) if isinstance(steps, dict) else steps
-		threading.Thread(target=run_steps, args=(store, steps, out), daemon=True).start()
+		def scenario():
+			try:
+				run_steps(store, steps, out)
+				store.scenario = "done"
+			except Exception as e:  # noqa: BLE001 - reported through /state
+				store.scenario = f"failed: {type(e).__name__}: {e}"
+		store.scenario = "running"
+		threading.Thread(target=scenario, daemon=True).start()
 
 	# The ready file is a KEY=VALUE list (sh and C friendly), written last.
 	write_atomic(os.path.join(d, "ready"), "".join(f"{k}={v}\n" for k, v in [
