@@ -21,6 +21,9 @@ int nm_cfg_lookup_node(const struct nm_cfg_parser *p, const char *name);
 int nm_cfg_parse_workloads(struct nm_cfg_parser *p, const json_t *root);
 /* services.c: "services". */
 int nm_cfg_parse_services(struct nm_cfg_parser *p, const json_t *root);
+/* resilience.c: svc's optional "resilience" into r (defaults when absent). */
+int nm_cfg_parse_resilience(struct nm_cfg_parser *p, const json_t *svc,
+			    const char *svc_path, struct nm_resilience_cfg *r);
 /* forwards.c: "forwards" (needs trustDomain for its SPIFFE IDs). */
 int nm_cfg_parse_forwards(struct nm_cfg_parser *p, const json_t *root);
 

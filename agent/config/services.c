@@ -223,8 +223,8 @@ static int parse_service(struct nm_cfg_parser *p, const json_t *v,
 			 const char *path, void *item)
 {
 	static const char *const keys[] = { "name", "namespace", "vip", "vip6",
-					    "ports", "selector", "lb", "subsets",
-					    NULL };
+					    "ports", "selector", "resilience",
+					    "lb", "subsets", NULL };
 	struct nm_service_cfg *s = item;
 	int ret;
 
@@ -246,6 +246,8 @@ static int parse_service(struct nm_cfg_parser *p, const json_t *v,
 		ret = parse_lb(p, v, path, &s->lb);
 	if (ret >= 0)
 		ret = parse_subsets(p, v, path, s);
+	if (ret >= 0)
+		ret = nm_cfg_parse_resilience(p, v, path, &s->resilience);
 	return ret < 0 ? ret : 0;
 }
 

@@ -898,3 +898,44 @@ int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed)
 		*flushed = (unsigned int)(a + b);
 	return 0;
 }
+
+/* --- resilience: endpoint flags (mesh/outlier.h) ------------------------- */
+
+int nm_datapath_set_backend_flags(struct nm_datapath *dp, uint32_t service_id,
+				  const struct nm_addr *addr, __be16 port,
+				  uint32_t set, uint32_t clear,
+				  unsigned int *updated)
+{
+	struct nm_backend_key key, next;
+	struct nm_backend val;
+	const struct nm_backend_key *prev = NULL;
+	unsigned int n = 0;
+	int ret = 0;
+
+	if (updated)
+		*updated = 0;
+	if (!dp)
+		return 0;
+	/* Ejection is rare and a service's slots are not indexed by address:
+	 * walk the map. An update of an existing key never moves the walk. */
+	while (!bpf_map_get_next_key(dp->fd_backends, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.service_id != service_id ||
+		    bpf_map_lookup_elem(dp->fd_backends, &key, &val))
+			continue;
+		if (val.port != port || memcmp(&val.addr, addr, sizeof(*addr)))
+			continue;
+		val.flags = (val.flags & ~clear) | set;
+		if (bpf_map_update_elem(dp->fd_backends, &key, &val, BPF_EXIST)) {
+			ret = -errno;
+			break;
+		}
+		n++;
+	}
+	if (!ret && errno != ENOENT)
+		ret = -errno;
+	if (updated)
+		*updated = n;
+	return ret;
+}

@@ -120,4 +120,15 @@ int nm_datapath_take_orig(struct nm_datapath *dp,
 			  const struct sockaddr_storage *peer,
 			  struct nm_orig *out);
 
+/*
+ * Sets and clears enum nm_endpoint_flags bits on every nm_backends slot of
+ * service_id whose endpoint is addr:port (port in network order); *updated
+ * (may be NULL) gets how many slots changed. NULL dp: nothing, 0. For the
+ * agent's outlier ejection (mesh/outlier.h). 0 or -errno.
+ */
+int nm_datapath_set_backend_flags(struct nm_datapath *dp, uint32_t service_id,
+				  const struct nm_addr *addr, __be16 port,
+				  uint32_t set, uint32_t clear,
+				  unsigned int *updated);
+
 #endif

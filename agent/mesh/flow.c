@@ -16,6 +16,12 @@
  * flushes a failure status.
  * Everything is non-blocking and driven by the event loop; a flow never
  * blocks another.
+ *
+ * Resilience (issue 12, the "resilience" section below): a flow of a
+ * service holds that service's circuit-breaker slots; an outbound flow to a
+ * service VIP whose upstream attempt fails before RELAY (nothing has gone
+ * down to the pod yet) moves to another endpoint, replaying the pod's early
+ * bytes kept in buf[0]; every attempt's outcome feeds outlier detection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +43,8 @@
 
 static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 			  void *data);
+static int flow_res_attempt_failed(struct nm_flow *f, int err, bool timeout);
+static int flow_connect(struct nm_flow *f);
 
 /* ------------------------------------------------------------------ utils */
 
@@ -133,6 +141,16 @@ static void flow_release_limits(struct nm_flow *f)
 	if (f->held_flow)
 		nm_limits_put_flow(l);
 	f->held_handshake = f->held_pod = f->held_peer = f->held_flow = false;
+	if (f->res.held_conn || f->res.held_pending) {
+		struct nm_breaker_svc *b = nm_breaker_find(&f->agent->breakers,
+							   f->res.service_id);
+
+		if (b && f->res.held_conn)
+			nm_breaker_put_conn(b);
+		if (b && f->res.held_pending)
+			nm_breaker_put_pending(b);
+		f->res.held_conn = f->res.held_pending = false;
+	}
 }
 
 static void flow_free(struct nm_flow *f, bool reset, const char *how)
@@ -162,6 +180,429 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 		nm_proxy_fds_freed(a);
 }
 
+
+/* ----------------------------------------------------------- resilience */
+
+/*
+ * An ejected endpoint carries NM_EP_EJECTED in nm_backends: connect4/6
+ * skip it (nm_lb.bpf.h) and nm_datapath_sync() keeps the bit across
+ * reloads. A record written before the flag may still name it: the agent
+ * then chooses again (flow_res_start).
+ */
+#define RES_EP_EJECTED NM_EP_EJECTED
+
+/* The service's settings; a record built without the parser has none. */
+static const struct nm_resilience_cfg *res_cfg(const struct nm_st_service *svc,
+					       struct nm_resilience_cfg *tmp)
+{
+	if (svc && svc->cfg->resilience.connect_timeout_ms)
+		return &svc->cfg->resilience;
+	nm_resilience_defaults(tmp);
+	return tmp;
+}
+
+static const char *svc_name(const struct nm_st_service *svc, char *buf,
+			    size_t len)
+{
+	if (svc)
+		snprintf(buf, len, "%s/%s", svc->cfg->ns, svc->cfg->name);
+	else
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static void flow_res_keepalive(struct nm_flow *f, int fd)
+{
+	struct nm_resilience_cfg tmp;
+	const struct nm_resilience_cfg *r;
+	int on = 1, idle, intvl, cnt;
+
+	if (!f->res.service_id || fd < 0)
+		return;
+	r = res_cfg(nm_route_service(f->agent->state, f->res.service_id), &tmp);
+	if (!r->keepalive_time_s)
+		return;
+	idle = (int)r->keepalive_time_s;
+	intvl = (int)r->keepalive_interval_s;
+	cnt = (int)r->keepalive_count;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static int flow_breaker_refused(struct nm_flow *f,
+				const struct nm_st_service *svc,
+				const char *limit, uint32_t max,
+				uint64_t refused)
+{
+	struct nm_agent *a = f->agent;
+	char s1[64], n1[2 * NM_NAME_MAX + 2];
+
+	a->stats.refused_breaker++;
+	pr_warn_ratelimited(&a->rl.breaker,
+			    "msg=\"refused: circuit breaker\" service=%s limit=%s max=%u dir=%s src=%s refused=%llu",
+			    svc_name(svc, n1, sizeof(n1)), limit, max,
+			    f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
+			    nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			    (unsigned long long)refused);
+	return -EBUSY;
+}
+
+/*
+ * The flow belongs to svc (vip: the client asked for its VIP): it takes
+ * a maxConnections slot and the service's timeouts. 0, -EBUSY beyond the
+ * breaker (logged, counted), -ENOMEM.
+ */
+static int flow_res_bind(struct nm_flow *f, const struct nm_st_service *svc,
+			 bool vip)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_resilience_cfg tmp;
+	const struct nm_resilience_cfg *r = res_cfg(svc, &tmp);
+	struct nm_breaker_svc *b = nm_breaker_get(&a->breakers, svc->id);
+
+	if (!b)
+		return -ENOMEM;
+	if (nm_breaker_take_conn(b, r->max_connections))
+		return flow_breaker_refused(f, svc, "maxConnections",
+					    r->max_connections,
+					    b->refused_connections);
+	f->res.service_id = svc->id;
+	f->res.held_conn = true;
+	f->res.vip = vip;
+	f->res.retries_left = vip ? r->retries : 0;
+	f->res.connect_timeout_ms = r->connect_timeout_ms;
+	f->res.idle_timeout_ms = r->idle_timeout_ms;
+	f->res.last_io_ms = nm_loop_now_ms();
+	flow_res_keepalive(f, f->side[0].fd);
+	return 0;
+}
+
+/* An upstream connect starts: a maxPendingConnects slot. */
+static int flow_res_take_pending(struct nm_flow *f)
+{
+	const struct nm_st_service *svc;
+	struct nm_resilience_cfg tmp;
+	struct nm_breaker_svc *b;
+	uint32_t max;
+
+	if (!f->res.service_id || f->res.held_pending)
+		return 0;
+	b = nm_breaker_find(&f->agent->breakers, f->res.service_id);
+	if (!b)
+		return 0;
+	svc = nm_route_service(f->agent->state, f->res.service_id);
+	max = res_cfg(svc, &tmp)->max_pending;
+	if (nm_breaker_take_pending(b, max))
+		return flow_breaker_refused(f, svc, "maxPendingConnects", max,
+					    b->refused_pending);
+	f->res.held_pending = true;
+	return 0;
+}
+
+static void res_outlier_key(const struct nm_flow *f, struct nm_outlier_key *k)
+{
+	struct nm_addr a;
+	__be16 port;
+
+	nm_addr_from_sockaddr(&f->backend, &a, &port);
+	nm_outlier_key_make(k, f->res.service_id, &a, port);
+}
+
+static void flow_res_attempt_started(struct nm_flow *f)
+{
+	struct nm_breaker_svc *b;
+	struct nm_outlier_key k;
+	struct nm_outlier_ep *e;
+
+	f->res.attempts++;
+	b = nm_breaker_find(&f->agent->breakers, f->res.service_id);
+	if (b)
+		b->attempts++;
+	if (!f->res.vip)
+		return;
+	res_outlier_key(f, &k);
+	e = nm_outlier_get(&f->agent->outlier, &k);
+	if (e)
+		e->attempts++;
+}
+
+/* Writes the ejection into the maps the kernel chooses from; returns how
+ * many backend slots carry the endpoint. */
+static unsigned int res_map_ejected(struct nm_agent *a,
+				    const struct nm_outlier_key *k, bool ejected)
+{
+	unsigned int n = 0;
+	int err;
+
+	if (!a->dp)
+		return 0;
+	err = nm_datapath_set_backend_flags(a->dp, k->service_id, &k->addr,
+					    k->port, ejected ? RES_EP_EJECTED : 0,
+					    ejected ? 0 : RES_EP_EJECTED, &n);
+	if (err)
+		pr_warn("msg=\"cannot write endpoint ejection to nm_backends\" service_id=%u err=\"%s\"",
+			k->service_id, strerror(-err));
+	return n;
+}
+
+static const char *fmt_key(const struct nm_outlier_key *k, char *buf,
+			   size_t len)
+{
+	struct sockaddr_storage ss;
+
+	nm_addr_to_sockaddr(&k->addr, k->port, &ss);
+	return nm_sockaddr_format(&ss, buf, len);
+}
+
+/*
+ * The attempt on f->backend ended: give back its pending slot and count
+ * it for the service and, for VIP flows (where the agent chooses among
+ * endpoints), for the endpoint's outlier state.
+ */
+static void flow_res_attempt_done(struct nm_flow *f, bool ok, bool timeout)
+{
+	struct nm_agent *a = f->agent;
+	const struct nm_st_service *svc;
+	const struct nm_resilience_cfg *r;
+	struct nm_resilience_cfg tmp;
+	enum nm_outlier_verdict v;
+	struct nm_breaker_svc *b;
+	struct nm_outlier_key k;
+	struct nm_outlier_ep *e;
+	char s1[64], n1[2 * NM_NAME_MAX + 2];
+	int64_t now = nm_loop_now_ms();
+
+	b = nm_breaker_find(&a->breakers, f->res.service_id);
+	if (f->res.held_pending && b)
+		nm_breaker_put_pending(b);
+	f->res.held_pending = false;
+	if (!b)
+		return;
+	if (!ok) {
+		b->connect_failures++;
+		b->connect_timeouts += timeout;
+	}
+	if (!f->res.vip)
+		return;
+	res_outlier_key(f, &k);
+	e = nm_outlier_get(&a->outlier, &k);
+	if (!e)
+		return;
+	if (ok) {
+		nm_outlier_success(e);
+		return;
+	}
+	e->timeouts += timeout;
+	svc = nm_route_service(a->state, f->res.service_id);
+	r = res_cfg(svc, &tmp);
+	v = nm_outlier_failure(&a->outlier, e, r,
+			       svc ? nm_route_endpoints(a->state, svc, &f->dst,
+							NULL, NULL, NULL) : 0,
+			       now);
+	if (v == NM_OUTLIER_CAPPED) {
+		b->ejections_capped++;
+		pr_info_ratelimited(&a->rl.retry,
+				    "msg=\"endpoint not ejected: maxEjectionPercent reached\" service=%s endpoint=%s max_percent=%u capped=%llu",
+				    svc_name(svc, n1, sizeof(n1)),
+				    fmt_key(&k, s1, sizeof(s1)),
+				    r->outlier_max_percent,
+				    (unsigned long long)e->eject_refused);
+	} else if (v == NM_OUTLIER_EJECTED) {
+		b->ejections++;
+		a->stats.ejections++;
+		/* Rare by construction (N failures each): not rate-limited. */
+		pr_info("msg=\"endpoint ejected\" service=%s endpoint=%s ejections=%u duration_ms=%lld failures=%llu map_slots=%u",
+			svc_name(svc, n1, sizeof(n1)), fmt_key(&k, s1, sizeof(s1)),
+			e->ejections, (long long)(e->ejected_until - now),
+			(unsigned long long)e->failures,
+			res_map_ejected(a, &k, true));
+	}
+}
+
+/* nm_outlier_expire() callback: an ejected endpoint is back. */
+static void res_on_return(const struct nm_outlier_ep *e, void *arg)
+{
+	struct nm_agent *a = arg;
+	struct nm_breaker_svc *b = nm_breaker_find(&a->breakers, e->key.service_id);
+	char s1[64], n1[2 * NM_NAME_MAX + 2];
+
+	if (b)
+		b->returns++;
+	pr_info("msg=\"endpoint returned\" service=%s endpoint=%s ejections=%u map_slots=%u",
+		svc_name(nm_route_service(a->state, e->key.service_id), n1,
+			 sizeof(n1)),
+		fmt_key(&e->key, s1, sizeof(s1)), e->ejections,
+		res_map_ejected(a, &e->key, false));
+}
+
+struct res_skip {
+	const struct nm_flow *f;
+	const struct nm_outlier *o;
+	int64_t now;
+};
+
+/* Leaves out endpoints this flow tried and endpoints ejected now. */
+static bool res_skip_endpoint(const struct nm_addr *addr, uint16_t port_be,
+			      void *arg)
+{
+	const struct res_skip *c = arg;
+	const struct nm_flow_res *r = &c->f->res;
+	struct nm_outlier_key k;
+
+	for (unsigned int i = 0; i < r->n_tried; i++)
+		if (r->tried_port[i] == port_be &&
+		    !memcmp(&r->tried_addr[i], addr, sizeof(*addr)))
+			return true;
+	nm_outlier_key_make(&k, r->service_id, addr, port_be);
+	return nm_outlier_is_ejected(c->o, &k, c->now);
+}
+
+static void res_mark_tried(struct nm_flow *f)
+{
+	struct nm_flow_res *r = &f->res;
+	__be16 port;
+
+	if (r->n_tried == NM_RES_MAX_TRIED)
+		return;
+	nm_addr_from_sockaddr(&f->backend, &r->tried_addr[r->n_tried], &port);
+	r->tried_port[r->n_tried++] = port;
+}
+
+/* Another endpoint of the flow's service, among those not tried and not
+ * ejected; 0 or -ENOENT. */
+static int res_choose(struct nm_flow *f, struct nm_route_out *out)
+{
+	struct res_skip c = { f, &f->agent->outlier, nm_loop_now_ms() };
+	const struct nm_st_service *svc =
+		nm_route_service(f->agent->state, f->res.service_id);
+
+	if (!svc)
+		return -ENOENT;
+	return nm_route_alternate(f->agent->state, svc, &f->dst,
+				  res_skip_endpoint, &c, (uint32_t)random(), out);
+}
+
+/* The flow's upstream is alt's from now on. */
+static void flow_res_move(struct nm_flow *f, const struct nm_route_out *alt)
+{
+	f->backend = alt->backend;
+	f->connect_to = alt->connect_to;
+	f->remote = alt->remote;
+	f->has_expected = alt->remote;
+	f->expected_peer = alt->peer_id;
+	memset(&f->peer_id, 0, sizeof(f->peer_id));
+}
+
+/*
+ * Drops the failed upstream before a retry. Nothing came down from it (the
+ * phase is before RELAY); buf[0] keeps only the pod's early bytes, the old
+ * preamble goes (the next attempt writes its own in front of them).
+ */
+static void flow_res_reset_upstream(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_side *s = &f->side[1];
+	struct nm_buf *b = &f->buf[0];
+
+	if (s->fd >= 0)
+		nm_loop_del(a->loop, s->fd);
+	nm_side_close(s, true);
+	*s = (struct nm_side){ .fd = -1 };
+	nm_buf_put(&a->pool, &f->buf[1]);
+	if (f->held_handshake) {
+		nm_limits_put_handshake(&a->limits);
+		f->held_handshake = false;
+	}
+	f->tunnel = -1;
+	if (b->data && f->res.pre_len <= b->len) {
+		memmove(b->data, b->data + f->res.pre_len,
+			b->len - f->res.pre_len);
+		b->len -= f->res.pre_len;
+		b->off = 0;
+	}
+	if (nm_buf_empty(b))
+		nm_buf_put(&a->pool, b);
+	f->res.pre_len = 0;
+	f->written[0] = f->written[1] = 0;
+	f->overhead[0] = f->overhead[1] = 0;
+}
+
+static bool flow_local_allowed(struct nm_flow *f);
+
+/* flow_connect(); an immediate failure of the endpoint goes through the
+ * retry rules like a later one. */
+static int flow_connect_res(struct nm_flow *f)
+{
+	int err = flow_connect(f);
+
+	if (err && f->res.failed_attempt) {
+		f->res.failed_attempt = false;
+		return flow_res_attempt_failed(f, err, false);
+	}
+	return err;
+}
+
+/*
+ * The attempt on f->backend failed (err, -errno; timeout: the connect
+ * timeout ran out). Counted for the service and the endpoint; then a VIP
+ * flow with retries left and an endpoint left moves there. Only before
+ * RELAY, so no byte has reached the pod. 0: a new attempt is under way;
+ * otherwise err, and the caller ends the flow as before.
+ */
+static int flow_res_attempt_failed(struct nm_flow *f, int err, bool timeout)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_breaker_svc *b;
+	struct nm_route_out alt;
+	char s1[64], s2[64];
+
+	flow_res_attempt_done(f, false, timeout);
+	if (!f->res.vip || f->dir != NM_DIR_OUTBOUND ||
+	    f->phase >= NM_PH_RELAY)
+		return err;
+	b = nm_breaker_find(&a->breakers, f->res.service_id);
+	for (;;) {
+		if (!f->res.retries_left) {
+			if (b)
+				b->retries_exhausted++;
+			return err;
+		}
+		res_mark_tried(f);
+		if (res_choose(f, &alt)) {
+			if (b)
+				b->no_alternative++;
+			return err;
+		}
+		nm_sockaddr_format(&f->backend, s1, sizeof(s1));
+		flow_res_reset_upstream(f);
+		flow_res_move(f, &alt);
+		if (!f->remote && !flow_local_allowed(f)) {
+			a->stats.policy_denied++;
+			continue;
+		}
+		if (f->remote && !nm_tls_has_identity(a->tls, f->local_id.ns,
+						      f->local_id.sa))
+			continue;
+		f->res.retries_left--;
+		a->stats.retries++;
+		if (b)
+			b->retries++;
+		pr_debug("msg=\"retrying on another endpoint\" flow=%llu from=%s to=%s err=\"%s\" retries_left=%u",
+			 (unsigned long long)f->id, s1,
+			 nm_sockaddr_format(&f->backend, s2, sizeof(s2)),
+			 strerror(-err), f->res.retries_left);
+		err = flow_connect(f);
+		if (!err)
+			return 0;
+		if (!f->res.failed_attempt)
+			return err;
+		f->res.failed_attempt = false;
+		flow_res_attempt_done(f, false, false);
+	}
+}
+
 /* ----------------------------------------------------------- connecting */
 
 /* Every failed upstream connect, at once or later, is logged and counted
@@ -188,6 +629,9 @@ static int flow_connect(struct nm_flow *f)
 	err = nm_flow_admit_pod(f);
 	if (err)
 		return err;
+	err = flow_res_take_pending(f);
+	if (err)
+		return err;
 	fd = socket(f->connect_to.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -198,9 +642,12 @@ static int flow_connect(struct nm_flow *f)
 	/* No mark: connect4/6 leave the agent's sockets alone because the
 	 * agent's cgroup is never a meshed workload's (state.c refuses it). */
 	set_nodelay(fd);
+	flow_res_keepalive(f, fd);
+	flow_res_attempt_started(f);
 	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
 	    errno != EINPROGRESS) {
 		err = -errno;
+		f->res.failed_attempt = true; /* the endpoint's, not ours */
 		goto err_close;
 	}
 	err = nm_loop_add(a->loop, fd, NM_EV_WRITE, flow_on_event, f);
@@ -211,7 +658,10 @@ static int flow_connect(struct nm_flow *f)
 	if (!(f->dir == NM_DIR_OUTBOUND && f->remote))
 		nm_side_arm_reset(&f->side[1]);
 	f->phase = NM_PH_CONNECTING;
-	f->deadline_ms = nm_loop_now_ms() + NM_CONNECT_TIMEOUT_MS;
+	f->deadline_ms = nm_loop_now_ms() + (f->res.service_id ?
+					     f->res.connect_timeout_ms :
+					     NM_CONNECT_TIMEOUT_MS);
+	f->res.attempt_deadline = f->deadline_ms;
 	return 0;
 
 err_close:
@@ -242,7 +692,8 @@ static void flow_log_open(struct nm_flow *f)
 	char s1[64], s2[64], s3[64], i1[NM_SPIFFE_MAX], i2[NM_SPIFFE_MAX];
 	struct nm_agent *a = f->agent;
 
-	a->stats.flows_opened++;
+	if (f->res.attempts <= 1) /* a retry logs again, counts once */
+		a->stats.flows_opened++;
 	/* Per-flow lines are debug (the flow log comes with telemetry); skip
 	 * formatting them when they would not print. */
 	if (nm_log_get_level() < NM_LOG_DEBUG)
@@ -273,17 +724,28 @@ static int flow_send_preamble(struct nm_flow *f)
 	struct nm_preamble p = { .dst = f->backend, .has_src = true,
 				 .src = f->src, .has_flow = true,
 				 .flow_id = f->id };
+	struct nm_buf *b = &f->buf[0];
+	uint8_t pre[NM_NMTP_MAX];
+	uint32_t held;
 	int n, err;
 
-	err = nm_buf_get(&f->agent->pool, &f->buf[0]);
+	err = nm_buf_get(&f->agent->pool, b);
 	if (err)
 		return err;
-	n = nm_preamble_encode(&p, f->buf[0].data, NM_BUF_SIZE);
+	n = nm_preamble_encode(&p, pre, sizeof(pre));
 	if (n < 0)
 		return n;
-	f->buf[0].off = 0;
-	f->buf[0].len = n;
+	/* A retry has the pod's early bytes in buf[0] already (at most
+	 * NM_BUF_SIZE - NM_NMTP_MAX, see hold_room): they go after it. */
+	held = b->len - b->off;
+	if (held + n > NM_BUF_SIZE)
+		return -ENOBUFS;
+	memmove(b->data + n, b->data + b->off, held);
+	memcpy(b->data, pre, n);
+	b->off = 0;
+	b->len = held + n;
 	f->overhead[0] = n;
+	f->res.pre_len = n;
 	return 0;
 }
 
@@ -312,6 +774,35 @@ static bool buf_sendable(const struct nm_flow *f, int i)
 	return !nm_buf_empty(&f->buf[i]) && !status_pending(f, i);
 }
 
+/*
+ * An outbound VIP flow with retries left, waiting for the peer agent's
+ * status, keeps the pod's bytes in buf[0] after they went up, so a retry
+ * can replay them to the next endpoint. Returns the room left for more (the
+ * next preamble must still fit in front of them; beyond it the pod waits),
+ * or -1 when buf[i] is not held.
+ */
+static int64_t hold_room(const struct nm_flow *f, int i)
+{
+	const struct nm_buf *b = &f->buf[i];
+	int64_t early;
+
+	if (i != 0 || f->phase != NM_PH_AWAIT_STATUS || !f->res.vip ||
+	    !f->res.retries_left)
+		return -1;
+	early = b->data ? (int64_t)b->len - f->res.pre_len : 0;
+	return NM_BUF_SIZE - NM_NMTP_MAX - early;
+}
+
+/* An I/O error r on side `side` of the flow: while the outbound tunnel's
+ * status is outstanding, one on the tunnel is the attempt's failure. */
+static int pump_fail(struct nm_flow *f, int side, int r)
+{
+	if (f->dir == NM_DIR_OUTBOUND && f->phase == NM_PH_AWAIT_STATUS &&
+	    side == 1)
+		f->res.failed_attempt = true;
+	return r;
+}
+
 /* The outbound tunnel's first bytes are NMT1 + status; returns 0 when the
  * status is still incomplete or OK, -ECONNREFUSED when the peer refused. */
 static int flow_take_status(struct nm_flow *f)
@@ -324,6 +815,7 @@ static int flow_take_status(struct nm_flow *f)
 	if (n == -EAGAIN)
 		return 0;
 	if (n < 0) {
+		f->res.failed_attempt = true;
 		f->agent->stats.preamble_errors++;
 		pr_warn_ratelimited(&f->agent->rl.status,
 				    "msg=\"malformed status from peer agent\" flow=%llu",
@@ -332,6 +824,12 @@ static int flow_take_status(struct nm_flow *f)
 	}
 	if (status != NM_NMTP_OK) {
 		char s1[64];
+
+		/* No such destination or refused by it: the endpoint's
+		 * failure, retried elsewhere. Denied and overloaded are
+		 * answers, not failures. */
+		if (status == NM_NMTP_NO_DEST || status == NM_NMTP_DEST_REFUSED)
+			f->res.failed_attempt = true;
 
 		pr_warn_ratelimited(&f->agent->rl.status,
 				    "msg=\"peer agent refused flow\" flow=%llu backend=%s status=%s",
@@ -343,6 +841,8 @@ static int flow_take_status(struct nm_flow *f)
 	}
 	/* Skipped, never written: not part of written[1]. */
 	b->off += n;
+	flow_res_attempt_done(f, true, false);
+	f->deadline_ms = 0;
 	f->phase = NM_PH_RELAY;
 	if (nm_buf_empty(b))
 		nm_buf_put(&f->agent->pool, b);
@@ -353,7 +853,7 @@ static int flow_take_status(struct nm_flow *f)
 static int flow_pump(struct nm_flow *f)
 {
 	struct nm_bufpool *pool = &f->agent->pool;
-	bool progress;
+	bool progress, moved = false;
 
 	do {
 		progress = false;
@@ -361,6 +861,8 @@ static int flow_pump(struct nm_flow *f)
 			struct nm_side *src = &f->side[i], *dst = &f->side[1 - i];
 			struct nm_buf *b = &f->buf[i];
 			bool status_phase = status_pending(f, i);
+			int64_t room = hold_room(f, i);
+			bool hold = room >= 0;
 			int r;
 
 			if (buf_sendable(f, i) && side_can_write(dst)) {
@@ -370,20 +872,21 @@ static int flow_pump(struct nm_flow *f)
 					b->off += r;
 					f->written[i] += r;
 					progress = true;
-					if (nm_buf_empty(b))
+					if (nm_buf_empty(b) && !hold)
 						nm_buf_put(pool, b);
 				} else if (r != -EAGAIN) {
-					return r;
+					return pump_fail(f, 1 - i, r);
 				}
 			}
-			if ((nm_buf_empty(b) || status_phase) && !src->rd_eof &&
-			    side_can_read(src)) {
-				if (nm_buf_empty(b) && !status_phase)
+			if ((hold ? room > 0 : nm_buf_empty(b) || status_phase) &&
+			    !src->rd_eof && side_can_read(src)) {
+				if (nm_buf_empty(b) && !status_phase && !hold)
 					nm_buf_put(pool, b);
 				if (nm_buf_get(pool, b))
 					return -ENOMEM;
 				r = nm_side_read(src, b->data + b->len,
-						 NM_BUF_SIZE - b->len);
+						 hold ? (size_t)room :
+							NM_BUF_SIZE - b->len);
 				if (r > 0) {
 					b->len += r;
 					progress = true;
@@ -393,11 +896,12 @@ static int flow_pump(struct nm_flow *f)
 					src->rd_eof = true;
 					progress = true;
 					if (status_phase)
-						return -ECONNRESET;
+						return pump_fail(f, i, -ECONNRESET);
 				} else if (r != -EAGAIN) {
-					return r;
+					return pump_fail(f, i, r);
 				}
-				if (nm_buf_empty(b) && !status_pending(f, i))
+				if (nm_buf_empty(b) && !status_pending(f, i) &&
+				    hold_room(f, i) < 0)
 					nm_buf_put(pool, b);
 			}
 			if (src->rd_eof && nm_buf_empty(b) && !dst->wr_shut &&
@@ -407,11 +911,14 @@ static int flow_pump(struct nm_flow *f)
 					dst->wr_shut = true;
 					progress = true;
 				} else if (r != -EAGAIN) {
-					return r;
+					return pump_fail(f, 1 - i, r);
 				}
 			}
 		}
+		moved |= progress;
 	} while (progress);
+	if (moved && f->res.idle_timeout_ms)
+		f->res.last_io_ms = nm_loop_now_ms();
 	return 0;
 }
 
@@ -505,7 +1012,11 @@ static int flow_start_tls(struct nm_flow *f, int side)
 	}
 	f->tunnel = side;
 	f->phase = NM_PH_HANDSHAKE;
-	f->deadline_ms = nm_loop_now_ms() + NM_HANDSHAKE_TIMEOUT_MS;
+	/* A service's connect timeout covers the whole attempt: TCP, TLS
+	 * and the peer agent's status. */
+	f->deadline_ms = f->res.service_id && f->dir == NM_DIR_OUTBOUND ?
+				 f->res.attempt_deadline :
+				 nm_loop_now_ms() + NM_HANDSHAKE_TIMEOUT_MS;
 	if (f->dir == NM_DIR_INBOUND)
 		return 0; /* SSL made on the first bytes (flow_step_handshake) */
 	err = flow_tls_new(f, side);
@@ -528,7 +1039,9 @@ static int flow_step_connecting(struct nm_flow *f)
 	}
 	if (soerr) {
 		flow_connect_failed(f, -soerr);
+		f->res.failed_attempt = f->dir == NM_DIR_OUTBOUND;
 		if (f->dir == NM_DIR_INBOUND) {
+			flow_res_attempt_done(f, false, false);
 			nm_loop_del(f->agent->loop, s->fd);
 			nm_side_close(s, false);
 			s->rd_eof = s->wr_shut = true;
@@ -551,6 +1064,7 @@ static int flow_step_connecting(struct nm_flow *f)
 		b->len = nm_status_encode(NM_NMTP_OK, b->data, NM_BUF_SIZE);
 		f->overhead[1] = b->len;
 	}
+	flow_res_attempt_done(f, true, false);
 	f->phase = NM_PH_RELAY;
 	flow_log_open(f);
 	return 0;
@@ -605,7 +1119,7 @@ static int flow_step_handshake(struct nm_flow *f)
 		err = flow_send_preamble(f);
 		if (err)
 			return err;
-		f->deadline_ms = 0;
+		f->deadline_ms = f->res.service_id ? f->res.attempt_deadline : 0;
 		f->phase = NM_PH_AWAIT_STATUS;
 		flow_log_open(f);
 		return 0;
@@ -618,6 +1132,7 @@ static int flow_step_handshake(struct nm_flow *f)
 
 fail:
 	a->stats.tls_failures++;
+	f->res.failed_attempt = f->dir == NM_DIR_OUTBOUND;
 	pr_warn_ratelimited(&a->rl.tls,
 			    "msg=\"tls handshake failed\" flow=%llu dir=%s peer=%s reason=\"%s\"",
 			    (unsigned long long)f->id,
@@ -734,11 +1249,21 @@ static int flow_step_preamble(struct nm_flow *f)
 		flow_drain_status(f, status);
 		return 0;
 	}
-	err = flow_connect(f);
+	/* The destination pod's service (lowest ID on that target port):
+	 * its breaker, connect timeout, idle timeout and keepalive. */
+	{
+		const struct nm_st_service *svc = f->lst->fwd ? NULL :
+			nm_route_service_of(a->state, &f->connect_to);
+
+		err = svc ? flow_res_bind(f, svc, false) : 0;
+	}
+	if (!err)
+		err = flow_connect(f);
 	if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
-	    err == -ENOMEM) {
-		/* Out of descriptors or memory, not the pod's fault: tell
-		 * the client agent (NMTP status 4) rather than queue. */
+	    err == -ENOMEM || err == -EBUSY) {
+		/* Out of descriptors or memory, or over the service's
+		 * circuit breaker, not the pod's fault: tell the client
+		 * agent (NMTP status 4) rather than queue. */
 		a->stats.status_overloaded++;
 		flow_drain_status(f, NM_NMTP_OVERLOADED);
 	} else if (err) {
@@ -783,6 +1308,8 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 {
 	const struct nm_side *s = &f->side[i];
 	unsigned int m = 0;
+	int64_t room;
+	bool want;
 
 	switch (f->phase) {
 	case NM_PH_CONNECTING:
@@ -802,10 +1329,11 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 	default:
 		return 0;
 	}
-	if (!s->readable &&
-	    ((!s->rd_eof && (nm_buf_empty(&f->buf[i]) ||
-			     status_pending(f, i))) ||
-	     s->wr_want_read))
+	/* A held buf[0] takes more until its room is used up. */
+	room = hold_room(f, i);
+	want = room >= 0 ? room > 0 :
+	       nm_buf_empty(&f->buf[i]) || status_pending(f, i);
+	if (!s->readable && ((!s->rd_eof && want) || s->wr_want_read))
 		m |= NM_EV_READ;
 	if (!s->writable &&
 	    (buf_sendable(f, 1 - i) || s->rd_want_write ||
@@ -841,6 +1369,12 @@ static void flow_advance(struct nm_flow *f)
 			break;
 		case NM_PH_CLOSED:
 			break;
+		}
+		if (err && f->res.failed_attempt) {
+			/* The upstream failed before RELAY: maybe another
+			 * endpoint (0: a new attempt is connecting). */
+			f->res.failed_attempt = false;
+			err = flow_res_attempt_failed(f, err, false);
 		}
 	} while (!err && f->phase != before);
 
@@ -918,6 +1452,49 @@ static uint64_t monotonic_ns(void)
 }
 
 /*
+ * Resilience at the start of an outbound flow: the service it counts
+ * against (the VIP's, or a direct pod address's lowest-ID service) and its
+ * breaker. For a VIP the kernel's choice (r) may be an endpoint this agent
+ * ejected (the kernel does not skip it before NM_EP_EJECTED): choose again
+ * among the endpoints in service, counted. 0 or -EBUSY/-ENOMEM (reset).
+ */
+static int flow_res_start(struct nm_flow *f, const struct nm_orig *orig,
+			  struct nm_route_out *r)
+{
+	struct nm_agent *a = f->agent;
+	bool vip = (orig->flags & NM_ORIG_SERVICE) && orig->service_id;
+	const struct nm_st_service *svc;
+	struct nm_outlier_key k;
+	struct nm_outlier_ep *e;
+	struct nm_breaker_svc *b;
+	struct nm_route_out alt;
+	int err;
+
+	svc = vip ? nm_route_service(a->state, orig->service_id) :
+		    nm_route_service_of(a->state, &r->backend);
+	if (!svc)
+		return 0;
+	err = flow_res_bind(f, svc, vip);
+	if (err || !vip)
+		return err;
+	f->backend = r->backend;
+	res_outlier_key(f, &k);
+	if (!nm_outlier_is_ejected(&a->outlier, &k, nm_loop_now_ms()))
+		return 0;
+	alt = *r;
+	if (res_choose(f, &alt))
+		return 0; /* every endpoint is out: the kernel's choice stands */
+	e = nm_outlier_find(&a->outlier, &k);
+	if (e)
+		e->skipped++;
+	b = nm_breaker_find(&a->breakers, svc->id);
+	if (b)
+		b->avoided_ejected++;
+	*r = alt;
+	return 0;
+}
+
+/*
  * A pod connection on 15001: take its redirect record, check it against the
  * state (route.c) and connect to the backend or the peer node's agent.
  * Anything the agent cannot vouch for is reset and counted.
@@ -947,8 +1524,10 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 			 orig.generation, orig.src_workload_id);
 		goto reset;
 	}
-	f->local_id = r.local_id;
 	f->dst = r.dst;
+	if (flow_res_start(f, &orig, &r))
+		goto reset;
+	f->local_id = r.local_id;
 	f->backend = r.backend;
 	f->connect_to = r.connect_to;
 	f->src_workload = r.src_workload;
@@ -968,7 +1547,7 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 			goto reset;
 		}
 	}
-	if (flow_connect(f))
+	if (flow_connect_res(f))
 		goto reset;
 	flow_advance(f);
 	return;
@@ -1147,6 +1726,45 @@ void nm_proxy_close_all(struct nm_agent *a, bool reset)
 	while (a->flows)
 		flow_free(a->flows, reset, "shutdown");
 	nm_limits_free(&a->limits);
+	nm_breakers_free(&a->breakers);
+	nm_outlier_free(&a->outlier);
+}
+
+/* Is the attempt of f still making its upstream usable (its connect
+ * timeout applies)? */
+static bool attempt_in_progress(const struct nm_flow *f)
+{
+	if (!f->res.service_id)
+		return false;
+	if (f->phase == NM_PH_CONNECTING)
+		return true;
+	return f->dir == NM_DIR_OUTBOUND && (f->phase == NM_PH_HANDSHAKE ||
+					     f->phase == NM_PH_AWAIT_STATUS);
+}
+
+/*
+ * An idle relay (no byte either way for idleTimeoutMs) is reset on both
+ * sides, as Envoy's TCP proxy ends it: a FIN would tell each application
+ * its peer finished, which neither did.
+ */
+static void flow_idle_timeout(struct nm_flow *f, int64_t now)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_breaker_svc *b = nm_breaker_find(&a->breakers, f->res.service_id);
+	char s1[64], n1[2 * NM_NAME_MAX + 2];
+
+	a->stats.idle_timeouts++;
+	if (b)
+		b->idle_timeouts++;
+	pr_info_ratelimited(&a->rl.timeout,
+			    "msg=\"flow idle timeout, reset\" flow=%llu service=%s src=%s idle_ms=%lld idle_timeouts=%llu",
+			    (unsigned long long)f->id,
+			    svc_name(nm_route_service(a->state, f->res.service_id),
+				     n1, sizeof(n1)),
+			    nm_sockaddr_format(&f->src, s1, sizeof(s1)),
+			    (long long)(now - f->res.last_io_ms),
+			    (unsigned long long)a->stats.idle_timeouts);
+	flow_free(f, true, "idle");
 }
 
 void nm_proxy_sweep(struct nm_agent *a)
@@ -1154,8 +1772,22 @@ void nm_proxy_sweep(struct nm_agent *a)
 	int64_t now = nm_loop_now_ms();
 	struct nm_flow *f, *next;
 
+	nm_outlier_expire(&a->outlier, now, res_on_return, a);
 	for (f = a->flows; f; f = next) {
 		next = f->next;
+		if (f->phase == NM_PH_RELAY && f->res.idle_timeout_ms &&
+		    now - f->res.last_io_ms > f->res.idle_timeout_ms) {
+			flow_idle_timeout(f, now);
+			continue;
+		}
+		if (f->deadline_ms && now > f->deadline_ms &&
+		    attempt_in_progress(f)) {
+			/* The connect timeout: another endpoint, or the end. */
+			if (!flow_res_attempt_failed(f, -ETIMEDOUT, true)) {
+				flow_advance(f);
+				continue;
+			}
+		}
 		if (f->deadline_ms && now > f->deadline_ms) {
 			char s1[64];
 

@@ -58,6 +58,7 @@ struct nm_flow {
 	struct nm_addr peer_ip;          /* inbound: key of the per-peer count */
 	/* Limit slots this flow holds (limits.h), given back by flow_free. */
 	bool held_flow, held_handshake, held_pod, held_peer;
+	struct nm_flow_res res;          /* resilience (mesh/breaker.h) */
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,

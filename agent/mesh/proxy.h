@@ -18,7 +18,9 @@
 #include "lib/spiffe.h"
 #include "core/loop.h"
 #include "mesh/authz.h"
+#include "mesh/breaker.h"
 #include "mesh/limits.h"
+#include "mesh/outlier.h"
 #include "mesh/relay.h"
 #include "mesh/tls.h"
 #include "state/state.h"
@@ -70,6 +72,12 @@ struct nm_agent_stats {
 	uint64_t accept_shed;        /* accepted with the spare fd and reset */
 	uint64_t refused_limit;      /* refused by a limit (see limits.refused) */
 	uint64_t status_overloaded;  /* inbound flows answered NMTP status 4 */
+	/* Resilience (issue 12); per service and endpoint in breakers and
+	 * outlier below. */
+	uint64_t retries;            /* attempts moved to another endpoint */
+	uint64_t refused_breaker;    /* refused by a service's circuit breaker */
+	uint64_t ejections;          /* endpoints ejected */
+	uint64_t idle_timeouts;      /* flows reset for idleTimeoutMs */
 };
 
 /* One rate-limit state per data-path log reason (lib/log.h). */
@@ -83,6 +91,8 @@ struct nm_agent_ratelimits {
 	struct nm_ratelimit status;
 	struct nm_ratelimit timeout;
 	struct nm_ratelimit limit[NM_LIMIT__COUNT];
+	struct nm_ratelimit breaker;
+	struct nm_ratelimit retry;
 	struct nm_ratelimit other;
 };
 
@@ -112,6 +122,10 @@ struct nm_agent {
 	unsigned int listeners_paused;
 	int spare_fd;             /* reserve descriptor for EMFILE, if has_spare_fd */
 	bool has_spare_fd;
+	/* Resilience (issue 12): per-service breakers and counters, and the
+	 * outlier state of every endpoint this agent connected to. */
+	struct nm_breakers breakers;
+	struct nm_outlier outlier;
 };
 
 /* Opens the listeners the configuration asks for; 0 or -errno (logged). */

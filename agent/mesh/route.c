@@ -117,3 +117,169 @@ int nm_route_inbound(const struct nm_state *s,
 	*wl = w;
 	return 0;
 }
+
+/* ------------------------------------------------------------- retries */
+
+const struct nm_st_service *nm_route_service(const struct nm_state *s,
+					     uint32_t service_id)
+{
+	/* Services are few next to flows' bytes; a retry is rare. */
+	for (unsigned int i = 0; service_id && i < s->n_services; i++)
+		if (s->services[i].id == service_id)
+			return &s->services[i];
+	return NULL;
+}
+
+/* The port map of svc for VIP port port_host, or NULL. */
+static const struct nm_port_map *port_map(const struct nm_service_cfg *sc,
+					  uint16_t port_host)
+{
+	for (unsigned int i = 0; i < sc->n_ports; i++)
+		if (sc->ports[i].port == port_host)
+			return &sc->ports[i];
+	return NULL;
+}
+
+/*
+ * Walks svc's endpoints for dst as build_vip_port() in datapath/model.c
+ * lays them out; calls visit for each one skip keeps. Returns the number of
+ * endpoints (kept or not); *kept how many were visited.
+ */
+typedef bool (*visit_fn)(const struct nm_st_workload *w,
+			 const struct nm_addr *addr, uint16_t port_be,
+			 void *arg);
+
+static unsigned int walk_endpoints(const struct nm_state *s,
+				   const struct nm_st_service *svc,
+				   const struct sockaddr_storage *dst,
+				   nm_route_skip_fn skip, void *skip_arg,
+				   visit_fn visit, void *arg,
+				   unsigned int *kept)
+{
+	const struct nm_service_cfg *sc = svc->cfg;
+	const struct nm_port_map *pm;
+	struct nm_addr vip;
+	__be16 vport;
+	unsigned int n = 0;
+	uint16_t port_be;
+	bool v6;
+
+	*kept = 0;
+	nm_addr_from_sockaddr(dst, &vip, &vport);
+	pm = port_map(sc, ntohs(vport));
+	if (!pm || !sc->n_selector)
+		return 0;
+	port_be = htons(pm->target_port ? pm->target_port : pm->port);
+	v6 = !nm_addr_is_v4(&vip);
+	for (unsigned int i = 0; i < s->n_workloads; i++) {
+		const struct nm_st_workload *w = &s->workloads[i];
+		const struct nm_addr *a;
+
+		if (!nm_service_selects(sc, w->cfg))
+			continue;
+		n++;
+		a = v6 && w->cfg->has_ip6 ? &w->cfg->ip6 : &w->cfg->ip;
+		if (skip && skip(a, port_be, skip_arg))
+			continue;
+		(*kept)++;
+		if (visit && visit(w, a, port_be, arg))
+			break;
+	}
+	return n;
+}
+
+unsigned int nm_route_endpoints(const struct nm_state *s,
+				const struct nm_st_service *svc,
+				const struct sockaddr_storage *dst,
+				nm_route_skip_fn skip, void *arg,
+				unsigned int *left)
+{
+	unsigned int kept, n;
+
+	n = walk_endpoints(s, svc, dst, skip, arg, NULL, NULL, &kept);
+	if (left)
+		*left = kept;
+	return n;
+}
+
+struct pick_ctx {
+	uint32_t target;
+	uint32_t seen;
+	const struct nm_st_workload *w;
+	struct nm_addr addr;
+	uint16_t port_be;
+};
+
+static bool pick_visit(const struct nm_st_workload *w,
+		       const struct nm_addr *addr, uint16_t port_be, void *arg)
+{
+	struct pick_ctx *c = arg;
+
+	if (c->seen++ != c->target)
+		return false;
+	c->w = w;
+	c->addr = *addr;
+	c->port_be = port_be;
+	return true;
+}
+
+int nm_route_alternate(const struct nm_state *s,
+		       const struct nm_st_service *svc,
+		       const struct sockaddr_storage *dst,
+		       nm_route_skip_fn skip, void *arg, uint32_t pick,
+		       struct nm_route_out *out)
+{
+	struct pick_ctx c = { 0 };
+	unsigned int left;
+
+	nm_route_endpoints(s, svc, dst, skip, arg, &left);
+	if (!left)
+		return -ENOENT;
+	c.target = pick % left;
+	walk_endpoints(s, svc, dst, skip, arg, pick_visit, &c, &left);
+	if (!c.w)
+		return -ENOENT;
+	nm_addr_to_sockaddr(&c.addr, c.port_be, &out->backend);
+	memset(&out->peer_id, 0, sizeof(out->peer_id));
+	if (c.w->local) {
+		out->connect_to = out->backend;
+		out->remote = false;
+		return 0;
+	}
+	if (!identity_of(s, c.w->identity_id, &out->peer_id))
+		return -ENOENT;
+	nm_addr_to_sockaddr(&c.w->node->cfg->addr,
+			    htons(s->cluster->mesh.inbound_port), &out->connect_to);
+	out->remote = true;
+	return 0;
+}
+
+const struct nm_st_service *nm_route_service_of(const struct nm_state *s,
+						const struct sockaddr_storage *ep)
+{
+	const struct nm_st_service *best = NULL;
+	const struct nm_st_workload *w;
+	struct nm_addr a;
+	__be16 port;
+
+	nm_addr_from_sockaddr(ep, &a, &port);
+	w = nm_state_workload_by_addr(s, &a);
+	if (!w)
+		return NULL;
+	/* The lowest ID, not the first in the file: positions mean nothing. */
+	for (unsigned int i = 0; i < s->n_services; i++) {
+		const struct nm_st_service *v = &s->services[i];
+		const struct nm_service_cfg *sc = v->cfg;
+		bool port_ok = false;
+
+		if (!sc->n_selector || !nm_service_selects(sc, w->cfg))
+			continue;
+		for (unsigned int k = 0; k < sc->n_ports && !port_ok; k++)
+			port_ok = htons(sc->ports[k].target_port ?
+					sc->ports[k].target_port :
+					sc->ports[k].port) == port;
+		if (port_ok && (!best || v->id < best->id))
+			best = v;
+	}
+	return best;
+}

@@ -59,4 +59,46 @@ int nm_route_inbound(const struct nm_state *s,
 void nm_route_identity(const struct nm_state *s, const char *ns,
 		       const char *sa, struct nm_spiffe_id *id);
 
+/*
+ * Retries (issue 12): the service a record names (its state ID), or NULL.
+ */
+const struct nm_st_service *nm_route_service(const struct nm_state *s,
+					     uint32_t service_id);
+
+/* true: leave the endpoint addr:port (network order) out of the choice. */
+typedef bool (*nm_route_skip_fn)(const struct nm_addr *addr, uint16_t port_be,
+				 void *arg);
+
+/*
+ * Endpoints of svc for the VIP destination dst (its port picks the port map,
+ * its family the endpoint address, as the map model does): how many there
+ * are, and how many skip (may be NULL) leaves.
+ */
+unsigned int nm_route_endpoints(const struct nm_state *s,
+				const struct nm_st_service *svc,
+				const struct sockaddr_storage *dst,
+				nm_route_skip_fn skip, void *arg,
+				unsigned int *left);
+
+/*
+ * Another endpoint of svc for the VIP destination dst: the pick-th (mod the
+ * count) of those skip does not leave out, in state order. Fills
+ * out->backend, connect_to, remote and peer_id as nm_route_outbound() does
+ * and leaves the rest of out alone. 0, or -ENOENT when none is left.
+ */
+int nm_route_alternate(const struct nm_state *s,
+		       const struct nm_st_service *svc,
+		       const struct sockaddr_storage *dst,
+		       nm_route_skip_fn skip, void *arg, uint32_t pick,
+		       struct nm_route_out *out);
+
+/*
+ * The service a flow to endpoint ep (pod address and target port) counts
+ * against when the client did not name one (a direct pod-address connect,
+ * an inbound tunnel): of the services selecting that pod on that target
+ * port, the one with the lowest ID. NULL: none.
+ */
+const struct nm_st_service *nm_route_service_of(const struct nm_state *s,
+						const struct sockaddr_storage *ep);
+
 #endif

@@ -56,6 +56,57 @@ struct nm_port_map {
 	uint16_t target_port;   /* host order */
 };
 
+/*
+ * Per-service resilience of the agent path ("services[].resilience",
+ * docs/config.md). Every field has its default filled by the parser, so a
+ * consumer never sees 0 meaning "unset" (0 retries and 0 breaker limits
+ * are refused: a breaker of 0 would refuse every flow).
+ */
+struct nm_resilience_cfg {
+	uint32_t connect_timeout_ms;   /* "connectTimeoutMs", default 5000 */
+	uint32_t retries;              /* "retries", default 2 (0 = none) */
+	uint32_t outlier_failures;     /* "outlier.consecutiveFailures", 5 */
+	uint32_t outlier_base_ms;      /* "outlier.baseEjectionMs", 30000 */
+	uint32_t outlier_max_percent;  /* "outlier.maxEjectionPercent", 50 */
+	uint32_t max_connections;      /* "circuitBreaker.maxConnections", 1024 */
+	uint32_t max_pending;          /* "circuitBreaker.maxPendingConnects", 256 */
+	uint32_t idle_timeout_ms;      /* "idleTimeoutMs", 3600000; 0 = none */
+	uint32_t keepalive_time_s;     /* "keepalive.timeS", 60; 0 = off */
+	uint32_t keepalive_interval_s; /* "keepalive.intervalS", 10 */
+	uint32_t keepalive_count;      /* "keepalive.count", 3 */
+};
+
+#define NM_RES_CONNECT_TIMEOUT_MS 5000
+#define NM_RES_RETRIES 2
+#define NM_RES_OUTLIER_FAILURES 5
+#define NM_RES_OUTLIER_BASE_MS 30000
+#define NM_RES_OUTLIER_MAX_PERCENT 50
+#define NM_RES_MAX_CONNECTIONS 1024
+#define NM_RES_MAX_PENDING 256
+#define NM_RES_IDLE_TIMEOUT_MS 3600000
+#define NM_RES_KEEPALIVE_TIME_S 60
+#define NM_RES_KEEPALIVE_INTERVAL_S 10
+#define NM_RES_KEEPALIVE_COUNT 3
+
+/* The defaults; also what a service built without the parser (a zeroed
+ * record, connect_timeout_ms 0) is treated as. */
+static inline void nm_resilience_defaults(struct nm_resilience_cfg *r)
+{
+	*r = (struct nm_resilience_cfg){
+		.connect_timeout_ms = NM_RES_CONNECT_TIMEOUT_MS,
+		.retries = NM_RES_RETRIES,
+		.outlier_failures = NM_RES_OUTLIER_FAILURES,
+		.outlier_base_ms = NM_RES_OUTLIER_BASE_MS,
+		.outlier_max_percent = NM_RES_OUTLIER_MAX_PERCENT,
+		.max_connections = NM_RES_MAX_CONNECTIONS,
+		.max_pending = NM_RES_MAX_PENDING,
+		.idle_timeout_ms = NM_RES_IDLE_TIMEOUT_MS,
+		.keepalive_time_s = NM_RES_KEEPALIVE_TIME_S,
+		.keepalive_interval_s = NM_RES_KEEPALIVE_INTERVAL_S,
+		.keepalive_count = NM_RES_KEEPALIVE_COUNT,
+	};
+}
+
 /* "lb": {"algorithm", "locality"} of a service (docs/config.md). */
 enum nm_lb_algo_cfg {
 	NM_CFG_LB_RANDOM = 0,
@@ -98,6 +149,7 @@ struct nm_service_cfg {
 	struct nm_lb_cfg lb;
 	struct nm_subset_cfg subsets[NM_MAX_SUBSETS];
 	unsigned int n_subsets; /* 0: one implicit subset of every endpoint */
+	struct nm_resilience_cfg resilience;
 };
 
 /*
