@@ -25,14 +25,14 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+. "$REPO/tests/k8s/fixture.sh"
 FAILS=0
 pass() { printf 'PASS %s\n' "$1"; }
 fail() { printf 'FAIL %s: %s\n' "$1" "$2"; FAILS=$((FAILS + 1)); }
 
 WORK=$(mktemp -d /tmp/nm-k8s-fixture.XXXXXX)
-SRV_PID=""
 cleanup() {
-	[[ -n $SRV_PID ]] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
+	nm_k8s_stop
 	if [[ -n ${NM_ARTIFACTS:-} ]]; then
 		mkdir -p "$NM_ARTIFACTS" && cp -r "$WORK"/. "$NM_ARTIFACTS"/ 2>/dev/null
 	fi
@@ -51,25 +51,15 @@ if ! "$REPO/tools/install-npm-tools.sh" >"$WORK/npm.log" 2>&1; then
 fi
 KUBECTL=$("$REPO/tools/install-npm-tools.sh" --path)/kubectl
 
-"$PY" "$REPO/tests/k8s/apiserver.py" serve --dir "$WORK/srv" --log "$WORK/srv/access.log" \
-	>"$WORK/server.out" 2>&1 &
-SRV_PID=$!
-for _ in $(seq 100); do
-	[[ -f $WORK/srv/ready ]] && break
-	kill -0 "$SRV_PID" 2>/dev/null || break
-	sleep 0.1
-done
-if [[ ! -f $WORK/srv/ready ]]; then
-	fail k8s-fixture-setup "server did not start: $(tail -n 5 "$WORK/server.out" | tr '\n' ' ')"
+if ! nm_k8s_start "$WORK/srv" --log "$WORK/srv.access.log" 2>"$WORK/start.err"; then
+	fail k8s-fixture-setup "$(cat "$WORK/start.err")"
 	exit 1
 fi
-set -a
-. "$WORK/srv/ready"
-set +a
+SRV_PID=$NM_K8S_SERVER_PID
 objects=$REPO/tests/k8s/objects
 
 kc() { "$KUBECTL" --kubeconfig "$NM_K8S_KUBECONFIG" --cache-dir "$WORK/kcache" --request-timeout=20s "$@"; }
-ctl() { "$PY" "$REPO/tests/k8s/apiserver.py" ctl "$NM_K8S_ADMIN" "$@"; }
+ctl() { if [[ $1 == --get ]]; then nm_k8s_get "$2"; else nm_k8s_ctl "$1"; fi; }
 names() { jq -r '.items[] | (.metadata.namespace // "") + "/" + .metadata.name' | sort; }
 file_names() { jq -r '.items[] | (.metadata.namespace // "") + "/" + .metadata.name' "$objects/$1" | sort; }
 last_seq() { ctl --get /requests | jq '.[-1].seq // 0'; }
@@ -129,13 +119,13 @@ else
 fi
 
 # --- kubectl: watch -------------------------------------------------------------
-started=$(ctl --get /state | jq '.watchesStarted.pods')
+nm_k8s_mark pods
 timeout 20 "$KUBECTL" --kubeconfig "$NM_K8S_KUBECONFIG" --cache-dir "$WORK/kcache" \
 	get pods -n default --watch -o json --output-watch-events >"$WORK/watch.json" 2>"$WORK/watch.err" &
 wpid=$!
 pod=$(jq -c '.items[0] | .metadata.name = "kubectl-new" | del(.metadata.uid)' "$objects/20-pods.json")
 rvs=""
-if ctl "{\"op\":\"wait_watch\",\"resource\":\"pods\",\"started\":$((started + 1)),\"timeout_ms\":10000}" >/dev/null; then
+if nm_k8s_wait_watch pods; then
 	rvs+="$(ctl "{\"op\":\"apply\",\"object\":$pod}" | jq -r .resourceVersion) "
 	rvs+="$(ctl '{"op":"patch","kind":"Pod","name":"kubectl-new","merge":{"metadata":{"labels":{"step":"2"}}}}' | jq -r .resourceVersion) "
 	rvs+="$(ctl '{"op":"delete","kind":"Pod","name":"kubectl-new"}' | jq -r .resourceVersion)"
@@ -193,11 +183,11 @@ else
 fi
 
 rv=$(ctl --get /state | jq -r .resourceVersion)
-started=$(ctl --get /state | jq '.watchesStarted.pods')
+nm_k8s_mark pods
 curl -sS --raw -N -D "$WORK/cut.hdr" --max-time 15 --cacert "$NM_K8S_CA" -H "Authorization: Bearer $tok" \
 	"$NM_K8S_URL/api/v1/namespaces/default/pods?watch=1&resourceVersion=$rv" -o "$WORK/cut.raw" 2>"$WORK/cut.err" &
 cpid=$!
-ctl "{\"op\":\"wait_watch\",\"resource\":\"pods\",\"started\":$((started + 1)),\"timeout_ms\":10000}" >/dev/null
+nm_k8s_wait_watch pods
 ctl '{"steps":[{"op":"patch","kind":"Pod","name":"echo","merge":{"metadata":{"labels":{"wire":"1"}}}},{"op":"cut","resource":"pods"},{"op":"patch","kind":"Pod","name":"echo","merge":{"metadata":{"labels":{"wire":"2"}}}}]}' >/dev/null
 wait "$cpid"
 crc=$?
@@ -222,35 +212,22 @@ if [[ $prc -ne 0 ]] && ! grep -q '^FAIL ' "$WORK/python.out"; then
 fi
 
 if ! kill -0 "$SRV_PID" 2>/dev/null; then
-	fail k8s-fixture-server "server died: $(tail -n 5 "$WORK/server.out" | tr '\n' ' ')"
+	fail k8s-fixture-server "server died: $(tail -n 5 "$WORK/srv.out" | tr '\n' ' ')"
 fi
-kill "$SRV_PID" 2>/dev/null
-wait "$SRV_PID" 2>/dev/null
-SRV_PID=""
+nm_k8s_stop
 
 # --- scenarios: each on a fresh server, played by a python3-kubernetes reflector --
 for scen in "$REPO"/tests/k8s/scenarios/*.json; do
 	sname=$(basename "$scen" .json)
 	sdir=$WORK/scenario-$sname
-	"$PY" "$REPO/tests/k8s/apiserver.py" serve --dir "$sdir" --scenario "$scen" --bookmark-interval 1 \
-		--log "$sdir.access.log" >"$sdir.out" 2>&1 &
-	SRV_PID=$!
-	for _ in $(seq 100); do
-		[[ -f $sdir/ready ]] && break
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [[ -f $sdir/ready ]]; then
-		(set -a && . "$sdir/ready" && set +a &&
-			timeout 50 "$PY" "$REPO/tests/k8s/reflector_python.py" "$scen") 2>"$sdir.err" | tee "$sdir.result"
+	if nm_k8s_start "$sdir" --scenario "$scen" --bookmark-interval 1 --log "$sdir.access.log" 2>"$sdir.err"; then
+		timeout 50 "$PY" "$REPO/tests/k8s/reflector_python.py" "$scen" 2>"$sdir.err" | tee "$sdir.result"
 		grep -qE '^(PASS|FAIL) ' "$sdir.result" ||
 			fail "scenario-$sname" "reflector printed no result: $(tail -n 5 "$sdir.err" | tr '\n' ' ')"
 		grep -q '^FAIL ' "$sdir.result" && FAILS=$((FAILS + 1))
 	else
-		fail "scenario-$sname" "server did not start: $(tail -n 5 "$sdir.out" | tr '\n' ' ')"
+		fail "scenario-$sname" "$(cat "$sdir.err")"
 	fi
-	kill "$SRV_PID" 2>/dev/null
-	wait "$SRV_PID" 2>/dev/null
-	SRV_PID=""
+	nm_k8s_stop
 done
 exit $((FAILS > 0 || prc != 0))
