@@ -13,6 +13,7 @@
 
 #include "mesh/proxy.h"
 #include "policy/policy.h"
+#include "telemetry/health.h"
 
 struct nm_daemon {
 	struct nm_agent agent;
@@ -28,6 +29,7 @@ struct nm_daemon {
 	int policy_fd;                     /* inotify on policyDir, -1: none */
 	char policy_watched[NM_PATH_MAX];  /* the folder policy_fd watches */
 	uint64_t policy_timer;             /* debounce after a change */
+	struct nm_health *health;          /* :15021/healthz/ready, or NULL */
 };
 
 int nm_daemon_file_mtime(const char *path, struct timespec *ts);

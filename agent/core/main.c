@@ -17,6 +17,7 @@
  * the watch builds is applied with nm_daemon_apply(), as a file reload is.
  */
 #include <poll.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -41,6 +42,7 @@
 #include "datapath/probe.h"
 #include "core/daemon.h"
 #include "core/runstate.h"
+#include "telemetry/health.h"
 #include "k8s/k8s.h"
 #include "lib/pins.h"
 
@@ -120,6 +122,7 @@ static void on_signal(struct nm_loop *loop, int fd, unsigned int events,
 			pr_info("msg=\"stopping\" signal=%s",
 				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			d->agent.stopping = true;
+			nm_health_set_ready(d->health, false);
 			nm_loop_stop(loop);
 			break;
 		}
@@ -251,6 +254,31 @@ static int k8s_first(const struct nm_k8s_opts *ko, const char *instance,
 	*cl = c;
 	(void)instance;
 	return 0;
+}
+
+/*
+ * The readiness endpoint on the node's address (mesh.healthPort). Not
+ * fatal: the mesh works without it, and two agents sharing a network
+ * namespace (tests, forwards-only hosts) would collide on the port.
+ */
+static void health_open(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	uint16_t port = a->cluster->mesh.health_port;
+	struct sockaddr_storage ss;
+	char s1[64];
+	int ret;
+
+	if (!port || !a->state->self)
+		return;
+	nm_addr_to_sockaddr(&a->state->self->cfg->addr, htons(port), &ss);
+	ret = nm_health_open(a->loop, &ss, &d->health);
+	if (ret)
+		pr_warn("msg=\"cannot serve the readiness endpoint\" addr=%s err=\"%s\"",
+			nm_sockaddr_format(&ss, s1, sizeof(s1)), strerror(-ret));
+	else
+		pr_info("msg=\"listening\" role=health addr=%s path=/healthz/ready",
+			nm_sockaddr_format(&ss, s1, sizeof(s1)));
 }
 
 int main(int argc, char **argv)
@@ -426,6 +454,7 @@ int main(int argc, char **argv)
 	}
 	if (nm_proxy_listen(a))
 		goto out;
+	health_open(&d);
 	/* Set-up is done. The agent marks nothing (its sockets are told
 	 * apart by cgroup), so it needs no capability from here on, except
 	 * CAP_BPF on kernels that check it on every bpf() call (before 5.19
@@ -441,6 +470,7 @@ int main(int argc, char **argv)
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
 	nm_daemon_policies_publish(&d);
 	nm_runstate_write(a);
+	nm_health_set_ready(d.health, true);
 	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
 		a->state->self ? a->state->self->cfg->name : "-",
 		a->instance, nm_tls_identity_count(a->tls));
@@ -455,6 +485,7 @@ out:
 		nm_loop_del(a->loop, nm_k8s_fd(k8s_src));
 	nm_k8s_stop(k8s_src);
 	k8s_src = NULL;
+	nm_health_close(d.health);
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
 	if (feat_path[0])

@@ -53,7 +53,10 @@ int nm_health_respond(const char *req, size_t len, bool ready,
 	const char *eol = memchr(req, '\n', len), *sp, *path, *end;
 	size_t plen;
 
-	if (!eol)
+	/* Answer only once the whole header block is in: closing while the
+	 * client still sends headers would reset the connection and throw
+	 * the answer away on the client's side. */
+	if (!memmem(req, len, "\r\n\r\n", 4) && !memmem(req, len, "\n\n", 2))
 		return len >= REQ_MAX ? (*resp = resp_bad, 0) : -EAGAIN;
 	/* "GET /healthz/ready HTTP/1.1": the request line is enough. */
 	sp = memchr(req, ' ', (size_t)(eol - req));

@@ -11,6 +11,9 @@
 #                         error naming the file and field; traffic still flows
 #   reload-adds-service   a good file on SIGHUP adds a service VIP that then
 #                         works through the mesh
+#   health-ready          GET /healthz/ready on the node address :15021
+#                         answers 200 "ready" (kubelet's probe); another
+#                         path answers 404
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -81,6 +84,21 @@ if nm_wait_file_match "$log1" 'msg="config reloaded"' 5; then
 	nm_check reload-adds-service "new VIP after reload: $out" test "$(nm_json "$out" match)" == true
 else
 	nm_fail reload-adds-service "agent did not reload: $(tail -n 3 "$log1")"
+fi
+# The readiness probe, as kubelet sends it (plain HTTP/1.1 over bash's
+# /dev/tcp from the node's netns).
+probe() {
+	nm_node_exec 1 timeout 3 bash -c 'exec 3<>/dev/tcp/'"${NM_NODE_ADDR[1]}"'/15021 &&
+		printf "GET %s HTTP/1.1\r\nHost: probe\r\nUser-Agent: kube-probe/1.30\r\n\r\n" "$1" >&3 &&
+		cat <&3' _ "$1" 2>&1 | tr -d '\r'
+}
+ready=$(probe /healthz/ready)
+other=$(probe /metrics)
+if [[ $(head -n 1 <<<"$ready") == "HTTP/1.1 200 OK" && $(tail -n 1 <<<"$ready") == ready &&
+	$(head -n 1 <<<"$other") == "HTTP/1.1 404 Not Found" ]]; then
+	nm_pass health-ready
+else
+	nm_fail health-ready "ready: $(head -n 1 <<<"$ready") / other: $(head -n 1 <<<"$other")"
 fi
 ((NM_FAILS)) && nm_dump_logs
 exit $((NM_FAILS > 0))

@@ -32,7 +32,7 @@ START_TEST(test_ready_and_not)
 	ck_assert(starts(answer(kubelet, false), "HTTP/1.1 503 "));
 	ck_assert(starts(answer("HEAD /healthz/ready HTTP/1.0\r\n\r\n", true),
 			 "HTTP/1.1 200 OK\r\n"));
-	ck_assert(starts(answer("GET /healthz/ready?verbose=1 HTTP/1.1\r\n", true),
+	ck_assert(starts(answer("GET /healthz/ready?verbose=1 HTTP/1.1\r\n\r\n", true),
 			 "HTTP/1.1 200 OK\r\n"));
 }
 END_TEST
@@ -41,13 +41,20 @@ START_TEST(test_other_requests)
 {
 	const char *resp = NULL;
 
-	ck_assert(starts(answer("GET / HTTP/1.1\r\n", true), "HTTP/1.1 404 "));
-	ck_assert(starts(answer("GET /healthz/readyx HTTP/1.1\r\n", true), "HTTP/1.1 404 "));
-	ck_assert(starts(answer("POST /healthz/ready HTTP/1.1\r\n", true), "HTTP/1.1 405 "));
-	ck_assert(starts(answer("garbage\n", true), "HTTP/1.1 400 "));
-	ck_assert(starts(answer("GET\n", true), "HTTP/1.1 400 "));
-	/* Incomplete: ask for more, until the buffer would overflow. */
+	ck_assert(starts(answer("GET / HTTP/1.1\r\n\r\n", true), "HTTP/1.1 404 "));
+	ck_assert(starts(answer("GET /healthz/readyx HTTP/1.1\r\n\r\n", true), "HTTP/1.1 404 "));
+	ck_assert(starts(answer("POST /healthz/ready HTTP/1.1\r\n\r\n", true), "HTTP/1.1 405 "));
+	ck_assert(starts(answer("garbage\n\n", true), "HTTP/1.1 400 "));
+	ck_assert(starts(answer("GET\n\n", true), "HTTP/1.1 400 "));
+	/* Incomplete: ask for more (the request line alone is not enough:
+	 * headers follow), until the buffer would overflow. */
 	ck_assert_int_eq(nm_health_respond("GET /healthz/re", 15, true, &resp), -EAGAIN);
+	{
+		const char *part = "GET /healthz/ready HTTP/1.1\r\nHost: x\r\n";
+
+		ck_assert_int_eq(nm_health_respond(part, strlen(part), true, &resp),
+				 -EAGAIN);
+	}
 	{
 		char big[1024];
 
