@@ -5,8 +5,9 @@
 # service gets three endpoints (echo and echo-b on node-2, echo-c on
 # node-1) and "resilience": {"connectTimeoutMs": 1000, "retries": 2,
 # "outlier": {"consecutiveFailures": 3, "baseEjectionMs": 6000,
-# "maxEjectionPercent": 50}} and "lb": {"locality": "none"}; `echo-cb` (198.19.0.12, backend local-echo)
-# has "circuitBreaker": {"maxConnections": 50}.
+# "maxEjectionPercent": 50}} and "lb": {"locality": "none"}; `echo-cb`
+# (198.19.0.12, backend pod cb on node-1) has "circuitBreaker":
+# {"maxConnections": 50}; `echo-idle` has "idleTimeoutMs": 1000.
 #
 #  1. all three endpoints serve;
 #  2. echo-b's server stops: every new connection still succeeds (node-2's
@@ -18,7 +19,12 @@
 #  4. echo-b serves again: after "endpoint returned" it gets connections;
 #  5. breaker: 51 connections held at once to echo-cb: 50 open, 1 reset at
 #     once, logged with its count; a 52nd is reset in well under a second;
-#     the agent's upstream sockets carry TCP keepalive (ss timer).
+#     the agent's upstream sockets carry TCP keepalive (ss timer); with
+#     node-1's count at 50, a connection from client-2 (node-2) arrives as
+#     node-1's 51st and is answered NMTP status 4: client-2 sees a reset,
+#     node-2's agent logs status=overloaded;
+#  6. idle timeout: `echo-idle` ("idleTimeoutMs": 1000) resets a silent
+#     connection within 1-2.5 s, logged; echo-cb's silent ones stayed open.
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -31,9 +37,13 @@ nm_require_bins "$name"
 # Two more pods of app=echo, and the breaker's service.
 NM_PODS[echo-b]="2 3 echo app=echo"
 NM_PODS[echo-c]="1 3 echo app=echo"
-NM_POD_ORDER+=(echo-b echo-c)
-NM_SERVICES[echo-cb]="198.19.0.12 80 8080 app=echo-local"
-NM_SERVICE_ORDER+=(echo-cb)
+NM_PODS[cb]="1 4 echo app=cb"
+NM_POD_ORDER+=(echo-b echo-c cb)
+# The breaker's service alone selects its pod, so the destination agent
+# counts inbound tunnels against it too (docs/config.md: lowest ID).
+NM_SERVICES[echo-cb]="198.19.0.12 80 8080 app=cb"
+NM_SERVICES[echo-idle]="198.19.0.13 80 8080 app=echo-local"
+NM_SERVICE_ORDER+=(echo-cb echo-idle)
 
 nm_cluster_init
 nm_cluster_create
@@ -51,11 +61,13 @@ for s in c["services"]:
                                        "maxEjectionPercent": 50}}
     if s["name"] == "echo-cb":
         s["resilience"] = {"circuitBreaker": {"maxConnections": 50}}
+    if s["name"] == "echo-idle":
+        s["resilience"] = {"idleTimeoutMs": 1000}
 json.dump(c, open(p, "w"), indent=2)
 PY
 nm_cluster_certs
 { nm_agent_start 1 && nm_agent_start 2; } || { nm_dump_logs; nm_fail "$name" "agents did not start"; exit 1; }
-for p in echo local-echo echo-b echo-c; do
+for p in echo local-echo echo-b echo-c cb; do
 	nm_start_echo "$p" 8080
 	[[ $p == echo-b ]] && echob_pid=$NM_LAST_PID
 done
@@ -144,9 +156,31 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 nm_check breaker-refused-at-once "52nd: $out in ${ms} ms" bash -c '[[ $1 == *ECONNRESET* ]] && (($2 < 1000))' _ "$out" "$ms"
 nm_check breaker-count-2 "breaker line with refused=2" \
 	nm_log_line "$log1" "refused: circuit breaker" 3 service=default/echo-cb refused=2
-ka=$(nm_node_exec 1 ss -Htno state established "( dport = :8080 and dst $(nm_pod_ip local-echo) )" | grep -c 'timer:(keepalive')
+ka=$(nm_node_exec 1 ss -Htno state established "( dport = :8080 and dst $(nm_pod_ip cb) )" | grep -c 'timer:(keepalive')
 nm_check breaker-keepalive "upstream sockets with a keepalive timer: $ka of 50" test "$ka" == 50
+log2=$(nm_agent_log 2)
+out=$(nm_pod_exec client-2 "$CONNECT" --to 198.19.0.12:80 --send x --timeout-ms 5000 2>&1)
+nm_check breaker-inbound-status4 "client-2 -> echo-cb with node-1 at 50: $out" bash -c '[[ $1 == *ECONNRESET* ]]' _ "$out"
+nm_check breaker-inbound-logged "node-1 inbound breaker line" \
+	nm_log_line "$log1" "refused: circuit breaker" 3 service=default/echo-cb dir=inbound
+nm_check breaker-inbound-overloaded "node-2 sees status overloaded" \
+	nm_wait_file_match "$log2" 'msg="peer agent refused flow".*status=overloaded' 3
 kill -TERM "$hold_pid" 2>/dev/null
+
+# 6. Idle timeout.
+nm_pod_spawn client idle "$HOLD" open --to 198.19.0.13:80 --count 1 --settle-ms 2500 --hold-ms 1
+if nm_wait_file_match "$NM_STATE/idle.out" '^ready' 10; then
+	r=$(grep '^ready' "$NM_STATE/idle.out")
+	nm_check idle-timeout-reset "$r" test "$(nm_kv "$r" refused)" == 1
+else
+	nm_fail idle-timeout-reset "nm_hold not ready: $(cat "$NM_STATE/idle.err")"
+fi
+if line=$(nm_log_line "$log1" "flow idle timeout, reset" 3 service=default/echo-idle); then
+	ms=$(nm_kv "$line" idle_ms)
+	nm_check idle-timeout-logged "$line" test "$ms" -ge 1000 -a "$ms" -lt 2500
+else
+	nm_fail idle-timeout-logged "no idle timeout line"
+fi
 
 ((NM_FAILS)) && nm_dump_logs 40
 exit $((NM_FAILS > 0))
