@@ -58,7 +58,7 @@ fi
 SRV_PID=$NM_K8S_SERVER_PID
 objects=$REPO/tests/k8s/objects
 
-kc() { "$KUBECTL" --kubeconfig "$NM_K8S_KUBECONFIG" --cache-dir "$WORK/kcache" --request-timeout=20s "$@"; }
+kc() { timeout 20 "$KUBECTL" --kubeconfig "$NM_K8S_KUBECONFIG" --cache-dir "$WORK/kcache" --request-timeout=20s "$@"; }
 ctl() { if [[ $1 == --get ]]; then nm_k8s_get "$2"; else nm_k8s_ctl "$1"; fi; }
 names() { jq -r '.items[] | (.metadata.namespace // "") + "/" + .metadata.name' | sort; }
 file_names() { jq -r '.items[] | (.metadata.namespace // "") + "/" + .metadata.name' "$objects/$1" | sort; }

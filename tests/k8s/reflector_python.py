@@ -67,7 +67,7 @@ class Reflector:
 
 	def list(self):
 		items, cont = {}, None
-		while True:
+		for _ in range(100):
 			q = {"limit": "3"}
 			if cont:
 				q["continue"] = cont
