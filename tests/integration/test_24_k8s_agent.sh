@@ -49,7 +49,7 @@ CLIENT_ID=spiffe://$NM_TRUST_DOMAIN/ns/default/sa/client
 ECHO_ID=spiffe://$NM_TRUST_DOMAIN/ns/default/sa/echo
 
 nm_require_bins "$NAME"
-for b in python3 jq bpftool; do
+for b in python3 jq bpftool curl; do
 	command -v "$b" >/dev/null || { nm_fail "$NAME" "$b missing"; exit 1; }
 done
 
@@ -128,16 +128,28 @@ api_stop() {
 	API_PID[$n]=""
 }
 
-# api_ctl N STEPS-JSON: run admin steps on node N's server; its answer in
-# CTL_OUT_N.
+# api_ctl N STEPS-JSON: run admin steps on node N's server (POST to its
+# admin port, as apiserver.py ctl does; curl starts in a few ms, which the
+# 1 s bounds below would otherwise include); the answer in CTL_OUT_N.
 api_ctl() {
 	local out
-	out=$(nm_node_exec "$1" python3 "$APISERVER" ctl "http://127.0.0.1:$ADMIN_PORT" "$2") || return 1
+	out=$(nm_node_exec "$1" curl -sf --max-time 30 -H 'Content-Type: application/json' \
+		--data-binary "$2" "http://127.0.0.1:$ADMIN_PORT/steps") || return 1
 	printf -v "CTL_OUT_$1" '%s' "$out"
 }
 
-# api_both STEPS-JSON: the same change on both servers.
-api_both() { api_ctl 1 "$1" && api_ctl 2 "$1"; }
+# api_both STEPS-JSON: the same change on both servers, sent at once.
+api_both() {
+	local f=$NM_STATE/ctl-2.out rc1 rc2
+	( api_ctl 2 "$1" && printf '%s' "$CTL_OUT_2" >"$f" ) &
+	local pid=$!
+	api_ctl 1 "$1"
+	rc1=$?
+	wait "$pid"
+	rc2=$?
+	CTL_OUT_2=$(cat "$f" 2>/dev/null)
+	((rc1 == 0 && rc2 == 0))
+}
 
 # api_apply_file FILE: {"op":"apply","object":<FILE>} on both servers.
 api_apply_file() {
