@@ -11,7 +11,9 @@
 #    DELETED on `get --watch`, and reports the server's Status objects (401,
 #    410 Expired, 400 for a bad continue token).
 #  - The wire format: HTTP/1.1 keep-alive, application/json, a chunked watch
-#    stream, a stream cut mid-event ends without its final chunk.
+#    stream, a stream cut mid-event ends without its final chunk, a watch
+#    with sendInitialEvents ends its initial ADDED events with the annotated
+#    BOOKMARK.
 #  - The Debian python3-kubernetes client: tests/k8s/fidelity_python.py
 #    (paging, typed objects, watch events, bookmarks, cut and resume, 410 on
 #    watch and list, 504 for a future resourceVersion, 401 and rotation).
@@ -202,6 +204,16 @@ if grep -qi '^transfer-encoding: chunked' "$WORK/cut.hdr" && [[ $crc -ne 0 ]] &&
 	pass "wire-watch-cut (chunked stream, whole event, then ${#half} bytes of the next and no final chunk; curl exit $crc)"
 else
 	fail wire-watch-cut "curl exit $crc, headers $(tr '\r\n' '  ' <"$WORK/cut.hdr"), body $(head -c 400 "$WORK/cut.raw" | tr '\r\n' '  ')"
+fi
+
+# Watch list: the initial state as ADDED events, then the annotated BOOKMARK.
+wl=$(curl -sS --max-time 10 --cacert "$NM_K8S_CA" -H "Authorization: Bearer $tok" \
+	"$NM_K8S_URL/api/v1/nodes?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1" |
+	jq -c '[.type, (.object.metadata.name // .object.metadata.annotations["k8s.io/initial-events-end"])]' | tr '\n' ' ')
+if [[ $wl == '["ADDED","node-1"] ["ADDED","node-2"] ["BOOKMARK","true"] ' ]]; then
+	pass "wire-watch-list (sendInitialEvents: $wl)"
+else
+	fail wire-watch-list "events $wl"
 fi
 
 # --- python3-kubernetes --------------------------------------------------------
