@@ -64,8 +64,8 @@ done < <(jq -r '(.items? // [.])[] | select(.metadata.namespace == "default") |
 
 # Two more pods the scenario adds: client-3 on node-1 (netns made by the
 # harness, no cgroup until the test makes it) and idle-2 on node-2.
-NM_PODS[client-3]="1 3 client app=client"
-NM_PODS[idle-2]="2 3 echo app=idle"
+NM_PODS["client-3"]="1 3 client app=client"
+NM_PODS["idle-2"]="2 3 echo app=idle"
 
 # The harness's pod cgroup is NM_CG/node-N/pod-P; here it is where kubelet
 # (cgroupfs driver) puts the pod: by QoS class, named by the pod's UID.
@@ -96,7 +96,8 @@ k4_cleanup() {
 # 127.0.0.1:API_PORT (fixed: a restarted server must be where the agent's
 # kubeconfig points), admin on ADMIN_PORT; waits for its ready file.
 api_start() {
-	local n=$1 dir=$NM_STATE/apiserver-$n i
+	local n=$1 dir i
+	dir=$NM_STATE/apiserver-$n
 	shift
 	mkdir -p "$dir"
 	rm -f "$dir/ready"
