@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/config/config.c lib/jsonwalk.c agent/config/fields.c agent/config/list.c agent/config/mesh.c agent/config/nodes.c agent/config/workloads.c agent/config/services.c agent/config/forwards.c agent/config/resilience.c lib/log.c lib/addr.c lib/file.c lib/spiffe.c agent/state/cluster.c
+// fuzz-sources: agent/config/*.c lib/jsonwalk.c lib/log.c lib/addr.c lib/file.c lib/spiffe.c agent/state/cluster.c lib/pins.c
 /*
  * fuzz_config.c - libFuzzer target for the cluster file parser.
  *

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/k8s/objects.c agent/k8s/snapshot.c agent/k8s/cgroup.c agent/config/config.c lib/jsonwalk.c agent/config/fields.c agent/config/list.c agent/config/mesh.c agent/config/nodes.c agent/config/workloads.c agent/config/services.c agent/config/forwards.c agent/config/policydir.c lib/pins.c agent/state/cluster.c agent/policy/load.c agent/policy/convert.c agent/policy/evaluate.c agent/policy/yaml.c lib/log.c lib/addr.c lib/file.c lib/spiffe.c lib/errbuf.c
+// fuzz-sources: agent/config/*.c agent/k8s/objects.c agent/k8s/snapshot.c agent/k8s/cgroup.c lib/jsonwalk.c lib/pins.c agent/state/cluster.c agent/policy/load.c agent/policy/convert.c agent/policy/evaluate.c agent/policy/yaml.c lib/log.c lib/addr.c lib/file.c lib/spiffe.c lib/errbuf.c
 /*
  * fuzz_k8s.c - libFuzzer target for what the API server sends the
  * Kubernetes source: the input is a watch body (fed in two pieces cut at a
