@@ -528,6 +528,9 @@ static void watch_done(struct stream *s, CURLcode res, long code)
 	if (code == 410 || (code != 200 && nm_k8s_status_code(s->body, s->body_len) == 410)) {
 		pr_info("msg=\"watch expired (410 Gone), relisting\" kind=%s", s->name);
 		relist(s);
+		/* The server answered: it is back, so an outage's back-off
+		 * must not slow the relist down. */
+		s->backoff = 0;
 		s->next_at = now_ms();
 		return;
 	}
