@@ -72,7 +72,7 @@ and limits left at 0 (= derived) are left out.
 {{- range $k, $v := $m.limits -}}
 {{- if $v -}}{{- $_ := set $limits $k (int64 $v) -}}{{- end -}}
 {{- end -}}
-{{- $mesh := dict "outboundPort" (int64 $m.outboundPort) "inboundPort" (int64 $m.inboundPort) "adminPort" (int64 $m.adminPort) "failMode" $m.failMode "rootNamespace" $m.rootNamespace -}}
+{{- $mesh := dict "outboundPort" (int64 $m.outboundPort) "inboundPort" (int64 $m.inboundPort) "adminPort" (int64 $m.adminPort) "failMode" $m.failMode "rootNamespace" $m.rootNamespace "healthPort" (int64 .Values.ports.health) -}}
 {{- if $limits -}}{{- $_ := set $mesh "limits" $limits -}}{{- end -}}
 {{- $cfg := dict "trustDomain" $m.trustDomain "certDir" .Values.certs.mountPath "mesh" $mesh "policy" (dict "applyToExisting" .Values.policy.applyToExisting) -}}
 {{- toPrettyJson $cfg -}}
