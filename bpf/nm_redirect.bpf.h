@@ -136,6 +136,35 @@ static __always_inline int nm_pick_service_backend(const struct nm_service *svc,
 }
 
 /*
+ * The caller's workload: its own cgroup's, or the nearest ancestor's that
+ * is one. The agent maps pod cgroups, and container runtimes run a pod's
+ * processes in per-container cgroups below the pod's (kubepods/.../pod<uid>/
+ * <container>), so the caller's own cgroup is usually not the pod's. Pod
+ * cgroups never nest, so any ancestor that matches is the pod. Bounded by
+ * NM_MAX_CGROUP_DEPTH levels below the cgroup v2 root (level 0).
+ */
+static __always_inline const struct nm_workload *nm_current_workload(void)
+{
+	const struct nm_workload *wl;
+	__u64 id = bpf_get_current_cgroup_id();
+	int level;
+
+	wl = bpf_map_lookup_elem(&nm_workloads, &id);
+	if (wl)
+		return wl;
+	for (level = NM_MAX_CGROUP_DEPTH; level >= 1; level--) {
+		/* 0 past the caller's own depth. */
+		id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id)
+			continue;
+		wl = bpf_map_lookup_elem(&nm_workloads, &id);
+		if (wl)
+			return wl;
+	}
+	return NULL;
+}
+
+/*
  * A datapath error (a backend slot the service announces is missing, no
  * agent state, a record that cannot be written): counted, then refused in
  * fail-closed mode (the default) and let through only in fail-open mode.
@@ -178,15 +207,14 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	const struct nm_workload *wl;
 	const struct nm_service *svc;
 	struct nm_wl_stats *st;
-	__u64 cgroup_id, cookie;
+	__u64 cookie;
 	__u32 zero = 0;
 	bool dst_v6, fail_open;
 
 	*redirect = false;
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
 		return NM_CONNECT_ALLOW;
-	cgroup_id = bpf_get_current_cgroup_id();
-	wl = bpf_map_lookup_elem(&nm_workloads, &cgroup_id);
+	wl = nm_current_workload();
 	if (!wl || !(wl->flags & NM_WL_MESHED))
 		return NM_CONNECT_ALLOW;
 

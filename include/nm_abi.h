@@ -33,6 +33,12 @@
 #define NM_ORIG_MAX_AGE_NS (10ull * 1000 * 1000 * 1000)
 
 #define NM_MAX_WORKLOADS 16384
+/*
+ * How deep below the cgroup v2 root connect4/6 look for a workload's cgroup
+ * among the caller's ancestors (container cgroups sit below pod cgroups;
+ * kubelet's systemd layout puts pods at level 3, nested set-ups deeper).
+ */
+#define NM_MAX_CGROUP_DEPTH 12
 #define NM_MAX_SERVICES 4096
 #define NM_MAX_BACKENDS 65536
 #define NM_MAX_ENDPOINTS 16384

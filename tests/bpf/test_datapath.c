@@ -695,6 +695,38 @@ START_TEST(test_marked_socket_still_meshed)
 }
 END_TEST
 
+static void remove_cgroup(const char *dir);
+
+/*
+ * A container cgroup below the pod's (how runtimes place a pod's
+ * processes): still that workload, with its identity. A cgroup below an
+ * unmeshed one stays unmeshed.
+ */
+START_TEST(test_container_cgroup_below_pod_meshed)
+{
+	char ctr[700], deeper[760], outside_ctr[700];
+	struct nm_wl_stats before = wl_stats(CLIENT_WL_ID), after;
+	struct nm_orig o;
+
+	snprintf(ctr, sizeof(ctr), "%s/ctr", g_meshed);
+	snprintf(deeper, sizeof(deeper), "%s/ctr/init", g_meshed);
+	snprintf(outside_ctr, sizeof(outside_ctr), "%s/ctr", g_outside);
+	ck_assert_int_eq(mkdir(ctr, 0755), 0);
+	ck_assert_int_eq(mkdir(deeper, 0755), 0);
+	ck_assert_int_eq(mkdir(outside_ctr, 0755), 0);
+	o = expect_redirect(ctr, AF_INET, VIP4, 80, lfd4);
+	ck_assert_uint_eq(o.src_workload_id, CLIENT_WL_ID);
+	o = expect_redirect(deeper, AF_INET6, VIP6, 80, lfd6);
+	ck_assert_uint_eq(o.src_workload_id, CLIENT_WL_ID);
+	after = wl_stats(CLIENT_WL_ID);
+	ck_assert_uint_eq(after.redirects, before.redirects + 2);
+	expect_passthrough(outside_ctr, AF_INET, VIP4, 80, false);
+	remove_cgroup(deeper);
+	remove_cgroup(ctr);
+	remove_cgroup(outside_ctr);
+}
+END_TEST
+
 START_TEST(test_unknown_destination_untouched)
 {
 	struct nm_wl_stats before = wl_stats(CLIENT_WL_ID), after;
@@ -1449,6 +1481,7 @@ static Suite *datapath_suite(void)
 	tcase_add_test(tc, test_pod_address_redirected);
 	tcase_add_test(tc, test_outside_cgroup_untouched);
 	tcase_add_test(tc, test_marked_socket_still_meshed);
+	tcase_add_test(tc, test_container_cgroup_below_pod_meshed);
 	tcase_add_test(tc, test_unknown_destination_untouched);
 	tcase_add_test(tc, test_service_without_endpoints_refused);
 	tcase_add_test(tc, test_no_agent_address_fails_closed);
