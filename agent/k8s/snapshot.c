@@ -110,6 +110,28 @@ static void skip(struct nm_k8s_build_info *info, const char *kind,
 
 /* --- nodes ---------------------------------------------------------------- */
 
+/*
+ * Of a Node's labels only the topology ones matter to the mesh (load
+ * balancing's locality tiers); a real node carries far more than a
+ * snapshot keeps, so the rest are not copied.
+ */
+static void node_topology(const json_t *node, struct nm_node *n)
+{
+	static const char *const keys[] = { "topology.kubernetes.io/zone",
+					    "topology.kubernetes.io/region" };
+	const json_t *labels = GET(GET(node, "metadata"), "labels");
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = STR(labels, keys[i]);
+
+		if (!v || strlen(v) >= NM_NAME_MAX || n->n_labels == NM_MAX_LABELS)
+			continue;
+		snprintf(n->labels[n->n_labels].key, NM_NAME_MAX, "%s", keys[i]);
+		snprintf(n->labels[n->n_labels].value, NM_NAME_MAX, "%s", v);
+		n->n_labels++;
+	}
+}
+
 static int build_nodes(const struct nm_k8s_store *st,
 		       const struct nm_k8s_build_opts *o, struct nm_cluster *c,
 		       struct nm_k8s_build_info *info)
@@ -152,6 +174,7 @@ static int build_nodes(const struct nm_k8s_store *st,
 			continue;
 		}
 		snprintf(n->name, sizeof(n->name), "%s", name);
+		node_topology(obj, n);
 		if (o->node && !strcmp(name, o->node) && o->cgroup_root)
 			snprintf(n->cgroup_root, sizeof(n->cgroup_root), "%s",
 				 o->cgroup_root);

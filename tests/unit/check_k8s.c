@@ -289,6 +289,10 @@ START_TEST(test_snapshot)
 	/* Nodes: node-3 has no InternalIP. */
 	ck_assert_uint_eq(c->n_nodes, 2);
 	ck_assert_str_eq(c->nodes[0].name, "node-1");
+	/* Only the topology labels travel (locality for load balancing). */
+	ck_assert_uint_eq(c->nodes[0].n_labels, 1);
+	ck_assert_str_eq(c->nodes[0].labels[0].key, "topology.kubernetes.io/zone");
+	ck_assert_str_eq(c->nodes[0].labels[0].value, "zone-a");
 	ck_assert_str_eq(c->nodes[0].cgroup_root, root);
 	ck_assert_str_eq(c->nodes[1].cgroup_root, "");
 	nm_addr_format(&c->nodes[1].addr, ip, sizeof(ip));
