@@ -105,9 +105,11 @@ canary_idx=$(jq '.services | map(.name) | index("canary")' "$cfg")
 cat >"$NM_STATE/conns.py" <<'PY'
 import socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ok = fail = 0
+ok = fail = slow = 0
 t0 = time.monotonic()
+worst = 0.0
 for i in range(n):
+    t = time.monotonic()
     try:
         s = socket.create_connection((host, port), timeout=5)
         s.sendall(b"lb")
@@ -127,7 +129,11 @@ for i in range(n):
         fail += 1
         if fail <= 3:
             print("error %d: %s" % (i, e), file=sys.stderr)
-print("ok=%d fail=%d ms=%d" % (ok, fail, (time.monotonic() - t0) * 1000))
+    t = time.monotonic() - t
+    worst = max(worst, t)
+    slow += t > 0.5
+print("ok=%d fail=%d ms=%d worst_ms=%d slow=%d" % (ok, fail, (time.monotonic() - t0) * 1000,
+                                                   worst * 1000, slow))
 PY
 
 accepts() { grep -c '^accept' "$NM_STATE/echo-$1.out" 2>/dev/null; }
@@ -142,6 +148,7 @@ run() {
 	R_OK=$(nm_kv "$out" ok) || R_OK=0
 	R_FAIL=$(nm_kv "$out" fail) || R_FAIL=$n
 	R_MS=$(nm_kv "$out" ms) || R_MS=0
+	echo "# $pod -> $vip x $n: $out" >&2
 	R_CNT=""
 	for i in "${!EPS[@]}"; do
 		R_CNT+="$((after[i] - before[i])) "
