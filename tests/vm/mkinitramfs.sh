@@ -15,7 +15,9 @@
 # dynamically, and the VM has no libraries for them.
 #   vmprobe        tests/vm/vmprobe.c + agent/probe.c (always)
 #   test_*         tests/bpf/test_*.c + $NM_OUT/libnmagent.a (when built)
-#   nodemeshd, nodemesh  from $NM_OUT objects (when built, for the flow)
+#   nodemeshd      $NM_OUT/nodemeshd with its shared libraries (libcurl has
+#                  no static closure on Debian)
+#   nodemesh       from $NM_OUT objects (when built, for the flow)
 #   nm_peer        tests/tools/nm_peer.c (the flow's client and echo server)
 # The full-flow harness is bash + iproute2: those and their shared libraries
 # (from ldd) are copied from the host into /host (see HOST_TOOLS).
@@ -101,9 +103,12 @@ build_static() {
 		fi
 	done
 	if [[ -e $lib && -e $NM_OUT/agent/core/main.o ]]; then
-		if newer "$bin/nodemeshd" "$NM_OUT/agent/core/main.o" "$lib"; then
-			link_static "$bin/nodemeshd" "$NM_OUT/agent/core/main.o" "${libs[@]}" ||
-				log "skip nodemeshd: static link failed"
+		# The agent links libcurl (the Kubernetes source), which Debian
+		# ships without a static closure: the VM gets the dynamically
+		# linked agent and its libraries (stage() copies every ldd
+		# closure of nm/bin, as it does for the host tools).
+		if [[ -x $NM_OUT/nodemeshd ]] && newer "$bin/nodemeshd" "$NM_OUT/nodemeshd"; then
+			install -m 0755 "$NM_OUT/nodemeshd" "$bin/nodemeshd"
 		fi
 	fi
 	local cli_objs=()
@@ -128,9 +133,16 @@ copy_host_tool() { # root name required
 		return 0
 	fi
 	install -D -m 0755 "$(readlink -f "$path")" "$root/host/bin/$name"
+	copy_closure "$root" "$path"
+}
+
+# Copies the shared libraries (and loader) a dynamically linked program
+# needs into root, at their host paths; nothing for a static one.
+copy_closure() { # root program
+	local root=$1 lib
 	while read -r lib; do
 		[[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-	done < <(ldd "$path" 2>/dev/null | grep -o '/[^ ]*' | sort -u)
+	done < <(ldd "$2" 2>/dev/null | grep -o '/[^ ]*' | sort -u)
 }
 
 stage() {
@@ -142,6 +154,8 @@ stage() {
 	install -m 0755 tests/vm/init.sh "$root/init"
 	install -m 0755 tests/vm/vm-tests.sh "$root/nm/vm-tests.sh"
 	cp "$VMOUT"/bin/* "$root/nm/bin/"
+	local f
+	for f in "$root"/nm/bin/*; do copy_closure "$root" "$f"; done
 	if compgen -G "$NM_OUT/bpf/*.bpf.o" >/dev/null; then
 		cp "$NM_OUT"/bpf/*.bpf.o "$root/nm/bpf/"
 	fi
