@@ -56,6 +56,8 @@ static int lfd = -1;
 static uint16_t lport;
 static struct nm_cluster *cl;
 
+#include "bpf_world.h"
+
 /* --- cluster ----------------------------------------------------------------- */
 
 static void label(struct nm_label *l, unsigned int *n, const char *k, const char *v)
@@ -215,17 +217,6 @@ static void teardown(void)
 
 /* --- clients ----------------------------------------------------------------- */
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -errno;
-}
 
 static int vip_connect(void)
 {
@@ -633,29 +624,6 @@ END_TEST
 
 /* --- world ------------------------------------------------------------------- */
 
-static void remove_cgroup(const char *dir)
-{
-	char path[PATH_MAX];
-
-	if (!dir[0])
-		return;
-	for (int i = 0; i < 50; i++) {
-		FILE *f;
-		int pid;
-
-		if (rmdir(dir) == 0 || errno == ENOENT)
-			return;
-		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-		f = fopen(path, "re");
-		if (f) {
-			while (fscanf(f, "%d", &pid) == 1)
-				if (pid > 1)
-					kill(pid, SIGKILL);
-			fclose(f);
-		}
-		usleep(20000);
-	}
-}
 
 static void world_cleanup(void)
 {
