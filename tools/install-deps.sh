@@ -14,10 +14,12 @@ PKGS=(
 	# build
 	make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libssl-dev libjansson-dev check libnl-3-dev libnl-route-3-dev libyaml-dev
-	libclang-rt-14-dev libcurl4-openssl-dev
+	libclang-rt-14-dev libcurl4-openssl-dev libmicrohttpd-dev
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
 	python3 python3-kubernetes nodejs unzip curl
+	# promtool (package prometheus) checks the metrics text format
+	prometheus
 	# benchmarks
 	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4 jq
 	# kernel matrix
