@@ -184,7 +184,7 @@ static int parse_root(struct nm_cfg_parser *p, const json_t *root)
 	static const char *const keys[] = { "trustDomain", "certDir", "mesh",
 					    "nodes", "workloads", "services",
 					    "forwards", "policyDir", "policy",
-					    NULL };
+					    "telemetry", NULL };
 	struct nm_cluster *c = p->c;
 	struct nm_jw_field f;
 	char q[NM_JW_SHOW_BUF];
@@ -215,6 +215,9 @@ static int parse_root(struct nm_cfg_parser *p, const json_t *root)
 	if (ret)
 		return ret;
 	ret = nm_cfg_parse_mesh(p, root);
+	if (ret)
+		return ret;
+	ret = nm_cfg_parse_telemetry(p, root);
 	if (ret)
 		return ret;
 	ret = nm_cfg_parse_nodes(p, root);
@@ -263,6 +266,7 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	c->mesh.health_port = 15021; /* as ztunnel's readiness port */
 	c->mesh.fail_mode = NM_CFG_FAIL_CLOSED;
 	snprintf(c->mesh.root_ns, sizeof(c->mesh.root_ns), "istio-system");
+	nm_cfg_telemetry_defaults(&c->telemetry, DEFAULT_ADMIN_PORT);
 	/* c->mesh.limits stay 0: derived from RLIMIT_NOFILE by the agent. */
 	p.c = c;
 

@@ -30,7 +30,15 @@
  *                   "vip": "198.19.0.10", "vip6": "..." (optional),
  *                   "ports": [ { "port": 80, "targetPort": 8080 } ],
  *                   "selector": { "app": "echo" } } ],
- *   "forwards": [ static forwarding listeners, see struct nm_forward ]
+ *   "forwards": [ static forwarding listeners, see struct nm_forward ],
+ *   "telemetry": { "metricsPort": 15020, "metricsAddress": "0.0.0.0",
+ *                  "adminPort": 15000, "adminAddress": "127.0.0.1",
+ *                  "sockStats": true, "clusterId": "Kubernetes",
+ *                  "maxSeriesPerMetric": 2000,
+ *                  "flowLog": { "mode": "off"|"sampled"|"full",
+ *                               "sampleRate": 0.01, "file": "-",
+ *                               "maxBytes": 104857600, "keep": 3 } }
+ *                                          all optional (docs/config.md)
  * }
  *
  * Errors name the file and the JSON path of the field, e.g.

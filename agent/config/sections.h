@@ -27,4 +27,9 @@ int nm_cfg_parse_resilience(struct nm_cfg_parser *p, const json_t *svc,
 /* forwards.c: "forwards" (needs trustDomain for its SPIFFE IDs). */
 int nm_cfg_parse_forwards(struct nm_cfg_parser *p, const json_t *root);
 
+/* telemetry.c: "telemetry" (needs "mesh" parsed first: ports, adminPort). */
+int nm_cfg_parse_telemetry(struct nm_cfg_parser *p, const json_t *root);
+/* The section's defaults; the admin port defaults to mesh.adminPort. */
+void nm_cfg_telemetry_defaults(struct nm_telemetry_cfg *t, uint16_t admin_port);
+
 #endif

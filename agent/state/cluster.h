@@ -216,6 +216,41 @@ struct nm_mesh_cfg {
 	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
 };
 
+/*
+ * "telemetry" (docs/config.md, docs/telemetry.md): the metrics and admin
+ * HTTP servers, BPF socket statistics and the flow log.
+ */
+enum nm_flowlog_mode {
+	NM_FLOWLOG_OFF = 0,
+	NM_FLOWLOG_SAMPLED = 1,
+	NM_FLOWLOG_FULL = 2,
+};
+
+struct nm_flowlog_cfg {
+	enum nm_flowlog_mode mode;  /* "mode", default off */
+	double sample_rate;         /* "sampleRate" 0..1, default 0.01 (sampled) */
+	char file[NM_PATH_MAX];     /* "file": "" = stdout ("-" too) */
+	uint64_t max_bytes;         /* "maxBytes": rotate past this, default 100 MiB */
+	uint32_t keep;              /* "keep": rotated files kept, default 3 */
+};
+
+struct nm_telemetry_cfg {
+	uint16_t metrics_port;         /* "metricsPort", 15020; 0 = off */
+	struct nm_addr metrics_addr;   /* "metricsAddress", 0.0.0.0 */
+	uint16_t admin_port;           /* "adminPort", mesh.adminPort (15000); 0 = off */
+	struct nm_addr admin_addr;     /* "adminAddress", 127.0.0.1 */
+	bool sock_stats;               /* "sockStats": BPF per-socket stats, default true */
+	char cluster_id[NM_NAME_MAX];  /* "clusterId": *_cluster labels, "Kubernetes" */
+	uint32_t max_series;           /* "maxSeriesPerMetric", default 2000 */
+	struct nm_flowlog_cfg flow_log;
+};
+
+#define NM_TEL_METRICS_PORT 15020
+#define NM_TEL_MAX_SERIES 2000
+#define NM_TEL_FLOWLOG_MAX_BYTES (100ull << 20)
+#define NM_TEL_FLOWLOG_KEEP 3
+#define NM_TEL_FLOWLOG_SAMPLE 0.01
+
 struct nm_cluster {
 	char path[NM_PATH_MAX];          /* where it came from (messages) */
 	char trust_domain[NM_NAME_MAX];
@@ -223,6 +258,7 @@ struct nm_cluster {
 	char policy_dir[NM_PATH_MAX];    /* "policyDir", likewise; "" = none */
 	bool policy_apply_to_existing;   /* "policy": {"applyToExisting"} */
 	struct nm_mesh_cfg mesh;
+	struct nm_telemetry_cfg telemetry;
 	struct nm_node *nodes;
 	unsigned int n_nodes;
 	struct nm_workload_cfg *workloads;

@@ -1289,6 +1289,88 @@ START_TEST(test_mesh_limits)
 }
 END_TEST
 
+/* --- telemetry ----------------------------------------------------------- */
+
+START_TEST(test_telemetry_section)
+{
+	char err[NM_ERRMSG_MAX], a[64];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->telemetry.metrics_port, 15020);
+	ck_assert_uint_eq(c->telemetry.admin_port, 15000);
+	nm_addr_format(&c->telemetry.metrics_addr, a, sizeof(a));
+	ck_assert_str_eq(a, "0.0.0.0");
+	nm_addr_format(&c->telemetry.admin_addr, a, sizeof(a));
+	ck_assert_str_eq(a, "127.0.0.1");
+	ck_assert(c->telemetry.sock_stats);
+	ck_assert_str_eq(c->telemetry.cluster_id, "Kubernetes");
+	ck_assert_int_eq(c->telemetry.flow_log.mode, NM_FLOWLOG_OFF);
+	ck_assert_str_eq(c->telemetry.flow_log.file, "");
+	ck_assert_uint_eq(c->telemetry.flow_log.keep, 3);
+	nm_cluster_free(c);
+
+	/* mesh.adminPort is the admin port's default. */
+	ck_assert_msg(load("{" HDR ",'mesh':{'adminPort':9000}}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->telemetry.admin_port, 9000);
+	nm_cluster_free(c);
+
+	ck_assert_msg(load("{" HDR ",'telemetry':{'metricsPort':0,'adminPort':16000,"
+			   "'metricsAddress':'::','adminAddress':'::1','sockStats':false,"
+			   "'clusterId':'east','maxSeriesPerMetric':100,"
+			   "'flowLog':{'mode':'sampled','sampleRate':0.25,"
+			   "'file':'/var/log/nm/flows.log','maxBytes':8192,'keep':0}}}",
+			   &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->telemetry.metrics_port, 0);
+	ck_assert_uint_eq(c->telemetry.admin_port, 16000);
+	nm_addr_format(&c->telemetry.metrics_addr, a, sizeof(a));
+	ck_assert_str_eq(a, "::");
+	nm_addr_format(&c->telemetry.admin_addr, a, sizeof(a));
+	ck_assert_str_eq(a, "::1");
+	ck_assert(!c->telemetry.sock_stats);
+	ck_assert_str_eq(c->telemetry.cluster_id, "east");
+	ck_assert_uint_eq(c->telemetry.max_series, 100);
+	ck_assert_int_eq(c->telemetry.flow_log.mode, NM_FLOWLOG_SAMPLED);
+	ck_assert(c->telemetry.flow_log.sample_rate == 0.25);
+	ck_assert_str_eq(c->telemetry.flow_log.file, "/var/log/nm/flows.log");
+	ck_assert_uint_eq(c->telemetry.flow_log.max_bytes, 8192);
+	ck_assert_uint_eq(c->telemetry.flow_log.keep, 0);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'telemetry':{'flowLog':{'mode':'full','file':'-'}}}",
+			   &c, err) == 0, "%s", err);
+	ck_assert_int_eq(c->telemetry.flow_log.mode, NM_FLOWLOG_FULL);
+	ck_assert_str_eq(c->telemetry.flow_log.file, "");
+	nm_cluster_free(c);
+
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'metricsPort':70000}}"),
+			 NAME ": telemetry.metricsPort: 70000 is not a port (1-65535) or 0 (no metrics server)");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'metricsPort':15001}}"),
+			 NAME ": telemetry.metricsPort: 15001 is already used by mesh.outboundPort");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'adminPort':15021}}"),
+			 NAME ": telemetry.adminPort: 15021 is already used by mesh.healthPort");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'metricsPort':15000}}"),
+			 NAME ": telemetry.metricsPort: 15000 is already used by telemetry.adminPort");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'adminAddress':'localhost'}}"),
+			 NAME ": telemetry.adminAddress: \"localhost\" is not an IPv4 or IPv6 address");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'sockStats':1}}"),
+			 NAME ": telemetry.sockStats: expected true or false, got an integer");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'flowLog':{'mode':'all'}}}"),
+			 NAME ": telemetry.flowLog.mode: \"all\" is not \"off\", \"sampled\" or \"full\"");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'flowLog':{'sampleRate':1.5}}}"),
+			 NAME ": telemetry.flowLog.sampleRate: 1.5 is not a rate from 0 to 1");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'flowLog':{'maxBytes':10}}}"),
+			 NAME ": telemetry.flowLog.maxBytes: 10 is not a size in bytes (4096..2^40)");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'flowLog':{'keep':101}}}"),
+			 NAME ": telemetry.flowLog.keep: 101 is not a count of rotated files (0..100)");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'flowLog':{'file':'/tmp/'}}}"),
+			 NAME ": telemetry.flowLog.file: \"/tmp/\" names a folder, not a file");
+	ck_assert_str_eq(load_err("{" HDR ",'telemetry':{'clusterId':'East West'}}"),
+			 NAME ": telemetry.clusterId: \"East West\" is not a cluster ID (a DNS name, or \"Kubernetes\")");
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'telemetry':{'metricPort':1}}"),
+				     NAME ": telemetry.metricPort: unknown field"));
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1313,6 +1395,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_docs_agree);
 	tcase_add_test(tc, test_mesh_limits);
 	tcase_add_test(tc, test_policy_fields);
+	tcase_add_test(tc, test_telemetry_section);
 	suite_add_tcase(s, tc);
 	return s;
 }
