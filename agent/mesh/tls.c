@@ -67,10 +67,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -101,6 +103,13 @@ struct nm_tls_cred {
 	X509 *cert;
 	STACK_OF(X509) *chain;    /* intermediates after the leaf, may be empty */
 	EVP_PKEY *key;
+	char file[NM_PATH_MAX + 16]; /* the cert.pem it came from */
+};
+
+/* One bundle file's certificates, kept so a reload can fall back to them. */
+struct nm_tls_bundle {
+	char path[NM_PATH_MAX + 16];
+	STACK_OF(X509) *certs;
 };
 
 #define NM_TLS_CACHE_KEY_MAX (2 * NM_NAME_MAX + NM_SPIFFE_MAX + 2)
@@ -112,8 +121,17 @@ struct nm_tls_session {
 };
 
 struct nm_tls {
-	unsigned int refs;
+	/* Atomic: the certificate-directory worker (certdir.c) builds an
+	 * nm_tls and keeps a reference to its last one while the event loop
+	 * holds and drops its own; everything else stays single-threaded. */
+	atomic_uint refs;
 	char trust_domain[NM_NAME_MAX];
+	unsigned int generation;
+	struct nm_tls_bundle *bundles;
+	unsigned int n_bundles;
+	unsigned int n_anchors;        /* distinct trust anchors */
+	unsigned char anchors_digest[SHA256_DIGEST_LENGTH];
+	unsigned int refused;          /* files refused, last good kept */
 	X509_STORE *store;
 	SSL_CTX *client_ctx;
 	SSL_CTX *server_ctx;
@@ -146,6 +164,7 @@ static pthread_once_t conn_idx_once = PTHREAD_ONCE_INIT;
 static int conn_idx = -1;
 
 static void tls_destroy(struct nm_tls *t);
+static int find_cred(const struct nm_tls *t, const char *ns, const char *sa);
 
 /*
  * Runs inside SSL_free(), before the SSL drops its own SSL_CTX references,
@@ -202,41 +221,44 @@ static bool pem_eof(void)
 	return false;
 }
 
-/* Adds every certificate of a PEM bundle to the store. */
-static int load_bundle(X509_STORE *store, const char *path, char *err,
-		       size_t errlen)
+/* Reads every certificate of a PEM bundle file. */
+static int parse_bundle(const char *path, STACK_OF(X509) **out, char *err,
+			size_t errlen)
 {
+	STACK_OF(X509) *sk = sk_X509_new_null();
 	char reason[256];
-	unsigned int n = 0;
-	BIO *bio;
+	BIO *bio = NULL;
 	X509 *x;
 	int ret;
 
+	if (!sk)
+		return -ENOMEM;
 	ret = nm_pem_open(path, &bio, err, errlen);
 	if (ret)
-		return ret;
+		goto out;
 	while ((x = PEM_read_bio_X509(bio, NULL, nm_pem_no_password, NULL))) {
-		int ok = X509_STORE_add_cert(store, x);
-
-		X509_free(x);
-		if (!ok) {
-			nm_set_err(err, errlen, "%s: cannot add certificate %u: %s",
-				   path, n + 1, ossl_reason(reason, sizeof(reason)));
-			ret = -EINVAL;
+		if (!sk_X509_push(sk, x)) {
+			X509_free(x);
+			ret = -ENOMEM;
 			goto out;
 		}
-		n++;
 	}
 	if (!pem_eof()) {
-		nm_set_err(err, errlen, "%s: certificate %u does not parse: %s",
-			   path, n + 1, ossl_reason(reason, sizeof(reason)));
+		nm_set_err(err, errlen, "%s: certificate %d does not parse: %s",
+			   path, sk_X509_num(sk) + 1,
+			   ossl_reason(reason, sizeof(reason)));
 		ret = -EINVAL;
-	} else if (n == 0) {
+	} else if (sk_X509_num(sk) == 0) {
 		nm_set_err(err, errlen, "%s: holds no certificate", path);
 		ret = -EINVAL;
 	}
 out:
 	BIO_free(bio);
+	if (ret)
+		sk_X509_pop_free(sk, X509_free);
+	else
+		*out = sk;
+	ERR_clear_error();
 	return ret;
 }
 
@@ -301,6 +323,42 @@ out:
 	return ret;
 }
 
+static int64_t asn1_time_secs(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/*
+ * A credential we would present must be valid now: a peer refuses an
+ * expired or not yet valid certificate anyway, and keeping the last good
+ * one serves better than swapping in one that fails every handshake.
+ */
+static int check_validity(const char *path, X509 *cert, char *err,
+			  size_t errlen)
+{
+	int64_t now = (int64_t)time(NULL);
+	int64_t nb = asn1_time_secs(X509_get0_notBefore(cert));
+	int64_t na = asn1_time_secs(X509_get0_notAfter(cert));
+
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+		nm_set_err(err, errlen,
+			   "%s: certificate is not yet valid (notBefore in %lld s)",
+			   path, (long long)(nb - now));
+		return -EINVAL;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+		nm_set_err(err, errlen,
+			   "%s: certificate has expired (notAfter %lld s ago)",
+			   path, (long long)(now - na));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Loads <dir>/{cert.pem,key.pem} for ns/sa into c. */
 static int load_cred(const char *dir, const char *td, const char *ns,
 		     const char *sa, struct nm_tls_cred *c, char *err,
@@ -358,6 +416,10 @@ static int load_cred(const char *dir, const char *td, const char *ns,
 			   cert_path, got.trust_domain, got.ns, got.sa, td, ns, sa);
 		goto fail;
 	}
+	ret = check_validity(cert_path, c->cert, err, errlen);
+	if (ret)
+		goto fail;
+	memcpy(c->file, cert_path, sizeof(c->file));
 	/* An SNI exists only when "<sa>.<ns>.<td>" splits back unambiguously. */
 	if (nm_spiffe_to_sni(&c->id, c->sni, sizeof(c->sni)))
 		c->sni[0] = '\0';
@@ -398,9 +460,167 @@ static int add_cred(struct nm_tls *t, const struct nm_tls_cred *c)
 	return 0;
 }
 
+static int cred_copy(const struct nm_tls_cred *from, struct nm_tls_cred *to)
+{
+	*to = *from;
+	to->cert = NULL;
+	to->key = NULL;
+	to->chain = X509_chain_up_ref(from->chain);
+	if (!to->chain || !X509_up_ref(from->cert) ||
+	    !EVP_PKEY_up_ref(from->key)) {
+		sk_X509_pop_free(to->chain, X509_free);
+		memset(to, 0, sizeof(*to));
+		return -ENOMEM;
+	}
+	to->cert = from->cert;
+	to->key = from->key;
+	return 0;
+}
+
+/*
+ * A reload (prev != NULL) refuses one file and goes on with the last good
+ * content for it; the set as a whole still loads. The log line names the
+ * file (err starts with it).
+ */
+static void refuse(struct nm_tls *t, const char *err, bool kept)
+{
+	t->refused++;
+	pr_warn("msg=\"certificate file refused, %s\" err=\"%s\"",
+		kept ? "keeping the last good one" : "no last good one to keep",
+		err);
+}
+
+static const struct nm_tls_bundle *find_bundle(const struct nm_tls *t,
+					       const char *path)
+{
+	for (unsigned int i = 0; t && i < t->n_bundles; i++)
+		if (!strcmp(t->bundles[i].path, path))
+			return &t->bundles[i];
+	return NULL;
+}
+
+static int add_bundle(struct nm_tls *t, const struct nm_tls *prev,
+		      const char *path, char *err, size_t errlen)
+{
+	const struct nm_tls_bundle *old;
+	struct nm_tls_bundle *n;
+	STACK_OF(X509) *sk = NULL;
+	int ret;
+
+	ret = parse_bundle(path, &sk, err, errlen);
+	if (ret && prev && ret != -ENOMEM) {
+		old = find_bundle(prev, path);
+		refuse(t, err, old != NULL);
+		if (!old)
+			return 0;
+		sk = X509_chain_up_ref(old->certs);
+		if (!sk)
+			return -ENOMEM;
+		ret = 0;
+	}
+	if (ret)
+		return ret;
+	n = realloc(t->bundles, (t->n_bundles + 1) * sizeof(*n));
+	if (!n) {
+		sk_X509_pop_free(sk, X509_free);
+		return -ENOMEM;
+	}
+	t->bundles = n;
+	n = &t->bundles[t->n_bundles++];
+	snprintf(n->path, sizeof(n->path), "%s", path);
+	n->certs = sk;
+	return 0;
+}
+
+/* The credential of ns/sa from dir, or on a reload the last good one. */
+static int add_identity(struct nm_tls *t, const struct nm_tls *prev,
+			const char *dir, const char *ns, const char *sa,
+			char *err, size_t errlen)
+{
+	struct nm_tls_cred c;
+	int idx, ret;
+
+	ret = load_cred(dir, t->trust_domain, ns, sa, &c, err, errlen);
+	if (ret && prev && ret != -ENOMEM) {
+		idx = find_cred(prev, ns, sa);
+		refuse(t, err, idx >= 0);
+		if (idx < 0)
+			return 0;
+		ret = cred_copy(&prev->creds[idx], &c);
+	}
+	if (ret)
+		return ret;
+	ret = add_cred(t, &c);
+	if (ret)
+		cred_release(&c);
+	return ret;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, SHA256_DIGEST_LENGTH);
+}
+
+/*
+ * Puts every bundle's certificates in the store (the union: one trust
+ * domain, one set of anchors) and fingerprints that set, so a reload can
+ * tell a new trust bundle from new leaves only.
+ */
+static int build_store(struct nm_tls *t, char *err, size_t errlen)
+{
+	unsigned char (*d)[SHA256_DIGEST_LENGTH] = NULL;
+	unsigned int n = 0, total = 0, u = 0;
+	char reason[256];
+	EVP_MD_CTX *md = NULL;
+	int ret = 0;
+
+	for (unsigned int i = 0; i < t->n_bundles; i++)
+		total += (unsigned int)sk_X509_num(t->bundles[i].certs);
+	d = calloc(total ? total : 1, sizeof(*d));
+	md = EVP_MD_CTX_new();
+	if (!d || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (unsigned int i = 0; i < t->n_bundles; i++) {
+		STACK_OF(X509) *sk = t->bundles[i].certs;
+
+		for (int j = 0; j < sk_X509_num(sk); j++) {
+			X509 *x = sk_X509_value(sk, j);
+			unsigned int len = 0;
+
+			if (!X509_STORE_add_cert(t->store, x)) {
+				nm_set_err(err, errlen, "%s: cannot add certificate %d: %s",
+					   t->bundles[i].path, j + 1,
+					   ossl_reason(reason, sizeof(reason)));
+				ret = -EINVAL;
+				goto out;
+			}
+			if (!X509_digest(x, EVP_sha256(), d[n++], &len)) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	qsort(d, n, sizeof(*d), digest_cmp);
+	for (unsigned int i = 0; i < n; i++) {
+		if (i && !memcmp(d[i], d[i - 1], sizeof(d[i])))
+			continue;
+		u++;
+		EVP_DigestUpdate(md, d[i], sizeof(d[i]));
+	}
+	t->n_anchors = u;
+	if (!EVP_DigestFinal_ex(md, t->anchors_digest, NULL))
+		ret = -ENOMEM;
+out:
+	EVP_MD_CTX_free(md);
+	free(d);
+	return ret;
+}
+
 /* Walks <cert_dir>/<ns>/<sa>/, loading credentials and bundles. */
-static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bundles,
-		     char *err, size_t errlen)
+static int load_tree(struct nm_tls *t, const struct nm_tls *prev,
+		     const char *cert_dir, char *err, size_t errlen)
 {
 	struct dirent **ns_list = NULL, **sa_list = NULL;
 	char path[NM_PATH_MAX], dir[NM_PATH_MAX];
@@ -426,7 +646,6 @@ static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bun
 		}
 		for (int j = 0; j < n_sa && !ret; j++) {
 			const char *sa = sa_list[j]->d_name;
-			struct nm_tls_cred c;
 			char cert[NM_PATH_MAX + 16], key[NM_PATH_MAX + 16];
 			char bundle[NM_PATH_MAX + 16];
 
@@ -443,20 +662,15 @@ static int load_tree(struct nm_tls *t, const char *cert_dir, unsigned int *n_bun
 			snprintf(key, sizeof(key), "%s/key.pem", dir);
 			snprintf(bundle, sizeof(bundle), "%s/bundle.pem", dir);
 			if (exists(bundle)) {
-				ret = load_bundle(t->store, bundle, err, errlen);
+				ret = add_bundle(t, prev, bundle, err, errlen);
 				if (ret)
 					break;
-				(*n_bundles)++;
 			}
+			/* Neither file: no credential (removed, or a folder
+			 * for bundles only). */
 			if (!exists(cert) && !exists(key))
 				continue;
-			ret = load_cred(dir, t->trust_domain, ns, sa, &c, err,
-					errlen);
-			if (ret)
-				break;
-			ret = add_cred(t, &c);
-			if (ret)
-				cred_release(&c);
+			ret = add_identity(t, prev, dir, ns, sa, err, errlen);
 		}
 		for (int j = 0; j < n_sa; j++)
 			free(sa_list[j]);
@@ -758,9 +972,15 @@ fail:
 int nm_tls_create(const char *cert_dir, const char *trust_domain,
 		  struct nm_tls **out, char *err, size_t errlen)
 {
+	return nm_tls_reload(cert_dir, trust_domain, NULL, out, err, errlen);
+}
+
+int nm_tls_reload(const char *cert_dir, const char *trust_domain,
+		  const struct nm_tls *prev, struct nm_tls **out, char *err,
+		  size_t errlen)
+{
 	struct nm_spiffe_id probe = { .ns = "x", .sa = "x" };
 	char path[NM_PATH_MAX], reason[256];
-	unsigned int n_bundles = 0;
 	struct nm_tls *t;
 	int ret;
 
@@ -777,11 +997,15 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 			   trust_domain);
 		return -EINVAL;
 	}
+	/* The last good set of another trust domain has nothing to offer. */
+	if (prev && strcmp(prev->trust_domain, trust_domain))
+		prev = NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	snprintf(t->trust_domain, sizeof(t->trust_domain), "%s", trust_domain);
-	t->refs = 1;
+	atomic_init(&t->refs, 1);
+	t->generation = prev ? prev->generation + 1 : 1;
 	t->resumption = true;
 	t->store = X509_STORE_new();
 	if (!t->store ||
@@ -802,21 +1026,23 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 		goto fail;
 	}
 	if (exists(path)) {
-		ret = load_bundle(t->store, path, err, errlen);
+		ret = add_bundle(t, prev, path, err, errlen);
 		if (ret)
 			goto fail;
-		n_bundles++;
 	}
-	ret = load_tree(t, cert_dir, &n_bundles, err, errlen);
+	ret = load_tree(t, prev, cert_dir, err, errlen);
 	if (ret)
 		goto fail;
-	if (n_bundles == 0) {
+	if (t->n_bundles == 0) {
 		nm_set_err(err, errlen,
 			   "%s: no trust bundle (neither bundle.pem nor <ns>/<sa>/bundle.pem)",
 			   cert_dir);
 		ret = -ENOENT;
 		goto fail;
 	}
+	ret = build_store(t, err, errlen);
+	if (ret)
+		goto fail;
 	check_chains(t, cert_dir);
 
 	t->client_ctx = new_ctx(t, false);
@@ -827,8 +1053,8 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
 		ret = -ENOMEM;
 		goto fail;
 	}
-	pr_debug("msg=\"TLS credentials loaded\" dir=%s identities=%u",
-		 cert_dir, t->n_creds);
+	pr_debug("msg=\"TLS credentials loaded\" dir=%s identities=%u anchors=%u generation=%u refused=%u",
+		 cert_dir, t->n_creds, t->n_anchors, t->generation, t->refused);
 	*out = t;
 	return 0;
 fail:
@@ -839,13 +1065,14 @@ fail:
 struct nm_tls *nm_tls_ref(struct nm_tls *t)
 {
 	if (t)
-		t->refs++;
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	return t;
 }
 
 void nm_tls_unref(struct nm_tls *t)
 {
-	if (t && --t->refs == 0)
+	if (t && atomic_fetch_sub_explicit(&t->refs, 1,
+					   memory_order_acq_rel) == 1)
 		tls_destroy(t);
 }
 
@@ -863,6 +1090,9 @@ static void tls_destroy(struct nm_tls *t)
 	for (unsigned int i = 0; i < t->n_creds; i++)
 		cred_release(&t->creds[i]);
 	free(t->creds);
+	for (unsigned int i = 0; i < t->n_bundles; i++)
+		sk_X509_pop_free(t->bundles[i].certs, X509_free);
+	free(t->bundles);
 	free(t);
 }
 
@@ -880,6 +1110,108 @@ bool nm_tls_has_identity(const struct nm_tls *t, const char *ns,
 unsigned int nm_tls_identity_count(const struct nm_tls *t)
 {
 	return t->n_creds;
+}
+
+/* --- what is loaded ---------------------------------------------------- */
+
+unsigned int nm_tls_generation(const struct nm_tls *t)
+{
+	return t->generation;
+}
+
+unsigned int nm_tls_anchor_count(const struct nm_tls *t)
+{
+	return t->n_anchors;
+}
+
+unsigned int nm_tls_refused_count(const struct nm_tls *t)
+{
+	return t->refused;
+}
+
+/* The serial as `openssl x509 -serial` prints it (upper-case hex). */
+static void format_serial(X509 *x, char *buf, size_t len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int n = 0;
+
+	buf[0] = '\0';
+	if (b && i2a_ASN1_INTEGER(b, X509_get0_serialNumber(x)) > 0)
+		n = BIO_read(b, buf, (int)len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	BIO_free(b);
+}
+
+int nm_tls_cert_info(const struct nm_tls *t, unsigned int i,
+		     struct nm_tls_cert_info *out)
+{
+	const struct nm_tls_cred *c;
+
+	if (!t || i >= t->n_creds)
+		return -ENOENT;
+	c = &t->creds[i];
+	memset(out, 0, sizeof(*out));
+	out->id = c->id;
+	snprintf(out->file, sizeof(out->file), "%s", c->file);
+	format_serial(c->cert, out->serial, sizeof(out->serial));
+	out->not_before = asn1_time_secs(X509_get0_notBefore(c->cert));
+	out->not_after = asn1_time_secs(X509_get0_notAfter(c->cert));
+	return 0;
+}
+
+static bool same_chain(STACK_OF(X509) *a, STACK_OF(X509) *b)
+{
+	int n = sk_X509_num(a);
+
+	if (n != sk_X509_num(b))
+		return false;
+	for (int i = 0; i < n; i++)
+		if (X509_cmp(sk_X509_value(a, i), sk_X509_value(b, i)))
+			return false;
+	return true;
+}
+
+bool nm_tls_same_anchors(const struct nm_tls *a, const struct nm_tls *b)
+{
+	return a && b && !strcmp(a->trust_domain, b->trust_domain) &&
+	       a->n_anchors == b->n_anchors &&
+	       !memcmp(a->anchors_digest, b->anchors_digest,
+		       sizeof(a->anchors_digest));
+}
+
+bool nm_tls_same(const struct nm_tls *a, const struct nm_tls *b)
+{
+	if (!nm_tls_same_anchors(a, b) || a->n_creds != b->n_creds)
+		return false;
+	for (unsigned int i = 0; i < a->n_creds; i++) {
+		const struct nm_tls_cred *x = &a->creds[i], *y = &b->creds[i];
+
+		if (!id_equal(&x->id, &y->id) || X509_cmp(x->cert, y->cert) ||
+		    !same_chain(x->chain, y->chain) ||
+		    EVP_PKEY_eq(x->key, y->key) != 1)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Only the server's ticket keys: with the same anchors (and the same
+ * verification rules, which are code) a ticket issued under old says
+ * nothing old would not; with other anchors, old tickets must stop
+ * resuming, which a fresh SSL_CTX's random keys already ensure. The
+ * client's session cache starts empty in every nm_tls.
+ */
+void nm_tls_inherit(struct nm_tls *t, const struct nm_tls *old)
+{
+	unsigned char keys[80];
+
+	if (!t || !old || !nm_tls_same_anchors(t, old))
+		return;
+	if (SSL_CTX_get_tlsext_ticket_keys(old->server_ctx, keys,
+					   sizeof(keys)) == 1)
+		SSL_CTX_set_tlsext_ticket_keys(t->server_ctx, keys, sizeof(keys));
+	OPENSSL_cleanse(keys, sizeof(keys));
+	ERR_clear_error();
 }
 
 void nm_tls_set_resumption(struct nm_tls *t, bool on)

@@ -10,7 +10,8 @@
  * workload certificate issued anything in its chain; see tls.c), then the
  * caller checks the SPIFFE ID with nm_tls_check_peer(). Certificate and key
  * files are read with nm_file_read() (lib/pem.h): a FIFO or oversized file
- * in the tree fails nm_tls_create() at once, naming it. SSL objects are created for non-blocking fds; the caller
+ * in the tree fails nm_tls_create() at once, naming it. SSL objects are
+ * created for non-blocking fds; the caller
  * drives SSL_do_handshake/SSL_read/SSL_write from its event loop.
  */
 #ifndef NM_TLS_H
@@ -18,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 #include "lib/spiffe.h"
@@ -33,6 +35,22 @@ struct nm_tls;
 int nm_tls_create(const char *cert_dir, const char *trust_domain,
 		  struct nm_tls **out, char *err, size_t errlen);
 /*
+ * The same load as a reload after prev, the last good set (NULL: as
+ * nm_tls_create()). Validation is the same, plus: a leaf that is expired
+ * or not yet valid is refused (nm_tls_create() too). What differs is the
+ * unit of refusal: a credential (cert.pem/key.pem of one <ns>/<sa>) or a
+ * bundle file that fails is logged naming the file and replaced by prev's
+ * for the same identity or file, so one bad identity neither blocks the
+ * others' rotation nor loses its last good certificate; with no last good
+ * one it is left out. Failing whole (-errno, err): cert_dir unreadable,
+ * no trust bundle at all, out of memory. The result's generation is
+ * prev's + 1. Safe to call from another thread than the one using prev
+ * (reads only its immutable credentials), given a reference on prev.
+ */
+int nm_tls_reload(const char *cert_dir, const char *trust_domain,
+		  const struct nm_tls *prev, struct nm_tls **out, char *err,
+		  size_t errlen);
+/*
  * Lifetime: an nm_tls is reference-counted, single-threaded.
  *  - nm_tls_create() hands the caller (the agent) one reference.
  *  - nm_tls_client_new()/nm_tls_server_new() take one more per SSL; it is
@@ -43,8 +61,12 @@ int nm_tls_create(const char *cert_dir, const char *trust_domain,
  *    relays) keep working with the old credentials, trust bundle and
  *    session cache, and the old nm_tls is destroyed with the last of them.
  *  - nm_tls_ref()/nm_tls_unref() are for any other holder that must keep an
- *    nm_tls alive across such a swap (none today). nm_tls_ref() returns t.
- * All NULL-safe.
+ *    nm_tls alive across such a swap (the certificate-directory worker,
+ *    certdir.h). nm_tls_ref() returns t.
+ * The counter is atomic, so a reference may be taken and dropped on
+ * another thread; everything else about an nm_tls is single-threaded
+ * except the read-only getters below (credentials never change after
+ * creation). All NULL-safe.
  */
 void nm_tls_free(struct nm_tls *t);
 struct nm_tls *nm_tls_ref(struct nm_tls *t);
@@ -54,6 +76,41 @@ const char *nm_tls_trust_domain(const struct nm_tls *t);
 bool nm_tls_has_identity(const struct nm_tls *t, const char *ns, const char *sa);
 /* Number of loaded credentials. */
 unsigned int nm_tls_identity_count(const struct nm_tls *t);
+
+/*
+ * What a credential is, for expiry metrics (telemetry), `nodemesh certs`
+ * (via the run state) and the rotation log. Seconds to expiry are
+ * not_after - time(NULL). Read-only: callable from any thread holding a
+ * reference.
+ */
+#define NM_TLS_SERIAL_MAX 96
+struct nm_tls_cert_info {
+	struct nm_spiffe_id id;
+	char file[NM_PATH_MAX + 16];    /* the cert.pem it was loaded from */
+	char serial[NM_TLS_SERIAL_MAX]; /* hex as `openssl x509 -serial` */
+	int64_t not_before;             /* Unix seconds */
+	int64_t not_after;
+};
+/* Credential i, 0 <= i < nm_tls_identity_count(); 0 or -ENOENT. */
+int nm_tls_cert_info(const struct nm_tls *t, unsigned int i,
+		     struct nm_tls_cert_info *out);
+/* 1 for the set loaded at start, +1 per reload (nm_tls_reload). */
+unsigned int nm_tls_generation(const struct nm_tls *t);
+/* Distinct trust anchors in the bundle (old and new root: 2). */
+unsigned int nm_tls_anchor_count(const struct nm_tls *t);
+/* Files nm_tls_reload() refused (their last good content kept). */
+unsigned int nm_tls_refused_count(const struct nm_tls *t);
+/* Same trust domain and the same set of trust anchors. */
+bool nm_tls_same_anchors(const struct nm_tls *a, const struct nm_tls *b);
+/* Same anchors and the same credentials (certificate, chain, key). */
+bool nm_tls_same(const struct nm_tls *a, const struct nm_tls *b);
+/*
+ * Before t replaces old for new handshakes: when both trust the same
+ * anchors, t takes old's session-ticket keys, so clients resume across a
+ * leaf rotation; otherwise nothing is carried and sessions from old stop
+ * resuming. Event-loop thread.
+ */
+void nm_tls_inherit(struct nm_tls *t, const struct nm_tls *old);
 /*
  * TLS 1.3 session resumption, on by default: the server issues one ticket
  * per handshake and the client keeps the newest per (source identity, peer
