@@ -939,14 +939,20 @@ static int flow_tls_new(struct nm_flow *f, int side)
 	struct nm_side *s = &f->side[side];
 	int err;
 
-	if (f->dir == NM_DIR_OUTBOUND)
+	if (f->dir == NM_DIR_OUTBOUND) {
+		char node[64];
+
+		/* The destination node keys the session cache: a ticket is
+		 * only good at the node that issued it. */
+		nm_sockaddr_format(&f->connect_to, node, sizeof(node));
 		err = nm_tls_client_new(a->tls, f->local_id.ns, f->local_id.sa,
-					&f->expected_peer, s->fd, &s->ssl);
-	else
+					&f->expected_peer, node, s->fd, &s->ssl);
+	} else {
 		err = nm_tls_server_new(a->tls,
 					f->lst->fwd ? f->lst->fwd->id_ns : NULL,
 					f->lst->fwd ? f->lst->fwd->id_sa : NULL,
 					s->fd, &s->ssl);
+	}
 	if (err)
 		return err;
 	/* Idle flows give their TLS buffers back (10k idle tunnels would

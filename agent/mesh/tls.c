@@ -30,12 +30,29 @@
  *  - nm_tls_client_new() accepts expected_peer == NULL: no SNI (the server
  *    presents its default), no expectation, no resumption. fd < 0 leaves
  *    the SSL without a BIO for the caller to attach one.
- *  - Resumption: server sends one stateless ticket per handshake and keeps
- *    no session cache; the client stores a copy of the newest session per
- *    (source identity, peer identity) from the new-session callback. Peers
- *    of one identity on several nodes share one cache slot, so alternating
- *    between them resumes less often (the ticket of one node is useless at
- *    another); the key would need the peer address to do better.
+ *  - Resumption, client side: the client stores a copy of the newest
+ *    session per (source identity, destination node, peer identity) from
+ *    the new-session callback, so one identity talking to many nodes
+ *    resumes with each of them (a ticket of one node is useless at another).
+ *  - Resumption, server side: a stateful session cache of parsed sessions
+ *    (TLS 1.3 tickets that carry only a session ID, SSL_OP_NO_TICKET), not
+ *    stateless tickets: a stateless ticket holds the whole serialized
+ *    session with the client's certificate, and re-decoding it
+ *    (d2i_SSL_SESSION) was 40 % of the inbound agent's CPU with resumption.
+ *    A full handshake issues one ticket; a resumed one issues none (the
+ *    ALPN callback, which runs once the PSK was accepted, sets
+ *    num_tickets to 0), so the cache holds about one session per client
+ *    key, bounded by NM_TLS_SERVER_SESSIONS (oldest evicted) and by the
+ *    session timeout. Sessions are reusable (SSL_OP_NO_ANTI_REPLAY: no
+ *    0-RTT data is ever accepted, so a ticket replay gains nothing), and a
+ *    connection that ends without close_notify (a reset relay) does not
+ *    evict its session: conn_free() marks the SSL shut down before
+ *    OpenSSL's bad-session check, as the client keeps a copy for the same
+ *    reason. The exact peer check (nm_tls_check_peer) runs on every
+ *    resumed session, and a resumed peer certificate past its notAfter is
+ *    refused. Each nm_tls has its own contexts and caches, so a new trust
+ *    bundle or new rules (a reload builds a new nm_tls) never resume a
+ *    session made under the old ones.
  *  - Modes: ENABLE_PARTIAL_WRITE and ACCEPT_MOVING_WRITE_BUFFER, because the
  *    relay writes from a ring buffer whose head moves between retries;
  *    RELEASE_BUFFERS is off in the contexts, but the proxy turns it on for
@@ -90,6 +107,9 @@
 #define NM_TLS_GROUPS "X25519:P-256"
 #define NM_TLS_SNI_MAX 256
 #define NM_TLS_SESSIONS_MAX 4096
+/* Server-side cache: ~8 KiB a session (the client's chain, parsed). */
+#define NM_TLS_SERVER_SESSIONS 1024
+#define NM_TLS_SESSION_TIMEOUT_S 3600
 #define NM_TLS_VERIFY_DEPTH 5
 #define NM_TLS_SID_CTX "nodemesh/nmtp1"
 
@@ -112,7 +132,10 @@ struct nm_tls_bundle {
 	STACK_OF(X509) *certs;
 };
 
-#define NM_TLS_CACHE_KEY_MAX (2 * NM_NAME_MAX + NM_SPIFFE_MAX + 2)
+/* "<ns>/<sa> <node> <peer SPIFFE ID>" */
+#define NM_TLS_NODE_KEY_MAX 64
+#define NM_TLS_CACHE_KEY_MAX \
+	(2 * NM_NAME_MAX + NM_TLS_NODE_KEY_MAX + NM_SPIFFE_MAX + 3)
 
 struct nm_tls_session {
 	char key[NM_TLS_CACHE_KEY_MAX];
@@ -174,9 +197,15 @@ static void conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 		      long argl, void *argp)
 {
 	struct nm_tls_conn *c = ptr;
+	SSL *ssl = parent;
 
 	if (!c)
 		return;
+	/* OpenSSL evicts the session of an SSL freed without close_notify
+	 * sent, right after this callback; a reset relay must not cost the
+	 * next connection its resumption (see the file comment). */
+	if (ssl && SSL_is_init_finished(ssl))
+		SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
 	nm_tls_unref(c->tls);
 	free(c);
 }
@@ -854,6 +883,11 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out,
 				  inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	*out = sel;
+	/* Runs after the PSK was accepted: a resumed connection keeps using
+	 * the session it came with, so the cache is not filled with one new
+	 * session per connection. */
+	if (SSL_session_reused(ssl))
+		SSL_set_num_tickets(ssl, 0);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -947,8 +981,13 @@ static SSL_CTX *new_ctx(const struct nm_tls *t, bool server)
 		SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
 		SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
-		/* Stateless tickets carry the session; no server-side cache. */
-		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		/* Parsed sessions in a server-side cache, tickets that carry
+		 * only their ID (see the file comment). */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER |
+						    SSL_SESS_CACHE_NO_AUTO_CLEAR);
+		SSL_CTX_sess_set_cache_size(ctx, NM_TLS_SERVER_SESSIONS);
+		SSL_CTX_set_timeout(ctx, NM_TLS_SESSION_TIMEOUT_S);
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_ANTI_REPLAY);
 		if (!SSL_CTX_set_session_id_context(ctx,
 				(const unsigned char *)NM_TLS_SID_CTX,
 				sizeof(NM_TLS_SID_CTX) - 1) ||
@@ -1219,14 +1258,20 @@ void nm_tls_set_resumption(struct nm_tls *t, bool on)
 	t->resumption = on;
 	SSL_CTX_set_num_tickets(t->server_ctx, on ? 1 : 0);
 	/* No tickets issued is not enough: a client may still present one
-	 * from before. SSL_OP_NO_TICKET switches TLS 1.3 to stateful
-	 * session IDs, which find nothing in our (disabled) server cache. */
-	if (on) {
-		SSL_CTX_clear_options(t->server_ctx, SSL_OP_NO_TICKET);
-	} else {
-		SSL_CTX_set_options(t->server_ctx, SSL_OP_NO_TICKET);
+	 * from before, so the server cache is emptied and turned off too. */
+	SSL_CTX_set_session_cache_mode(t->server_ctx,
+				       on ? SSL_SESS_CACHE_SERVER |
+						    SSL_SESS_CACHE_NO_AUTO_CLEAR
+					  : SSL_SESS_CACHE_OFF);
+	if (!on) {
+		SSL_CTX_flush_sessions(t->server_ctx, 0);
 		flush_sessions(t);
 	}
+}
+
+unsigned long nm_tls_server_sessions(const struct nm_tls *t)
+{
+	return (unsigned long)SSL_CTX_sess_number(t->server_ctx);
 }
 
 /* --- connections --------------------------------------------------------- */
@@ -1285,7 +1330,7 @@ static int finish_ssl(SSL *ssl, int ret, int fd, bool server, SSL **out)
 /* SNI, expectation and a cached session for a client that knows its peer. */
 static int expect_peer(struct nm_tls *t, SSL *ssl, struct nm_tls_conn *c,
 		       const char *ns, const char *sa,
-		       const struct nm_spiffe_id *peer)
+		       const struct nm_spiffe_id *peer, const char *node)
 {
 	char sni[NM_TLS_SNI_MAX], uri[NM_SPIFFE_MAX];
 	struct nm_tls_session *s;
@@ -1301,17 +1346,30 @@ static int expect_peer(struct nm_tls *t, SSL *ssl, struct nm_tls_conn *c,
 		return -ENOMEM;
 	c->expected = *peer;
 	c->has_expected = true;
-	snprintf(c->cache_key, sizeof(c->cache_key), "%s/%s %s", ns, sa, uri);
+	if (node && strlen(node) >= NM_TLS_NODE_KEY_MAX)
+		return -ENAMETOOLONG;
+	snprintf(c->cache_key, sizeof(c->cache_key), "%s/%s %s %s", ns, sa,
+		 node && node[0] ? node : "-", uri);
 	s = t->resumption ? find_session(t, c->cache_key) : NULL;
-	if (s && s->sess && SSL_SESSION_is_resumable(s->sess) &&
-	    !SSL_set_session(ssl, s->sess))
-		return -ENOMEM;
+	if (s && s->sess && SSL_SESSION_is_resumable(s->sess)) {
+		/* A copy again: an OpenSSL TLS 1.3 client marks the session
+		 * it resumed with as used up, and the server issues no new
+		 * ticket on a resumed connection, so the cached one must stay
+		 * as it is. Reusing a ticket is safe here: no early data is
+		 * sent or accepted, and the SNI names the peer anyway. */
+		SSL_SESSION *copy = SSL_SESSION_dup(s->sess);
+		int ok = copy && SSL_set_session(ssl, copy);
+
+		SSL_SESSION_free(copy);
+		if (!ok)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
 int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
-		      const struct nm_spiffe_id *expected_peer, int fd,
-		      SSL **out)
+		      const struct nm_spiffe_id *expected_peer,
+		      const char *peer_node, int fd, SSL **out)
 {
 	struct nm_tls_conn *c;
 	SSL *ssl = NULL;
@@ -1325,7 +1383,7 @@ int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
 		return ret;
 	ret = present(ssl, &t->creds[idx], c);
 	if (!ret && expected_peer)
-		ret = expect_peer(t, ssl, c, ns, sa, expected_peer);
+		ret = expect_peer(t, ssl, c, ns, sa, expected_peer, peer_node);
 	return finish_ssl(ssl, ret, fd, false, out);
 }
 
@@ -1400,6 +1458,13 @@ int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 	if (!SSL_session_reused(ssl) &&
 	    check_chain(SSL_get0_verified_chain(ssl), why))
 		return -EPERM;
+	/* A resumed session is not re-verified: its certificate must still
+	 * be valid now, not only when the session was made. */
+	if (SSL_session_reused(ssl) &&
+	    X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+		*why = "resumed session's peer certificate has expired";
+		return -EPERM;
+	}
 	if (nm_x509_spiffe_id(cert, &id, why))
 		return -EPERM;
 	if (strcmp(id.trust_domain, c->trust_domain) != 0) {

@@ -112,21 +112,26 @@ bool nm_tls_same(const struct nm_tls *a, const struct nm_tls *b);
  */
 void nm_tls_inherit(struct nm_tls *t, const struct nm_tls *old);
 /*
- * TLS 1.3 session resumption, on by default: the server issues one ticket
- * per handshake and the client keeps the newest per (source identity, peer
- * identity). Off: no tickets, no resumption, cached sessions dropped.
+ * TLS 1.3 session resumption, on by default: the server keeps parsed
+ * sessions in its cache and issues one ticket (a session ID) per full
+ * handshake; the client keeps the newest per (source identity, destination
+ * node, peer identity). Off: no tickets, no resumption, both caches dropped.
  */
 void nm_tls_set_resumption(struct nm_tls *t, bool on);
+/* Sessions held in the server-side cache (for telemetry and tests). */
+unsigned long nm_tls_server_sessions(const struct nm_tls *t);
 
 /*
  * Client side: presents ns/sa's certificate, sets SNI from expected_peer and
  * remembers expected_peer for nm_tls_check_peer(). The session may be resumed
- * from an earlier connection with the same (src identity, peer identity).
- * Returns 0 or -ENOENT (no credential for ns/sa) / -ENOMEM.
+ * from an earlier connection with the same (src identity, peer_node, peer
+ * identity); peer_node names the destination node (its tunnel address,
+ * under 64 bytes; NULL or "" = one slot for all). Returns 0 or -ENOENT (no
+ * credential for ns/sa) / -ENOMEM / -ENAMETOOLONG.
  */
 int nm_tls_client_new(struct nm_tls *t, const char *ns, const char *sa,
-		      const struct nm_spiffe_id *expected_peer, int fd,
-		      SSL **out);
+		      const struct nm_spiffe_id *expected_peer,
+		      const char *peer_node, int fd, SSL **out);
 /*
  * Server side: presents the certificate of the identity named by the
  * client's SNI; when the client sends no SNI or one we do not hold, presents

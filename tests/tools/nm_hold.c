@@ -143,7 +143,7 @@ static bool conn_step(const struct ctx *c, struct conn *k, short rev)
 			k->st = C_OPEN;
 			return true;
 		}
-		if (nm_tls_client_new(c->tls, c->ns, c->sa, &c->peer, k->fd, &k->ssl)) {
+		if (nm_tls_client_new(c->tls, c->ns, c->sa, &c->peer, NULL, k->fd, &k->ssl)) {
 			close(k->fd);
 			k->fd = -1;
 			k->st = C_DONE;

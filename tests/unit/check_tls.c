@@ -233,13 +233,25 @@ static bool client_read_fails(SSL *c)
 	return false;
 }
 
+/* A client connection to node (the session-cache key's destination). */
+static void connect_pair_to(struct nm_tls *tc, struct nm_tls *ts,
+			    const struct nm_spiffe_id *expect, const char *node,
+			    struct pair *p)
+{
+	pair_open(p);
+	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", expect,
+					   node, p->fd[0], &p->c), 0);
+	ck_assert_int_eq(nm_tls_server_new(ts, NULL, NULL, p->fd[1], &p->s), 0);
+	drive(p);
+}
+
 static void connect_pair(struct nm_tls *tc, struct nm_tls *ts,
 			 const struct nm_spiffe_id *expect, const char *def_ns,
 			 const char *def_sa, struct pair *p)
 {
 	pair_open(p);
 	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", expect,
-					   p->fd[0], &p->c), 0);
+					   "node-a", p->fd[0], &p->c), 0);
 	ck_assert_int_eq(nm_tls_server_new(ts, def_ns, def_sa, p->fd[1], &p->s),
 			 0);
 	drive(p);
@@ -584,6 +596,72 @@ START_TEST(test_client_without_alpn_refused)
 }
 END_TEST
 
+/*
+ * One client identity toward two nodes that present the same identity:
+ * each node's session has its own slot, so alternating between them
+ * resumes every time; a resumed connection issues no new ticket, the
+ * server's cache keeps one parsed session per client key, and connections
+ * freed without close_notify (pair_close) do not evict it.
+ */
+START_TEST(test_resumption_per_node)
+{
+	struct nm_tls *t1 = load(n1_dir), *node_a = load(n2_dir),
+		      *node_b = load(n2_dir);
+	struct nm_spiffe_id peer;
+	struct pair p;
+
+	connect_pair_to(t1, node_a, &id_server, "198.18.0.2:15008", &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(transfer(p.s, p.c, "ticket"));
+	pair_close(&p);
+	connect_pair_to(t1, node_b, &id_server, "198.18.0.3:15008", &p);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert(transfer(p.s, p.c, "ticket"));
+	pair_close(&p);
+	for (int i = 0; i < 6; i++) {
+		struct nm_tls *ts = i % 2 ? node_b : node_a;
+
+		connect_pair_to(t1, ts, &id_server,
+				i % 2 ? "198.18.0.3:15008" : "198.18.0.2:15008",
+				&p);
+		ck_assert_int_eq(p.s_st, 1);
+		ck_assert_msg(SSL_session_reused(p.c), "round %d not resumed", i);
+		ck_assert(SSL_session_reused(p.s));
+		ck_assert_int_eq(nm_tls_check_peer(p.c, NULL, &peer, NULL), 0);
+		assert_id_eq(&peer, &id_server);
+		ck_assert_int_eq(nm_tls_check_peer(p.s, NULL, &peer, NULL), 0);
+		assert_id_eq(&peer, &id_client);
+		ck_assert(transfer(p.s, p.c, "again"));
+		pair_close(&p);
+	}
+	/* One session each: resumed connections added none. */
+	ck_assert_uint_eq(nm_tls_server_sessions(node_a), 1);
+	ck_assert_uint_eq(nm_tls_server_sessions(node_b), 1);
+	/* Another peer identity at the same node has its own slot. */
+	connect_pair_to(t1, node_a, &id_other, "198.18.0.2:15008", &p);
+	ck_assert(!SSL_session_reused(p.c));
+	ck_assert_int_eq(nm_tls_check_peer(p.c, NULL, &peer, NULL), 0);
+	assert_id_eq(&peer, &id_other);
+	pair_close(&p);
+	/* A resumed session is still checked against the expectation. */
+	connect_pair_to(t1, node_a, &id_server, "198.18.0.2:15008", &p);
+	ck_assert(SSL_session_reused(p.c));
+	ck_assert_int_eq(nm_tls_check_peer(p.c, &id_other, &peer, NULL),
+			 -EPERM);
+	pair_close(&p);
+	/* Off on a server: its cache is emptied. */
+	nm_tls_set_resumption(node_b, false);
+	ck_assert_uint_eq(nm_tls_server_sessions(node_b), 0);
+	connect_pair_to(t1, node_b, &id_server, "198.18.0.3:15008", &p);
+	ck_assert(!SSL_session_reused(p.c));
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(node_a);
+	nm_tls_free(node_b);
+}
+END_TEST
+
 START_TEST(test_resumption)
 {
 	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
@@ -687,14 +765,14 @@ START_TEST(test_new_errors)
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fd), 0);
 	ck_assert_int_eq(nm_tls_client_new(t1, "default", "nobody", &id_server,
-					   fd[0], &ssl), -ENOENT);
+					   NULL, fd[0], &ssl), -ENOENT);
 	ck_assert_int_eq(nm_tls_server_new(t1, "default", "nobody", fd[1], &ssl),
 			 -ENOENT);
 	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &dotted,
-					   fd[0], &ssl), -EINVAL);
+					   NULL, fd[0], &ssl), -EINVAL);
 	/* Before the handshake there is nothing to check. */
 	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
-					   fd[0], &ssl), 0);
+					   NULL, fd[0], &ssl), 0);
 	ck_assert_int_eq(nm_tls_check_peer(ssl, NULL, &id, &why), -EPERM);
 	ck_assert_str_eq(why, "handshake has not finished");
 	SSL_free(ssl);
@@ -775,7 +853,7 @@ static bool client_refuses(X509 *cert, EVP_PKEY *key, X509 *chain1, long *vr)
 
 	pair_open(&p);
 	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
-					   p.fd[0], &p.c), 0);
+					   NULL, p.fd[0], &p.c), 0);
 	p.s = raw_server(p.fd[1], cert, key, chain1);
 	drive(&p);
 	/* A client that went on would pass nm_tls_check_peer(); it must not. */
@@ -1014,7 +1092,7 @@ START_TEST(test_free_while_handshaking)
 
 	pair_open(&p);
 	ck_assert_int_eq(nm_tls_client_new(t1, "default", "client", &id_server,
-					   p.fd[0], &p.c), 0);
+					   NULL, p.fd[0], &p.c), 0);
 	ck_assert_int_eq(nm_tls_server_new(t2, NULL, NULL, p.fd[1], &p.s), 0);
 	/* ClientHello out, nothing processed by the server yet. */
 	step(p.c, &p.c_st);
@@ -1375,6 +1453,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(hs, test_client_foreign_trust_domain_refused);
 	tcase_add_test(hs, test_client_without_alpn_refused);
 	tcase_add_test(hs, test_resumption);
+	tcase_add_test(hs, test_resumption_per_node);
 	tcase_add_test(hs, test_new_errors);
 	tcase_add_test(hs, test_ca_leaf_refused_both_ways);
 	tcase_add_test(hs, test_leaf_signed_chain_refused);
