@@ -1233,12 +1233,20 @@ bool nm_tls_same(const struct nm_tls *a, const struct nm_tls *b)
 	return true;
 }
 
+static void add_session(SSL_SESSION *sess, SSL_CTX *to)
+{
+	SSL_CTX_add_session(to, sess);
+}
+IMPLEMENT_LHASH_DOALL_ARG(SSL_SESSION, SSL_CTX);
+
 /*
- * Only the server's ticket keys: with the same anchors (and the same
- * verification rules, which are code) a ticket issued under old says
- * nothing old would not; with other anchors, old tickets must stop
- * resuming, which a fresh SSL_CTX's random keys already ensure. The
- * client's session cache starts empty in every nm_tls.
+ * Only the server's sessions (its cache of parsed sessions, and the ticket
+ * keys for any stateless ticket): with the same anchors (and the same
+ * verification rules, which are code) a session made under old says
+ * nothing old would not; with other anchors, old sessions must stop
+ * resuming, which a fresh SSL_CTX's empty cache and random keys already
+ * ensure. The client's session cache starts empty in every nm_tls, so a
+ * client presents its new certificate on its next handshake.
  */
 void nm_tls_inherit(struct nm_tls *t, const struct nm_tls *old)
 {
@@ -1250,6 +1258,10 @@ void nm_tls_inherit(struct nm_tls *t, const struct nm_tls *old)
 					   sizeof(keys)) == 1)
 		SSL_CTX_set_tlsext_ticket_keys(t->server_ctx, keys, sizeof(keys));
 	OPENSSL_cleanse(keys, sizeof(keys));
+	/* Single-threaded like the rest of nm_tls (see the file comment):
+	 * nothing adds to old's cache while this walks it. */
+	lh_SSL_SESSION_doall_SSL_CTX(SSL_CTX_sessions(old->server_ctx),
+				     add_session, t->server_ctx);
 	ERR_clear_error();
 }
 
