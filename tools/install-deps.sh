@@ -15,6 +15,8 @@ PKGS=(
 	make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libssl-dev libjansson-dev check libnl-3-dev libnl-route-3-dev libyaml-dev
 	libclang-rt-14-dev libcurl4-openssl-dev libmicrohttpd-dev
+	# source preservation: the reply mark (nft socket match) through libnftables
+	libnftables-dev nftables
 	# runtime and tests
 	openssl iproute2 util-linux procps tcpdump socat coreutils
 	python3 python3-kubernetes nodejs unzip curl

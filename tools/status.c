@@ -377,6 +377,13 @@ static void print_instance(json_t *in)
 			       (long long)json_integer_value(json_object_get(v, "port")),
 			       str_of(v, "forward", NULL) ? " forward " : "",
 			       str_of(v, "forward", ""));
+		v = json_object_get(agent, "features");
+		if (json_is_object(v))
+			printf("  source address seen by pods: %s%s%s%s\n",
+			       str_of(v, "source_address", "?"),
+			       str_of(v, "source_address_reason", NULL) ? " (" : "",
+			       str_of(v, "source_address_reason", ""),
+			       str_of(v, "source_address_reason", NULL) ? ")" : "");
 	} else {
 		printf("  no run state (agent not running, or it did not start)\n");
 	}

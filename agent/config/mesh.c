@@ -66,7 +66,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
 					    "adminPort", "failMode", "limits",
-					    "rootNamespace", "healthPort", NULL };
+					    "rootNamespace", "healthPort",
+					    "preserveSourceAddress", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -107,6 +108,17 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 			return nm_jw_fail(&p->j, mode.path,
 					  "%s is not \"closed\" or \"open\"",
 					  nm_jw_show(s, q));
+	}
+	/* Source preservation (mesh/srcaddr.h); read at agent start. */
+	{
+		const json_t *v = json_object_get(f.v, "preserveSourceAddress");
+
+		if (v && !json_is_boolean(v))
+			return nm_jw_fail(&p->j, "mesh.preserveSourceAddress",
+					  "expected true or false, got %s",
+					  nm_jw_type_name(v));
+		if (v)
+			m->preserve_src = json_is_true(v);
 	}
 	ret = parse_limits(p, f.v);
 	if (ret)

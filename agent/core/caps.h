@@ -4,8 +4,10 @@
  * and the maps are open, the agent needs no capability, except CAP_BPF on
  * kernels that check it on every bpf() call (5.10 with
  * kernel.unprivileged_bpf_disabled set) for map lookups and updates through
- * the fds it holds. Everything else (CAP_SYS_ADMIN, CAP_NET_ADMIN, DAC
- * overrides...) is dropped.
+ * the fds it holds, and CAP_NET_ADMIN while source preservation is active
+ * (mesh/srcaddr.h: IP_TRANSPARENT on every upstream socket to a pod, and
+ * removing its nft table and routing rules at exit). Everything else
+ * (CAP_SYS_ADMIN, DAC overrides...) is dropped.
  */
 #ifndef NM_CAPS_H
 #define NM_CAPS_H

@@ -152,6 +152,10 @@ static int64_t on_heartbeat(struct nm_loop *loop, uint64_t id, void *data)
 
 	if (a->dp)
 		nm_datapath_heartbeat(a->dp);
+	/* agent.json carries the source-preservation counts: at most once
+	 * a second, and only when they moved. */
+	if (nm_srcaddr_counts_changed(&a->srcaddr))
+		nm_runstate_write(a);
 	return 1000;
 }
 
@@ -451,6 +455,17 @@ int main(int argc, char **argv)
 		keep_caps = nm_probe_keep_caps(&feat);
 		if (nm_daemon_datapath_start(&d))
 			goto out;
+		/* Source preservation: nft mark and policy routing now, while
+		 * the agent may still change the netns; IP_TRANSPARENT on each
+		 * upstream socket and the clean-up at exit need CAP_NET_ADMIN
+		 * (CAP_NET_RAW would allow the option but not the clean-up),
+		 * the one capability kept for it, and only while active. */
+		nm_srcaddr_setup(&a->srcaddr, a->cluster->mesh.preserve_src);
+		if (a->srcaddr.active)
+			keep_caps |= 1ull << CAP_NET_ADMIN;
+	} else {
+		snprintf(a->srcaddr.reason, sizeof(a->srcaddr.reason),
+			 "no node datapath (forwards only)");
 	}
 	if (nm_proxy_listen(a))
 		goto out;
@@ -459,12 +474,14 @@ int main(int argc, char **argv)
 	 * apart by cgroup), so it needs no capability from here on, except
 	 * CAP_BPF on kernels that check it on every bpf() call (before 5.19
 	 * with unprivileged BPF disabled) for map operations on the fds it
-	 * holds; nm_probe_keep_caps() says when. Listening on a new port
+	 * holds; nm_probe_keep_caps() says when; and CAP_NET_ADMIN while
+	 * source preservation is active (above). Listening on a new port
 	 * below 1024 after a reload is refused for want of
 	 * CAP_NET_BIND_SERVICE, and named in the log. */
 	ret = nm_caps_restrict(keep_caps);
 	if (ret)
 		pr_warn("msg=\"cannot drop capabilities\" err=\"%s\"", strerror(-ret));
+	nm_srcaddr_probe(&a->srcaddr);
 	a->sweep_timer = nm_loop_add_timer(a->loop, 500, on_sweep, &d);
 	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
@@ -494,6 +511,7 @@ out:
 	nm_policydir_unpublish(a->instance);
 	if (d.policy_fd >= 0)
 		close(d.policy_fd);
+	nm_srcaddr_teardown(&a->srcaddr);
 	nm_datapath_close(a->dp);
 	nm_tls_free(a->tls);
 	if (a->loop)

@@ -40,6 +40,21 @@ static json_t *listeners_json(const struct nm_agent *a)
 	return arr;
 }
 
+/* What the agent chose at start that `nodemesh status` reports. */
+static json_t *features_json(const struct nm_agent *a)
+{
+	const struct nm_srcaddr *sa = &a->srcaddr;
+
+	return json_pack("{s:s, s:s, s:{s:I, s:I, s:I, s:I}}",
+			 "source_address", sa->active ? "preserved" : "agent",
+			 "source_address_reason", sa->active ? "" : sa->reason,
+			 "source_address_counts",
+			 "preserved", (json_int_t)sa->preserved,
+			 "onlink", (json_int_t)sa->onlink_pairs,
+			 "bind_failed", (json_int_t)sa->bind_failed,
+			 "forged_src", (json_int_t)sa->forged);
+}
+
 int nm_runstate_write(const struct nm_agent *a)
 {
 	char path[512], tmp[520], dir[512];
@@ -52,7 +67,7 @@ int nm_runstate_write(const struct nm_agent *a)
 		return -errno;
 	nm_runstate_path(a->instance, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:I, s:o}",
+	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:I, s:o, s:o}",
 			 "pid", (int)getpid(),
 			 "instance", a->instance,
 			 "config", a->cluster->path,
@@ -62,7 +77,8 @@ int nm_runstate_write(const struct nm_agent *a)
 			 "pin_dir", NM_PIN_BASE,
 			 "identities", (int)nm_tls_identity_count(a->tls),
 			 "generation", (json_int_t)a->state->generation,
-			 "listeners", listeners_json(a));
+			 "listeners", listeners_json(a),
+			 "features", features_json(a));
 	if (!root)
 		return -ENOMEM;
 	if (json_dump_file(root, tmp, JSON_INDENT(2)) || rename(tmp, path))

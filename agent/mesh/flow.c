@@ -38,6 +38,7 @@
 #include "mesh/proxy.h"
 #include "mesh/flow.h"
 #include "mesh/route.h"
+#include "mesh/srcaddr.h"
 #include "lib/log.h"
 #include "mesh/tunnel.h"
 
@@ -642,6 +643,13 @@ static int flow_connect(struct nm_flow *f)
 	/* No mark: connect4/6 leave the agent's sockets alone because the
 	 * agent's cgroup is never a meshed workload's (state.c refuses it). */
 	set_nodelay(fd);
+	/* Side 1 faces a pod of this node (inbound, or a same-node relay):
+	 * connect from the client's own address when the agent vouches for
+	 * it (srcaddr.h); otherwise, or on fallback, from the agent's. */
+	if (f->src_trusted && !f->lst->fwd &&
+	    !(f->dir == NM_DIR_OUTBOUND && f->remote))
+		nm_srcaddr_bind(&a->srcaddr, fd, &f->src, &f->connect_to,
+				nm_loop_now_ms());
 	flow_res_keepalive(f, fd);
 	flow_res_attempt_started(f);
 	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
@@ -1236,8 +1244,29 @@ static int flow_step_preamble(struct nm_flow *f)
 	}
 	if (nm_buf_empty(b))
 		nm_buf_put(&a->pool, b);
-	if (p.has_src)
+	if (p.has_src && !f->lst->fwd) {
+		/* The client's address is the peer agent's word: believed
+		 * only when the workload owning it has the peer's verified
+		 * identity, else the flow is refused, never downgraded. */
+		if (nm_route_check_src(a->state, &p.src, &f->peer_id, &why)) {
+			char i1[NM_SPIFFE_MAX];
+
+			a->srcaddr.forged++;
+			pr_warn_ratelimited(&a->rl.refused,
+					    "msg=\"inbound flow refused\" flow=%llu peer_id=%s src=%s dst=%s status=%s policy=- reason=\"forged SRC: %s\"",
+					    (unsigned long long)(p.has_flow ? p.flow_id : f->id),
+					    fmt_id(&f->peer_id, i1, sizeof(i1)),
+					    nm_sockaddr_format(&p.src, s2, sizeof(s2)),
+					    nm_sockaddr_format(&p.dst, s1, sizeof(s1)),
+					    nm_status_str(NM_NMTP_DENIED), why);
+			flow_drain_status(f, NM_NMTP_DENIED);
+			return 0;
+		}
 		f->src = p.src;
+		f->src_trusted = true;
+	} else if (p.has_src) {
+		f->src = p.src;
+	}
 	if (p.has_flow)
 		f->id = p.flow_id;
 	f->dst = p.dst;
@@ -1537,6 +1566,7 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 	f->backend = r.backend;
 	f->connect_to = r.connect_to;
 	f->src_workload = r.src_workload;
+	f->src_trusted = true; /* nm_route_outbound checked the address */
 	if (!r.remote && !flow_local_allowed(f)) {
 		a->stats.policy_denied++;
 		goto reset;

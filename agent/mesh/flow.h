@@ -45,6 +45,10 @@ struct nm_flow {
 	bool has_expected;
 	uint8_t drain_status;
 	struct sockaddr_storage src;     /* the client as we saw it */
+	/* src is a workload's address the agent vouches for (outbound: the
+	 * record check; inbound: the SRC ownership check): the upstream to
+	 * a pod may be made from it (mesh/srcaddr.h). */
+	bool src_trusted;
 	struct sockaddr_storage dst;     /* original destination */
 	struct sockaddr_storage backend;     /* the pod or fixed destination */
 	struct sockaddr_storage connect_to;  /* where side 1 connects */

@@ -22,6 +22,7 @@
 #include "mesh/limits.h"
 #include "mesh/outlier.h"
 #include "mesh/relay.h"
+#include "mesh/srcaddr.h"
 #include "mesh/tls.h"
 #include "state/state.h"
 
@@ -126,6 +127,8 @@ struct nm_agent {
 	 * outlier state of every endpoint this agent connected to. */
 	struct nm_breakers breakers;
 	struct nm_outlier outlier;
+	/* Source preservation (issue 9): whether pods see the client. */
+	struct nm_srcaddr srcaddr;
 };
 
 /* Opens the listeners the configuration asks for; 0 or -errno (logged). */

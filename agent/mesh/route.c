@@ -118,6 +118,28 @@ int nm_route_inbound(const struct nm_state *s,
 	return 0;
 }
 
+int nm_route_check_src(const struct nm_state *s,
+		       const struct sockaddr_storage *src,
+		       const struct nm_spiffe_id *peer, const char **why)
+{
+	const struct nm_st_workload *w;
+	struct nm_spiffe_id owner;
+	struct nm_addr a;
+
+	if (src->ss_family != AF_INET && src->ss_family != AF_INET6)
+		return refuse(why, "SRC is not an IPv4 or IPv6 address");
+	nm_addr_from_sockaddr(src, &a, NULL);
+	w = nm_state_workload_by_addr(s, &a);
+	if (!w)
+		return refuse(why, "SRC is no workload's address");
+	if (!peer->trust_domain[0])
+		return refuse(why, "SRC from a peer without an identity");
+	nm_route_identity(s, w->cfg->ns, w->cfg->sa, &owner);
+	if (!id_equal(&owner, peer))
+		return refuse(why, "SRC belongs to a workload of another identity");
+	return 0;
+}
+
 /* ------------------------------------------------------------- retries */
 
 const struct nm_st_service *nm_route_service(const struct nm_state *s,

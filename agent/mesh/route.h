@@ -55,6 +55,19 @@ int nm_route_inbound(const struct nm_state *s,
 		     const struct nm_st_workload **wl,
 		     struct nm_spiffe_id *local_id);
 
+/*
+ * Inbound, the NMTP SRC field (issue 9, source preservation): the peer
+ * agent vouches for the client's address, and the destination agent uses
+ * it for policy and as the source of its connection to the pod. It is
+ * believed only when the workload that owns that address in the state has
+ * exactly the verified peer identity: a peer holding a valid certificate
+ * cannot speak for another workload's address. 0, or -EACCES with *why
+ * naming the rule (the address is nobody's, or someone else's).
+ */
+int nm_route_check_src(const struct nm_state *s,
+		       const struct sockaddr_storage *src,
+		       const struct nm_spiffe_id *peer, const char **why);
+
 /* spiffe://<trust domain of s>/ns/<ns>/sa/<sa> as a struct. */
 void nm_route_identity(const struct nm_state *s, const char *ns,
 		       const char *sa, struct nm_spiffe_id *id);

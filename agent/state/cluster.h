@@ -214,6 +214,7 @@ struct nm_mesh_cfg {
 	struct nm_limits_cfg limits;
 	char root_ns[NM_NAME_MAX]; /* "rootNamespace", default istio-system */
 	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
+	bool preserve_src;         /* "preserveSourceAddress", default true */
 };
 
 /*

@@ -25,13 +25,15 @@
  *       records carry version 0x0303, and each direction carried at least N
  *       bytes of application data (default 1).
  *
- *   nm_peer nmtp    --to IP:PORT --dst IP:PORT [--cert F --key F]
+ *   nm_peer nmtp    --to IP:PORT --dst IP:PORT [--src IP:PORT]
+ *                   [--cert F --key F]
  *                   [--sni NAME] [--alpn P | --no-alpn] [--tls12]
  *                   [--plaintext] [--bytes N] [--timeout-ms T]
  *       A hand-made NMTP client (the hostile client of the bypass tests):
  *       TLS to an agent's inbound port with exactly the options given
  *       (cert.pem may hold a chain after the leaf; the server is not
- *       verified), then the preamble (DST) and N bytes, then reads the
+ *       verified), then the preamble (DST, and SRC with --src: the client
+ *       address it claims to speak for) and N bytes, then reads the
  *       status; on status 0 it half-closes and reads the echo back.
  *       --plaintext sends the same bytes without TLS. One JSON line (status
  *       -1: none received; echoed: bytes read back); exit 0 when the agent
@@ -110,7 +112,7 @@ static void usage(void)
 		"       nm_peer connect --to IP:PORT [--timeout-ms T] [--wait-close-ms W]\n"
 		"       nm_peer find --haystack FILE --needles FILE [--chunk C]\n"
 		"       nm_peer tlsrec --pcap FILE --port P [--min-bytes N]\n"
-		"       nm_peer nmtp --to IP:PORT --dst IP:PORT [--cert F --key F] [--sni S]\n"
+		"       nm_peer nmtp --to IP:PORT --dst IP:PORT [--src IP:PORT] [--cert F --key F] [--sni S]\n"
 		"                    [--alpn P | --no-alpn] [--tls12] [--plaintext] [--bytes N]\n"
 		"       nm_peer tls-serve --port P [--addr A] --cert F --key F\n"
 		"       nm_peer mkcert --ca-dir D --out DIR --kind K [--id SPIFFE-ID]\n");
@@ -1289,10 +1291,11 @@ static int cmd_nmtp(const struct opts *o)
 	const char *to = opt_get(o, "--to"), *dst = opt_get(o, "--dst");
 	const char *cert = opt_get(o, "--cert"), *key = opt_get(o, "--key");
 	const char *sni = opt_get(o, "--sni"), *alpn = opt_get(o, "--alpn");
+	const char *src = opt_get(o, "--src");
 	bool plain = opt_flag(o, "--plaintext"), tls12 = opt_flag(o, "--tls12");
 	bool no_alpn = opt_flag(o, "--no-alpn");
-	struct sockaddr_storage tss, dss;
-	socklen_t tl, dl;
+	struct sockaddr_storage tss, dss, sss;
+	socklen_t tl, dl, sl;
 	uint64_t nbytes, timeout;
 	uint8_t pre[64], *data = NULL, st[5];
 	size_t pn = 6, got = 0;
@@ -1305,6 +1308,7 @@ static int cmd_nmtp(const struct opts *o)
 
 	if (!to || !dst || parse_hostport(to, &tss, &tl) ||
 	    parse_hostport(dst, &dss, &dl) || (cert && !key) ||
+	    (src && parse_hostport(src, &sss, &sl)) ||
 	    opt_u64(o, "--bytes", 1024, &nbytes) || nbytes > (1 << 24) ||
 	    opt_u64(o, "--timeout-ms", 3000, &timeout)) {
 		usage();
@@ -1313,6 +1317,8 @@ static int cmd_nmtp(const struct opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	memcpy(pre, "NMT1", 4);
 	put_addr_tlv(pre, &pn, 1, &dss);
+	if (src)
+		put_addr_tlv(pre, &pn, 2, &sss);
 	pre[4] = (uint8_t)(pn >> 8);
 	pre[5] = (uint8_t)pn;
 	data = malloc(nbytes + 1);

@@ -1224,6 +1224,24 @@ START_TEST(test_policy_fields)
 }
 END_TEST
 
+/* mesh.preserveSourceAddress (mesh/srcaddr.h): default true, a boolean. */
+START_TEST(test_preserve_source_address)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert(c->mesh.preserve_src);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'preserveSourceAddress':false}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert(!c->mesh.preserve_src);
+	nm_cluster_free(c);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'preserveSourceAddress':1}}"),
+			 NAME ": mesh.preserveSourceAddress: expected true or false, got an integer");
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1396,6 +1414,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_mesh_limits);
 	tcase_add_test(tc, test_policy_fields);
 	tcase_add_test(tc, test_telemetry_section);
+	tcase_add_test(tc, test_preserve_source_address);
 	suite_add_tcase(s, tc);
 	return s;
 }

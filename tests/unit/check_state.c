@@ -438,6 +438,43 @@ START_TEST(test_route_inbound)
 }
 END_TEST
 
+/* The NMTP SRC field is believed only from the identity that owns it. */
+START_TEST(test_route_check_src)
+{
+	struct nm_state *s = build_gen("node-2", 1);
+	struct nm_spiffe_id client, echo, none;
+	struct sockaddr_storage src;
+	const char *why = NULL;
+
+	nm_route_identity(s, "default", "client", &client);
+	nm_route_identity(s, "default", "echo", &echo);
+	memset(&none, 0, sizeof(none));
+	/* The client's own address from the client's identity. */
+	sockaddr_of("198.18.1.2", 40000, &src);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &client, &why), 0);
+	/* A valid identity speaking for another workload's address. */
+	ck_assert_int_eq(nm_route_check_src(s, &src, &echo, &why), -EACCES);
+	ck_assert_str_eq(why, "SRC belongs to a workload of another identity");
+	/* Same service account name, other namespace: not the owner. */
+	sockaddr_of("198.18.2.4", 40000, &src);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &client, &why), -EACCES);
+	/* echo-1's IPv6 address belongs to echo too. */
+	sockaddr_of("fd00:18::13", 40000, &src);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &echo, &why), 0);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &client, &why), -EACCES);
+	/* Nobody's address (a node's), and no peer identity at all. */
+	sockaddr_of("198.18.0.1", 40000, &src);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &client, &why), -EACCES);
+	ck_assert_str_eq(why, "SRC is no workload's address");
+	sockaddr_of("198.18.1.2", 40000, &src);
+	ck_assert_int_eq(nm_route_check_src(s, &src, &none, &why), -EACCES);
+	/* Another trust domain with the same ns/sa. */
+	snprintf(client.trust_domain, sizeof(client.trust_domain), "other.test");
+	ck_assert_int_eq(nm_route_check_src(s, &src, &client, &why), -EACCES);
+	nm_state_free(s);
+}
+END_TEST
+
 static Suite *state_suite(void)
 {
 	Suite *s = suite_create("state");
@@ -454,6 +491,7 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_route_refuses_untrusted_records);
 	tcase_add_test(tc, test_route_identity_survives_reorder);
 	tcase_add_test(tc, test_route_inbound);
+	tcase_add_test(tc, test_route_check_src);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -16,7 +16,11 @@
 #
 # Every pod netns has eth0 with 198.18.N.(10+P)/24 and a default route via
 # its node's bridge; nodes forward and route the other node's pod subnet over
-# the link. Service VIPs (198.19.0.0/16) are routed nowhere: without the
+# the link. NM_POD_NET=routed (set before nm_cluster_create) gives every pod
+# a /32 instead, with only an on-link route to its gateway, and the node a
+# /32 route per pod on the bridge (the layout of routed CNIs such as
+# Calico): pods of one node then reach each other through the node's IP
+# layer, never on-link (the source-preservation test needs that). Service VIPs (198.19.0.0/16) are routed nowhere: without the
 # mesh's redirection a connect to a VIP fails.
 #
 # cgroups (under the cgroup v2 mount found in /proc/self/mountinfo):
@@ -211,7 +215,14 @@ nm_cluster_create() {
 		nm__ip -n "$ns" link set "${NM_RUN}l$n" up
 		br="${NM_RUN}br"
 		nm__ip -n "$ns" link add "$br" type bridge
-		nm__ip -n "$ns" addr add "${NM_BRIDGE_ADDR[$n]}/24" dev "$br"
+		if [[ ${NM_POD_NET:-bridged} == routed ]]; then
+			nm__ip -n "$ns" addr add "${NM_BRIDGE_ADDR[$n]}/32" dev "$br"
+			# Same-node pod traffic goes in and out of the bridge.
+			ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.send_redirects=0 \
+				net.ipv4.conf.default.send_redirects=0 || nm_die "send_redirects in $ns"
+		else
+			nm__ip -n "$ns" addr add "${NM_BRIDGE_ADDR[$n]}/24" dev "$br"
+		fi
 		nm__ip -n "$ns" link set "$br" up
 	done
 	nm__ip -n "$NM_RUN-n1" route add 198.18.2.0/24 via "${NM_NODE_ADDR[2]}"
@@ -226,9 +237,17 @@ nm_cluster_create() {
 		nm__ip -n "$NM_P_NS" link set lo up
 		nm__ip -n "$nns" link add "${NM_RUN}n${NM_P_NODE}p${NM_P_IDX}" type veth peer name eth0 netns "$NM_P_NS"
 		nm__ip -n "$nns" link set "${NM_RUN}n${NM_P_NODE}p${NM_P_IDX}" master "${NM_RUN}br" up
-		nm__ip -n "$NM_P_NS" addr add "$NM_P_IP/24" dev eth0
-		nm__ip -n "$NM_P_NS" link set eth0 up
-		nm__ip -n "$NM_P_NS" route add default via "${NM_BRIDGE_ADDR[$NM_P_NODE]}"
+		if [[ ${NM_POD_NET:-bridged} == routed ]]; then
+			nm__ip -n "$NM_P_NS" addr add "$NM_P_IP/32" dev eth0
+			nm__ip -n "$NM_P_NS" link set eth0 up
+			nm__ip -n "$NM_P_NS" route add "${NM_BRIDGE_ADDR[$NM_P_NODE]}" dev eth0 scope link
+			nm__ip -n "$NM_P_NS" route add default via "${NM_BRIDGE_ADDR[$NM_P_NODE]}" dev eth0
+			nm__ip -n "$nns" route add "$NM_P_IP/32" dev "${NM_RUN}br"
+		else
+			nm__ip -n "$NM_P_NS" addr add "$NM_P_IP/24" dev eth0
+			nm__ip -n "$NM_P_NS" link set eth0 up
+			nm__ip -n "$NM_P_NS" route add default via "${NM_BRIDGE_ADDR[$NM_P_NODE]}"
+		fi
 	done
 
 	# Inode numbers of every namespace: the leak check looks for processes
