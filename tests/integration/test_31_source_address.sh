@@ -123,7 +123,7 @@ elif [[ $line != *'reason="forged SRC: SRC belongs to a workload of another iden
 elif grep -q "peer=$forged " "$echo_out"; then
 	nm_fail src-forged-refused "the pod got a connection from $forged"
 else
-	for ((i = 0; i < 60; i++)); do
+	for ((i = 0; i < 100; i++)); do
 		(($(runstate 2 | jq -r '.features.source_address_counts.forged_src // 0') >= 1)) && break
 		sleep 0.05
 	done
