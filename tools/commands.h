@@ -36,7 +36,20 @@ int nm_cmd_ca(const struct nm_cli *cli, int argc, char **argv);
  */
 int nm_cmd_policy(const struct nm_cli *cli, int argc, char **argv);
 
-/* nodemesh version */
+/*
+ * nodemesh workloads | services [--instance NAME] [--run-dir DIR] [--pin-dir DIR]
+ * The run state's names joined with the pinned maps' IDs (workloads.c).
+ */
+int nm_cmd_workloads(const struct nm_cli *cli, int argc, char **argv);
+int nm_cmd_services(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh flows [--follow] [--workload W] [--admin ADDR:PORT]: admin API. */
+int nm_cmd_flows(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh certs: the agent's certificates and their validity. */
+int nm_cmd_certs(const struct nm_cli *cli, int argc, char **argv);
+
+/* nodemesh version: the CLI's, the map ABI's and the running agents' */
 int nm_cmd_version(const struct nm_cli *cli, int argc, char **argv);
 
 #endif

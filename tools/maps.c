@@ -16,7 +16,10 @@
 #include <bpf/libbpf.h>
 #include <jansson.h>
 
+#include "lib/abidecode.h"
 #include "lib/pins.h"
+#include "lib/table.h"
+#include "common.h"
 #include "commands.h"
 
 struct instance_args {
@@ -65,31 +68,6 @@ static int parse_instance_args(const struct nm_cli *cli, int argc, char **argv,
 	return 0;
 }
 
-/* Counts entries by walking keys: fine for a CLI, never on a data path. */
-static long count_entries(int fd, unsigned int key_size)
-{
-	unsigned char key[256], next[256];
-	void *prev = NULL;
-	long n = 0;
-
-	if (key_size > sizeof(key))
-		return -1;
-	while (!bpf_map_get_next_key(fd, prev, next)) {
-		memcpy(key, next, key_size);
-		prev = key;
-		if (++n > 10000000)
-			break;
-	}
-	return n;
-}
-
-/* Array-like maps have every slot "present": no count is meaningful. */
-static bool countable(enum bpf_map_type t)
-{
-	return t != BPF_MAP_TYPE_ARRAY && t != BPF_MAP_TYPE_PERCPU_ARRAY &&
-	       t != BPF_MAP_TYPE_RINGBUF && t != BPF_MAP_TYPE_SK_STORAGE;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -132,41 +110,159 @@ static int list_pins(const char *dir, const char *prefix, char ***out)
 	return n;
 }
 
-int nm_cmd_maps(const struct nm_cli *cli, int argc, char **argv)
+static const char maps_usage[] =
+	"Usage: nodemesh maps [--instance NAME] [--pin-dir DIR] [--json]\n"
+	"       nodemesh maps dump NAME [--instance NAME] [--run-dir DIR] [--pin-dir DIR] [--json]\n"
+	"Lists the instance's pinned maps (DIR/INSTANCE/nm_*, DIR default " NM_PIN_BASE ")\n"
+	"with type, entries and capacity, or dumps one (NAME: nm_workloads or\n"
+	"workloads) decoded by the nm_abi.h records, IDs named from the agent's\n"
+	"run state while it has one. Reads the pins only: works while the agent\n"
+	"is down.\n";
+
+static bool percpu_type(unsigned int t)
 {
-	static const char usage[] =
-		"Usage: nodemesh maps [--instance NAME] [--pin-dir DIR] [--json]\n"
-		"Lists the instance's pinned maps (DIR/NAME/nm_*, DIR default "
-		NM_PIN_BASE ")\nwith type, entries and capacity. Only reads.\n";
-	struct instance_args a;
+	return t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	       t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static int maps_dump(const struct nm_cli *cli, const struct nm_target *t,
+		     const char *arg)
+{
+	char name[128], path[PATH_MAX], err[PATH_MAX + 256];
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	unsigned char *key = NULL, *next = NULL, *val = NULL;
+	json_t *agent, *recs, *doc;
+	const char *type;
+	size_t vlen;
+	int fd, ncpus = 1, ret = NM_EXIT_FAIL;
+	bool percpu, first = true;
+
+	snprintf(name, sizeof(name), "%s%s",
+		 strncmp(arg, NM_PIN_MAP_PREFIX, strlen(NM_PIN_MAP_PREFIX)) ?
+			 NM_PIN_MAP_PREFIX : "", arg);
+	fd = nm_pinned_map(t, name, path, sizeof(path));
+	if (fd < 0)
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps dump: %s: %s%s", path,
+				   strerror(-fd), fd == -ENOENT ?
+				   " (see `nodemesh maps` for the pinned maps)" : "");
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		close(fd);
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps dump: %s: not a map (%s)", path,
+				   strerror(errno));
+	}
+	percpu = percpu_type(info.type);
+	if (percpu) {
+		ncpus = libbpf_num_possible_cpus();
+		if (ncpus <= 0)
+			ncpus = 1;
+	}
+	vlen = percpu ? (size_t)((info.value_size + 7) & ~7u) * ncpus : info.value_size;
+	key = calloc(1, info.key_size + 1);
+	next = calloc(1, info.key_size + 1);
+	val = calloc(1, vlen + 1);
+	if (!key || !next || !val) {
+		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "maps dump: out of memory");
+		goto out_free;
+	}
+	agent = nm_state_load(t->run_dir, t->instance, NM_RUN_AGENT_FILE, err, sizeof(err));
+	type = libbpf_bpf_map_type_str(info.type);
+	recs = json_array();
+	doc = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:b, s:s}",
+			"instance", t->instance, "map", name, "type", type ? type : "unknown",
+			"key_size", (json_int_t)info.key_size,
+			"value_size", (json_int_t)info.value_size,
+			"max_entries", (json_int_t)info.max_entries,
+			"decoded", nm_abi_map_known(name, info.key_size, info.value_size),
+			"names", agent ? "runstate" : "none");
+	if (!agent)
+		json_object_set_new(doc, "note", json_string(
+			"no run state (agent.json): the agent is not running; IDs are not named"));
+	while (!bpf_map_get_next_key(fd, first ? NULL : key, next)) {
+		json_t *k, *v;
+
+		first = false;
+		memcpy(key, next, info.key_size);
+		if (bpf_map_lookup_elem(fd, key, val))
+			continue; /* deleted meanwhile */
+		k = nm_abi_key_json(name, key, info.key_size);
+		v = nm_abi_value_json(name, val, info.value_size, (unsigned int)ncpus, percpu);
+		nm_json_add_names(k, agent);
+		nm_json_add_names(v, agent);
+		json_array_append_new(recs, json_pack("{s:o, s:o}", "key", k, "value", v));
+		if (json_array_size(recs) > 10000000)
+			break;
+	}
+	if (first && errno != ENOENT)
+		json_object_set_new(doc, "error", json_sprintf(
+			"cannot list the entries of a %s map: %s", type ? type : "?",
+			strerror(errno)));
+	json_object_set_new(doc, "entries", json_integer((json_int_t)json_array_size(recs)));
+	json_object_set_new(doc, "records", recs);
+	json_decref(agent);
+	if (cli->json) {
+		ret = nm_cli_print_json(cli, doc);
+	} else {
+		size_t i;
+		json_t *r;
+
+		if (json_object_get(doc, "note"))
+			printf("# %s\n", json_string_value(json_object_get(doc, "note")));
+		printf("map %s: %s, %zu of %u entries, key %u bytes, value %u bytes%s\n",
+		       name, type ? type : "unknown", json_array_size(recs),
+		       info.max_entries, info.key_size, info.value_size,
+		       json_is_true(json_object_get(doc, "decoded")) ? "" :
+		       " (not an nm_abi.h record of this ABI: hex)");
+		if (json_object_get(doc, "error"))
+			printf("# %s\n", json_string_value(json_object_get(doc, "error")));
+		json_array_foreach(recs, i, r) {
+			char *ks = json_dumps(json_object_get(r, "key"), JSON_COMPACT | JSON_ENCODE_ANY);
+			char *vs = json_dumps(json_object_get(r, "value"), JSON_COMPACT | JSON_ENCODE_ANY);
+
+			printf("key %s value %s\n", ks ? ks : "?", vs ? vs : "?");
+			free(ks);
+			free(vs);
+		}
+		json_decref(doc);
+		ret = NM_EXIT_OK;
+	}
+out_free:
+	free(key);
+	free(next);
+	free(val);
+	close(fd);
+	return ret;
+}
+
+static int maps_list(const struct nm_cli *cli, const struct nm_target *a)
+{
 	char dir[PATH_MAX];
 	char **names = NULL;
 	json_t *arr = NULL;
-	int ret, n;
+	struct nm_table *tab = NULL;
+	static const char *const heads[] = { "MAP", "TYPE", "ENTRIES", "MAX" };
+	int ret = NM_EXIT_OK, n;
 
-	ret = parse_instance_args(cli, argc, argv, &a, usage);
+	ret = nm_pin_path(a->pin_base, a->instance, NULL, dir, sizeof(dir));
 	if (ret)
-		return ret < 0 ? NM_EXIT_OK : ret;
-	ret = nm_pin_path(a.pin_base, a.instance, NULL, dir, sizeof(dir));
-	if (ret)
-		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps: %s/%s: %s", a.pin_base,
-				   a.instance, strerror(-ret));
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps: %s/%s: %s", a->pin_base,
+				   a->instance, strerror(-ret));
 	n = list_pins(dir, NM_PIN_MAP_PREFIX, &names);
 	if (n == -ENOENT)
 		return nm_cli_fail(cli, NM_EXIT_FAIL,
 				   "maps: %s: no such directory (instance \"%s\" has no pins: never started, or cleaned up)",
-				   dir, a.instance);
+				   dir, a->instance);
 	if (n < 0)
 		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps: %s: %s", dir, strerror(-n));
 	if (cli->json)
 		arr = json_array();
-	else
-		printf("%-18s %-14s %10s %10s\n", "MAP", "TYPE", "ENTRIES", "MAX");
+	else if (nm_table_new(&tab, 4, heads))
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "maps: out of memory");
 	for (int i = 0; i < n; i++) {
 		struct bpf_map_info info = { 0 };
 		__u32 len = sizeof(info);
 		const char *type;
-		char path[PATH_MAX + 256];
+		char path[PATH_MAX + 256], ent[24], max[24];
 		long entries;
 		int fd;
 
@@ -183,12 +279,12 @@ int nm_cmd_maps(const struct nm_cli *cli, int argc, char **argv)
 			close(fd);
 			goto out;
 		}
-		entries = countable(info.type) ? count_entries(fd, info.key_size) : -1;
+		entries = nm_map_count(fd, info.type, info.key_size);
 		close(fd);
 		type = libbpf_bpf_map_type_str(info.type);
 		if (!type)
 			type = "unknown";
-		if (cli->json)
+		if (cli->json) {
 			json_array_append_new(arr, json_pack(
 				"{s:s, s:I, s:s, s:I, s:I, s:o, s:I}",
 				"name", names[i], "id", (json_int_t)info.id,
@@ -197,23 +293,53 @@ int nm_cmd_maps(const struct nm_cli *cli, int argc, char **argv)
 				"value_size", (json_int_t)info.value_size,
 				"entries", entries < 0 ? json_null() : json_integer(entries),
 				"max_entries", (json_int_t)info.max_entries));
-		else if (entries < 0)
-			printf("%-18s %-14s %10s %10u\n", names[i], type, "-",
-			       info.max_entries);
-		else
-			printf("%-18s %-14s %10ld %10u\n", names[i], type, entries,
-			       info.max_entries);
+			continue;
+		}
+		snprintf(ent, sizeof(ent), entries < 0 ? "-" : "%ld", entries);
+		snprintf(max, sizeof(max), "%u", info.max_entries);
+		if (nm_table_row(tab, (const char *const[]){ names[i], type, ent, max })) {
+			ret = nm_cli_fail(cli, NM_EXIT_FAIL, "maps: out of memory");
+			goto out;
+		}
 	}
 	if (cli->json) {
 		ret = nm_cli_print_json(cli, arr);
 		arr = NULL;
+	} else if (nm_table_print(tab, stdout)) {
+		ret = NM_EXIT_FAIL;
 	}
 out:
+	nm_table_free(tab);
 	json_decref(arr);
 	for (int i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
 	return ret;
+}
+
+int nm_cmd_maps(const struct nm_cli *cli, int argc, char **argv)
+{
+	struct nm_target t = { 0 };
+	int ret, first;
+
+	ret = nm_target_parse(cli, argc, argv, maps_usage, &t, NULL, NULL, NULL, NULL,
+			      &first);
+	if (ret)
+		return ret < 0 ? NM_EXIT_OK : ret;
+	if (first == argc || (!strcmp(argv[first], "list") && first + 1 == argc))
+		return maps_list(cli, &t);
+	if (!strcmp(argv[first], "dump")) {
+		if (first + 1 == argc)
+			return nm_cli_usage_error(cli, maps_usage,
+						  "maps dump: which map? (NAME missing)");
+		if (first + 2 != argc)
+			return nm_cli_usage_error(cli, maps_usage,
+						  "maps dump: unexpected argument \"%s\"",
+						  argv[first + 2]);
+		return maps_dump(cli, &t, argv[first + 1]);
+	}
+	return nm_cli_usage_error(cli, maps_usage, "maps: unknown subcommand \"%s\"",
+				  argv[first]);
 }
 
 int nm_cmd_cleanup(const struct nm_cli *cli, int argc, char **argv)

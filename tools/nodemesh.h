@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <jansson.h>
 
-#define NM_VERSION "0.1.0"
+#include "lib/version.h"
 
 /* Exit statuses of every command. */
 #define NM_EXIT_OK 0

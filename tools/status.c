@@ -38,10 +38,9 @@
 #include "lib/json.h"
 #include "lib/mountinfo.h"
 #include "lib/pins.h"
+#include "lib/table.h"
+#include "common.h"
 #include "commands.h"
-
-/* The state files are small; anything larger is not the agent's. */
-#define STATE_FILE_MAX (256u << 10)
 
 struct status_opts {
 	const char *instance;
@@ -58,55 +57,79 @@ static const char status_usage[] =
 	"  --run-dir DIR  run state directory (default " NM_RUN_DIR ")\n"
 	"  --pin-dir DIR  pin directory (default " NM_PIN_BASE ")\n";
 
-/* A state file as JSON; NULL when absent. *err gets other failures. */
-static json_t *load_state_file(const char *base, const char *instance,
-			       const char *file, char *err, size_t errlen)
+static int cmp_strs(const void *a, const void *b)
 {
-	char path[PATH_MAX], *buf = NULL;
-	const char *why = NULL;
-	json_error_t jerr;
-	json_t *doc;
-	size_t len;
-	int ret;
-
-	if (nm_run_path(base, instance, file, path, sizeof(path)))
-		return NULL;
-	ret = nm_file_read(path, STATE_FILE_MAX, &buf, &len, &why);
-	if (ret) {
-		if (ret != -ENOENT)
-			snprintf(err, errlen, "%s: %s", path, why ? why : strerror(-ret));
-		return NULL;
-	}
-	doc = json_loadb(buf, len, 0, &jerr);
-	free(buf);
-	if (!doc || !json_is_object(doc)) {
-		snprintf(err, errlen, "%s: not a JSON object (%s)", path,
-			 doc ? "other type" : jerr.text);
-		json_decref(doc);
-		return NULL;
-	}
-	return doc;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* "running", "stopped" (no such pid) or "stale" (pid reused by another). */
-static const char *process_state(pid_t pid, char *comm, size_t len)
+/* The attached program's name, type and tag (bpftool prog show). */
+static void prog_json(json_t *o, __u32 prog_id)
 {
-	char path[64];
-	FILE *f;
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+	const char *s;
+	char tag[2 * BPF_TAG_SIZE + 1];
+	int fd = bpf_prog_get_fd_by_id(prog_id);
 
-	comm[0] = '\0';
-	if (pid <= 0 || (kill(pid, 0) && errno != EPERM))
-		return "stopped";
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	f = fopen(path, "re");
-	if (f) {
-		if (fgets(comm, (int)len, f))
-			comm[strcspn(comm, "\n")] = '\0';
-		fclose(f);
+	if (fd < 0)
+		return;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		s = libbpf_bpf_prog_type_str(info.type);
+		for (int i = 0; i < BPF_TAG_SIZE; i++)
+			snprintf(tag + 2 * i, 3, "%02x", info.tag[i]);
+		json_object_set_new(o, "prog_name", json_string(info.name));
+		json_object_set_new(o, "prog_type", json_string(s ? s : "unknown"));
+		json_object_set_new(o, "prog_tag", json_string(tag));
 	}
-	if (comm[0] && strncmp(comm, "nodemeshd", 9) != 0)
-		return "stale";
-	return "running";
+	close(fd);
+}
+
+/* Entries / capacity of every pinned map, as `nodemesh maps` shows them. */
+static json_t *map_fill_json(const char *dir)
+{
+	json_t *arr = json_array();
+	struct dirent *de;
+	char *names[256];
+	int n = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return arr;
+	while ((de = readdir(d)) && n < (int)(sizeof(names) / sizeof(names[0])))
+		if (!strncmp(de->d_name, NM_PIN_MAP_PREFIX, strlen(NM_PIN_MAP_PREFIX)))
+			names[n++] = strdup(de->d_name);
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), cmp_strs);
+	for (int i = 0; i < n; i++) {
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		char path[PATH_MAX + 256];
+		const char *type;
+		long entries;
+		int fd;
+
+		if (!names[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		fd = bpf_obj_get(path);
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			json_array_append_new(arr, json_pack("{s:s, s:s}", "name", names[i],
+							     "error", strerror(errno)));
+			if (fd >= 0)
+				close(fd);
+			free(names[i]);
+			continue;
+		}
+		entries = nm_map_count(fd, info.type, info.key_size);
+		close(fd);
+		type = libbpf_bpf_map_type_str(info.type);
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:I}", "name", names[i],
+			"type", type ? type : "unknown",
+			"entries", entries < 0 ? json_null() : json_integer(entries),
+			"max_entries", (json_int_t)info.max_entries));
+		free(names[i]);
+	}
+	return arr;
 }
 
 static json_t *link_json(const char *dir, const char *name)
@@ -128,6 +151,7 @@ static json_t *link_json(const char *dir, const char *name)
 		return o;
 	}
 	close(fd);
+	prog_json(o, info.prog_id);
 	s = libbpf_bpf_link_type_str(info.type);
 	json_object_set_new(o, "id", json_integer(info.id));
 	json_object_set_new(o, "type", json_string(s ? s : "unknown"));
@@ -187,11 +211,6 @@ out:
 	return o;
 }
 
-static int cmp_strs(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Pinned maps (count) and links (each) of an instance; null without pins. */
 static json_t *pins_json(const char *pin_base, const char *instance)
 {
@@ -223,9 +242,50 @@ static json_t *pins_json(const char *pin_base, const char *instance)
 			json_array_append_new(arr, link_json(dir, links[i]));
 		free(links[i]);
 	}
-	o = json_pack("{s:s, s:i, s:o, s:o}", "dir", dir, "maps", maps,
-		      "links", arr, "agent_state", agent_state_json(dir));
+	o = json_pack("{s:s, s:i, s:o, s:o, s:o}", "dir", dir, "maps", maps,
+		      "links", arr, "agent_state", agent_state_json(dir),
+		      "map_fill", map_fill_json(dir));
 	return o;
+}
+
+/* The first of obj[k1][k2] and obj[k3] that is a string, or NULL. */
+static json_t *reported(json_t *a, json_t *b, const char *k1, const char *k2,
+			const char *k3)
+{
+	json_t *objs[2] = { a, b };
+
+	for (int i = 0; i < 2; i++) {
+		json_t *v = json_object_get(json_object_get(objs[i], k1), k2);
+
+		if (json_is_string(v))
+			return json_incref(v);
+		v = json_object_get(objs[i], k3);
+		if (json_is_string(v))
+			return json_incref(v);
+	}
+	return json_null();
+}
+
+/*
+ * The agent at a glance: version, generation, uptime (while it runs), and
+ * the events transport and source-address mode when the agent or its
+ * probe reported them (null otherwise).
+ */
+static void instance_summary(json_t *doc, json_t *agent, json_t *feat,
+			     const char *state, pid_t p)
+{
+	long long up = strcmp(state, "running") ? -1 : nm_process_uptime(p);
+
+	json_object_set_new(doc, "version", json_incref(json_object_get(agent, "version")) ?:
+			    json_null());
+	json_object_set_new(doc, "generation",
+			    json_incref(json_object_get(agent, "generation")) ?: json_null());
+	json_object_set_new(doc, "uptime_s", up >= 0 ? json_integer(up) : json_null());
+	json_object_set_new(doc, "events_transport",
+			    reported(agent, feat, "events", "transport", "events_transport"));
+	json_object_set_new(doc, "source_address_mode",
+			    reported(agent, feat, "features", "source_address",
+				     "source_address_mode"));
 }
 
 /* One instance's document, or NULL when it has neither state nor pins. */
@@ -237,10 +297,10 @@ static json_t *instance_json(const struct status_opts *o, const char *name)
 	const char *state;
 	pid_t p = 0;
 
-	agent = load_state_file(o->run_dir, name, NM_RUN_AGENT_FILE, err_agent,
-				sizeof(err_agent));
-	feat = load_state_file(o->run_dir, name, NM_RUN_FEATURES_FILE, err_feat,
-			       sizeof(err_feat));
+	agent = nm_state_load(o->run_dir, name, NM_RUN_AGENT_FILE, err_agent,
+			      sizeof(err_agent));
+	feat = nm_state_load(o->run_dir, name, NM_RUN_FEATURES_FILE, err_feat,
+			     sizeof(err_feat));
 	pins = pins_json(o->pin_base, name);
 	if (!agent && !feat && json_is_null(pins) && !err_agent[0] && !err_feat[0]) {
 		json_decref(pins);
@@ -251,7 +311,7 @@ static json_t *instance_json(const struct status_opts *o, const char *name)
 		pid = json_object_get(feat, "pid");
 	if (json_is_integer(pid))
 		p = (pid_t)json_integer_value(pid);
-	state = process_state(p, comm, sizeof(comm));
+	state = nm_process_state(p, comm, sizeof(comm));
 	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}",
 			"instance", name, "state", state,
 			"pid", p > 0 ? json_integer(p) : json_null(),
@@ -260,6 +320,7 @@ static json_t *instance_json(const struct status_opts *o, const char *name)
 			"pins", pins);
 	if (!strcmp(state, "stale"))
 		json_object_set_new(doc, "pid_now", json_string(comm));
+	instance_summary(doc, agent, feat, state, p);
 	if (err_agent[0] || err_feat[0]) {
 		json_t *errs = json_array();
 
@@ -328,23 +389,72 @@ static const char *str_of(json_t *o, const char *key, const char *dflt)
 	return s && *s ? s : dflt;
 }
 
+static void fmt_duration(long long s, char *buf, size_t len)
+{
+	if (s >= 86400)
+		snprintf(buf, len, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh%lldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm%llds", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%llds", s);
+}
+
 static void print_links(json_t *links)
 {
+	static const char *const heads[] = { "LINK", "PROGRAM", "PROG-TYPE", "ATTACH",
+					     "PROG-ID", "CGROUP-ID" };
+	struct nm_table *tab;
 	size_t i;
 	json_t *l;
 
+	if (nm_table_new(&tab, 6, heads))
+		return;
 	json_array_foreach(links, i, l) {
+		char pid[24], cg[24];
 		const char *err = str_of(l, "error", NULL);
 
-		if (err) {
-			printf("    %-16s error: %s\n", str_of(l, "name", "?"), err);
-			continue;
-		}
-		printf("    %-16s %s, prog %lld, cgroup id %lld\n", str_of(l, "name", "?"),
-		       str_of(l, "attach_type", str_of(l, "type", "?")),
-		       (long long)json_integer_value(json_object_get(l, "prog_id")),
-		       (long long)json_integer_value(json_object_get(l, "cgroup_id")));
+		snprintf(pid, sizeof(pid), "%lld",
+			 (long long)json_integer_value(json_object_get(l, "prog_id")));
+		snprintf(cg, sizeof(cg), "%lld",
+			 (long long)json_integer_value(json_object_get(l, "cgroup_id")));
+		nm_table_row(tab, (const char *const[]){
+			str_of(l, "name", "?"), err ? err : str_of(l, "prog_name", "-"),
+			str_of(l, "prog_type", "-"),
+			str_of(l, "attach_type", str_of(l, "type", "-")),
+			err ? "-" : pid, err ? "-" : cg });
 	}
+	nm_table_print_indent(tab, stdout, 4);
+	nm_table_free(tab);
+}
+
+static void print_map_fill(json_t *maps)
+{
+	static const char *const heads[] = { "MAP", "TYPE", "ENTRIES", "MAX", "FILL" };
+	struct nm_table *tab;
+	size_t i;
+	json_t *m;
+
+	if (nm_table_new(&tab, 5, heads))
+		return;
+	json_array_foreach(maps, i, m) {
+		json_t *e = json_object_get(m, "entries");
+		long long max = json_integer_value(json_object_get(m, "max_entries"));
+		char ent[24] = "", mx[24], fill[24] = "";
+
+		if (json_is_integer(e)) {
+			snprintf(ent, sizeof(ent), "%lld", (long long)json_integer_value(e));
+			if (max > 0)
+				snprintf(fill, sizeof(fill), "%.1f%%",
+					 100.0 * (double)json_integer_value(e) / (double)max);
+		}
+		snprintf(mx, sizeof(mx), "%lld", max);
+		nm_table_row(tab, (const char *const[]){ str_of(m, "name", "?"),
+			str_of(m, "error", str_of(m, "type", "-")), ent, mx, fill });
+	}
+	nm_table_print_indent(tab, stdout, 4);
+	nm_table_free(tab);
 }
 
 static void print_instance(json_t *in)
@@ -365,6 +475,23 @@ static void print_instance(json_t *in)
 	putchar('\n');
 	json_array_foreach(errs, i, v)
 		printf("  error: %s\n", json_string_value(v));
+	if (json_is_object(agent)) {
+		json_t *up = json_object_get(in, "uptime_s");
+		char ups[32] = "-";
+
+		if (json_is_integer(up))
+			fmt_duration(json_integer_value(up), ups, sizeof(ups));
+		printf("  agent %s, generation %lld, uptime %s, admin %s:%lld\n",
+		       str_of(in, "version", "?"),
+		       (long long)json_integer_value(json_object_get(in, "generation")), ups,
+		       str_of(json_object_get(agent, "admin"), "address", "-"),
+		       (long long)json_integer_value(json_object_get(
+			       json_object_get(agent, "admin"), "port")));
+	}
+	if (str_of(in, "events_transport", NULL))
+		printf("  events transport %s\n", str_of(in, "events_transport", ""));
+	if (str_of(in, "source_address_mode", NULL))
+		printf("  source address %s\n", str_of(in, "source_address_mode", ""));
 	if (json_is_object(agent)) {
 		printf("  node %s, config %s, trust domain %s, datapath %s, identities %lld\n",
 		       str_of(agent, "node", "-"), str_of(agent, "config", "-"),
@@ -413,7 +540,10 @@ static void print_instance(json_t *in)
 	printf("  pins %s: %lld maps, %zu links\n", str_of(pins, "dir", "?"),
 	       (long long)json_integer_value(json_object_get(pins, "maps")),
 	       json_array_size(json_object_get(pins, "links")));
+	printf("  programs attached:\n");
 	print_links(json_object_get(pins, "links"));
+	printf("  map fill:\n");
+	print_map_fill(json_object_get(pins, "map_fill"));
 	st = json_object_get(pins, "agent_state");
 	if (str_of(st, "error", NULL)) {
 		printf("  agent state map: %s\n", str_of(st, "error", ""));

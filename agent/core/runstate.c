@@ -1,15 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-/* runstate.c - write and remove /run/nodemesh/<instance>/agent.json. */
+/*
+ * runstate.c - write and remove /run/nodemesh/<instance>/agent.json. It is
+ * rewritten at every applied generation, so its name tables (nodes,
+ * identities, workloads, services, certificates: docs/cli.md) always match
+ * the IDs the pinned maps hold; the CLI joins the two.
+ */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <jansson.h>
 
 #include "lib/log.h"
+#include "lib/version.h"
 #include "core/runstate.h"
+#include "mesh/tls.h"
+#include "state/state.h"
 
 int nm_runstate_path(const char *instance, char *buf, size_t len)
 {
@@ -55,6 +65,159 @@ static json_t *features_json(const struct nm_agent *a)
 			 "forged_src", (json_int_t)sa->forged);
 }
 
+static json_t *addr_json(const struct nm_addr *ip)
+{
+	char buf[64];
+
+	nm_addr_format(ip, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *spiffe_json(const char *td, const char *ns, const char *sa)
+{
+	struct nm_spiffe_id id = { 0 };
+	char buf[NM_SPIFFE_MAX];
+
+	snprintf(id.trust_domain, sizeof(id.trust_domain), "%s", td);
+	snprintf(id.ns, sizeof(id.ns), "%s", ns);
+	snprintf(id.sa, sizeof(id.sa), "%s", sa);
+	return nm_spiffe_format(&id, buf, sizeof(buf)) ? json_null() : json_string(buf);
+}
+
+static json_t *nodes_json(const struct nm_state *s)
+{
+	json_t *arr = json_array();
+
+	for (unsigned int i = 0; i < s->n_nodes; i++) {
+		const struct nm_st_node *n = &s->nodes[i];
+
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:o, s:b}",
+			"name", n->cfg->name, "node_id", (json_int_t)n->id,
+			"address", addr_json(&n->cfg->addr), "self", n == s->self));
+	}
+	return arr;
+}
+
+static json_t *identities_json(const struct nm_state *s)
+{
+	json_t *arr = json_array();
+
+	for (unsigned int i = 0; i < s->n_identities; i++) {
+		const struct nm_st_identity *id = &s->identities[i];
+
+		json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:o}",
+			"identity_id", (json_int_t)id->id, "namespace", id->ns,
+			"service_account", id->sa,
+			"spiffe_id", spiffe_json(s->cluster->trust_domain, id->ns, id->sa)));
+	}
+	return arr;
+}
+
+/*
+ * The inbound mode. Every workload is PERMISSIVE until strict inbound
+ * (issue 9) gives workloads a mode; the datapath's NM_WL_STRICT flag in
+ * nm_workloads is what the kernel enforces, and the CLI shows that flag
+ * for local workloads.
+ */
+static const char *workload_mode(const struct nm_st_workload *w)
+{
+	(void)w;
+	return "PERMISSIVE";
+}
+
+static json_t *workloads_json(const struct nm_state *s)
+{
+	json_t *arr = json_array();
+
+	for (unsigned int i = 0; i < s->n_workloads; i++) {
+		const struct nm_st_workload *w = &s->workloads[i];
+		const struct nm_workload_cfg *c = w->cfg;
+		json_t *addrs = json_array(), *labels = json_object();
+
+		json_array_append_new(addrs, addr_json(&c->ip));
+		if (c->has_ip6)
+			json_array_append_new(addrs, addr_json(&c->ip6));
+		for (unsigned int l = 0; l < c->n_labels; l++)
+			json_object_set_new(labels, c->labels[l].key,
+					    json_string(c->labels[l].value));
+		json_array_append_new(arr, json_pack(
+			"{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o, s:s, s:b, s:I, s:s, s:o}",
+			"name", c->name, "namespace", c->ns, "service_account", c->sa,
+			"identity", spiffe_json(s->cluster->trust_domain, c->ns, c->sa),
+			"workload_id", (json_int_t)w->id,
+			"identity_id", (json_int_t)w->identity_id,
+			"namespace_id", (json_int_t)w->namespace_id,
+			"addresses", addrs,
+			"node", w->node ? w->node->cfg->name : "",
+			"local", w->local, "cgroup_id", (json_int_t)w->cgroup_id,
+			"mode", workload_mode(w), "labels", labels));
+	}
+	return arr;
+}
+
+static const char *lb_name(enum nm_lb_algo_cfg a)
+{
+	static const char *const names[] = { "random", "round_robin",
+					     "least_request", "maglev" };
+
+	return (unsigned int)a < 4 ? names[a] : "unknown";
+}
+
+static const char *locality_name(enum nm_lb_locality_cfg l)
+{
+	static const char *const names[] = { "failover", "strict", "none" };
+
+	return (unsigned int)l < 3 ? names[l] : "unknown";
+}
+
+static json_t *services_json(const struct nm_state *s)
+{
+	json_t *arr = json_array();
+
+	for (unsigned int i = 0; i < s->n_services; i++) {
+		const struct nm_st_service *sv = &s->services[i];
+		const struct nm_service_cfg *c = sv->cfg;
+		json_t *ports = json_array();
+
+		for (unsigned int p = 0; p < c->n_ports; p++)
+			json_array_append_new(ports, json_pack("{s:i, s:i}",
+				"port", c->ports[p].port,
+				"target_port", c->ports[p].target_port));
+		json_array_append_new(arr, json_pack(
+			"{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:s, s:s}",
+			"name", c->name, "namespace", c->ns,
+			"service_id", (json_int_t)sv->id,
+			"namespace_id", (json_int_t)sv->namespace_id,
+			"vip", addr_json(&c->vip),
+			"vip6", c->has_vip6 ? addr_json(&c->vip6) : json_null(),
+			"ports", ports, "lb", lb_name(c->lb.algorithm),
+			"locality", locality_name(c->lb.locality)));
+	}
+	return arr;
+}
+
+/* The loaded credentials: identity, serial, validity, file (tls.h). */
+static json_t *certificates_json(const struct nm_agent *a)
+{
+	unsigned int n = a->tls ? nm_tls_identity_count(a->tls) : 0;
+	json_t *arr = json_array();
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct nm_tls_cert_info ci;
+
+		if (nm_tls_cert_info(a->tls, i, &ci))
+			continue;
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:s, s:I, s:I, s:s}",
+			"namespace", ci.id.ns, "service_account", ci.id.sa,
+			"identity", spiffe_json(ci.id.trust_domain, ci.id.ns, ci.id.sa),
+			"serial", ci.serial,
+			"not_before", (json_int_t)ci.not_before,
+			"not_after", (json_int_t)ci.not_after,
+			"file", ci.file));
+	}
+	return arr;
+}
+
 int nm_runstate_write(const struct nm_agent *a)
 {
 	char path[512], tmp[520], dir[512];
@@ -81,6 +244,17 @@ int nm_runstate_write(const struct nm_agent *a)
 			 "features", features_json(a));
 	if (!root)
 		return -ENOMEM;
+	/* What the CLI needs beyond the above: the admin API (nodemesh flows,
+	 * version) and the name tables of this generation (docs/cli.md). */
+	json_object_set_new(root, "version", json_string(NM_VERSION));
+	json_object_set_new(root, "written_at", json_integer((json_int_t)time(NULL)));
+	json_object_set_new(root, "admin", json_pack("{s:s, s:i}", "address", "127.0.0.1",
+						      "port", a->cluster->mesh.admin_port));
+	json_object_set_new(root, "nodes", nodes_json(a->state));
+	json_object_set_new(root, "identity_table", identities_json(a->state));
+	json_object_set_new(root, "workloads", workloads_json(a->state));
+	json_object_set_new(root, "services", services_json(a->state));
+	json_object_set_new(root, "certificates", certificates_json(a));
 	if (json_dump_file(root, tmp, JSON_INDENT(2)) || rename(tmp, path))
 		err = -EIO;
 	json_decref(root);

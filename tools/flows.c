@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * flows.c - `nodemesh flows [--follow] [--workload W]`: the agent's flow
+ * records from its admin API (docs/telemetry.md): GET /flows answers the
+ * recent closed flows, /flows?follow=1 streams one JSON object per line as
+ * flows close, ?workload= keeps the flows of one workload (either side).
+ * The address comes from the run state ("admin") unless --admin names it.
+ * The answer may be one JSON document (an array, or an object with
+ * "flows") or JSON lines; each is accepted.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "lib/table.h"
+#include "common.h"
+#include "commands.h"
+
+#define FLOWS_BODY_MAX (64u << 20)
+
+static const char flows_usage[] =
+	"Usage: nodemesh flows [--follow|-f] [--workload|-w NAME] [--admin ADDR:PORT]\n"
+	"                      [--instance NAME] [--run-dir DIR] [--json]\n"
+	"The agent's flow records from its admin API (GET /flows): source and\n"
+	"destination workload and identity, service, path, bytes each way,\n"
+	"duration and verdict. --follow streams flows as they close (one JSON\n"
+	"object per line with --json) until interrupted; --workload keeps the\n"
+	"flows of one workload (NAME or NAMESPACE/NAME). The admin address is\n"
+	"the one in the agent's run state unless --admin gives it.\n";
+
+struct flows_opts {
+	bool follow;
+	const char *workload;
+	const char *admin;
+};
+
+static int on_opt(int c, const char *arg, void *ctx)
+{
+	struct flows_opts *o = ctx;
+
+	switch (c) {
+	case 'f':
+		o->follow = true;
+		return 0;
+	case 'w':
+		if (!arg[0])
+			return -EINVAL;
+		o->workload = arg;
+		return 0;
+	case 'A':
+		if (!arg[0])
+			return -EINVAL;
+		o->admin = arg;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* A field of a flow record by the first of several names it may have. */
+static const char *pick(json_t *f, const char *const *names, char *buf, size_t len)
+{
+	for (; *names; names++) {
+		json_t *v = json_object_get(f, *names);
+
+		if (json_is_string(v))
+			return json_string_value(v);
+		if (json_is_integer(v)) {
+			snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+			return buf;
+		}
+		if (json_is_real(v)) {
+			snprintf(buf, len, "%.3f", json_real_value(v));
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+#define NCOLS 9
+static const char *const heads[NCOLS] = { "SOURCE", "DESTINATION", "SRC-IDENTITY",
+					  "DST-IDENTITY", "SERVICE", "PATH", "SENT",
+					  "RECEIVED", "VERDICT" };
+static const char *const col_keys[NCOLS][4] = {
+	{ "source_workload", "src_workload", "source", NULL },
+	{ "destination_workload", "dst_workload", "destination", NULL },
+	{ "source_principal", "src_identity", "source_identity", NULL },
+	{ "destination_principal", "dst_identity", "destination_identity", NULL },
+	{ "destination_service", "service", NULL },
+	{ "path", NULL },
+	{ "sent_bytes", "bytes_sent", "bytes_out", NULL },
+	{ "received_bytes", "bytes_received", "bytes_in", NULL },
+	{ "verdict", NULL },
+};
+
+static void row_cells(json_t *f, char bufs[NCOLS][64], const char *cells[NCOLS])
+{
+	for (int c = 0; c < NCOLS; c++)
+		cells[c] = pick(f, col_keys[c], bufs[c], sizeof(bufs[c]));
+}
+
+/* --- streaming ----------------------------------------------------------- */
+
+struct stream {
+	const struct nm_cli *cli;
+	char *buf;
+	size_t len, cap;
+	bool follow;
+	bool header;
+	unsigned long flows;
+	bool too_big;
+};
+
+/* --follow: one line is one flow; printed as it arrives. */
+static void emit_line(struct stream *s, const char *line, size_t len)
+{
+	char bufs[NCOLS][64];
+	const char *cells[NCOLS];
+	json_error_t jerr;
+	json_t *f;
+
+	if (!len)
+		return;
+	f = json_loadb(line, len, 0, &jerr);
+	if (!json_is_object(f)) {
+		json_decref(f);
+		return;
+	}
+	s->flows++;
+	if (s->cli->json) {
+		json_dumpf(f, stdout, JSON_COMPACT);
+		putchar('\n');
+	} else {
+		if (!s->header) {
+			printf("%-24s %-24s %-8s %-6s %10s %10s %s\n", "SOURCE",
+			       "DESTINATION", "SERVICE", "PATH", "SENT", "RECEIVED", "VERDICT");
+			s->header = true;
+		}
+		row_cells(f, bufs, cells);
+		printf("%-24s %-24s %-8s %-6s %10s %10s %s\n",
+		       cells[0] ? cells[0] : "-", cells[1] ? cells[1] : "-",
+		       cells[4] ? cells[4] : "-", cells[5] ? cells[5] : "-",
+		       cells[6] ? cells[6] : "-", cells[7] ? cells[7] : "-",
+		       cells[8] ? cells[8] : "-");
+	}
+	fflush(stdout);
+	json_decref(f);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct stream *s = arg;
+	size_t n = size * nmemb;
+
+	if (s->len + n + 1 > s->cap) {
+		size_t ncap = (s->len + n + 1) * 2;
+		char *p;
+
+		if (ncap > FLOWS_BODY_MAX) {
+			s->too_big = true;
+			return 0;
+		}
+		p = realloc(s->buf, ncap);
+		if (!p)
+			return 0;
+		s->buf = p;
+		s->cap = ncap;
+	}
+	memcpy(s->buf + s->len, data, n);
+	s->len += n;
+	s->buf[s->len] = '\0';
+	if (s->follow) {
+		char *nl;
+
+		while ((nl = memchr(s->buf, '\n', s->len))) {
+			size_t l = (size_t)(nl - s->buf);
+
+			emit_line(s, s->buf, l);
+			memmove(s->buf, nl + 1, s->len - l - 1);
+			s->len -= l + 1;
+			s->buf[s->len] = '\0';
+		}
+	}
+	return n;
+}
+
+/* The flows of a whole answer: a document or JSON lines; NULL if neither. */
+static json_t *parse_flows(const char *body, size_t len)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, &jerr), *arr;
+	const char *p = body, *end = body + len;
+
+	if (doc && jerr.position >= 0) {
+		size_t used = (size_t)jerr.position;
+
+		while (used < len && (body[used] == ' ' || body[used] == '\n' ||
+				      body[used] == '\r' || body[used] == '\t'))
+			used++;
+		if (used == len) {
+			if (json_is_array(doc))
+				return doc;
+			if (json_is_array(json_object_get(doc, "flows"))) {
+				arr = json_incref(json_object_get(doc, "flows"));
+				json_decref(doc);
+				return arr;
+			}
+		}
+	}
+	json_decref(doc);
+	arr = json_array();
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		json_t *f;
+
+		if (l && !(l == 1 && p[0] == '\r')) {
+			f = json_loadb(p, l, 0, &jerr);
+			if (!json_is_object(f)) {
+				json_decref(f);
+				json_decref(arr);
+				return NULL;
+			}
+			json_array_append_new(arr, f);
+		}
+		p += l + 1;
+	}
+	return arr;
+}
+
+static int print_table(json_t *flows)
+{
+	struct nm_table *tab;
+	size_t i;
+	json_t *f;
+	int ret = nm_table_new(&tab, NCOLS, heads);
+
+	if (ret)
+		return ret;
+	json_array_foreach(flows, i, f) {
+		char bufs[NCOLS][64];
+		const char *cells[NCOLS];
+
+		row_cells(f, bufs, cells);
+		ret = nm_table_row(tab, cells);
+		if (ret)
+			break;
+	}
+	if (!ret)
+		ret = nm_table_print(tab, stdout);
+	nm_table_free(tab);
+	return ret;
+}
+
+/* "http://host:port" from --admin or the run state's admin address. */
+static int admin_base(const struct nm_target *t, const char *admin, char *buf,
+		      size_t len, char *err, size_t errlen)
+{
+	json_t *agent, *a;
+	const char *host;
+
+	if (admin) {
+		snprintf(buf, len, "http://%s", admin);
+		return 0;
+	}
+	agent = nm_state_load(t->run_dir, t->instance, NM_RUN_AGENT_FILE, err, errlen);
+	if (!agent) {
+		if (!err[0])
+			snprintf(err, errlen,
+				 "instance \"%s\": no run state in %s (agent not running; --admin ADDR:PORT names the API)",
+				 t->instance, t->run_dir);
+		return -ENOENT;
+	}
+	a = json_object_get(agent, "admin");
+	host = json_string_value(json_object_get(a, "address"));
+	if (!host || !json_integer_value(json_object_get(a, "port"))) {
+		snprintf(err, errlen, "instance \"%s\": the run state names no admin API",
+			 t->instance);
+		json_decref(agent);
+		return -ENOENT;
+	}
+	snprintf(buf, len, strchr(host, ':') ? "http://[%s]:%lld" : "http://%s:%lld", host,
+		 (long long)json_integer_value(json_object_get(a, "port")));
+	json_decref(agent);
+	return 0;
+}
+
+int nm_cmd_flows(const struct nm_cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "follow", no_argument, NULL, 'f' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "admin", required_argument, NULL, 'A' },
+		{ 0 },
+	};
+	struct flows_opts o = { 0 };
+	struct nm_target t = { 0 };
+	struct stream s = { .cli = cli };
+	char base[512], url[1024], err[PATH_MAX + 256] = "", cerr[CURL_ERROR_SIZE] = "";
+	long code = 0;
+	json_t *flows;
+	CURLcode cr;
+	CURL *c;
+	int ret;
+
+	ret = nm_target_parse(cli, argc, argv, flows_usage, &t, extra, "fw:", on_opt, &o,
+			      NULL);
+	if (ret)
+		return ret < 0 ? NM_EXIT_OK : ret;
+	if (admin_base(&t, o.admin, base, sizeof(base), err, sizeof(err)))
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s", err);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT))
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "flows: cannot initialise libcurl");
+	c = curl_easy_init();
+	if (!c) {
+		curl_global_cleanup();
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "flows: cannot initialise libcurl");
+	}
+	{
+		char *w = o.workload ? curl_easy_escape(c, o.workload, 0) : NULL;
+
+		snprintf(url, sizeof(url), "%s/flows%s%s%s%s", base,
+			 o.follow || w ? "?" : "", o.follow ? "follow=1" : "",
+			 o.follow && w ? "&" : "", w ? "workload=" : "");
+		if (w)
+			snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s", w);
+		curl_free(w);
+	}
+	s.follow = o.follow;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (!o.follow)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	cr = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	if (cr != CURLE_OK && !(o.follow && cr == CURLE_PARTIAL_FILE)) {
+		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s: %s", url,
+				  s.too_big ? "answer too large" : cerr[0] ? cerr :
+				  curl_easy_strerror(cr));
+		goto out;
+	}
+	if (code != 200) {
+		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s: HTTP %ld%s%.200s", url, code,
+				  s.len ? ": " : "", s.buf ? s.buf : "");
+		goto out;
+	}
+	if (o.follow) {
+		if (s.len)
+			emit_line(&s, s.buf, s.len);
+		ret = NM_EXIT_OK;
+		goto out;
+	}
+	flows = parse_flows(s.buf ? s.buf : "", s.len);
+	if (!flows) {
+		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s: answer is neither JSON nor JSON lines",
+				  url);
+		goto out;
+	}
+	if (cli->json) {
+		ret = nm_cli_print_json(cli, json_pack("{s:s, s:s?, s:o}", "source", url,
+						       "workload", o.workload, "flows", flows));
+		goto out;
+	}
+	ret = print_table(flows) ? NM_EXIT_FAIL : NM_EXIT_OK;
+	json_decref(flows);
+out:
+	free(s.buf);
+	return ret;
+}
