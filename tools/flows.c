@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "lib/jsonlines.h"
 #include "lib/table.h"
 #include "common.h"
 #include "commands.h"
@@ -187,50 +188,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* The flows of a whole answer: a document or JSON lines; NULL if neither. */
-static json_t *parse_flows(const char *body, size_t len)
-{
-	json_error_t jerr;
-	json_t *doc = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, &jerr), *arr;
-	const char *p = body, *end = body + len;
-
-	if (doc && jerr.position >= 0) {
-		size_t used = (size_t)jerr.position;
-
-		while (used < len && (body[used] == ' ' || body[used] == '\n' ||
-				      body[used] == '\r' || body[used] == '\t'))
-			used++;
-		if (used == len) {
-			if (json_is_array(doc))
-				return doc;
-			if (json_is_array(json_object_get(doc, "flows"))) {
-				arr = json_incref(json_object_get(doc, "flows"));
-				json_decref(doc);
-				return arr;
-			}
-		}
-	}
-	json_decref(doc);
-	arr = json_array();
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		json_t *f;
-
-		if (l && !(l == 1 && p[0] == '\r')) {
-			f = json_loadb(p, l, 0, &jerr);
-			if (!json_is_object(f)) {
-				json_decref(f);
-				json_decref(arr);
-				return NULL;
-			}
-			json_array_append_new(arr, f);
-		}
-		p += l + 1;
-	}
-	return arr;
-}
-
 static int print_table(json_t *flows)
 {
 	struct nm_table *tab;
@@ -360,7 +317,7 @@ int nm_cmd_flows(const struct nm_cli *cli, int argc, char **argv)
 		ret = NM_EXIT_OK;
 		goto out;
 	}
-	flows = parse_flows(s.buf ? s.buf : "", s.len);
+	flows = nm_json_list_parse(s.buf ? s.buf : "", s.len, "flows");
 	if (!flows) {
 		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s: answer is neither JSON nor JSON lines",
 				  url);

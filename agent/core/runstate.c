@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 
+#include "lib/abidecode.h" /* the enum names the CLI prints */
 #include "lib/log.h"
 #include "lib/version.h"
 #include "core/runstate.h"
@@ -155,21 +156,6 @@ static json_t *workloads_json(const struct nm_state *s)
 	return arr;
 }
 
-static const char *lb_name(enum nm_lb_algo_cfg a)
-{
-	static const char *const names[] = { "random", "round_robin",
-					     "least_request", "maglev" };
-
-	return (unsigned int)a < 4 ? names[a] : "unknown";
-}
-
-static const char *locality_name(enum nm_lb_locality_cfg l)
-{
-	static const char *const names[] = { "failover", "strict", "none" };
-
-	return (unsigned int)l < 3 ? names[l] : "unknown";
-}
-
 static json_t *services_json(const struct nm_state *s)
 {
 	json_t *arr = json_array();
@@ -190,8 +176,8 @@ static json_t *services_json(const struct nm_state *s)
 			"namespace_id", (json_int_t)sv->namespace_id,
 			"vip", addr_json(&c->vip),
 			"vip6", c->has_vip6 ? addr_json(&c->vip6) : json_null(),
-			"ports", ports, "lb", lb_name(c->lb.algorithm),
-			"locality", locality_name(c->lb.locality)));
+			"ports", ports, "lb", nm_abi_lb_algo_name(c->lb.algorithm),
+			"locality", nm_abi_locality_name(c->lb.locality)));
 	}
 	return arr;
 }
