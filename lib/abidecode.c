@@ -10,7 +10,7 @@
 #include "lib/addr.h"
 
 enum kind {
-	K_U32, K_U64, K_WL, K_SVC_KEY, K_SVC, K_BE_KEY, K_BE, K_ADDR, K_EP,
+	K_U32, K_U64, K_WL_ID, K_WL, K_SVC_KEY, K_SVC, K_BE_KEY, K_BE, K_ADDR, K_EP,
 	K_ORIG, K_TUPLE, K_POL_KEY, K_POL, K_LB_SET, K_MG_KEY, K_STATE, K_WL_STATS,
 };
 
@@ -30,16 +30,17 @@ static const struct map_desc maps[] = {
 	{ "nm_lb_sets", K_BE_KEY, K_LB_SET },
 	{ "nm_maglev", K_MG_KEY, K_U32 },
 	{ "nm_lb_rr", K_BE_KEY, K_U32 },
-	{ "nm_lb_active", K_U32, K_U64 },
-	{ "nm_lb_conn", K_U64, K_U32 },
+	{ "nm_lb_active", K_WL_ID, K_U64 },
+	{ "nm_lb_conn", K_U64, K_WL_ID },
 	{ "nm_agent_state", K_U32, K_STATE },
-	{ "nm_wl_stats", K_U32, K_WL_STATS },
+	{ "nm_wl_stats", K_WL_ID, K_WL_STATS },
 };
 
 static size_t kind_size(enum kind k)
 {
 	switch (k) {
 	case K_U32: return 4;
+	case K_WL_ID: return 4;
 	case K_U64: return 8;
 	case K_WL: return sizeof(struct nm_workload);
 	case K_SVC_KEY: return sizeof(struct nm_svc_key);
@@ -195,6 +196,13 @@ static json_t *decode(enum kind k, const void *p)
 
 		memcpy(&v, p, sizeof(v));
 		return json_integer(v);
+	}
+	case K_WL_ID: {
+		uint32_t v;
+
+		/* An object, so the CLI can name the workload next to it. */
+		memcpy(&v, p, sizeof(v));
+		return json_pack("{s:I}", "workload_id", (json_int_t)v);
 	}
 	case K_U64: {
 		uint64_t v;
