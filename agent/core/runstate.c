@@ -234,8 +234,11 @@ int nm_runstate_write(const struct nm_agent *a)
 	 * version) and the name tables of this generation (docs/cli.md). */
 	json_object_set_new(root, "version", json_string(NM_VERSION));
 	json_object_set_new(root, "written_at", json_integer((json_int_t)time(NULL)));
-	json_object_set_new(root, "admin", json_pack("{s:s, s:i}", "address", "127.0.0.1",
-						      "port", a->cluster->mesh.admin_port));
+	/* telemetry.adminPort 0 turns the admin API off: null. */
+	json_object_set_new(root, "admin", a->cluster->telemetry.admin_port ?
+			    json_pack("{s:o, s:i}",
+				      "address", addr_json(&a->cluster->telemetry.admin_addr),
+				      "port", a->cluster->telemetry.admin_port) : json_null());
 	json_object_set_new(root, "nodes", nodes_json(a->state));
 	json_object_set_new(root, "identity_table", identities_json(a->state));
 	json_object_set_new(root, "workloads", workloads_json(a->state));
