@@ -490,8 +490,6 @@ static void print_instance(json_t *in)
 	}
 	if (str_of(in, "events_transport", NULL))
 		printf("  events transport %s\n", str_of(in, "events_transport", ""));
-	if (str_of(in, "source_address_mode", NULL))
-		printf("  source address %s\n", str_of(in, "source_address_mode", ""));
 	if (json_is_object(agent)) {
 		printf("  node %s, config %s, trust domain %s, datapath %s, identities %lld\n",
 		       str_of(agent, "node", "-"), str_of(agent, "config", "-"),

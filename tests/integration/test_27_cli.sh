@@ -16,7 +16,8 @@
 #                            LB algorithm
 #   cli27-status-json/-human version, generation (= nm_agent_state's),
 #                            uptime, 3 programs with names and types, map
-#                            fill of every countable map = bpftool's count
+#                            fill of every countable map = bpftool's count,
+#                            the source-address mode the agent reported
 #   cli27-maps-list          entries per map = bpftool's count
 #   cli27-maps-dump-<map>    typed records, IDs named from the run state:
 #                            nm_workloads, nm_services, nm_endpoints,
@@ -167,8 +168,10 @@ jqok cli27-status-json '.instances[0] |
 	(.pins.links | length) == 3 and
 	all(.pins.links[]; (.prog_name | length) > 0 and (.prog_type | length) > 0 and .prog_id > 0) and
 	([.pins.map_fill[] | select(.entries != null) | {(.name): .entries}] | add) == $counts and
-	all(.pins.map_fill[]; .max_entries > 0)' "$st" \
+	all(.pins.map_fill[]; .max_entries > 0) and
+	.source_address_mode == $sam and (.source_address_mode | type) == "string"' "$st" \
 	--arg ver "$ver" --argjson gen "$gen" --argjson maxup "$((now - t_start + 60))" \
+	--argjson sam "$(jq '.features.source_address' "/run/nodemesh/$inst1/agent.json")" \
 	--argjson counts "$counts"
 "$cli" status --instance "$inst1" >"$NM_STATE/status.txt" 2>&1
 wlc=$(jq '.nm_workloads' <<<"$counts")
