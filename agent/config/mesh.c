@@ -62,12 +62,28 @@ static int get_health_port(struct nm_cfg_parser *p, const json_t *mesh,
 	return ret;
 }
 
+/* "certExpiryWarning": seconds before notAfter to warn, 0 = never. */
+static int get_expiry_warning(struct nm_cfg_parser *p, const json_t *mesh,
+			      int64_t *out)
+{
+	long long v;
+	int ret;
+
+	ret = nm_jw_get_int(&p->j, mesh, "mesh", "certExpiryWarning", false, 0,
+			    10LL * 366 * 86400,
+			    "seconds (0..316224000; 0 = no expiry warning)", &v);
+	if (ret > 0)
+		*out = v;
+	return ret;
+}
+
 int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
 					    "adminPort", "failMode", "limits",
 					    "rootNamespace", "healthPort",
-					    "preserveSourceAddress", NULL };
+					    "preserveSourceAddress",
+					    "certExpiryWarning", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -122,6 +138,9 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 	}
 	ret = parse_limits(p, f.v);
 	if (ret)
+		return ret;
+	ret = get_expiry_warning(p, f.v, &m->cert_expiry_warning);
+	if (ret < 0)
 		return ret;
 	/* The three listeners share the node address. */
 	if (m->inbound_port == m->outbound_port)

@@ -30,6 +30,7 @@ struct nm_daemon {
 	char policy_watched[NM_PATH_MAX];  /* the folder policy_fd watches */
 	uint64_t policy_timer;             /* debounce after a change */
 	struct nm_health *health;          /* :15021/healthz/ready, or NULL */
+	struct nm_certdir *certdir;        /* certDir watcher (certs.c), or NULL */
 };
 
 int nm_daemon_file_mtime(const char *path, struct timespec *ts);
@@ -52,5 +53,9 @@ void nm_daemon_reload(struct nm_daemon *d);
  * 0, or -EINVAL when refused (logged, the last good state stays).
  */
 int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c);
+/* Watches the snapshot's certDir (again when it or the trust domain
+ * moved) and swaps rotated credentials in for new handshakes (certs.c). */
+void nm_daemon_certs_watch(struct nm_daemon *d);
+void nm_daemon_certs_stop(struct nm_daemon *d);
 
 #endif

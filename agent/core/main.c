@@ -486,6 +486,7 @@ int main(int argc, char **argv)
 	a->heartbeat_timer = nm_loop_add_timer(a->loop, 0, on_heartbeat, a);
 	d.reload_timer = nm_loop_add_timer(a->loop, 2000, on_reload_check, &d);
 	nm_daemon_policies_publish(&d);
+	nm_daemon_certs_watch(&d);
 	nm_runstate_write(a);
 	nm_health_set_ready(d.health, true);
 	pr_info("msg=\"ready\" node=%s instance=%s identities=%u",
@@ -503,6 +504,7 @@ out:
 	nm_k8s_stop(k8s_src);
 	k8s_src = NULL;
 	nm_health_close(d.health);
+	nm_daemon_certs_stop(&d);
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
 	if (feat_path[0])

@@ -419,6 +419,7 @@ int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c)
 	/* Limits apply live; flows already counted stay counted. */
 	nm_limits_init(&a->limits, &c->mesh.limits);
 	policies_commit(d, ps);
+	nm_daemon_certs_watch(d);
 	nm_runstate_write(a);
 	pr_info("msg=\"config reloaded\" file=%s generation=%u workloads=%u services=%u",
 		c->path, s->generation, c->n_workloads, c->n_services);

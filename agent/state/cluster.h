@@ -215,6 +215,7 @@ struct nm_mesh_cfg {
 	char root_ns[NM_NAME_MAX]; /* "rootNamespace", default istio-system */
 	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
 	bool preserve_src;         /* "preserveSourceAddress", default true */
+	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
 };
 
 /*

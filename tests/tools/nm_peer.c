@@ -1529,7 +1529,8 @@ static int cmd_tls_serve(const struct opts *o)
 
 static const char *const mkcert_kinds[] = {
 	"valid", "selfsigned", "two-uris", "non-spiffe", "no-san", "dns-only",
-	"port", "query", "nul", "expired", "ca-leaf", "leaf-signed", NULL,
+	"port", "query", "nul", "expired", "not-yet-valid", "ca-leaf",
+	"leaf-signed", NULL,
 };
 
 static int cmd_mkcert(const struct opts *o)
@@ -1605,6 +1606,9 @@ static int cmd_mkcert(const struct opts *o)
 	} else if (!strcmp(kind, "expired")) {
 		sp.not_before = -7200;
 		sp.not_after = -3600;
+	} else if (!strcmp(kind, "not-yet-valid")) {
+		sp.not_before = 3600;
+		sp.not_after = 7200;
 	} else if (!strcmp(kind, "ca-leaf")) {
 		sp.ca = true;
 		sp.key_usage = "critical,digitalSignature,keyCertSign,cRLSign";
