@@ -50,6 +50,7 @@ struct nm_certdir {
 	pthread_t thread;
 	bool started;
 	int stop_fd;
+	int kick_fd;               /* the warning setting changed */
 	int ready_fd;
 	pthread_mutex_t lock;
 	struct nm_tls *ready;      /* under lock */
@@ -297,7 +298,8 @@ static void *worker(void *arg)
 	 * watch would otherwise wait for the next event. */
 	first = deadline = mono_ms();
 	for (;;) {
-		struct pollfd p[2] = { { .fd = w->stop_fd, .events = POLLIN },
+		struct pollfd p[3] = { { .fd = w->stop_fd, .events = POLLIN },
+				       { .fd = w->kick_fd, .events = POLLIN },
 				       { .fd = w->ino, .events = POLLIN } };
 		int64_t now = mono_ms(), wake = next_expiry;
 		int n;
@@ -306,13 +308,19 @@ static void *worker(void *arg)
 			wake = deadline;
 		if (w->ino < 0 && next_retry < wake)
 			wake = next_retry;
-		n = poll(p, w->ino >= 0 ? 2 : 1, timeout_until(now, wake));
+		n = poll(p, w->ino >= 0 ? 3 : 2, timeout_until(now, wake));
 		if (n < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			break;
 		now = mono_ms();
-		if (w->ino >= 0 && (p[1].revents & POLLIN) && drain(w->ino)) {
+		if (p[1].revents & POLLIN) {
+			eventfd_t v;
+
+			eventfd_read(w->kick_fd, &v);
+			next_expiry = now;
+		}
+		if (w->ino >= 0 && (p[2].revents & POLLIN) && drain(w->ino)) {
 			if (deadline < 0)
 				first = now;
 			deadline = now + w->debounce_ms;
@@ -356,6 +364,7 @@ int nm_certdir_start(const struct nm_certdir_opts *o, struct nm_certdir **out)
 		return -ENOMEM;
 	w->ino = -1;
 	w->ready_fd = -1;
+	w->kick_fd = -1;
 	pthread_mutex_init(&w->lock, NULL);
 	snprintf(w->dir, sizeof(w->dir), "%s", o->dir);
 	snprintf(w->td, sizeof(w->td), "%s", o->trust_domain);
@@ -364,7 +373,8 @@ int nm_certdir_start(const struct nm_certdir_opts *o, struct nm_certdir **out)
 	w->last = nm_tls_ref(o->current);
 	w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->stop_fd < 0 || w->ready_fd < 0) {
+	w->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->stop_fd < 0 || w->ready_fd < 0 || w->kick_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}
@@ -393,6 +403,8 @@ void nm_certdir_stop(struct nm_certdir *w)
 		close(w->stop_fd);
 	if (w->ready_fd >= 0)
 		close(w->ready_fd);
+	if (w->kick_fd >= 0)
+		close(w->kick_fd);
 	nm_tls_unref(w->ready);
 	nm_tls_unref(w->last);
 	pthread_mutex_destroy(&w->lock);
@@ -428,6 +440,6 @@ bool nm_certdir_watches(const struct nm_certdir *w, const char *dir,
 
 void nm_certdir_set_expiry_warning(struct nm_certdir *w, int64_t secs)
 {
-	if (w)
-		atomic_store(&w->warning, secs);
+	if (w && atomic_exchange(&w->warning, secs) != secs)
+		eventfd_write(w->kick_fd, 1);
 }

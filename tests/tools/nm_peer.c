@@ -109,6 +109,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: nm_peer serve --port P [--addr A] [--log-conns]\n"
 		"       nm_peer send --to IP:PORT --bytes N [--timeout-ms T] [--dump-sent FILE]\n"
+		"                    [--duration-ms D]   (spread the bytes over D ms)\n"
 		"       nm_peer connect --to IP:PORT [--timeout-ms T] [--wait-close-ms W]\n"
 		"       nm_peer find --haystack FILE --needles FILE [--chunk C]\n"
 		"       nm_peer tlsrec --pcap FILE --port P [--min-bytes N]\n"
@@ -576,7 +577,7 @@ static int cmd_send(const struct opts *o)
 {
 	const char *to = opt_get(o, "--to");
 	const char *dump = opt_get(o, "--dump-sent");
-	uint64_t nbytes, timeout;
+	uint64_t nbytes, timeout, duration;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	uint8_t *payload = NULL, *rbuf = NULL;
@@ -590,7 +591,8 @@ static int cmd_send(const struct opts *o)
 
 	if (!to || parse_hostport(to, &ss, &sl) ||
 	    opt_u64(o, "--bytes", 0, &nbytes) ||
-	    opt_u64(o, "--timeout-ms", 10000, &timeout)) {
+	    opt_u64(o, "--timeout-ms", 10000, &timeout) ||
+	    opt_u64(o, "--duration-ms", 0, &duration)) {
 		usage();
 		return CX_USAGE;
 	}
@@ -624,13 +626,23 @@ static int cmd_send(const struct opts *o)
 	while (!eof) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		int64_t left = (int64_t)timeout - (now_ms() - t0);
+		uint64_t allowed = nbytes;
+		int wait = (int)left;
 		int n;
 
+		/* Paced: a long-lived stream with data moving all along. */
+		if (duration) {
+			double f = (double)(now_ms() - t0 - t_conn) / (double)duration;
+
+			allowed = f >= 1.0 ? nbytes : (uint64_t)(f * (double)nbytes);
+			if (wait > 10)
+				wait = 10;
+		}
 		if (sent == nbytes && !shut) {
 			shutdown(fd, SHUT_WR);
 			shut = true;
 		}
-		if (sent < nbytes)
+		if (sent < allowed)
 			pfd.events |= POLLOUT;
 		if (left <= 0) {
 			result = "error";
@@ -638,14 +650,14 @@ static int cmd_send(const struct opts *o)
 			ename = "ETIMEDOUT";
 			goto report;
 		}
-		n = poll(&pfd, 1, (int)left);
+		n = poll(&pfd, 1, wait);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			continue;
-		if (pfd.revents & POLLOUT && sent < nbytes) {
-			size_t chunk = nbytes - sent > IO_CHUNK ? IO_CHUNK
-							       : (size_t)(nbytes - sent);
+		if (pfd.revents & POLLOUT && sent < allowed) {
+			size_t chunk = allowed - sent > IO_CHUNK ? IO_CHUNK
+							       : (size_t)(allowed - sent);
 			ssize_t w = send(fd, payload + sent, chunk, MSG_NOSIGNAL);
 
 			if (w < 0 && errno != EAGAIN) {
