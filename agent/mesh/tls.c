@@ -1233,9 +1233,20 @@ bool nm_tls_same(const struct nm_tls *a, const struct nm_tls *b)
 	return true;
 }
 
+/*
+ * A copy: an SSL_SESSION sits in one cache's linked list through its own
+ * prev/next pointers, so adding the same object to a second SSL_CTX
+ * corrupts both lists (SSL_CTX_free of the old context then loops in
+ * SSL_CTX_flush_sessions; check_certdir's test_tickets_across_swaps).
+ */
 static void add_session(SSL_SESSION *sess, SSL_CTX *to)
 {
-	SSL_CTX_add_session(to, sess);
+	SSL_SESSION *copy = SSL_SESSION_dup(sess);
+
+	if (!copy)
+		return;
+	SSL_CTX_add_session(to, copy);
+	SSL_SESSION_free(copy); /* the cache holds its own reference */
 }
 IMPLEMENT_LHASH_DOALL_ARG(SSL_SESSION, SSL_CTX);
 

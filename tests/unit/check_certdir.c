@@ -380,7 +380,7 @@ static bool handshake(struct nm_tls *tc, struct nm_tls *ts)
 	char c = 0;
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p.fd), 0);
-	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", &srv, p.fd[0], &p.c), 0);
+	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", &srv, NULL, p.fd[0], &p.c), 0);
 	ck_assert_int_eq(nm_tls_server_new(ts, NULL, NULL, p.fd[1], &p.s), 0);
 	for (int i = 0; i < 200 && (!p.c_st || !p.s_st); i++) {
 		if (!p.c_st)
