@@ -1,22 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 /* log.c - the agent's one logger; the level is the only state it keeps. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "lib/log.h"
 
-static enum nm_log_level log_level = NM_LOG_INFO;
+/* Atomic: the admin API's thread changes it (POST /logging) while the
+ * event loop logs. */
+static _Atomic int log_level = NM_LOG_INFO;
 
 void nm_log_set_level(enum nm_log_level level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 }
 
 enum nm_log_level nm_log_get_level(void)
 {
-	return log_level;
+	return (enum nm_log_level)atomic_load_explicit(&log_level,
+						       memory_order_relaxed);
 }
 
 int nm_log_parse_level(const char *s, enum nm_log_level *out)
@@ -41,7 +45,7 @@ static void log_line(enum nm_log_level level, const char *suffix,
 	struct tm tm;
 	char stamp[32];
 
-	if (level > log_level)
+	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -100,7 +104,7 @@ void nm_log_ratelimited(struct nm_ratelimit *rs, enum nm_log_level level,
 	va_list ap;
 
 	/* Lines below the level are neither printed nor counted. */
-	if (level > log_level || !nm_ratelimit_check(rs, nm_log_now_ms(), &dropped))
+	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed) || !nm_ratelimit_check(rs, nm_log_now_ms(), &dropped))
 		return;
 	if (dropped)
 		snprintf(suffix, sizeof(suffix), " suppressed=%llu",

@@ -22,6 +22,8 @@ PKGS=(
 	python3 python3-kubernetes nodejs unzip curl
 	# promtool (package prometheus) checks the metrics text format
 	prometheus
+	# a real Prometheus text parser for the telemetry test (/usr/bin/python3)
+	python3-prometheus-client
 	# benchmarks
 	sockperf iperf3 haproxy nginx libnginx-mod-stream stunnel4 jq
 	# kernel matrix

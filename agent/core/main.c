@@ -43,6 +43,7 @@
 #include "core/daemon.h"
 #include "core/runstate.h"
 #include "telemetry/health.h"
+#include "telemetry/telemetry.h"
 #include "k8s/k8s.h"
 #include "lib/pins.h"
 
@@ -429,6 +430,10 @@ int main(int argc, char **argv)
 	ret = nm_loop_create(&a->loop);
 	if (ret)
 		goto out;
+	ret = nm_tel_create(a, &a->tel);
+	if (ret)
+		goto out;
+	a->authz.tel = a->tel;
 	ret = setup_signals(&d);
 	if (ret)
 		goto out;
@@ -470,6 +475,9 @@ int main(int argc, char **argv)
 	if (nm_proxy_listen(a))
 		goto out;
 	health_open(&d);
+	nm_tel_set_features(a->tel, &feat, &chosen);
+	if (nm_tel_start(a->tel))
+		goto out;
 	/* Set-up is done. The agent marks nothing (its sockets are told
 	 * apart by cgroup), so it needs no capability from here on, except
 	 * CAP_BPF on kernels that check it on every bpf() call (before 5.19
@@ -507,6 +515,9 @@ out:
 	nm_daemon_certs_stop(&d);
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
+	nm_tel_free(a->tel); /* after the flows: their records are flushed */
+	a->tel = NULL;
+	a->authz.tel = NULL;
 	if (feat_path[0])
 		unlink(feat_path);
 	nm_runstate_remove(a);

@@ -79,5 +79,7 @@ bool nm_authz_check(struct nm_authz *z, const struct nm_state *s,
 		else
 			snprintf(policy_name, len, "-");
 	}
+	if (z->tel)
+		nm_tel_policy_decision(z->tel, policy_name && len ? policy_name : NULL, v->allow);
 	return v->allow;
 }

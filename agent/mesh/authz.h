@@ -16,6 +16,7 @@
 #include "lib/spiffe.h"
 #include "policy/policy.h"
 #include "state/state.h"
+#include "telemetry/hooks.h"
 
 /* Decisions counted since the policy set came into force. */
 struct nm_authz {
@@ -24,6 +25,7 @@ struct nm_authz {
 	uint64_t denied;
 	uint64_t *by_policy;            /* decisions per policy index */
 	unsigned int n_policies;
+	struct nm_telemetry *tel;       /* decisions by policy (telemetry/hooks.h); may be NULL */
 };
 
 /* Takes ps (may be NULL) into force, freeing the previous set; counters

@@ -95,6 +95,7 @@ static struct nm_flow *flow_new(struct nm_agent *a, struct nm_listener *lst,
 	f->dir = dir;
 	f->id = a->flow_base + ++a->flow_seq;
 	f->start_ms = nm_loop_now_ms();
+	nm_tel_flow_start(&f->tel);
 	f->side[0].fd = fd;
 	f->side[0].writable = true;
 	f->side[1].fd = -1;
@@ -158,6 +159,7 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 {
 	struct nm_agent *a = f->agent;
 
+	nm_tel_flow_close(a->tel, f, how); /* sockets still open: TCP_INFO */
 	if (f->phase == NM_PH_AWAIT_STATUS || f->phase == NM_PH_RELAY ||
 	    f->phase == NM_PH_DRAIN)
 		flow_log_close(f, how);
@@ -613,6 +615,7 @@ static void flow_connect_failed(struct nm_flow *f, int err)
 	char s1[64];
 
 	f->agent->stats.upstream_failures++;
+	nm_tel_flow_fail(f->agent->tel, f, NM_TEL_FLAG_CONNECT, "upstream connect failed", NULL);
 	pr_warn_ratelimited(&f->agent->rl.connect,
 			    "msg=\"connect failed\" flow=%llu to=%s err=\"%s\"",
 			    (unsigned long long)f->id,
@@ -702,6 +705,7 @@ static void flow_log_open(struct nm_flow *f)
 
 	if (f->res.attempts <= 1) /* a retry logs again, counts once */
 		a->stats.flows_opened++;
+	nm_tel_flow_open(a->tel, f);
 	/* Per-flow lines are debug (the flow log comes with telemetry); skip
 	 * formatting them when they would not print. */
 	if (nm_log_get_level() < NM_LOG_DEBUG)
@@ -1122,6 +1126,7 @@ static int flow_step_handshake(struct nm_flow *f)
 				&f->peer_id, &why);
 	if (err)
 		goto fail;
+	nm_tel_tls_handshake(a->tel, f->dir == NM_DIR_OUTBOUND, true, SSL_session_reused(s->ssl));
 	/* Outbound the slot ends with the handshake; inbound it also covers
 	 * the wait for the preamble, so connections that completed a
 	 * handshake and then idle are capped too. */
@@ -1146,6 +1151,9 @@ static int flow_step_handshake(struct nm_flow *f)
 
 fail:
 	a->stats.tls_failures++;
+	nm_tel_tls_handshake(a->tel, f->dir == NM_DIR_OUTBOUND, false, false);
+	if (f->dir == NM_DIR_OUTBOUND) /* inbound: nothing is known of the peer yet */
+		nm_tel_flow_fail(a->tel, f, NM_TEL_FLAG_TLS, "tls handshake failed", NULL);
 	f->res.failed_attempt = f->dir == NM_DIR_OUTBOUND;
 	pr_warn_ratelimited(&a->rl.tls,
 			    "msg=\"tls handshake failed\" flow=%llu dir=%s peer=%s reason=\"%s\"",
@@ -1274,6 +1282,8 @@ static int flow_step_preamble(struct nm_flow *f)
 	if (status != NM_NMTP_OK) {
 		char i1[NM_SPIFFE_MAX];
 
+		nm_tel_flow_fail(a->tel, f, status == NM_NMTP_DENIED ? NM_TEL_FLAG_DENY :
+					    NM_TEL_FLAG_CONNECT, nm_status_str(status), policy);
 		pr_warn_ratelimited(&a->rl.refused,
 				    "msg=\"inbound flow refused\" flow=%llu peer_id=%s src=%s dst=%s status=%s policy=%s reason=\"%s\"",
 				    (unsigned long long)f->id,
@@ -1469,6 +1479,7 @@ static bool flow_local_allowed(struct nm_flow *f)
 	if (nm_authz_check(&a->authz, a->state, dst, &f->connect_to,
 			   &f->local_id, &f->src, &v, policy, sizeof(policy)))
 		return true;
+	nm_tel_flow_fail(a->tel, f, NM_TEL_FLAG_DENY, "denied", policy);
 	pr_warn_ratelimited(&a->rl.refused,
 			    "msg=\"local flow refused\" src_id=%s src=%s dst=%s status=denied policy=%s reason=\"%s\"",
 			    fmt_id(&f->local_id, i1, sizeof(i1)),
@@ -1576,6 +1587,8 @@ static void flow_start_mesh_outbound(struct nm_flow *f)
 		f->has_expected = true;
 		f->remote = true;
 		if (!nm_tls_has_identity(a->tls, f->local_id.ns, f->local_id.sa)) {
+			nm_tel_flow_fail(a->tel, f, NM_TEL_FLAG_IDENTITY,
+					 "no certificate for the source identity", NULL);
 			pr_warn_ratelimited(&a->rl.other,
 					    "msg=\"no certificate for source identity\" flow=%llu ns=%s sa=%s",
 					    (unsigned long long)f->id, f->local_id.ns,

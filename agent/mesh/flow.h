@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "mesh/proxy.h"
+#include "telemetry/hooks.h"
 
 enum nm_flow_phase {
 	NM_PH_CONNECTING,
@@ -63,6 +64,7 @@ struct nm_flow {
 	/* Limit slots this flow holds (limits.h), given back by flow_free. */
 	bool held_flow, held_handshake, held_pod, held_peer;
 	struct nm_flow_res res;          /* resilience (mesh/breaker.h) */
+	struct nm_tel_flow tel;          /* metrics and flow record (telemetry/hooks.h) */
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,

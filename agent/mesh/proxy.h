@@ -129,6 +129,7 @@ struct nm_agent {
 	struct nm_outlier outlier;
 	/* Source preservation (issue 9): whether pods see the client. */
 	struct nm_srcaddr srcaddr;
+	struct nm_telemetry *tel; /* metrics, flow log (telemetry/hooks.h); may be NULL */
 };
 
 /* Opens the listeners the configuration asks for; 0 or -errno (logged). */

@@ -1521,3 +1521,24 @@ int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out)
 	*out = c->local;
 	return 0;
 }
+
+/* For telemetry (/config_dump, certificate expiry gauges): credential i's
+ * identity and validity (Unix seconds). 0, or -ENOENT past the last. */
+int nm_tls_cred_info(const struct nm_tls *t, unsigned int i,
+		     struct nm_spiffe_id *id, int64_t *not_before,
+		     int64_t *not_after)
+{
+	struct tm tm;
+
+	if (!t || i >= t->n_creds)
+		return -ENOENT;
+	*id = t->creds[i].id;
+	*not_before = *not_after = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (ASN1_TIME_to_tm(X509_get0_notBefore(t->creds[i].cert), &tm))
+		*not_before = (int64_t)timegm(&tm);
+	memset(&tm, 0, sizeof(tm));
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(t->creds[i].cert), &tm))
+		*not_after = (int64_t)timegm(&tm);
+	return 0;
+}

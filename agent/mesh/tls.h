@@ -160,4 +160,10 @@ const char *nm_tls_refusal(const SSL *ssl);
 /* The identity the server side presented (from SNI); 0 or -ENOENT. */
 int nm_tls_local_identity(SSL *ssl, struct nm_spiffe_id *out);
 
+/* Credential i's identity and validity in Unix seconds (telemetry);
+ * 0, or -ENOENT past the last one. */
+int nm_tls_cred_info(const struct nm_tls *t, unsigned int i,
+		     struct nm_spiffe_id *id, int64_t *not_before,
+		     int64_t *not_after);
+
 #endif
