@@ -98,21 +98,6 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *c,
 			    "text/plain; version=0.0.4; charset=utf-8");
 }
 
-bool nm_tel_entry_match(const struct nm_tel_entry *e, const char *w)
-{
-	const char *s;
-
-	if (!w || !*w)
-		return true;
-	if (strchr(w, '/'))
-		return !strcmp(e->src, w) || !strcmp(e->dst, w);
-	s = strchr(e->src, '/');
-	if (s && !strcmp(s + 1, w))
-		return true;
-	s = strchr(e->dst, '/');
-	return s && !strcmp(s + 1, w);
-}
-
 /* /flows: {"active": [...], "active_total": N, "truncated": bool,
  *          "recent": [...newest last]} */
 static enum MHD_Result flows_list(struct nm_tel_shared *sh, struct MHD_Connection *c,

@@ -635,37 +635,6 @@ void nm_tel_policy_decision(struct nm_telemetry *t, const char *policy,
 				     allow ? "allow" : "deny"), 1);
 }
 
-int nm_tel_parse_log_level(const char *q, int *level)
-{
-	static const struct {
-		const char *name;
-		int level;
-	} names[] = {
-		{ "debug", NM_LOG_DEBUG }, { "trace", NM_LOG_DEBUG },
-		{ "info", NM_LOG_INFO },   { "warn", NM_LOG_WARN },
-		{ "warning", NM_LOG_WARN }, { "error", NM_LOG_WARN },
-	};
-	const char *p, *end;
-	size_t n;
-
-	if (!q || !*q || strlen(q) > 256)
-		return -EINVAL;
-	/* "module=level,module=level": ztunnel's form; one logger here, so
-	 * the last level named wins. */
-	p = strrchr(q, ',');
-	p = p ? p + 1 : q;
-	end = p + strlen(p);
-	if (memchr(p, '=', (size_t)(end - p)))
-		p = (const char *)memchr(p, '=', (size_t)(end - p)) + 1;
-	n = (size_t)(end - p);
-	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strlen(names[i].name) == n && !strncasecmp(p, names[i].name, n)) {
-			*level = names[i].level;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* ---------------------------------------------------------- publishing */
 
 static void set_counter(struct nm_metric_family *f, const char *label, double v)
