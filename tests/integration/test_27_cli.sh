@@ -24,6 +24,8 @@
 #                            nm_agent_state, nm_wl_stats (per CPU, summed)
 #   cli27-certs-json/-human  identity, serial and notAfter as openssl reads
 #                            the certificate files; seconds to expiry
+#   cli27-certs-rotated      a certificate reissued in place shows its new
+#                            serial once the agent rotated it
 #   cli27-version-json       CLI version, ABI, each running agent's version
 #   cli27-flows-*            `flows` against a fixture HTTP server speaking
 #                            the admin API shape (docs/telemetry.md): the
@@ -250,6 +252,21 @@ jqok cli27-certs-json '([.certificates[] | {identity, serial: (.serial | ascii_u
 ok cli27-certs-human "grep -Eq '^IDENTITY +SERIAL +NOT-BEFORE +NOT-AFTER +EXPIRES-IN +FILE$' '$NM_STATE/certs.txt' &&
 	grep -Eq '^spiffe://$NM_TRUST_DOMAIN/ns/default/sa/client +[0-9A-Fa-f]+ +[0-9T:-]+Z +[0-9T:-]+Z +[0-9]+s +/' '$NM_STATE/certs.txt' &&
 	aligned '$NM_STATE/certs.txt' >/dev/null" "$(cat "$NM_STATE/certs.txt")"
+
+# A certificate reissued in place: the agent rotates it and rewrites its
+# run state, so certs shows the new serial (polled: rotation is debounced).
+"$cli" ca issue --dir "$NM_STATE/ca" --out "$NM_STATE/certs" --ns default --sa client >/dev/null 2>&1
+new_serial=$(openssl x509 -in "$NM_STATE/certs/default/client/cert.pem" -noout -serial | cut -d= -f2)
+old_serial=$(jq -r '.[] | select(.identity | endswith("/sa/client")) | .serial' <<<"$want_certs")
+seen=""
+for _ in $(seq 100); do
+	seen=$("$cli" certs --instance "$inst1" --json |
+		jq -r '.certificates[] | select(.identity | endswith("/sa/client")) | .serial | ascii_upcase')
+	[[ $seen == "$new_serial" ]] && break
+	sleep 0.1
+done
+ok cli27-certs-rotated "[[ $new_serial != $old_serial && $seen == $new_serial ]]" \
+	"old $old_serial new $new_serial certs shows $seen"
 
 # --- version -----------------------------------------------------------------------------------
 v=$("$cli" version --json)
