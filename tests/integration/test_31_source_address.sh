@@ -18,6 +18,9 @@
 #                            the echo identity): NMTP status 1, nothing reaches
 #                            the pod, a "forged SRC" refusal line and the
 #                            forged_src count in agent.json
+#   src-ipv6                 the same over IPv6 (IPV6_TRANSPARENT, the v6
+#                            rule): echo at fd00:18:2::11 sees [fd00:18:1::11];
+#                            echo's own v6 address as SRC is refused
 #   src-routing-removed      after the agent stops, its nft table and fwmark
 #                            rules are gone from the node netns
 #   src-fallback-*           mesh.preserveSourceAddress false: agent.json and
@@ -134,8 +137,57 @@ else
 	fi
 fi
 
-# --- routing is removed with the agent --------------------------------------
+# --- IPv6: IPV6_TRANSPARENT and the v6 rule ----------------------------------
+# echo gets an IPv6 address (routed, as above) and client one in the cluster
+# file only: the hand-made NMTP client speaks for it over node-2's IPv4
+# tunnel port, so node-2's agent connects to echo from [c6]:port and the
+# pod's v6 reply must come back through the v6 fwmark rule.
+e6=fd00:18:2::11
+c6=fd00:18:1::11
+gw6=fd00:18:2::1
 ns2=$(nm_node_ns 2)
+nm_pod_info echo
+v6ok=1
+ip -n "$NM_P_NS" addr add "$e6/128" dev eth0 nodad &&
+	ip -n "$NM_P_NS" -6 route add "$gw6" dev eth0 &&
+	ip -n "$NM_P_NS" -6 route add default via "$gw6" dev eth0 &&
+	ip -n "$ns2" addr add "$gw6/128" dev "${NM_RUN}br" nodad &&
+	ip -n "$ns2" -6 route add "$e6/128" dev "${NM_RUN}br" || v6ok=0
+cfg=$NM_STATE/cluster.json
+jq --arg e "$e6" --arg c "$c6" '(.workloads[] | select(.name == "echo") | .ip6) = $e |
+	(.workloads[] | select(.name == "client") | .ip6) = $c' "$cfg" >"$cfg.tmp" && mv "$cfg.tmp" "$cfg"
+nm_agent_stop 2
+nm_agent_start 2 || v6ok=0
+nm_pod_spawn echo echo6 "$NM_PEER" serve --port 8081 --addr :: --log-conns
+nm_wait_listen "$NM_P_NS" 8081 5 || v6ok=0
+if ((!v6ok)); then
+	nm_fail src-ipv6 "IPv6 set-up failed"
+else
+	out=$(nm_node_exec 1 "$NM_PEER" nmtp --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" \
+		--dst "[$e6]:8081" --src "[$c6]:41733" --cert "$certs/client/cert.pem" \
+		--key "$certs/client/key.pem" --sni "echo.default.$NM_TRUST_DOMAIN" \
+		--bytes 4K --timeout-ms 5000)
+	if [[ $(nm_json "$out" status) == 0 && $(nm_json "$out" echoed) == 4096 ]] &&
+		nm_wait_file_match "$NM_STATE/echo6.out" "^close peer=\\[$c6\\]:41733 bytes=4096 " 3; then
+		nm_pass "src-ipv6 (pod saw [$c6]:41733)"
+	else
+		nm_fail src-ipv6 "client: $out; server: $(tail -n 2 "$NM_STATE/echo6.out" | tr '\n' ' ')"
+	fi
+	# echo's own v6 address claimed by the client identity
+	out=$(nm_node_exec 1 "$NM_PEER" nmtp --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" \
+		--dst "[$e6]:8081" --src "[$e6]:41734" --cert "$certs/client/cert.pem" \
+		--key "$certs/client/key.pem" --sni "echo.default.$NM_TRUST_DOMAIN" \
+		--bytes 4K --timeout-ms 5000)
+	line=$(nm_log_line "$log2" "inbound flow refused" 3 "src=[$e6]:41734")
+	if [[ $(nm_json "$out" status) == 1 && $line == *'forged SRC'* ]] &&
+		! grep -q "41734" "$NM_STATE/echo6.out"; then
+		nm_pass src-ipv6-forged-refused
+	else
+		nm_fail src-ipv6-forged-refused "client: $out; log: ${line:-none}"
+	fi
+fi
+
+# --- routing is removed with the agent --------------------------------------
 nm_agent_stop 2
 rules=$(ip -n "$ns2" rule show; ip -n "$ns2" -6 rule show)
 tables=$(ip netns exec "$ns2" nft list tables 2>&1)
@@ -146,7 +198,6 @@ else
 fi
 
 # --- fallback: preserveSourceAddress false ----------------------------------
-cfg=$NM_STATE/cluster.json
 jq '.mesh.preserveSourceAddress = false' "$cfg" >"$cfg.tmp" && mv "$cfg.tmp" "$cfg"
 nm_agent_start 2 || { nm_fail src-fallback-status "agent did not restart"; nm_dump_logs; exit 1; }
 reason=$(feature 2 source_address_reason)
