@@ -5,8 +5,8 @@
  * recent closed flows, /flows?follow=1 streams one JSON object per line as
  * flows close, ?workload= keeps the flows of one workload (either side).
  * The address comes from the run state ("admin") unless --admin names it.
- * The answer may be one JSON document (an array, or an object with
- * "flows") or JSON lines; each is accepted.
+ * The answer is {"active", "active_total", "truncated", "recent"}; a bare
+ * list of records (an array or JSON lines) is taken as closed flows.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "lib/json.h"
 #include "lib/jsonlines.h"
 #include "lib/table.h"
 #include "common.h"
@@ -26,9 +27,9 @@
 static const char flows_usage[] =
 	"Usage: nodemesh flows [--follow|-f] [--workload|-w NAME] [--admin ADDR:PORT]\n"
 	"                      [--instance NAME] [--run-dir DIR] [--json]\n"
-	"The agent's flow records from its admin API (GET /flows): source and\n"
-	"destination workload and identity, service, path, bytes each way,\n"
-	"duration and verdict. --follow streams flows as they close (one JSON\n"
+	"The agent's live and recently closed flows from its admin API (GET\n"
+	"/flows): source and destination workload and identity, service, path,\n"
+	"bytes each way and verdict. --follow streams flows as they close (one JSON\n"
 	"object per line with --json) until interrupted; --workload keeps the\n"
 	"flows of one workload (NAME or NAMESPACE/NAME). The admin address is\n"
 	"the one in the agent's run state unless --admin gives it.\n";
@@ -61,46 +62,68 @@ static int on_opt(int c, const char *arg, void *ctx)
 	return -EINVAL;
 }
 
-/* A field of a flow record by the first of several names it may have. */
-static const char *pick(json_t *f, const char *const *names, char *buf, size_t len)
+/* A field of a flow record by its dotted path ("src.workload") as text. */
+static const char *field(json_t *f, const char *path, char *buf, size_t len)
 {
-	for (; *names; names++) {
-		json_t *v = json_object_get(f, *names);
+	char key[64];
+	const char *dot;
+	json_t *v = f;
 
-		if (json_is_string(v))
-			return json_string_value(v);
-		if (json_is_integer(v)) {
-			snprintf(buf, len, "%lld", (long long)json_integer_value(v));
-			return buf;
-		}
-		if (json_is_real(v)) {
-			snprintf(buf, len, "%.3f", json_real_value(v));
-			return buf;
-		}
+	while ((dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		v = json_object_get(v, key);
+		path = dot + 1;
+	}
+	v = json_object_get(v, path);
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v)) {
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+		return buf;
+	}
+	if (json_is_real(v)) {
+		snprintf(buf, len, "%.3f", json_real_value(v));
+		return buf;
 	}
 	return NULL;
 }
 
-#define NCOLS 9
-static const char *const heads[NCOLS] = { "SOURCE", "DESTINATION", "SRC-IDENTITY",
-					  "DST-IDENTITY", "SERVICE", "PATH", "SENT",
-					  "RECEIVED", "VERDICT" };
-static const char *const col_keys[NCOLS][4] = {
-	{ "source_workload", "src_workload", "source", NULL },
-	{ "destination_workload", "dst_workload", "destination", NULL },
-	{ "source_principal", "src_identity", "source_identity", NULL },
-	{ "destination_principal", "dst_identity", "destination_identity", NULL },
-	{ "destination_service", "service", NULL },
-	{ "path", NULL },
-	{ "sent_bytes", "bytes_sent", "bytes_out", NULL },
-	{ "received_bytes", "bytes_received", "bytes_in", NULL },
-	{ "verdict", NULL },
-};
-
-static void row_cells(json_t *f, char bufs[NCOLS][64], const char *cells[NCOLS])
+/* One end: "namespace/workload" when known, else its address. */
+static const char *end_name(json_t *f, const char *side, char *buf, size_t len)
 {
-	for (int c = 0; c < NCOLS; c++)
-		cells[c] = pick(f, col_keys[c], bufs[c], sizeof(bufs[c]));
+	json_t *e = json_object_get(f, side);
+	const char *w = json_string_value(json_object_get(e, "workload"));
+	const char *ns = json_string_value(json_object_get(e, "namespace"));
+
+	if (w && *w && strcmp(w, "unknown")) {
+		if (ns && *ns && strcmp(ns, "unknown"))
+			snprintf(buf, len, "%s/%s", ns, w);
+		else
+			snprintf(buf, len, "%s", w);
+		return buf;
+	}
+	return json_string_value(json_object_get(e, "addr"));
+}
+
+#define NCOLS 10
+static const char *const heads[NCOLS] = { "STATE", "SOURCE", "DESTINATION",
+					  "SRC-IDENTITY", "DST-IDENTITY", "SERVICE",
+					  "PATH", "UP", "DOWN", "VERDICT" };
+
+/* The cells of a record (docs/telemetry.md); state: "closed" or the phase. */
+static void row_cells(json_t *f, const char *state, char bufs[NCOLS][160],
+		      const char *cells[NCOLS])
+{
+	cells[0] = state;
+	cells[1] = end_name(f, "src", bufs[1], sizeof(bufs[1]));
+	cells[2] = end_name(f, "dst", bufs[2], sizeof(bufs[2]));
+	cells[3] = field(f, "src.principal", bufs[3], sizeof(bufs[3]));
+	cells[4] = field(f, "dst.principal", bufs[4], sizeof(bufs[4]));
+	cells[5] = field(f, "service", bufs[5], sizeof(bufs[5]));
+	cells[6] = field(f, "path", bufs[6], sizeof(bufs[6]));
+	cells[7] = field(f, "bytes_up", bufs[7], sizeof(bufs[7]));
+	cells[8] = field(f, "bytes_down", bufs[8], sizeof(bufs[8]));
+	cells[9] = field(f, "verdict", bufs[9], sizeof(bufs[9]));
 }
 
 /* --- streaming ----------------------------------------------------------- */
@@ -115,11 +138,11 @@ struct stream {
 	bool too_big;
 };
 
-/* --follow: one line is one flow; printed as it arrives. */
+/* --follow: one line is one closed flow; printed as it arrives. */
 static void emit_line(struct stream *s, const char *line, size_t len)
 {
-	char bufs[NCOLS][64];
-	const char *cells[NCOLS];
+	char bufs[NCOLS][160];
+	const char *c[NCOLS];
 	json_error_t jerr;
 	json_t *f;
 
@@ -135,17 +158,16 @@ static void emit_line(struct stream *s, const char *line, size_t len)
 		json_dumpf(f, stdout, JSON_COMPACT);
 		putchar('\n');
 	} else {
+		/* A stream cannot be measured first: fixed widths. */
 		if (!s->header) {
-			printf("%-24s %-24s %-8s %-6s %10s %10s %s\n", "SOURCE",
-			       "DESTINATION", "SERVICE", "PATH", "SENT", "RECEIVED", "VERDICT");
+			printf("%-28s %-28s %-36s %-6s %10s %10s %s\n", "SOURCE",
+			       "DESTINATION", "SERVICE", "PATH", "UP", "DOWN", "VERDICT");
 			s->header = true;
 		}
-		row_cells(f, bufs, cells);
-		printf("%-24s %-24s %-8s %-6s %10s %10s %s\n",
-		       cells[0] ? cells[0] : "-", cells[1] ? cells[1] : "-",
-		       cells[4] ? cells[4] : "-", cells[5] ? cells[5] : "-",
-		       cells[6] ? cells[6] : "-", cells[7] ? cells[7] : "-",
-		       cells[8] ? cells[8] : "-");
+		row_cells(f, "closed", bufs, c);
+		printf("%-28s %-28s %-36s %-6s %10s %10s %s\n", c[1] ? c[1] : "-",
+		       c[2] ? c[2] : "-", c[5] ? c[5] : "-", c[6] ? c[6] : "-",
+		       c[7] ? c[7] : "-", c[8] ? c[8] : "-", c[9] ? c[9] : "-");
 	}
 	fflush(stdout);
 	json_decref(f);
@@ -188,28 +210,62 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static int print_table(json_t *flows)
+static int print_table(json_t *doc)
 {
+	static const char *const lists[2] = { "active", "recent" };
 	struct nm_table *tab;
-	size_t i;
 	json_t *f;
+	size_t i;
 	int ret = nm_table_new(&tab, NCOLS, heads);
 
 	if (ret)
 		return ret;
-	json_array_foreach(flows, i, f) {
-		char bufs[NCOLS][64];
-		const char *cells[NCOLS];
+	for (int l = 0; l < 2 && !ret; l++) {
+		json_array_foreach(json_object_get(doc, lists[l]), i, f) {
+			char bufs[NCOLS][160];
+			const char *cells[NCOLS];
+			const char *phase = json_string_value(json_object_get(f, "phase"));
 
-		row_cells(f, bufs, cells);
-		ret = nm_table_row(tab, cells);
-		if (ret)
-			break;
+			row_cells(f, l ? "closed" : phase ? phase : "active", bufs, cells);
+			ret = nm_table_row(tab, cells);
+			if (ret)
+				break;
+		}
 	}
+	if (!ret && json_is_true(json_object_get(doc, "truncated")))
+		printf("# %lld active flows, the first %zu shown\n",
+		       (long long)json_integer_value(json_object_get(doc, "active_total")),
+		       json_array_size(json_object_get(doc, "active")));
 	if (!ret)
 		ret = nm_table_print(tab, stdout);
 	nm_table_free(tab);
 	return ret;
+}
+
+/*
+ * The answer as {"active", "active_total", "truncated", "recent"}: the
+ * admin API's document (docs/telemetry.md), or a bare list of records
+ * (JSON lines or an array) taken as closed flows. NULL when neither.
+ */
+static json_t *flows_doc(const char *body, size_t len)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(body, len, 0, &jerr), *list;
+
+	if (json_is_object(doc) && (json_is_array(json_object_get(doc, "recent")) ||
+				    json_is_array(json_object_get(doc, "active")))) {
+		if (!json_is_array(json_object_get(doc, "active")))
+			json_object_set_new(doc, "active", json_array());
+		if (!json_is_array(json_object_get(doc, "recent")))
+			json_object_set_new(doc, "recent", json_array());
+		return doc;
+	}
+	json_decref(doc);
+	list = nm_json_list_parse(body, len, "flows");
+	if (!list)
+		return NULL;
+	return json_pack("{s:[], s:i, s:b, s:o}", "active", "active_total", 0,
+			 "truncated", false, "recent", list);
 }
 
 /* "http://host:port" from --admin or the run state's admin address. */
@@ -317,15 +373,16 @@ int nm_cmd_flows(const struct nm_cli *cli, int argc, char **argv)
 		ret = NM_EXIT_OK;
 		goto out;
 	}
-	flows = nm_json_list_parse(s.buf ? s.buf : "", s.len, "flows");
+	flows = flows_doc(s.buf ? s.buf : "", s.len);
 	if (!flows) {
 		ret = nm_cli_fail(cli, NM_EXIT_FAIL, "flows: %s: answer is neither JSON nor JSON lines",
 				  url);
 		goto out;
 	}
 	if (cli->json) {
-		ret = nm_cli_print_json(cli, json_pack("{s:s, s:s?, s:o}", "source", url,
-						       "workload", o.workload, "flows", flows));
+		json_object_set_new(flows, "source", json_string(url));
+		json_object_set_new(flows, "workload", nm_json_str_or_null(o.workload));
+		ret = nm_cli_print_json(cli, flows);
 		goto out;
 	}
 	ret = print_table(flows) ? NM_EXIT_FAIL : NM_EXIT_OK;

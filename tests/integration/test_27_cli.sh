@@ -27,10 +27,14 @@
 #   cli27-certs-rotated      a certificate reissued in place shows its new
 #                            serial once the agent rotated it
 #   cli27-version-json       CLI version, ABI, each running agent's version
-#   cli27-flows-*            `flows` against a fixture HTTP server speaking
-#                            the admin API shape (docs/telemetry.md): the
-#                            document, ?workload=, ?follow=1 JSON lines, the
-#                            address taken from the run state
+#   cli27-flows-admin-*      `flows` against node 1's admin API: a flow of a
+#                            known size shows with both workloads and
+#                            identities, mtls, its bytes both ways, allow;
+#                            --follow streams it; --workload filters
+#   cli27-flows-fixture-*    against a fixture server of the documented
+#                            shape: the document, ?workload= (escaped),
+#                            ?follow=1, the address from --admin or the run
+#                            state, exit 1 when unreachable
 #   cli27-agent-down-*       after SIGTERM (agent.json removed, pins kept):
 #                            workloads, services and maps dump print what
 #                            the maps hold (IDs, same counts as bpftool) and
@@ -276,20 +280,60 @@ jqok cli27-version-json '.version == $ver and .abi == $abi and
 ok cli27-version-human "\"$cli\" version | grep -q '^agent $inst1: nodemeshd $ver (pid $NM_AGENT_PID_1)'" \
 	"$("$cli" version)"
 
-# --- flows (fixture admin API) ----------------------------------------------------------------
-# A loopback HTTP server answering /flows as docs/telemetry.md describes:
-# the recent flows as one document, ?workload= filtered, ?follow=1 as JSON
-# lines (here: the same records, then the stream ends). It records the
-# query strings it was asked.
+# --- flows: the agent's admin API -----------------------------------------------------
+# A flow of a known size from client (node 1) to the echo service (node 2):
+# node 1's /flows has its record, so has `flows`, with the names and bytes.
+# The admin API listens on the node's loopback: the CLI runs there.
+echo_vp=$(jq -r '.[] | select(.name == "echo") | .vip_port' <<<"$expect_svc")
+nbytes=$((3000 + RANDOM % 1000))
+fol=$NM_STATE/flows-follow.out
+nm_node_exec 1 timeout 20 "$cli" flows --follow --workload default/client --instance "$inst1" --json >"$fol" 2>&1 &
+fol_pid=$!
+sleep 0.5
+nm_pod_exec client "$NM_PEER" send --to "$echo_vp" --bytes "$nbytes" >/dev/null 2>&1
+f=""
+for _ in $(seq 100); do
+	f=$(nm_node_exec 1 "$cli" flows --instance "$inst1" --json 2>&1)
+	if jq -e --argjson n "$nbytes" 'any(.recent[]; .bytes_up == $n)' <<<"$f" >/dev/null 2>&1 &&
+		grep -q "\"bytes_up\":$nbytes" "$fol"; then
+		break
+	fi
+	sleep 0.1
+done
+kill "$fol_pid" 2>/dev/null
+wait "$fol_pid" 2>/dev/null
+jqok cli27-flows-admin-json '(.source | endswith(":15000/flows")) and (.active | type) == "array" and
+	(.recent | type) == "array" and ([.recent[] | select(.bytes_up == $n)] | length) == 1 and
+	(.recent[] | select(.bytes_up == $n) |
+	 .src.workload == "client" and .src.namespace == "default" and
+	 .src.principal == "spiffe://\($td)/ns/default/sa/client" and
+	 .dst.workload == "echo" and .dst.principal == "spiffe://\($td)/ns/default/sa/echo" and
+	 .path == "mtls" and .bytes_down == $n and .verdict == "allow")' "$f" \
+	--argjson n "$nbytes" --arg td "$NM_TRUST_DOMAIN"
+jqok cli27-flows-admin-follow 'length == 1 and .[0].bytes_up == $n and .[0].src.workload == "client"' \
+	"$(jq -sc . "$fol" 2>/dev/null || cat "$fol")" --argjson n "$nbytes"
+nm_node_exec 1 "$cli" flows --instance "$inst1" --workload default/client >"$NM_STATE/flows.txt" 2>&1
+ok cli27-flows-admin-human "grep -Eq '^STATE +SOURCE +DESTINATION +SRC-IDENTITY +DST-IDENTITY +SERVICE +PATH +UP +DOWN +VERDICT$' '$NM_STATE/flows.txt' &&
+	grep -Eq '^closed +default/client +default/echo +spiffe://[^ ]+/sa/client +spiffe://[^ ]+/sa/echo +[^ ]+ +mtls +$nbytes +$nbytes +allow$' '$NM_STATE/flows.txt' &&
+	aligned '$NM_STATE/flows.txt' >/dev/null" "$(cat "$NM_STATE/flows.txt")"
+f=$(nm_node_exec 1 "$cli" flows --instance "$inst1" --workload default/local-echo --json 2>&1)
+jqok cli27-flows-admin-workload '.workload == "default/local-echo" and
+	([.recent[], .active[]] | all(.src.workload == "local-echo" or .dst.workload == "local-echo")) and
+	([.recent[] | select(.bytes_up == $n)] | length) == 0' "$f" --argjson n "$nbytes"
+
+# --- flows: address from --admin and the run state, the answer's shapes ----------------
+# A loopback HTTP server answering /flows with the documented document
+# (records from node 1's real answer), ?workload= filtered, ?follow=1 as JSON
+# lines. It records the query strings it was asked.
 fx_dir=$NM_STATE/flows-fixture
 mkdir -p "$fx_dir"
-cat >"$fx_dir/flows.json" <<EOF
-[{"source_workload":"client","source_workload_namespace":"default","source_principal":"spiffe://$NM_TRUST_DOMAIN/ns/default/sa/client","destination_workload":"echo","destination_workload_namespace":"default","destination_principal":"spiffe://$NM_TRUST_DOMAIN/ns/default/sa/echo","destination_service":"echo","path":"mtls","sent_bytes":1000,"received_bytes":1000,"verdict":"allow"},
- {"source_workload":"client-2","source_workload_namespace":"default","source_principal":"spiffe://$NM_TRUST_DOMAIN/ns/default/sa/client","destination_workload":"echo","destination_workload_namespace":"default","destination_principal":"spiffe://$NM_TRUST_DOMAIN/ns/default/sa/echo","destination_service":"echo","path":"local","sent_bytes":5,"received_bytes":7,"verdict":"allow"}]
-EOF
-cat >"$fx_dir/server.py" <<'EOF'
+rec1=$(jq -c --argjson n "$nbytes" '[.recent[] | select(.bytes_up == $n)][0]' <<<"$(nm_node_exec 1 "$cli" flows --instance "$inst1" --json)")
+[[ -n $rec1 && $rec1 != null ]] || rec1='{"src":{"workload":"client"},"dst":{"workload":"echo"},"bytes_up":1}'
+jq -nc --argjson r "$rec1" '{active: [], active_total: 0, truncated: false,
+	recent: [$r, ($r | .src.workload = "client-2" | .bytes_up = 5)]}' >"$fx_dir/flows.json"
+cat >"$fx_dir/server.py" <<'PYEOF'
 import http.server, json, sys, urllib.parse
-flows = json.load(open(sys.argv[2]))
+doc = json.load(open(sys.argv[2]))
 log = open(sys.argv[3], "a")
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
@@ -300,51 +344,46 @@ class H(http.server.BaseHTTPRequestHandler):
         log.write(u.path + "?" + u.query + "\n"); log.flush()
         if u.path != "/flows":
             self.send_response(404); self.end_headers(); return
-        sel = flows
+        recs = doc["recent"]
         if "workload" in q:
             w = q["workload"][0].split("/")[-1]
-            sel = [f for f in flows if w in (f["source_workload"], f["destination_workload"])]
+            recs = [f for f in recs if w in (f["src"]["workload"], f["dst"]["workload"])]
         self.send_response(200)
         if q.get("follow") == ["1"]:
             self.send_header("Content-Type", "application/x-ndjson"); self.end_headers()
-            for f in sel:
+            for f in recs:
                 self.wfile.write((json.dumps(f) + "\n").encode()); self.wfile.flush()
-        else:
-            body = json.dumps(sel).encode()
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body))); self.end_headers()
-            self.wfile.write(body)
+            return
+        body = json.dumps(dict(doc, recent=recs)).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
 s = http.server.HTTPServer(("127.0.0.1", 0), H)
 open(sys.argv[1], "w").write(str(s.server_address[1]))
 s.serve_forever()
-EOF
+PYEOF
 : >"$fx_dir/queries"
 python3 "$fx_dir/server.py" "$fx_dir/port" "$fx_dir/flows.json" "$fx_dir/queries" &
 fx_pid=$!
 trap 'kill $fx_pid 2>/dev/null; nm_cluster_cleanup' EXIT
 for _ in $(seq 100); do [[ -s $fx_dir/port ]] && break; sleep 0.05; done
 fx_port=$(cat "$fx_dir/port" 2>/dev/null)
-n_all=$(jq length "$fx_dir/flows.json")
 f=$("$cli" flows --admin "127.0.0.1:$fx_port" --json)
-jqok cli27-flows-json '(.flows | length) == $n and .flows == $fx' "$f" \
-	--argjson n "$n_all" --argjson fx "$(cat "$fx_dir/flows.json")"
+jqok cli27-flows-fixture-json '.recent == $fx.recent and .active == [] and .source == "http://127.0.0.1:\($p)/flows"' \
+	"$f" --argjson fx "$(cat "$fx_dir/flows.json")" --arg p "$fx_port"
 f=$("$cli" flows --admin "127.0.0.1:$fx_port" --workload default/client-2 --json)
-jqok cli27-flows-workload '(.flows | length) == 1 and .flows[0].source_workload == "client-2" and .workload == "default/client-2"' "$f"
-ok cli27-flows-workload-query "grep -qx '/flows?workload=default%2Fclient-2' '$fx_dir/queries'" "$(cat "$fx_dir/queries")"
+jqok cli27-flows-fixture-workload '(.recent | length) == 1 and .recent[0].src.workload == "client-2"' "$f"
+ok cli27-flows-fixture-query "grep -qx '/flows?workload=default%2Fclient-2' '$fx_dir/queries'" "$(cat "$fx_dir/queries")"
 f=$("$cli" flows --follow --admin "127.0.0.1:$fx_port" --json)
-ok cli27-flows-follow "[[ \$(jq -s length <<<\"\$f\") == $n_all ]] && jq -se 'map(.destination_service) == [\"echo\", \"echo\"]' <<<\"\$f\" >/dev/null && grep -qx '/flows?follow=1' '$fx_dir/queries'" \
+ok cli27-flows-fixture-follow "[[ \$(jq -s length <<<\"\$f\") == 2 ]] && grep -qx '/flows?follow=1' '$fx_dir/queries'" \
 	"$f / $(cat "$fx_dir/queries")"
-"$cli" flows --admin "127.0.0.1:$fx_port" >"$NM_STATE/flows.txt"
-ok cli27-flows-human "grep -Eq '^SOURCE +DESTINATION +SRC-IDENTITY +DST-IDENTITY +SERVICE +PATH +SENT +RECEIVED +VERDICT$' '$NM_STATE/flows.txt' &&
-	grep -Eq '^client +echo +spiffe://[^ ]+/sa/client +spiffe://[^ ]+/sa/echo +echo +mtls +1000 +1000 +allow$' '$NM_STATE/flows.txt' &&
-	aligned '$NM_STATE/flows.txt' >/dev/null" "$(cat "$NM_STATE/flows.txt")"
 # The admin address comes from the run state when --admin is not given.
 fx_run=$NM_STATE/fx-run
 mkdir -p "$fx_run/fx"
 jq --argjson p "$fx_port" '.admin = {address: "127.0.0.1", port: $p}' "/run/nodemesh/$inst1/agent.json" >"$fx_run/fx/agent.json"
 f=$("$cli" flows --run-dir "$fx_run" --instance fx --json)
-jqok cli27-flows-runstate-address '(.flows | length) == $n and (.source | endswith(":\($p)/flows"))' "$f" \
-	--argjson n "$n_all" --arg p "$fx_port"
+jqok cli27-flows-runstate-address '(.recent | length) == 2 and .source == "http://127.0.0.1:\($p)/flows"' "$f" \
+	--arg p "$fx_port"
 kill "$fx_pid" 2>/dev/null
 wait "$fx_pid" 2>/dev/null
 "$cli" flows --admin "127.0.0.1:$fx_port" --json >"$NM_STATE/flows-down.json" 2>/dev/null
