@@ -50,10 +50,12 @@ struct status_opts {
 
 static const char status_usage[] =
 	"Usage: nodemesh status [--instance NAME] [--run-dir DIR] [--pin-dir DIR] [--json]\n"
-	"Shows each agent instance: whether it runs, what it recorded at start (node,\n"
-	"listeners, the kernel features it probed and what it chose) and what it\n"
-	"pinned (maps, links, its state map). Reads only: it never probes the\n"
-	"kernel, loads programs or modules, or creates anything.\n"
+	"Shows each agent instance: whether it runs (pid, version, generation,\n"
+	"uptime), what it recorded (node, listeners, the kernel features it probed\n"
+	"and what it chose, events transport, source-address mode) and what it\n"
+	"pinned: the programs attached through its links, every map's fill, its\n"
+	"state map. Reads only: it never probes the kernel, loads programs or\n"
+	"modules, or creates anything.\n"
 	"  --run-dir DIR  run state directory (default " NM_RUN_DIR ")\n"
 	"  --pin-dir DIR  pin directory (default " NM_PIN_BASE ")\n";
 
@@ -282,7 +284,7 @@ static void instance_summary(json_t *doc, json_t *agent, json_t *feat,
 			    json_incref(json_object_get(agent, "generation")) ?: json_null());
 	json_object_set_new(doc, "uptime_s", up >= 0 ? json_integer(up) : json_null());
 	json_object_set_new(doc, "events_transport",
-			    reported(agent, feat, "events", "transport", "events_transport"));
+			    reported(agent, feat, "choices", "events", "events"));
 	json_object_set_new(doc, "source_address_mode",
 			    reported(agent, feat, "features", "source_address",
 				     "source_address_mode"));
@@ -521,7 +523,8 @@ static void print_instance(json_t *in)
 			printf(" %s=%s", key, json_is_true(v) ? "yes" : "no");
 		printf("\n  choices:");
 		json_object_foreach(json_object_get(kernel, "choices"), key, v)
-			printf(" %s=%s", key, json_is_true(v) ? "on" : "off");
+			printf(" %s=%s", key, json_is_string(v) ? json_string_value(v) :
+			       json_is_true(v) ? "on" : "off");
 		putchar('\n');
 	} else {
 		printf("  kernel features not recorded (the agent records them when it\n"

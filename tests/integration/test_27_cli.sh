@@ -17,7 +17,8 @@
 #   cli27-status-json/-human version, generation (= nm_agent_state's),
 #                            uptime, 3 programs with names and types, map
 #                            fill of every countable map = bpftool's count,
-#                            the source-address mode the agent reported
+#                            the source-address mode and events transport
+#                            the agent reported
 #   cli27-maps-list          entries per map = bpftool's count
 #   cli27-maps-dump-<map>    typed records, IDs named from the run state:
 #                            nm_workloads, nm_services, nm_endpoints,
@@ -175,7 +176,10 @@ jqok cli27-status-json '.instances[0] |
 	all(.pins.links[]; (.prog_name | length) > 0 and (.prog_type | length) > 0 and .prog_id > 0) and
 	([.pins.map_fill[] | select(.entries != null) | {(.name): .entries}] | add) == $counts and
 	all(.pins.map_fill[]; .max_entries > 0) and
-	.source_address_mode == $sam and (.source_address_mode | type) == "string"' "$st" \
+	.source_address_mode == $sam and (.source_address_mode | type) == "string" and
+	.events_transport == ($agent.events // $feat.choices.events // null)' "$st" \
+	--argjson agent "$(cat "/run/nodemesh/$inst1/agent.json")" \
+	--argjson feat "$(cat "/run/nodemesh/$inst1/features.json")" \
 	--arg ver "$ver" --argjson gen "$gen" --argjson maxup "$((now - t_start + 60))" \
 	--argjson sam "$(jq '.features.source_address' "/run/nodemesh/$inst1/agent.json")" \
 	--argjson counts "$counts"
