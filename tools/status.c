@@ -447,9 +447,12 @@ static void print_map_fill(json_t *maps)
 
 		if (json_is_integer(e)) {
 			snprintf(ent, sizeof(ent), "%lld", (long long)json_integer_value(e));
+			double pct = max > 0 ? 100.0 * (double)json_integer_value(e) / (double)max : 0;
+
+			/* A few entries in a big map must not read as empty. */
 			if (max > 0)
-				snprintf(fill, sizeof(fill), "%.1f%%",
-					 100.0 * (double)json_integer_value(e) / (double)max);
+				snprintf(fill, sizeof(fill), pct > 0 && pct < 0.1 ? "<0.1%%" : "%.1f%%",
+					 pct);
 		}
 		snprintf(mx, sizeof(mx), "%lld", max);
 		nm_table_row(tab, (const char *const[]){ str_of(m, "name", "?"),

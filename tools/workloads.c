@@ -82,6 +82,24 @@ static json_t *pinned_workloads(const struct nm_target *t, char *err, size_t err
 	return o;
 }
 
+/* Sorts an array of objects by an integer field (map order means nothing). */
+static void sort_by_id(json_t *arr, const char *key)
+{
+	size_t n = json_array_size(arr);
+
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0; j--) {
+			json_t *a = json_array_get(arr, j - 1), *b = json_array_get(arr, j);
+
+			if (json_integer_value(json_object_get(a, key)) <=
+			    json_integer_value(json_object_get(b, key)))
+				break;
+			json_incref(a);
+			json_array_set(arr, j - 1, b);
+			json_array_set_new(arr, j, a);
+		}
+}
+
 static const char workloads_usage[] =
 	"Usage: nodemesh workloads [--instance NAME] [--run-dir DIR] [--pin-dir DIR] [--json]\n"
 	"Every workload the instance knows (from its run state), with its\n"
@@ -149,6 +167,8 @@ static json_t *workloads_doc(struct view *v, char *err, size_t errlen)
 	}
 	if (perr[0])
 		json_object_set_new(doc, "pins_error", json_string(perr));
+	if (!v->agent)
+		sort_by_id(arr, "workload_id");
 	json_object_set_new(doc, "workloads", arr);
 	json_decref(pinned);
 	return doc;
@@ -323,6 +343,8 @@ static json_t *services_doc(struct view *v, char *err, size_t errlen)
 	}
 	if (fd >= 0)
 		close(fd);
+	if (!v->agent)
+		sort_by_id(arr, "service_id");
 	json_object_set_new(doc, "services", arr);
 	return doc;
 }

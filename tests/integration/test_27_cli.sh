@@ -190,7 +190,7 @@ ok cli27-status-human "grep -q '^instance $inst1: running (pid $NM_AGENT_PID_1)'
 	grep -q '^  programs attached:' '$NM_STATE/status.txt' &&
 	grep -Eq '^    LINK +PROGRAM +PROG-TYPE +ATTACH +PROG-ID +CGROUP-ID$' '$NM_STATE/status.txt' &&
 	grep -q '^  map fill:' '$NM_STATE/status.txt' &&
-	grep -Eq '^    nm_workloads +hash +$wlc +[0-9]+ +[0-9.]+%$' '$NM_STATE/status.txt'" \
+	grep -Eq '^    nm_workloads +hash +$wlc +[0-9]+ +(<0\.1|[0-9.]+)%$' '$NM_STATE/status.txt'" \
 	"$(cat "$NM_STATE/status.txt")"
 
 # --- maps ------------------------------------------------------------------------------------
