@@ -32,7 +32,7 @@
 
 /* Quiet time after the last change before a rebuild; writers (nodemesh
  * ca issue, kubelet) touch three files within a few ms. */
-#define NM_CERTDIR_DEBOUNCE_MS 150
+#define NM_CERTDIR_DEBOUNCE_MS 100
 /* A directory that never goes quiet is still read this often. */
 #define NM_CERTDIR_MAX_WAIT_MS 1000
 /* Expiry warning when mesh.certExpiryWarning is absent: a day, but never
