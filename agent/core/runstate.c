@@ -56,13 +56,14 @@ static json_t *features_json(const struct nm_agent *a)
 {
 	const struct nm_srcaddr *sa = &a->srcaddr;
 
-	return json_pack("{s:s, s:s, s:{s:I, s:I, s:I, s:I}}",
+	return json_pack("{s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}}",
 			 "source_address", sa->active ? "preserved" : "agent",
 			 "source_address_reason", sa->active ? "" : sa->reason,
 			 "source_address_counts",
 			 "preserved", (json_int_t)sa->preserved,
 			 "onlink", (json_int_t)sa->onlink_pairs,
 			 "bind_failed", (json_int_t)sa->bind_failed,
+			 "local_dst", (json_int_t)sa->local_dst,
 			 "forged_src", (json_int_t)sa->forged);
 }
 

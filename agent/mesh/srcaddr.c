@@ -90,6 +90,9 @@ void nm_srcaddr_teardown(struct nm_srcaddr *sa)
 	free(sa->onlink);
 	sa->onlink = NULL;
 	sa->n_onlink = 0;
+	free(sa->local);
+	sa->local = NULL;
+	sa->n_local = 0;
 	if (!sa->routing)
 		return;
 	sa->routing = false;
@@ -121,23 +124,35 @@ bool nm_srcaddr_onlink_pair(const struct nm_prefix *p, unsigned int n,
 	return false;
 }
 
-/* The on-link check: a pod on the client's link answers it directly. */
-static bool onlink_pair(struct nm_srcaddr *sa, const struct nm_addr *a,
-			const struct nm_addr *b, int64_t now_ms)
+/* The node's on-link prefixes and local addresses, at most a second old;
+ * the last lists stay when a dump fails. */
+static void refresh(struct nm_srcaddr *sa, int64_t now_ms)
 {
-	if (!sa->onlink || now_ms - sa->onlink_ms > ONLINK_MAX_AGE_MS) {
-		struct nm_prefix *p;
-		unsigned int n;
+	struct nm_prefix *p;
+	struct nm_addr *l;
+	unsigned int n;
 
-		/* Keep the last list when the dump fails. */
-		if (!nm_netlink_onlink_prefixes(&p, &n)) {
-			free(sa->onlink);
-			sa->onlink = p;
-			sa->n_onlink = n;
-		}
-		sa->onlink_ms = now_ms;
+	if (sa->onlink_ms && now_ms - sa->onlink_ms <= ONLINK_MAX_AGE_MS)
+		return;
+	sa->onlink_ms = now_ms;
+	if (!nm_netlink_onlink_prefixes(&p, &n)) {
+		free(sa->onlink);
+		sa->onlink = p;
+		sa->n_onlink = n;
 	}
-	return nm_srcaddr_onlink_pair(sa->onlink, sa->n_onlink, a, b);
+	if (!nm_netlink_local_addrs(&l, &n)) {
+		free(sa->local);
+		sa->local = l;
+		sa->n_local = n;
+	}
+}
+
+static bool is_local(const struct nm_srcaddr *sa, const struct nm_addr *a)
+{
+	for (unsigned int i = 0; i < sa->n_local; i++)
+		if (!memcmp(&sa->local[i], a, sizeof(*a)))
+			return true;
+	return false;
 }
 
 int nm_srcaddr_bind(struct nm_srcaddr *sa, int fd,
@@ -154,7 +169,15 @@ int nm_srcaddr_bind(struct nm_srcaddr *sa, int fd,
 		return 0;
 	nm_addr_from_sockaddr(src, &s, NULL);
 	nm_addr_from_sockaddr(dst, &d, NULL);
-	if (onlink_pair(sa, &s, &d, now_ms)) {
+	refresh(sa, now_ms);
+	if (is_local(sa, &d)) {
+		/* A host-network pod answers from the node's own stack: its
+		 * replies never pass prerouting, so they would leave for the
+		 * client's node instead of reaching this socket. */
+		sa->local_dst++;
+		return 0;
+	}
+	if (nm_srcaddr_onlink_pair(sa->onlink, sa->n_onlink, &s, &d)) {
 		sa->onlink_pairs++;
 		if (!sa->warned_onlink) {
 			sa->warned_onlink = true;
@@ -184,7 +207,7 @@ int nm_srcaddr_bind(struct nm_srcaddr *sa, int fd,
 bool nm_srcaddr_counts_changed(struct nm_srcaddr *sa)
 {
 	uint64_t sum = sa->preserved + sa->onlink_pairs + sa->bind_failed +
-		       sa->forged;
+		       sa->forged + sa->local_dst;
 
 	if (sum == sa->published)
 		return false;

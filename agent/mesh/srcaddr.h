@@ -12,6 +12,8 @@
  *    (`socket transparent 1`), and policy routing (`fwmark NM_SRC_MARK
  *    lookup NM_SRC_TABLE`, `local default dev lo table NM_SRC_TABLE`) hands
  *    the marked packets to the local stack, where they find the socket;
+ *  - a host-network pod (its address is the node's) answers from the
+ *    node's own stack, past prerouting: such a flow uses the agent's address;
  *  - a pod that reaches the client on-link (both on one connected prefix of
  *    the node, e.g. pods of one bridge subnet) would answer the client
  *    directly, past the node: such a flow uses the agent's address, counted.
@@ -39,9 +41,12 @@ struct nm_srcaddr {
 	bool active;          /* flows are preserved */
 	bool routing;         /* this agent installed nft + rules: remove at exit */
 	char reason[160];     /* why not active, "" when active */
-	/* on-link prefixes of the node, refreshed at most every second */
+	/* on-link prefixes and local addresses of the node, refreshed at
+	 * most every second */
 	struct nm_prefix *onlink;
 	unsigned int n_onlink;
+	struct nm_addr *local;
+	unsigned int n_local;
 	int64_t onlink_ms;
 	bool warned_onlink;
 	struct nm_ratelimit rl;  /* bind failures */
@@ -49,6 +54,7 @@ struct nm_srcaddr {
 	uint64_t preserved;    /* upstream connects bound to the client */
 	uint64_t onlink_pairs; /* client and pod on-link: agent's address */
 	uint64_t bind_failed;  /* bind to the client failed: agent's address */
+	uint64_t local_dst;    /* the pod is in the node's netns (host network) */
 	uint64_t forged;       /* inbound SRC refused (ownership) */
 	uint64_t published;    /* sum of the counters last written out */
 };

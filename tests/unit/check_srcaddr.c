@@ -89,6 +89,14 @@ START_TEST(test_bind_decisions)
 	ck_assert_int_eq(nm_srcaddr_bind(&sa, fd, &src, &dst, 1000), 0);
 	ck_assert_uint_eq(sa.onlink_pairs, 1);
 	ck_assert_uint_eq(sa.preserved, 0);
+	/* A host-network pod (its address is local): counted, unbound. */
+	struct nm_addr here = ip("198.18.1.12");
+
+	sa.local = &here;
+	sa.n_local = 1;
+	ck_assert_int_eq(nm_srcaddr_bind(&sa, fd, &src, &dst, 1000), 0);
+	ck_assert_uint_eq(sa.local_dst, 1);
+	ck_assert_uint_eq(sa.onlink_pairs, 1);
 	/* Families differ: the agent's address. */
 	sin_of("fd00::1", 8080, &dst);
 	ck_assert_int_eq(nm_srcaddr_bind(&sa, fd, &src, &dst, 1000), 0);
