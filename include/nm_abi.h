@@ -53,7 +53,7 @@ struct nm_addr {
 /* nm_workloads: cgroup id (u64) -> nm_workload */
 enum nm_workload_flags {
 	NM_WL_MESHED = 1u << 0, /* redirect this workload's connections */
-	NM_WL_STRICT = 1u << 1, /* inbound: only mesh traffic (later issue) */
+	NM_WL_STRICT = 1u << 1, /* inbound: only mesh traffic (nm_ingress) */
 };
 
 struct nm_workload {
@@ -292,6 +292,44 @@ struct nm_wl_stats {
 		       * failed record write (refused when fail-closed) */
 };
 
+/*
+ * Strict inbound (nm_ingress.bpf.c, docs/strict.md). cgroup_skb/ingress on
+ * the node's cgroup root drops a TCP SYN (without ACK) entering a workload
+ * whose nm_workloads flags carry NM_WL_STRICT unless it came through the
+ * mesh:
+ *
+ *   nm_mesh_conns:   nm_conn_key -> nm_mesh_conn, the 4-tuples of the local
+ *                    agent's connections to its pods, written before the
+ *                    agent's connect() and deleted when it closes (LRU for
+ *                    an agent that died);
+ *   nm_probers:      nm_addr -> __u32 (1), node-local prober addresses
+ *                    (mesh.probers, default the node's own addresses);
+ *   nm_strict_drops: per CPU, workload id (u32) -> nm_strict_stats.
+ */
+#define NM_MAX_MESH_CONNS 65536
+#define NM_MAX_PROBERS 16
+
+struct nm_conn_key {
+	struct nm_addr saddr; /* as the pod sees the SYN: the agent's end */
+	struct nm_addr daddr; /* the pod's address */
+	__be16 sport;
+	__be16 dport;
+	__u32 pad;
+};
+
+struct nm_mesh_conn {
+	__u32 workload_id; /* destination workload (for bpftool readers) */
+	__u32 pad;
+};
+
+struct nm_strict_stats {
+	__u64 drops;         /* SYNs dropped: not through the mesh */
+	__u64 mesh_admits;   /* SYNs whose 4-tuple was in nm_mesh_conns */
+	__u64 prober_admits; /* SYNs from a nm_probers address */
+	__u64 unparsed;      /* TCP packets whose header could not be found
+			      * (dropped too: fail closed) */
+};
+
 #ifndef __bpf__
 _Static_assert(sizeof(struct nm_addr) == 16, "nm_addr");
 _Static_assert(sizeof(struct nm_workload) == 32, "nm_workload");
@@ -311,6 +349,9 @@ _Static_assert(sizeof(struct nm_lb_subset) == 16, "nm_lb_subset");
 _Static_assert(sizeof(struct nm_lb_set) == 16 + 16 * NM_LB_MAX_SUBSETS, "nm_lb_set");
 _Static_assert(sizeof(struct nm_maglev_key) == 12, "nm_maglev_key");
 _Static_assert(NM_LB_MAX_SUBSETS <= 0x8000, "subset in a slot");
+_Static_assert(sizeof(struct nm_conn_key) == 40, "nm_conn_key");
+_Static_assert(sizeof(struct nm_mesh_conn) == 8, "nm_mesh_conn");
+_Static_assert(sizeof(struct nm_strict_stats) == 32, "nm_strict_stats");
 #endif
 
 #endif /* NM_ABI_H */

@@ -268,6 +268,8 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	c->mesh.cert_expiry_warning = -1; /* a day, at most 1/5 of the lifetime */
 	c->mesh.fail_mode = NM_CFG_FAIL_CLOSED;
 	snprintf(c->mesh.root_ns, sizeof(c->mesh.root_ns), "istio-system");
+	/* As Istio: plaintext still reaches pods until a mesh turns STRICT. */
+	c->mesh.default_mode = NM_MODE_PERMISSIVE;
 	nm_cfg_telemetry_defaults(&c->telemetry, DEFAULT_ADMIN_PORT);
 	/* c->mesh.limits stay 0: derived from RLIMIT_NOFILE by the agent. */
 	p.c = c;

@@ -48,6 +48,81 @@ static int parse_limits(struct nm_cfg_parser *p, const json_t *mesh)
 	return 0;
 }
 
+int nm_cfg_get_mode(struct nm_cfg_parser *p, const json_t *obj,
+		    const char *parent, const char *key,
+		    enum nm_inbound_mode *out)
+{
+	struct nm_jw_field f;
+	char q[NM_JW_SHOW_BUF];
+	const char *s;
+	int ret;
+
+	ret = nm_jw_field(&p->j, obj, parent, key, JSON_STRING, false, &f);
+	if (ret <= 0)
+		return ret;
+	s = json_string_value(f.v);
+	/* Istio's spellings, upper case only, as PeerAuthentication has. */
+	if (strcmp(s, "STRICT") == 0)
+		*out = NM_MODE_STRICT;
+	else if (strcmp(s, "PERMISSIVE") == 0)
+		*out = NM_MODE_PERMISSIVE;
+	else
+		return nm_jw_fail(&p->j, f.path,
+				  "%s is not \"STRICT\" or \"PERMISSIVE\"",
+				  nm_jw_show(s, q));
+	return 1;
+}
+
+static bool addr_is_unspecified(const struct nm_addr *a)
+{
+	static const struct nm_addr any4 = { .a = { [10] = 0xff, [11] = 0xff } };
+	static const struct nm_addr any6;
+
+	return !memcmp(a, &any4, sizeof(*a)) || !memcmp(a, &any6, sizeof(*a));
+}
+
+/*
+ * "probers": node-local addresses (IPv4 or IPv6 text) whose SYNs a STRICT
+ * workload admits. Present, it replaces the default (the node's own
+ * addresses), so [] admits no prober at all.
+ */
+static int parse_probers(struct nm_cfg_parser *p, const json_t *mesh)
+{
+	struct nm_mesh_cfg *m = &p->c->mesh;
+	char path[NM_JW_PATH_MAX], q[NM_JW_SHOW_BUF];
+	struct nm_jw_field f;
+	size_t i;
+	int ret;
+
+	ret = nm_jw_field(&p->j, mesh, "mesh", "probers", JSON_ARRAY, false, &f);
+	if (ret <= 0)
+		return ret;
+	if (json_array_size(f.v) > NM_CFG_MAX_PROBERS)
+		return nm_jw_fail(&p->j, f.path, "%zu addresses, at most %d",
+				  json_array_size(f.v), NM_CFG_MAX_PROBERS);
+	m->probers_set = true;
+	for (i = 0; i < json_array_size(f.v); i++) {
+		const json_t *e = json_array_get(f.v, i);
+		const char *s = json_string_value(e);
+		struct nm_addr a;
+		bool v6;
+
+		nm_jw_path_idx(path, "mesh.probers", i);
+		if (!s)
+			return nm_jw_fail(&p->j, path, "expected an address string, got %s",
+					  nm_jw_type_name(e));
+		if (nm_addr_parse(s, &a, &v6) || addr_is_unspecified(&a))
+			return nm_jw_fail(&p->j, path, "%s is not an IPv4 or IPv6 address",
+					  nm_jw_show(s, q));
+		for (unsigned int k = 0; k < m->n_probers; k++)
+			if (!memcmp(&m->probers[k], &a, sizeof(a)))
+				return nm_jw_fail(&p->j, path, "%s is listed twice",
+						  nm_jw_show(s, q));
+		m->probers[m->n_probers++] = a;
+	}
+	return 0;
+}
+
 /* "healthPort": a port, or 0 to serve no readiness endpoint. */
 static int get_health_port(struct nm_cfg_parser *p, const json_t *mesh,
 			   uint16_t *out)
@@ -83,7 +158,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "adminPort", "failMode", "limits",
 					    "rootNamespace", "healthPort",
 					    "preserveSourceAddress",
-					    "certExpiryWarning", NULL };
+					    "certExpiryWarning",
+					    "defaultMode", "probers", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -142,6 +218,9 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 	ret = get_expiry_warning(p, f.v, &m->cert_expiry_warning);
 	if (ret < 0)
 		return ret;
+	if (nm_cfg_get_mode(p, f.v, "mesh", "defaultMode", &m->default_mode) < 0 ||
+	    parse_probers(p, f.v) < 0)
+		return -EINVAL;
 	/* The three listeners share the node address. */
 	if (m->inbound_port == m->outbound_port)
 		return nm_jw_fail(&p->j, "mesh.inboundPort",

@@ -13,6 +13,13 @@
 
 /* mesh.c: "mesh" (ports, failMode, limits); defaults already set in p->c. */
 int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root);
+/*
+ * mesh.c: a "mode" string at obj.key (workloads[i].mode, mesh.defaultMode):
+ * "STRICT" or "PERMISSIVE" into *out; absent leaves it. 1, 0 or -EINVAL.
+ */
+int nm_cfg_get_mode(struct nm_cfg_parser *p, const json_t *obj,
+		    const char *parent, const char *key,
+		    enum nm_inbound_mode *out);
 /* nodes.c: "nodes"; also builds p->node_idx for nm_cfg_lookup_node(). */
 int nm_cfg_parse_nodes(struct nm_cfg_parser *p, const json_t *root);
 /* Index of the parsed node with this name, or -ENOENT. */

@@ -23,7 +23,7 @@ static int parse_workload(struct nm_cfg_parser *p, const json_t *v,
 {
 	static const char *const keys[] = { "name", "namespace", "serviceAccount",
 					    "labels", "ip", "ip6", "node",
-					    "cgroup", NULL };
+					    "cgroup", "mode", NULL };
 	struct nm_workload_cfg *w = item;
 	char node[NM_NAME_MAX], q[NM_JW_SHOW_BUF];
 	struct nm_jw_field f;
@@ -48,6 +48,9 @@ static int parse_workload(struct nm_cfg_parser *p, const json_t *v,
 	if (w->node < 0)
 		return nm_jw_fail(&p->j, f.path, "%s is not a node listed in nodes",
 				  nm_jw_show(node, q));
+	/* Optional: absent, mesh.defaultMode applies (docs/strict.md). */
+	if (nm_cfg_get_mode(p, v, path, "mode", &w->mode) < 0)
+		return -EINVAL;
 	/*
 	 * Optional: without it w->cgroup stays "" and the workload is only
 	 * reachable through the mesh; its own connections are not intercepted.

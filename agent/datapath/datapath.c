@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * datapath.c - loads nm_connect and nm_sockops, shares their pinned maps,
+ * datapath.c - loads nm_connect, nm_sockops and nm_ingress, shares their pinned maps,
  * attaches them to the cgroup root through pinned bpf_links and writes the
  * map model (datapath.h).
  *
@@ -35,6 +35,7 @@
 #include "policy/compile.h"
 #include "nm_connect.skel.h"
 #include "nm_sockops.skel.h"
+#include "nm_ingress.skel.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 #define INSTANCE_MAX 64
@@ -43,6 +44,7 @@ enum nm_link_idx {
 	NM_LINK_CONNECT4,
 	NM_LINK_CONNECT6,
 	NM_LINK_SOCKOPS,
+	NM_LINK_INGRESS, /* strict inbound (nm_ingress.bpf.c) */
 	NM_LINK_COUNT,
 };
 
@@ -50,18 +52,22 @@ static const char *const link_names[NM_LINK_COUNT] = {
 	[NM_LINK_CONNECT4] = "link_connect4",
 	[NM_LINK_CONNECT6] = "link_connect6",
 	[NM_LINK_SOCKOPS] = "link_sockops",
+	[NM_LINK_INGRESS] = "link_ingress",
 };
 
 struct nm_datapath {
 	char pin_dir[128]; /* NM_PIN_BASE "/" instance */
 	struct nm_connect_bpf *connect;
 	struct nm_sockops_bpf *sockops;
+	struct nm_ingress_bpf *ingress;
 	struct bpf_link *links[NM_LINK_COUNT];
 	/* map fds, owned by the connect skeleton */
 	int fd_workloads, fd_services, fd_backends, fd_endpoints;
 	int fd_orig_by_cookie, fd_orig_by_tuple, fd_agent_state;
 	int fd_policy;
 	int fd_lb_sets, fd_maglev, fd_lb_active;
+	/* strict inbound, owned by the ingress skeleton */
+	int fd_mesh_conns, fd_probers;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -389,9 +395,23 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 		goto fail;
 	}
 
+	dp->ingress = nm_ingress_bpf__open_opts(&oo);
+	if (!dp->ingress) {
+		ret = -errno;
+		nm_set_err(err, errlen, "open nm_ingress: %s", strerror(errno));
+		goto fail;
+	}
+	ret = nm_ingress_bpf__load(dp->ingress);
+	if (ret) {
+		nm_set_err(err, errlen, "load nm_ingress (pins in %s): %s",
+			   dp->pin_dir, strerror(-ret));
+		goto fail;
+	}
+
 	progs[NM_LINK_CONNECT4] = dp->connect->progs.nm_connect4;
 	progs[NM_LINK_CONNECT6] = dp->connect->progs.nm_connect6;
 	progs[NM_LINK_SOCKOPS] = dp->sockops->progs.nm_sockops;
+	progs[NM_LINK_INGRESS] = dp->ingress->progs.nm_ingress;
 	for (int i = 0; i < NM_LINK_COUNT; i++) {
 		ret = attach_or_update(dp, i, progs[i], cgroup_fd, cgroup_id,
 				       &created[i], err, errlen);
@@ -410,6 +430,8 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_lb_sets = bpf_map__fd(dp->connect->maps.nm_lb_sets);
 	dp->fd_maglev = bpf_map__fd(dp->connect->maps.nm_maglev);
 	dp->fd_lb_active = bpf_map__fd(dp->connect->maps.nm_lb_active);
+	dp->fd_mesh_conns = bpf_map__fd(dp->ingress->maps.nm_mesh_conns);
+	dp->fd_probers = bpf_map__fd(dp->ingress->maps.nm_probers);
 
 	close(cgroup_fd);
 	libbpf_set_print(old_print);
@@ -439,6 +461,7 @@ void nm_datapath_close(struct nm_datapath *dp)
 	/* bpf_link__destroy() closes our fd only: the pins keep the links. */
 	for (int i = 0; i < NM_LINK_COUNT; i++)
 		bpf_link__destroy(dp->links[i]);
+	nm_ingress_bpf__destroy(dp->ingress);
 	nm_sockops_bpf__destroy(dp->sockops);
 	nm_connect_bpf__destroy(dp->connect);
 	free(dp);
@@ -779,11 +802,18 @@ int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 			{ "nm_workloads", dp->fd_workloads, m->workloads, m->n_workloads,
 			  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
 			  offsetof(struct nm_model_workload, val) },
+			/* Probers before a workload turns STRICT (its flags are
+			 * in nm_workloads), pruned after it is no longer. */
+			{ "nm_probers", dp->fd_probers, m->probers, m->n_probers,
+			  sizeof(*m->probers), sizeof(m->probers->key),
+			  offsetof(struct nm_model_prober, val) },
 		};
-		static const unsigned int prune_order[] = { 6, 5, 4, 3, 1, 2, 0 };
+		static const unsigned int prune_order[] = { 6, 5, 4, 3, 1, 2, 0, 7 };
 
-		for (unsigned int i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-			ret = sync_upsert(&maps[i]);
+		static const unsigned int upsert_order[] = { 7, 0, 1, 2, 3, 4, 5, 6 };
+
+		for (unsigned int i = 0; i < sizeof(upsert_order) / sizeof(upsert_order[0]); i++) {
+			ret = sync_upsert(&maps[upsert_order[i]]);
 			if (ret)
 				goto out;
 		}
@@ -886,7 +916,7 @@ static int map_clear(int fd, size_t key_size)
 
 int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed)
 {
-	int a, b;
+	int a, b, c;
 
 	a = map_clear(dp->fd_orig_by_cookie, sizeof(__u64));
 	if (a < 0)
@@ -894,8 +924,37 @@ int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed)
 	b = map_clear(dp->fd_orig_by_tuple, sizeof(struct nm_tuple_key));
 	if (b < 0)
 		return b;
+	/* An earlier run's connections died with it: a tuple it left could
+	 * admit a stranger who reuses that source address and port. */
+	c = map_clear(dp->fd_mesh_conns, sizeof(struct nm_conn_key));
+	if (c < 0)
+		return c;
 	if (flushed)
-		*flushed = (unsigned int)(a + b);
+		*flushed = (unsigned int)(a + b + c);
+	return 0;
+}
+
+/* --- strict inbound: the agent's own connections to its pods ------------- */
+
+int nm_datapath_mesh_conn_add(struct nm_datapath *dp,
+			      const struct nm_conn_key *key, uint32_t workload_id)
+{
+	struct nm_mesh_conn v = { .workload_id = workload_id };
+
+	if (!dp)
+		return 0;
+	if (bpf_map_update_elem(dp->fd_mesh_conns, key, &v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int nm_datapath_mesh_conn_del(struct nm_datapath *dp,
+			      const struct nm_conn_key *key)
+{
+	if (!dp)
+		return 0;
+	if (bpf_map_delete_elem(dp->fd_mesh_conns, key) && errno != ENOENT)
+		return -errno;
 	return 0;
 }
 

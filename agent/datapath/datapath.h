@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * datapath.h - loads nodemesh's BPF programs, pins its maps and links under
- * /sys/fs/bpf/nodemesh/<instance>/, attaches connect4/connect6/sockops to the
+ * /sys/fs/bpf/nodemesh/<instance>/, attaches connect4/connect6/sockops/ingress to the
  * node's cgroup root through bpf_link, and writes the map model.
  *
  * Links are pinned too (<pin>/link_connect4 ...) so that redirection stays in
@@ -50,6 +50,8 @@ struct nm_model_lb_set {
 	uint32_t mg_first[NM_LB_MAX_SUBSETS];
 };
 struct nm_model_maglev   { struct nm_maglev_key key; uint32_t val; };
+/* Strict inbound: an address whose SYNs a STRICT workload admits. */
+struct nm_model_prober   { struct nm_addr key; uint32_t val; };
 
 struct nm_model {
 	struct nm_model_workload *workloads; unsigned int n_workloads;
@@ -59,6 +61,7 @@ struct nm_model {
 	struct nm_policy_rec *policies;      unsigned int n_policies;
 	struct nm_model_lb_set *lb_sets;     unsigned int n_lb_sets;
 	struct nm_model_maglev *maglev;      unsigned int n_maglev;
+	struct nm_model_prober *probers;     unsigned int n_probers;
 };
 
 struct nm_state;
@@ -106,10 +109,22 @@ int nm_datapath_lb_active(struct nm_datapath *dp, uint32_t workload_id,
 int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *st);
 int nm_datapath_get_state(struct nm_datapath *dp, struct nm_agent_state *out);
 /*
- * Deletes every redirect record (both nm_orig maps): an agent that starts
- * must not trust records an earlier run left behind. 0 or -errno.
+ * Deletes every redirect record (both nm_orig maps) and every nm_mesh_conns
+ * tuple: an agent that starts must not trust records an earlier run left
+ * behind. 0 or -errno.
  */
 int nm_datapath_flush_records(struct nm_datapath *dp, unsigned int *flushed);
+/*
+ * Strict inbound (docs/strict.md): the 4-tuple of an agent connection to a
+ * local pod, as the pod will see its SYN (saddr/sport: the agent's bound
+ * end; daddr/dport: the pod), goes into nm_mesh_conns before connect() and
+ * out when the socket closes. workload_id is the destination's (shown by
+ * bpftool). NULL dp: nothing, 0. 0 or -errno.
+ */
+int nm_datapath_mesh_conn_add(struct nm_datapath *dp,
+			      const struct nm_conn_key *key, uint32_t workload_id);
+int nm_datapath_mesh_conn_del(struct nm_datapath *dp,
+			      const struct nm_conn_key *key);
 /* Stamps heartbeat_ns with the BPF clock (CLOCK_MONOTONIC). */
 int nm_datapath_heartbeat(struct nm_datapath *dp);
 /*

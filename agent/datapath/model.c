@@ -137,7 +137,7 @@ static int build_workloads(struct builder *b)
 		mw->val.workload_id = w->id;
 		mw->val.identity_id = w->identity_id;
 		mw->val.namespace_id = w->namespace_id;
-		mw->val.flags = NM_WL_MESHED;
+		mw->val.flags = NM_WL_MESHED | (w->strict ? NM_WL_STRICT : 0);
 		mw->val.addr = w->cfg->ip;
 	}
 	return 0;
@@ -415,6 +415,42 @@ static int build_policies(struct builder *b)
 	return 0;
 }
 
+/*
+ * Strict inbound: mesh.probers, or by default this node's own addresses
+ * (kubelet probes a pod from the node). Empty without a node.
+ */
+_Static_assert(NM_CFG_MAX_PROBERS <= NM_MAX_PROBERS, "probers fit nm_probers");
+
+static int build_probers(struct builder *b)
+{
+	const struct nm_mesh_cfg *mc = &b->s->cluster->mesh;
+	const struct nm_node *self = b->s->self ? b->s->self->cfg : NULL;
+	struct nm_addr def[2];
+	const struct nm_addr *src = mc->probers;
+	unsigned int n = mc->n_probers;
+
+	if (!mc->probers_set) {
+		n = 0;
+		if (self) {
+			def[n++] = self->addr;
+			if (self->has_addr6)
+				def[n++] = self->addr6;
+		}
+		src = def;
+	}
+	if (!n)
+		return 0;
+	b->m->probers = calloc(n, sizeof(*b->m->probers));
+	if (!b->m->probers)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		b->m->probers[i].key = src[i];
+		b->m->probers[i].val = 1;
+	}
+	b->m->n_probers = n;
+	return 0;
+}
+
 static int check_limit(struct builder *b, const char *what, unsigned int n,
 		       unsigned int max)
 {
@@ -440,6 +476,8 @@ int nm_model_build(const struct nm_state *s, struct nm_model *out, char *err,
 		ret = build_services(&b);
 	if (!ret)
 		ret = build_policies(&b);
+	if (!ret)
+		ret = build_probers(&b);
 	if (!ret)
 		ret = check_limit(&b, "workload", out->n_workloads, NM_MAX_WORKLOADS);
 	if (!ret)
@@ -468,6 +506,7 @@ void nm_model_free(struct nm_model *m)
 	free(m->policies);
 	free(m->lb_sets);
 	free(m->maglev);
+	free(m->probers);
 	memset(m, 0, sizeof(*m));
 }
 

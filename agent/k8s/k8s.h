@@ -37,6 +37,8 @@
 
 #define NM_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define NM_K8S_MESH_LABEL "nodemesh.io/mesh"
+/* Pod annotation: inbound mode STRICT|PERMISSIVE (docs/strict.md). */
+#define NM_K8S_MODE_ANNOTATION "nodemesh.io/mode"
 
 /* --- object kinds and the store ------------------------------------------ */
 

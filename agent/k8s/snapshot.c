@@ -205,6 +205,27 @@ static bool pod_meshed(const struct nm_k8s_store *st, const json_t *pod)
 	       (ns && ns_meshed(st, ns));
 }
 
+/*
+ * The pod's nodemesh.io/mode annotation: STRICT, PERMISSIVE, or absent
+ * (mesh.defaultMode). Any other value counts as STRICT: an annotation
+ * nobody validates should fail closed, not open (logged at debug).
+ */
+static enum nm_inbound_mode pod_mode(const json_t *pod)
+{
+	const char *v = STR(GET(GET(pod, "metadata"), "annotations"),
+			    NM_K8S_MODE_ANNOTATION);
+
+	if (!v)
+		return NM_MODE_UNSET;
+	if (!strcmp(v, "PERMISSIVE"))
+		return NM_MODE_PERMISSIVE;
+	if (strcmp(v, "STRICT"))
+		pr_debug("msg=\"unknown inbound mode, STRICT applies\" namespace=%s name=%s annotation=%s",
+			 md_str(pod, "namespace"), md_str(pod, "name"),
+			 NM_K8S_MODE_ANNOTATION);
+	return NM_MODE_STRICT;
+}
+
 /* The pod's first IPv4 and IPv6 addresses (status.podIPs, else podIP). */
 static bool pod_ips(const json_t *pod, struct nm_workload_cfg *w)
 {
@@ -299,6 +320,7 @@ static int build_workloads(const struct nm_k8s_store *st,
 			skip(info, "Pod", pod, "more than 16 labels or a label too long");
 			continue;
 		}
+		w->mode = pod_mode(pod);
 		snprintf(w->name, sizeof(w->name), "%s", name);
 		snprintf(w->ns, sizeof(w->ns), "%s", ns);
 		snprintf(w->sa, sizeof(w->sa), "%s", sa && sa[0] ? sa : "default");

@@ -170,6 +170,7 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 		nm_side_close(&f->side[i], reset);
 		nm_buf_put(&a->pool, &f->buf[i]);
 	}
+	nm_meshconn_unregister(a, &f->meshconn);
 	if (f->prev)
 		f->prev->next = f->next;
 	else
@@ -512,6 +513,7 @@ static void flow_res_reset_upstream(struct nm_flow *f)
 	if (s->fd >= 0)
 		nm_loop_del(a->loop, s->fd);
 	nm_side_close(s, true);
+	nm_meshconn_unregister(a, &f->meshconn);
 	*s = (struct nm_side){ .fd = -1 };
 	nm_buf_put(&a->pool, &f->buf[1]);
 	if (f->held_handshake) {
@@ -654,6 +656,11 @@ static int flow_connect(struct nm_flow *f)
 		nm_srcaddr_bind(&a->srcaddr, fd, &f->src, &f->connect_to,
 				nm_loop_now_ms());
 	flow_res_keepalive(f, fd);
+	/* A STRICT pod admits the SYN only with the tuple registered first
+	 * (mesh/meshconn.h); binds fd unless it is bound already. */
+	err = nm_meshconn_register(a, fd, &f->connect_to, &f->meshconn);
+	if (err)
+		goto err_close;
 	flow_res_attempt_started(f);
 	if (connect(fd, (struct sockaddr *)&f->connect_to, len) &&
 	    errno != EINPROGRESS) {
@@ -677,6 +684,7 @@ static int flow_connect(struct nm_flow *f)
 
 err_close:
 	close(fd);
+	nm_meshconn_unregister(a, &f->meshconn);
 	flow_connect_failed(f, err);
 	return err;
 }
@@ -1062,6 +1070,7 @@ static int flow_step_connecting(struct nm_flow *f)
 			flow_res_attempt_done(f, false, false);
 			nm_loop_del(f->agent->loop, s->fd);
 			nm_side_close(s, false);
+			nm_meshconn_unregister(f->agent, &f->meshconn);
 			s->rd_eof = s->wr_shut = true;
 			flow_drain_status(f, NM_NMTP_DEST_REFUSED);
 			return 0;

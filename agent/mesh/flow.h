@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "mesh/meshconn.h"
 #include "mesh/proxy.h"
 #include "telemetry/hooks.h"
 
@@ -65,6 +66,7 @@ struct nm_flow {
 	bool held_flow, held_handshake, held_pod, held_peer;
 	struct nm_flow_res res;          /* resilience (mesh/breaker.h) */
 	struct nm_tel_flow tel;          /* metrics and flow record (telemetry/hooks.h) */
+	struct nm_meshconn meshconn;     /* side 1's tuple in nm_mesh_conns */
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,

@@ -38,6 +38,20 @@ struct nm_node {
 	unsigned int n_labels;
 };
 
+/*
+ * Inbound mode, as Istio's PeerAuthentication mode (docs/strict.md):
+ * PERMISSIVE admits plaintext and mesh connections, STRICT only the mesh's.
+ * A workload's UNSET takes mesh.defaultMode.
+ */
+enum nm_inbound_mode {
+	NM_MODE_UNSET = 0,
+	NM_MODE_PERMISSIVE = 1,
+	NM_MODE_STRICT = 2,
+};
+
+/* mesh.probers: node-local addresses a STRICT workload admits (kubelet). */
+#define NM_CFG_MAX_PROBERS 16
+
 struct nm_workload_cfg {
 	char name[NM_NAME_MAX];
 	char ns[NM_NAME_MAX];
@@ -49,6 +63,7 @@ struct nm_workload_cfg {
 	struct nm_addr ip6;
 	int node;               /* index into nm_cluster.nodes */
 	char cgroup[NM_PATH_MAX];
+	enum nm_inbound_mode mode; /* "mode"; UNSET: mesh.defaultMode */
 };
 
 struct nm_port_map {
@@ -216,6 +231,11 @@ struct nm_mesh_cfg {
 	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
 	bool preserve_src;         /* "preserveSourceAddress", default true */
 	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
+	enum nm_inbound_mode default_mode; /* "defaultMode", default PERMISSIVE */
+	/* "probers": absent (probers_set false) = this node's own addresses. */
+	bool probers_set;
+	struct nm_addr probers[NM_CFG_MAX_PROBERS];
+	unsigned int n_probers;
 };
 
 /*

@@ -175,6 +175,8 @@ static int build_workloads(struct build *b)
 				    wl_ref(b, w, ra));
 		w->node = &s->nodes[w->cfg->node];
 		w->local = w->node == s->self;
+		w->strict = (w->cfg->mode == NM_MODE_UNSET ?
+				     c->mesh.default_mode : w->cfg->mode) == NM_MODE_STRICT;
 		ret = nm_ids_get(b->ids, NM_KIND_WORKLOAD, w->cfg->ns,
 				 w->cfg->name, &w->id);
 		if (!ret)

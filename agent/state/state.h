@@ -60,6 +60,7 @@ struct nm_st_workload {
 	const struct nm_workload_cfg *cfg;
 	uint64_t cgroup_id; /* local workloads with a cgroup; 0: not meshed here */
 	bool local;         /* runs on this agent's node */
+	bool strict;        /* inbound mode STRICT (its own, else mesh.defaultMode) */
 };
 
 struct nm_st_service {

@@ -1389,6 +1389,67 @@ START_TEST(test_telemetry_section)
 }
 END_TEST
 
+/* workloads[].mode, mesh.defaultMode, mesh.probers (docs/strict.md). */
+START_TEST(test_inbound_mode)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	/* Defaults: PERMISSIVE as Istio; probers not set (the node's own). */
+	ck_assert_msg(load("{" HDR "," NODES ",'workloads':[" WL("a", "198.18.1.2", "") "]}",
+			   &c, err) == 0, "%s", err);
+	ck_assert_int_eq(c->mesh.default_mode, NM_MODE_PERMISSIVE);
+	ck_assert_int_eq(c->workloads[0].mode, NM_MODE_UNSET);
+	ck_assert(!c->mesh.probers_set);
+	ck_assert_uint_eq(c->mesh.n_probers, 0);
+	nm_cluster_free(c);
+
+	ck_assert_msg(load("{" HDR ",'mesh':{'defaultMode':'STRICT','probers':['198.18.0.1','fd00::1']},"
+			   NODES ",'workloads':[" WL("a", "198.18.1.2", ",'mode':'PERMISSIVE'") ","
+			   WL("b", "198.18.1.3", ",'mode':'STRICT'") "]}", &c, err) == 0, "%s", err);
+	ck_assert_int_eq(c->mesh.default_mode, NM_MODE_STRICT);
+	ck_assert_int_eq(c->workloads[0].mode, NM_MODE_PERMISSIVE);
+	ck_assert_int_eq(c->workloads[1].mode, NM_MODE_STRICT);
+	ck_assert(c->mesh.probers_set);
+	ck_assert_uint_eq(c->mesh.n_probers, 2);
+	{
+		struct nm_addr want = ip("198.18.0.1");
+
+		ck_assert_mem_eq(&c->mesh.probers[0], &want, sizeof(want));
+	}
+	ck_assert(!nm_addr_is_v4(&c->mesh.probers[1]));
+	nm_cluster_free(c);
+	/* An empty list admits no prober at all. */
+	ck_assert_msg(load("{" HDR ",'mesh':{'probers':[]}}", &c, err) == 0, "%s", err);
+	ck_assert(c->mesh.probers_set);
+	ck_assert_uint_eq(c->mesh.n_probers, 0);
+	nm_cluster_free(c);
+
+	ck_assert_str_eq(load_err("{" HDR "," NODES ",'workloads':[" WL("a", "198.18.1.2", ",'mode':'strict'") "]}"),
+			 NAME ": workloads[0].mode: \"strict\" is not \"STRICT\" or \"PERMISSIVE\"");
+	ck_assert_str_eq(load_err("{" HDR "," NODES ",'workloads':[" WL("a", "198.18.1.2", "") ","
+				  WL("b", "198.18.1.3", ",'mode':1") "]}"),
+			 NAME ": workloads[1].mode: expected a string, got an integer");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'defaultMode':'DISABLE'}}"),
+			 NAME ": mesh.defaultMode: \"DISABLE\" is not \"STRICT\" or \"PERMISSIVE\"");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':['198.18.0.1','kubelet']}}"),
+			 NAME ": mesh.probers[1]: \"kubelet\" is not an IPv4 or IPv6 address");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':['0.0.0.0']}}"),
+			 NAME ": mesh.probers[0]: \"0.0.0.0\" is not an IPv4 or IPv6 address");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':['10.0.0.1','10.0.0.1']}}"),
+			 NAME ": mesh.probers[1]: \"10.0.0.1\" is listed twice");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':[1]}}"),
+			 NAME ": mesh.probers[0]: expected an address string, got an integer");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':'10.0.0.1'}}"),
+			 NAME ": mesh.probers: expected an array, got a string");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'probers':['1.0.0.1','1.0.0.2','1.0.0.3',"
+				  "'1.0.0.4','1.0.0.5','1.0.0.6','1.0.0.7','1.0.0.8','1.0.0.9','1.0.0.10',"
+				  "'1.0.0.11','1.0.0.12','1.0.0.13','1.0.0.14','1.0.0.15','1.0.0.16',"
+				  "'1.0.0.17']}}"),
+			 NAME ": mesh.probers: 17 addresses, at most 16");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1415,6 +1476,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_policy_fields);
 	tcase_add_test(tc, test_telemetry_section);
 	tcase_add_test(tc, test_preserve_source_address);
+	tcase_add_test(tc, test_inbound_mode);
 	suite_add_tcase(s, tc);
 	return s;
 }

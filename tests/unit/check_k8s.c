@@ -397,6 +397,57 @@ START_TEST(test_snapshot_state)
 }
 END_TEST
 
+/* Sets metadata.annotations[key] of the stored pod `name` (NULL: removes). */
+static void pod_annotate(const char *name, const char *key, const char *val)
+{
+	const char *k;
+	json_t *pod;
+
+	json_object_foreach(st.objs[NM_K8S_PODS], k, pod) {
+		json_t *md = json_object_get(pod, "metadata"), *ann;
+
+		if (strcmp(json_string_value(json_object_get(md, "name")), name))
+			continue;
+		ann = json_object_get(md, "annotations");
+		if (!ann) {
+			ann = json_object();
+			json_object_set_new(md, "annotations", ann);
+		}
+		if (val)
+			json_object_set_new(ann, key, json_string(val));
+		else
+			json_object_del(ann, key);
+	}
+}
+
+/* nodemesh.io/mode: STRICT, PERMISSIVE, absent (UNSET), anything else STRICT. */
+START_TEST(test_snapshot_mode)
+{
+	static const struct {
+		const char *val;
+		enum nm_inbound_mode want;
+	} cases[] = {
+		{ NULL, NM_MODE_UNSET },
+		{ "STRICT", NM_MODE_STRICT },
+		{ "PERMISSIVE", NM_MODE_PERMISSIVE },
+		{ "strict", NM_MODE_STRICT }, /* unknown: fail closed */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct nm_k8s_build_info info;
+		struct nm_cluster *c;
+
+		pod_annotate("local-echo", NM_K8S_MODE_ANNOTATION, cases[i].val);
+		c = build(&info);
+		ck_assert_ptr_nonnull(wl(c, "default", "local-echo"));
+		ck_assert_int_eq(wl(c, "default", "local-echo")->mode, cases[i].want);
+		ck_assert_int_eq(wl(c, "default", "client")->mode, NM_MODE_UNSET);
+		free(info.policies_json);
+		nm_cluster_free(c);
+	}
+}
+END_TEST
+
 START_TEST(test_snapshot_cgroup_late)
 {
 	struct nm_k8s_build_info info;
@@ -525,6 +576,7 @@ static Suite *k8s_suite(void)
 	tcase_add_checked_fixture(ts, snap_setup, snap_teardown);
 	tcase_add_test(ts, test_snapshot);
 	tcase_add_test(ts, test_snapshot_state);
+	tcase_add_test(ts, test_snapshot_mode);
 	tcase_add_test(ts, test_snapshot_cgroup_late);
 	suite_add_tcase(s, ts);
 	tcase_add_loop_test(tg, test_cgroup_layouts, 0,
