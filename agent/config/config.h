@@ -15,6 +15,8 @@
  *     "limits": { "maxFlows": N, "maxHandshakes": N, "maxFlowsPerPod": N,
  *                 "maxFlowsPerPeer": N }   each optional, 0..10000000;
  *                                          0 = derived from RLIMIT_NOFILE
+ *     "defaultMode": "PERMISSIVE"|"STRICT", "probers": ["198.18.0.1", ...]
+ *                                          (docs/strict.md)
  *   },
  *   "nodes": [ { "name": "node-1", "address": "198.18.0.1",
  *                "address6": "2001:2::1" (optional),
@@ -25,7 +27,8 @@
  *                    "ip": "198.18.1.2", "ip6": "..." (optional),
  *                    "node": "node-1",
  *                    "cgroup": "nm/node-1/client" (absolute or relative to
- *                       the cgroup v2 mount) } ],
+ *                       the cgroup v2 mount),
+ *                    "mode": "STRICT"|"PERMISSIVE" (optional) } ],
  *   "services": [ { "name": "echo", "namespace": "default",
  *                   "vip": "198.19.0.10", "vip6": "..." (optional),
  *                   "ports": [ { "port": 80, "targetPort": 8080 } ],
