@@ -169,10 +169,12 @@ gen=$(bpftool map dump pinned "$pins1/nm_agent_state" -j | jq '.[0].formatted.va
 st=$("$cli" status --instance "$inst1" --json)
 now=$(date +%s)
 ver=$("$cli" version --json | jq -r .version)
+# Every link_* pin (connect4, connect6, sockops, ingress...), not a fixed count.
+nlinks=$(find "$pins1" -maxdepth 1 -name 'link_*' | wc -l)
 jqok cli27-status-json '.instances[0] |
 	.state == "running" and .version == $ver and .generation == $gen and
 	.uptime_s >= 0 and .uptime_s <= $maxup and
-	(.pins.links | length) == 3 and
+	(.pins.links | length) == $nlinks and $nlinks >= 4 and
 	all(.pins.links[]; (.prog_name | length) > 0 and (.prog_type | length) > 0 and .prog_id > 0) and
 	([.pins.map_fill[] | select(.entries != null) | {(.name): .entries}] | add) == $counts and
 	all(.pins.map_fill[]; .max_entries > 0) and
@@ -182,7 +184,7 @@ jqok cli27-status-json '.instances[0] |
 	--argjson feat "$(cat "/run/nodemesh/$inst1/features.json")" \
 	--arg ver "$ver" --argjson gen "$gen" --argjson maxup "$((now - t_start + 60))" \
 	--argjson sam "$(jq '.features.source_address' "/run/nodemesh/$inst1/agent.json")" \
-	--argjson counts "$counts"
+	--argjson counts "$counts" --argjson nlinks "$nlinks"
 "$cli" status --instance "$inst1" >"$NM_STATE/status.txt" 2>&1
 wlc=$(jq '.nm_workloads' <<<"$counts")
 ok cli27-status-human "grep -q '^instance $inst1: running (pid $NM_AGENT_PID_1)' '$NM_STATE/status.txt' &&
@@ -479,7 +481,7 @@ ok cli27-agent-down-certs "((rc == 1)) && grep -q 'not running' '$NM_STATE/certs
 d=$("$cli" maps dump nm_workloads --instance "$inst1" --json)
 st=$("$cli" status --instance "$inst1" --json)
 ok cli27-agent-killed "jq -e '.names == \"runstate\" and .entries == $wlc and ([.records[].value.workload] | sort) == $local_names' <<<\"\$d\" >/dev/null &&
-	jq -e '.instances[0].state == \"stopped\" and .instances[0].uptime_s == null and (.instances[0].pins.links | length) == 3' <<<\"\$st\" >/dev/null" \
+	jq -e '.instances[0].state == \"stopped\" and .instances[0].uptime_s == null and (.instances[0].pins.links | length) == $nlinks' <<<\"\$st\" >/dev/null" \
 	"dump: $(head -c 600 <<<"$d") status: $(head -c 600 <<<"$st")"
 
 ((NM_FAILS == 0))
