@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "config/config.h"
 #include "lib/spiffe.h"
 #include "mesh/certdir.h"
 #include "mesh/tls.h"
@@ -592,6 +593,40 @@ START_TEST(test_warn_threshold)
 }
 END_TEST
 
+/* mesh.certExpiryWarning: absent -1 (the default rule), seconds, 0 off;
+ * anything else refused naming the field. */
+START_TEST(test_config_key)
+{
+	static const char *const bad[] = { "-5", "\"1h\"", "1.5", "316224001" };
+	static const struct { const char *v; long long want; } good[] = {
+		{ NULL, -1 }, { "0", 0 }, { "3600", 3600 }, { "316224000", 316224000 },
+	};
+	struct nm_cluster *c = NULL;
+	char buf[256], err[512];
+
+	for (unsigned int i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (good[i].v)
+			snprintf(buf, sizeof(buf), "{\"trustDomain\":\"td\",\"certDir\":\"c\",\"mesh\":{\"certExpiryWarning\":%s}}",
+				 good[i].v);
+		else
+			snprintf(buf, sizeof(buf), "{\"trustDomain\":\"td\",\"certDir\":\"c\"}");
+		ck_assert_msg(nm_cluster_load_buf(buf, strlen(buf), "t.json", &c, err,
+						  sizeof(err)) == 0, "%s: %s", buf, err);
+		ck_assert_int_eq(c->mesh.cert_expiry_warning, good[i].want);
+		nm_cluster_free(c);
+		c = NULL;
+	}
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "{\"trustDomain\":\"td\",\"certDir\":\"c\",\"mesh\":{\"certExpiryWarning\":%s}}",
+			 bad[i]);
+		ck_assert_int_lt(nm_cluster_load_buf(buf, strlen(buf), "t.json", &c,
+						     err, sizeof(err)), 0);
+		ck_assert_msg(strstr(err, "mesh.certExpiryWarning"), "%s: %s", bad[i], err);
+		ck_assert_ptr_null(c);
+	}
+}
+END_TEST
+
 static Suite *certdir_suite(void)
 {
 	Suite *s = suite_create("certdir");
@@ -608,6 +643,7 @@ static Suite *certdir_suite(void)
 	tcase_add_test(ld, test_multi_root_bundle);
 	tcase_add_test(ld, test_tickets_across_swaps);
 	tcase_add_test(ld, test_warn_threshold);
+	tcase_add_test(ld, test_config_key);
 	tcase_add_test(wt, test_watch_rename_and_new_identity);
 	tcase_add_test(wt, test_watch_k8s_data_swap);
 	suite_add_tcase(s, ld);
