@@ -577,6 +577,31 @@ START_TEST(test_watch_k8s_data_swap)
 }
 END_TEST
 
+/* certDir removed (the set in force stays), then back with new files. */
+START_TEST(test_watch_dir_comes_back)
+{
+	char dir[300], old[NM_TLS_SERIAL_MAX];
+	struct nm_tls *t0, *t;
+	struct nm_certdir *w;
+
+	fresh(dir, sizeof(dir), "gone");
+	issue(ca1_dir, dir, "client");
+	t0 = load(dir);
+	snprintf(old, sizeof(old), "%s", serial_of(t0, "client"));
+	w = watch(dir, t0);
+	rm_tree(dir);
+	ck_assert_ptr_null(wait_set(w, 600, NULL));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	issue(ca1_dir, dir, "client");
+	t = wait_set(w, 3000, NULL);
+	ck_assert_msg(t, "no new set after certDir came back");
+	ck_assert_str_ne(serial_of(t, "client"), old);
+	nm_tls_free(t);
+	nm_certdir_stop(w);
+	nm_tls_free(t0);
+}
+END_TEST
+
 START_TEST(test_warn_threshold)
 {
 	/* Absent: a day, at most a fifth of the lifetime. */
@@ -646,6 +671,7 @@ static Suite *certdir_suite(void)
 	tcase_add_test(ld, test_config_key);
 	tcase_add_test(wt, test_watch_rename_and_new_identity);
 	tcase_add_test(wt, test_watch_k8s_data_swap);
+	tcase_add_test(wt, test_watch_dir_comes_back);
 	suite_add_tcase(s, ld);
 	suite_add_tcase(s, wt);
 	return s;
