@@ -136,7 +136,7 @@ static int maps_dump(const struct nm_cli *cli, const struct nm_target *t,
 	const char *type;
 	size_t vlen;
 	int fd, ncpus = 1, ret = NM_EXIT_FAIL;
-	bool percpu, first = true;
+	bool percpu, listable, first = true;
 
 	snprintf(name, sizeof(name), "%s%s",
 		 strncmp(arg, NM_PIN_MAP_PREFIX, strlen(NM_PIN_MAP_PREFIX)) ?
@@ -178,7 +178,10 @@ static int maps_dump(const struct nm_cli *cli, const struct nm_target *t,
 	if (!agent)
 		json_object_set_new(doc, "note", json_string(
 			"no run state (agent.json): the agent is not running; IDs are not named"));
-	while (!bpf_map_get_next_key(fd, first ? NULL : key, next)) {
+	listable = info.type != BPF_MAP_TYPE_RINGBUF && info.type != BPF_MAP_TYPE_SK_STORAGE &&
+		   info.type != BPF_MAP_TYPE_PERF_EVENT_ARRAY &&
+		   info.type != BPF_MAP_TYPE_USER_RINGBUF;
+	while (listable && !bpf_map_get_next_key(fd, first ? NULL : key, next)) {
 		json_t *k, *v;
 
 		first = false;
@@ -193,11 +196,16 @@ static int maps_dump(const struct nm_cli *cli, const struct nm_target *t,
 		if (json_array_size(recs) > 10000000)
 			break;
 	}
-	if (first && errno != ENOENT)
+	if (!listable)
+		json_object_set_new(doc, "error", json_sprintf(
+			"a %s map has no keys to walk: its entries cannot be listed",
+			type ? type : "?"));
+	else if (first && errno != ENOENT)
 		json_object_set_new(doc, "error", json_sprintf(
 			"cannot list the entries of a %s map: %s", type ? type : "?",
 			strerror(errno)));
-	json_object_set_new(doc, "entries", json_integer((json_int_t)json_array_size(recs)));
+	json_object_set_new(doc, "entries", listable ?
+			    json_integer((json_int_t)json_array_size(recs)) : json_null());
 	json_object_set_new(doc, "records", recs);
 	json_decref(agent);
 	if (cli->json) {
@@ -208,11 +216,15 @@ static int maps_dump(const struct nm_cli *cli, const struct nm_target *t,
 
 		if (json_object_get(doc, "note"))
 			printf("# %s\n", json_string_value(json_object_get(doc, "note")));
-		printf("map %s: %s, %zu of %u entries, key %u bytes, value %u bytes%s\n",
-		       name, type ? type : "unknown", json_array_size(recs),
-		       info.max_entries, info.key_size, info.value_size,
-		       json_is_true(json_object_get(doc, "decoded")) ? "" :
-		       " (not an nm_abi.h record of this ABI: hex)");
+		if (listable)
+			printf("map %s: %s, %zu of %u entries, key %u bytes, value %u bytes%s\n",
+			       name, type ? type : "unknown", json_array_size(recs),
+			       info.max_entries, info.key_size, info.value_size,
+			       json_is_true(json_object_get(doc, "decoded")) ? "" :
+			       " (not an nm_abi.h record of this ABI: hex)");
+		else
+			printf("map %s: %s, max %u\n", name, type ? type : "unknown",
+			       info.max_entries);
 		if (json_object_get(doc, "error"))
 			printf("# %s\n", json_string_value(json_object_get(doc, "error")));
 		json_array_foreach(recs, i, r) {
