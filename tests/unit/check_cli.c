@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * check_cli.c - the pure pieces of the CLI's output: aligned tables
- * (lib/table.c) and the decoding of nm_abi.h records (lib/abidecode.c).
+ * (lib/table.c), the decoding of nm_abi.h records (lib/abidecode.c) and
+ * the forms of a /flows answer (lib/jsonlines.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include "nm_abi.h"
 #include "lib/abidecode.h"
 #include "lib/addr.h"
+#include "lib/jsonlines.h"
 #include "lib/table.h"
 
 /* What t prints, as a string to free. */
@@ -204,6 +206,43 @@ START_TEST(flag_and_enum_names)
 }
 END_TEST
 
+/* The list parsed from text, as compact JSON (or "NULL"). */
+static char *list_of(const char *text)
+{
+	json_t *l = nm_json_list_parse(text, strlen(text), "flows");
+
+	return l ? dumps(l) : strdup("NULL");
+}
+
+START_TEST(json_list_forms)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "[{\"a\":1},{\"a\":2}]", "[{\"a\":1},{\"a\":2}]" },
+		{ "{\"flows\":[{\"a\":1}]}\n", "[{\"a\":1}]" },
+		{ "{\"a\":1}\n{\"a\":2}\r\n\n", "[{\"a\":1},{\"a\":2}]" },
+		{ "{\"a\":1}", "[{\"a\":1}]" },
+		{ "", "[]" },
+		{ "  \n", "[]" },
+		{ "[1,2]", "NULL" },              /* not objects */
+		{ "{\"flows\":[1]}", "NULL" },
+		{ "{\"flows\":3}", "NULL" },
+		{ "{\"a\":1}\nnot json\n", "NULL" },
+		{ "{\"a\":1}\n[{\"b\":2}]", "NULL" }, /* a line that is no object */
+		{ "[{\"a\":1}] trailing", "NULL" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = list_of(cases[i].in);
+
+		ck_assert_msg(!strcmp(got, cases[i].want), "case %zu: %s -> %s, want %s", i,
+			      cases[i].in, got, cases[i].want);
+		free(got);
+	}
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -217,6 +256,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, decode_percpu_sums_counters);
 	tcase_add_test(tc, decode_unknown_is_hex);
 	tcase_add_test(tc, flag_and_enum_names);
+	tcase_add_test(tc, json_list_forms);
 	suite_add_tcase(s, tc);
 	return s;
 }
