@@ -26,6 +26,10 @@
 #   strict-prober-admitted a node-netns process bound to the node address (the
 #                          default prober) reaches the STRICT pod; the same
 #                          process from the bridge address is dropped
+#   strict-ipv6-plain-dropped / strict-ipv6-meshed  the same for IPv6: echo
+#                          gets a routed v6 address; an unmeshed v6 connect
+#                          is dropped and counted, an NMTP flow through
+#                          node-2's agent to [v6]:8081 carries its bytes
 #   strict-reload-permissive  local-echo switched to PERMISSIVE by a reload:
 #                          the plaintext connection from the unmeshed process
 #                          works
@@ -189,7 +193,52 @@ nm_check strict-prober-admitted "from ${NM_NODE_ADDR[1]}: $probe (prober_admits 
 	test "$probe" == "ok probe" -a "$(strict_count 1 "$id_local" prober_admits)" -gt "$p_local" \
 	-a "$nobind" != "ok probe" -a "$(strict_count 1 "$id_local" drops)" -gt "$d_local"
 
-# 5. A reload turns local-echo PERMISSIVE: plaintext reaches it again.
+# 5. IPv6: echo (STRICT, node-2) gets a routed v6 address and a v6 server.
+# An unmeshed process of node-2's netns (source: the bridge's v6 address,
+# no prober) is dropped and counted; a meshed connection (an NMTP client
+# with the client identity, through node-2's inbound agent, which binds to
+# the bridge's v6 address and registers that tuple first) gets through.
+e6=fd00:18:2::11
+gw6=fd00:18:2::1
+ns2=$(nm_node_ns 2)
+nm_pod_info echo
+v6ok=1
+ip -n "$NM_P_NS" addr add "$e6/128" dev eth0 nodad &&
+	ip -n "$NM_P_NS" -6 route add "$gw6" dev eth0 &&
+	ip -n "$NM_P_NS" -6 route add default via "$gw6" dev eth0 &&
+	ip -n "$ns2" addr add "$gw6/128" dev "${NM_RUN}br" nodad &&
+	ip -n "$ns2" -6 route add "$e6/128" dev "${NM_RUN}br" || v6ok=0
+log2=$(nm_agent_log 2)
+before=$(grep -c 'msg="config reloaded"' "$log2")
+jq --arg e "$e6" '(.workloads[] | select(.name == "echo") | .ip6) = $e' "$NM_CLUSTER_JSON" \
+	>"$NM_CLUSTER_JSON.tmp" && mv "$NM_CLUSTER_JSON.tmp" "$NM_CLUSTER_JSON" || v6ok=0
+kill -HUP "$NM_AGENT_PID_2"
+for ((i = 0; i < 100; i++)); do
+	(($(grep -c 'msg="config reloaded"' "$log2") > before)) && break
+	sleep 0.05
+done
+nm_pod_spawn echo echo6 "$NM_PEER" serve --port 8081 --addr :: --log-conns
+nm_wait_listen "$NM_P_NS" 8081 5 || v6ok=0
+if ((!v6ok)); then
+	nm_fail strict-ipv6 "IPv6 set-up failed"
+else
+	certs=$NM_STATE/certs/default
+	d6=$(strict_count 2 "$id_echo" drops)
+	m6=$(strict_count 2 "$id_echo" mesh_admits)
+	plain6=$(nm_node_exec 2 "$CONNECT" --to "[$e6]:8081" --send plain6 --timeout-ms 1500 2>&1)
+	d6b=$(strict_count 2 "$id_echo" drops)
+	nm_check strict-ipv6-plain-dropped "unmeshed [$gw6] -> [$e6]:8081: $plain6, drops $d6 -> $d6b" \
+		test "$plain6" != "ok plain6" -a "$d6b" -gt "$d6"
+	meshed6=$(nm_node_exec 1 "$NM_PEER" nmtp --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" \
+		--dst "[$e6]:8081" --cert "$certs/client/cert.pem" --key "$certs/client/key.pem" \
+		--sni "echo.default.$NM_TRUST_DOMAIN" --bytes 4K --timeout-ms 5000)
+	m6b=$(strict_count 2 "$id_echo" mesh_admits)
+	nm_check strict-ipv6-meshed "NMTP to [$e6]:8081: $meshed6; mesh_admits $m6 -> $m6b, drops $d6b -> $(strict_count 2 "$id_echo" drops)" \
+		test "$(nm_json "$meshed6" status)" == 0 -a "$(nm_json "$meshed6" echoed)" == 4096 \
+		-a "$m6b" -gt "$m6" -a "$(strict_count 2 "$id_echo" drops)" == "$d6b"
+fi
+
+# 6. A reload turns local-echo PERMISSIVE: plaintext reaches it again.
 before=$(grep -c 'msg="config reloaded"' "$log1")
 set_modes client-2=PERMISSIVE local-echo=PERMISSIVE
 kill -HUP "$NM_AGENT_PID_1"
