@@ -11,6 +11,10 @@
 #   src-same-node            client -> local-echo (node-1), the same
 #   src-reverse-cross-node   client-2 (node-2) -> local-echo (node-1)
 #   src-*-halfclose          after the client's FIN the server still answers
+#   src-strict-*             echo and local-echo STRICT: an unmeshed connect
+#                            is dropped, preserved flows (the tuple the agent
+#                            registers is the client's) still arrive; the
+#                            checks below run against the STRICT pods
 #   src-nmtp-own-src         a hand-made NMTP client with the client identity
 #                            and SRC = the client pod's address: delivered,
 #                            the pod sees that address
@@ -100,6 +104,31 @@ for pair in "cross-node $echo_ip" "same-node $local_ip"; do
 	fi
 done
 
+# --- STRICT pods: the tuple registered before connect is the client's -------
+# echo and local-echo turn STRICT (docs/strict.md): their cgroup_skb/ingress
+# admits a SYN only when the agent registered its exact 4-tuple in
+# nm_mesh_conns, here (client address, client port, pod, port). An unmeshed
+# connect is dropped (the control), preserved flows still arrive. Everything
+# below runs against the STRICT pods.
+cfg=$NM_STATE/cluster.json
+jq '(.workloads[] | select(.name == "echo" or .name == "local-echo") | .mode) = "STRICT"' \
+	"$cfg" >"$cfg.tmp" && mv "$cfg.tmp" "$cfg"
+nm_agent_stop 1
+nm_agent_stop 2
+if nm_agent_start 1 && nm_agent_start 2; then
+	out=$(nm_outside_exec client "$NM_PEER" connect --to "$echo_ip:8080" --timeout-ms 1000)
+	rc=$?
+	if ((rc == 0)); then
+		nm_fail src-strict-control "an unmeshed connect reached the STRICT echo pod: $out"
+	else
+		nm_pass "src-strict-control (unmeshed connect to the STRICT pod: exit $rc)"
+	fi
+	check_seen src-strict-cross-node "$echo_out" client 198.19.0.10:80 65536
+	check_seen src-strict-same-node "$local_out" client 198.19.0.11:80 65536
+else
+	nm_fail src-strict "agents did not restart with STRICT pods"
+fi
+
 # --- SRC from a hand-made NMTP client (node-1's netns, client identity) ---
 nmtp() { # SRC
 	nm_node_exec 1 "$NM_PEER" nmtp --to "${NM_NODE_ADDR[2]}:$NM_INBOUND_PORT" \
@@ -153,7 +182,6 @@ ip -n "$NM_P_NS" addr add "$e6/128" dev eth0 nodad &&
 	ip -n "$NM_P_NS" -6 route add default via "$gw6" dev eth0 &&
 	ip -n "$ns2" addr add "$gw6/128" dev "${NM_RUN}br" nodad &&
 	ip -n "$ns2" -6 route add "$e6/128" dev "${NM_RUN}br" || v6ok=0
-cfg=$NM_STATE/cluster.json
 jq --arg e "$e6" --arg c "$c6" '(.workloads[] | select(.name == "echo") | .ip6) = $e |
 	(.workloads[] | select(.name == "client") | .ip6) = $c' "$cfg" >"$cfg.tmp" && mv "$cfg.tmp" "$cfg"
 nm_agent_stop 2
@@ -215,8 +243,9 @@ res=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.10:80 --bytes 65536 --tim
 local=$(nm_json "$res" local)
 seen=$(grep "^close .* bytes=65536 " "$echo_out" | tail -n 1)
 seen=$(nm_kv "$seen" peer)
-if [[ $(nm_json "$res" result) == ok && -n $seen && ${seen%:*} != "$client_ip" ]] &&
-	ip -n "$ns2" -o addr show | grep -qF " ${seen%:*}/"; then
+addrs=$(ip -n "$ns2" -o addr show) # not piped into grep -q: pipefail and SIGPIPE
+if [[ $(nm_json "$res" result) == ok && -n $seen && ${seen%:*} != "$client_ip" &&
+	$addrs == *" ${seen%:*}/"* ]]; then
 	nm_pass "src-fallback-agent-address (client $local, pod saw $seen, node-2's)"
 else
 	nm_fail src-fallback-agent-address "send: $res; pod saw: ${seen:-nothing}"
