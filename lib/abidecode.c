@@ -12,6 +12,7 @@
 enum kind {
 	K_U32, K_U64, K_WL_ID, K_WL, K_SVC_KEY, K_SVC, K_BE_KEY, K_BE, K_ADDR, K_EP,
 	K_ORIG, K_TUPLE, K_POL_KEY, K_POL, K_LB_SET, K_MG_KEY, K_STATE, K_WL_STATS,
+	K_CONN_KEY, K_MESH_CONN, K_STRICT_STATS,
 };
 
 struct map_desc {
@@ -34,6 +35,9 @@ static const struct map_desc maps[] = {
 	{ "nm_lb_conn", K_U64, K_WL_ID },
 	{ "nm_agent_state", K_U32, K_STATE },
 	{ "nm_wl_stats", K_WL_ID, K_WL_STATS },
+	{ "nm_mesh_conns", K_CONN_KEY, K_MESH_CONN },
+	{ "nm_probers", K_ADDR, K_U32 },
+	{ "nm_strict_drops", K_WL_ID, K_STRICT_STATS },
 };
 
 static size_t kind_size(enum kind k)
@@ -57,6 +61,9 @@ static size_t kind_size(enum kind k)
 	case K_MG_KEY: return sizeof(struct nm_maglev_key);
 	case K_STATE: return sizeof(struct nm_agent_state);
 	case K_WL_STATS: return sizeof(struct nm_wl_stats);
+	case K_CONN_KEY: return sizeof(struct nm_conn_key);
+	case K_MESH_CONN: return sizeof(struct nm_mesh_conn);
+	case K_STRICT_STATS: return sizeof(struct nm_strict_stats);
 	}
 	return 0;
 }
@@ -185,6 +192,8 @@ static json_t *flags_json(void (*fn)(unsigned int, char *, size_t), unsigned int
 	fn(f, buf, sizeof(buf));
 	return json_string(buf);
 }
+
+static json_t *decode_strict(enum kind k, const void *p);
 
 static json_t *decode(enum kind k, const void *p)
 {
@@ -354,6 +363,10 @@ static json_t *decode(enum kind k, const void *p)
 				 "outbound_port", ntohs(s.outbound_port),
 				 "abi_version", (json_int_t)s.abi_version);
 	}
+	case K_CONN_KEY:
+	case K_MESH_CONN:
+	case K_STRICT_STATS:
+		return decode_strict(k, p);
 	case K_WL_STATS: {
 		struct nm_wl_stats w;
 
@@ -368,6 +381,40 @@ static json_t *decode(enum kind k, const void *p)
 	}
 	}
 	return json_null();
+}
+
+/* Records of strict inbound (nm_ingress). */
+static json_t *decode_strict(enum kind k, const void *p)
+{
+	char src[96], dst[96];
+
+	switch (k) {
+	case K_CONN_KEY: {
+		struct nm_conn_key c;
+
+		memcpy(&c, p, sizeof(c));
+		nm_abi_addr_port(&c.saddr, ntohs(c.sport), src, sizeof(src));
+		nm_abi_addr_port(&c.daddr, ntohs(c.dport), dst, sizeof(dst));
+		return json_pack("{s:s, s:s}", "src", src, "dst", dst);
+	}
+	case K_MESH_CONN: {
+		struct nm_mesh_conn m;
+
+		memcpy(&m, p, sizeof(m));
+		return json_pack("{s:I}", "workload_id", (json_int_t)m.workload_id);
+	}
+	case K_STRICT_STATS: {
+		struct nm_strict_stats st;
+
+		memcpy(&st, p, sizeof(st));
+		return json_pack("{s:I, s:I, s:I, s:I}", "drops", (json_int_t)st.drops,
+				 "mesh_admits", (json_int_t)st.mesh_admits,
+				 "prober_admits", (json_int_t)st.prober_admits,
+				 "unparsed", (json_int_t)st.unparsed);
+	}
+	default:
+		return json_null();
+	}
 }
 
 json_t *nm_abi_key_json(const char *map, const void *key, size_t key_size)
@@ -405,6 +452,18 @@ json_t *nm_abi_value_json(const char *map, const void *val, size_t value_size,
 			sum.errors += w.errors;
 		}
 		return decode(K_WL_STATS, &sum);
+	}
+	if (d && d->val == K_STRICT_STATS && value_size == sizeof(struct nm_strict_stats)) {
+		struct nm_strict_stats sum = { 0 }, st;
+
+		for (unsigned int c = 0; c < ncpus; c++) {
+			memcpy(&st, b + c * stride, sizeof(st));
+			sum.drops += st.drops;
+			sum.mesh_admits += st.mesh_admits;
+			sum.prober_admits += st.prober_admits;
+			sum.unparsed += st.unparsed;
+		}
+		return decode_strict(K_STRICT_STATS, &sum);
 	}
 	arr = json_array();
 	for (unsigned int c = 0; c < ncpus; c++)

@@ -115,16 +115,10 @@ static json_t *identities_json(const struct nm_state *s)
 	return arr;
 }
 
-/*
- * The inbound mode. Every workload is PERMISSIVE until strict inbound
- * (issue 9) gives workloads a mode; the datapath's NM_WL_STRICT flag in
- * nm_workloads is what the kernel enforces, and the CLI shows that flag
- * for local workloads.
- */
+/* The inbound mode in force: the workload's own, else mesh.defaultMode. */
 static const char *workload_mode(const struct nm_st_workload *w)
 {
-	(void)w;
-	return "PERMISSIVE";
+	return w->strict ? "STRICT" : "PERMISSIVE";
 }
 
 static json_t *workloads_json(const struct nm_state *s)

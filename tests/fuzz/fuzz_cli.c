@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const maps[] = {
 	"nm_workloads", "nm_services", "nm_backends", "nm_endpoints", "nm_orig_cookie",
 	"nm_orig_tuple", "nm_policy", "nm_lb_sets", "nm_maglev", "nm_lb_rr",
-	"nm_lb_active", "nm_lb_conn", "nm_agent_state", "nm_wl_stats", "nm_unknown",
+	"nm_lb_active", "nm_lb_conn", "nm_agent_state", "nm_wl_stats", "nm_mesh_conns",
+	"nm_probers", "nm_strict_drops", "nm_unknown",
 };
 
 static void check_dumps(json_t *j)

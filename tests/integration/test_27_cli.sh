@@ -36,6 +36,10 @@
 #                            shape: the document, ?workload= (escaped),
 #                            ?follow=1, the address from --admin or the run
 #                            state, exit 1 when unreachable
+#   cli27-modes-*            after a reload makes local-echo and echo STRICT:
+#                            workloads shows the modes (local-echo's from its
+#                            nm_workloads STRICT flag), the new generation
+#   cli27-maps-dump-probers/-strict-drops  strict inbound's maps decoded
 #   cli27-agent-down-*       after SIGTERM (agent.json removed, pins kept):
 #                            workloads, services and maps dump print what
 #                            the maps hold (IDs, same counts as bpftool) and
@@ -445,6 +449,48 @@ help ca-issue "ca issue" "$cli" ca issue --help
 help policy "policy" "$cli" policy --help
 help policy-check "policy check" "$cli" policy check --help
 help policy-list "policy list" "$cli" policy list --help
+
+# --- inbound modes after a reload ---------------------------------------------------------
+# local-echo (node 1) and echo (node 2) become STRICT in the cluster file;
+# node 1's agent reloads (new generation): workloads shows both STRICT,
+# local-echo's nm_workloads entry carries the STRICT flag, the others stay
+# PERMISSIVE; the run state's generation is the one the maps hold.
+gen_before=$(jq .generation "/run/nodemesh/$inst1/agent.json")
+jq '(.workloads[] | select(.name == "local-echo" or .name == "echo") | .mode) = "STRICT"' \
+	"$NM_CLUSTER_JSON" >"$NM_CLUSTER_JSON.tmp" && mv "$NM_CLUSTER_JSON.tmp" "$NM_CLUSTER_JSON"
+kill -HUP "$NM_AGENT_PID_1"
+for _ in $(seq 200); do
+	(($(jq .generation "/run/nodemesh/$inst1/agent.json" 2>/dev/null || echo 0) > gen_before)) && break
+	sleep 0.05
+done
+wl=$("$cli" workloads --instance "$inst1" --json)
+gen=$(bpftool map dump pinned "$pins1/nm_agent_state" -j | jq '.[0].formatted.value.config_generation')
+strict_want=$(jq -c '[.[] | {name, mode: (if .name == "local-echo" or .name == "echo" then "STRICT" else "PERMISSIVE" end)}] | sort_by(.name)' <<<"$expect_wl")
+jqok cli27-modes-workloads '.generation > $before and .generation == $gen and
+	([.workloads[] | {name, mode}] | sort_by(.name)) == $want and
+	(.workloads[] | select(.name == "local-echo") | .flags == "MESHED|STRICT" and .meshed) and
+	(.workloads[] | select(.name == "client") | .flags == "MESHED")' "$wl" \
+	--argjson before "$gen_before" --argjson gen "$gen" --argjson want "$strict_want"
+"$cli" workloads --instance "$inst1" >"$NM_STATE/wl-strict.txt"
+ok cli27-modes-human "grep -Eq '^local-echo +default +[^ ]+ +[0-9.]+ +node-1 +STRICT +yes ' '$NM_STATE/wl-strict.txt' &&
+	grep -Eq '^echo +default +[^ ]+ +[0-9.]+ +node-2 +STRICT +no ' '$NM_STATE/wl-strict.txt' &&
+	grep -Eq '^client +default +[^ ]+ +[0-9.]+ +node-1 +PERMISSIVE +yes ' '$NM_STATE/wl-strict.txt'" \
+	"$(cat "$NM_STATE/wl-strict.txt")"
+d=$("$cli" maps dump nm_workloads --instance "$inst1" --json)
+jqok cli27-modes-maps-dump '(.records[] | select(.value.workload == "default/local-echo") | .value.flags) == "MESHED|STRICT"' "$d"
+# Strict inbound's maps decode too: the node's own address is a prober.
+if [[ -e $pins1/nm_probers ]]; then
+	d=$("$cli" maps dump nm_probers --instance "$inst1" --json)
+	jqok cli27-maps-dump-probers '.decoded and any(.records[]; .key == $node and .value == 1) and
+		.entries == ($bpf | length)' "$d" --arg node "${NM_NODE_ADDR[1]}" \
+		--argjson bpf "$(bpftool map dump pinned "$pins1/nm_probers" -j)"
+	d=$("$cli" maps dump nm_strict_drops --instance "$inst1" --json)
+	jqok cli27-maps-dump-strict-drops '.decoded and .entries == ($bpf | length) and
+		all(.records[]; (.value.drops | type) == "number" and (.key.workload | type) == "string")' "$d" \
+		--argjson bpf "$(bpftool map dump pinned "$pins1/nm_strict_drops" -j)"
+else
+	nm_fail cli27-maps-dump-probers "$pins1/nm_probers is not pinned: $(ls "$pins1" | tr '\n' ' ')"
+fi
 
 # --- the agent down ------------------------------------------------------------------------
 nm_agent_stop 2 5

@@ -165,6 +165,24 @@ START_TEST(decode_percpu_sums_counters)
 }
 END_TEST
 
+START_TEST(decode_strict_records)
+{
+	struct nm_conn_key k = { .sport = htons(40000), .dport = htons(8080) };
+	struct nm_strict_stats st[2] = { { .drops = 2, .mesh_admits = 1 }, { .drops = 3 } };
+	bool v6;
+	char *s;
+
+	ck_assert_int_eq(nm_addr_parse("198.18.0.1", &k.saddr, &v6), 0);
+	ck_assert_int_eq(nm_addr_parse("198.18.1.12", &k.daddr, &v6), 0);
+	s = dumps(nm_abi_key_json("nm_mesh_conns", &k, sizeof(k)));
+	ck_assert_str_eq(s, "{\"dst\":\"198.18.1.12:8080\",\"src\":\"198.18.0.1:40000\"}");
+	free(s);
+	s = dumps(nm_abi_value_json("nm_strict_drops", st, sizeof(st[0]), 2, true));
+	ck_assert_str_eq(s, "{\"drops\":5,\"mesh_admits\":1,\"prober_admits\":0,\"unparsed\":0}");
+	free(s);
+}
+END_TEST
+
 START_TEST(decode_unknown_is_hex)
 {
 	unsigned char b[3] = { 0x00, 0xab, 0x7f };
@@ -254,6 +272,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, decode_workload);
 	tcase_add_test(tc, decode_service_key_and_backend_slot);
 	tcase_add_test(tc, decode_percpu_sums_counters);
+	tcase_add_test(tc, decode_strict_records);
 	tcase_add_test(tc, decode_unknown_is_hex);
 	tcase_add_test(tc, flag_and_enum_names);
 	tcase_add_test(tc, json_list_forms);
