@@ -11,6 +11,15 @@
  * union lets either layout (one shared bundle, or one per credential as
  * cert-manager's CSI driver writes) work without configuration.
  *
+ * Reloads (nm_tls_reload, driven by mesh/certdir.c's worker thread) build a
+ * whole new nm_tls from the files; each bundle file's certificates and each
+ * credential are kept in it (bundles[], creds[]) so the next reload can fall
+ * back to them one identity or one file at a time, and the anchors are
+ * fingerprinted (anchors_digest) so a swap can tell a new trust bundle from
+ * new leaves only (nm_tls_inherit). Credentials never change after
+ * creation, which is what lets the worker read the last good set while the
+ * event loop uses it.
+ *
  * Structure and choices:
  *  - Two SSL_CTXs, one per role, sharing one X509_STORE. Credentials are not
  *    baked into a CTX: each SSL gets its certificate with
