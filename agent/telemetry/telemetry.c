@@ -80,6 +80,8 @@ struct nm_telemetry {
 	struct nm_metric_family *limit_refused, *limit_max, *limit_used;
 	struct nm_metric_family *connect_lat, *srtt, *flowlog, *overflow;
 	struct nm_metric_family *agent_events, *kernel_flows, *scrapes;
+	struct nm_metric_family *map_entries, *map_capacity;
+	int64_t maps_at_ms;
 	struct nm_flowlog *log;
 	struct nm_tel_shared sh;
 	struct nm_tel_http *http;
@@ -642,6 +644,16 @@ static void set_counter(struct nm_metric_family *f, const char *label, double v)
 	nm_metric_set(nm_metric_getv(f, label), v);
 }
 
+static void on_map(const char *name, uint32_t max_entries, long long entries,
+		   void *arg)
+{
+	struct nm_telemetry *t = arg;
+
+	set_counter(t->map_capacity, name, (double)max_entries);
+	if (entries >= 0)
+		set_counter(t->map_entries, name, (double)entries);
+}
+
 static void update_gauges(struct nm_telemetry *t)
 {
 	static const char *const limit_names[NM_LIMIT__COUNT] = {
@@ -695,6 +707,11 @@ static void update_gauges(struct nm_telemetry *t)
 	for (unsigned int i = 0; !nm_tls_cred_info(a->tls, i, &id, &nb, &na); i++)
 		if (!nm_spiffe_format(&id, idbuf, sizeof(idbuf)))
 			set_counter(t->cert_expiry, idbuf, (double)(na - now));
+	/* Counting walks every key of the hash maps: every 5 s at most. */
+	if (t->a->dp && (!t->maps_at_ms || nm_loop_now_ms() - t->maps_at_ms >= 5000)) {
+		t->maps_at_ms = nm_loop_now_ms();
+		nm_datapath_map_fill(t->a->dp, on_map, t);
+	}
 	nm_flowlog_get_stats(t->log, &fs);
 	set_counter(t->flowlog, "written", (double)fs.records);
 	set_counter(t->flowlog, "dropped", (double)fs.dropped);
@@ -1098,6 +1115,14 @@ static int add_families(struct nm_telemetry *t)
 	t->scrapes = nm_metrics_add(m, "nodemesh_metrics_scrapes_total",
 				    "Metrics requests answered", NM_METRIC_COUNTER,
 				    NULL, 0, NULL, 0, 1);
+	t->map_entries = nm_metrics_add(m, "nodemesh_map_entries",
+					"Entries in a BPF map (hash-type maps; counted every 5 s)",
+					NM_METRIC_GAUGE, (const char *[]){ "map" }, 1, NULL, 0, 64);
+	t->map_capacity = nm_metrics_add(m, "nodemesh_map_capacity",
+					 "max_entries of a BPF map", NM_METRIC_GAUGE,
+					 (const char *[]){ "map" }, 1, NULL, 0, 64);
+	if (!t->map_entries || !t->map_capacity)
+		return -ENOMEM;
 	if (!t->tcp_opened || !t->tcp_closed || !t->tcp_recv || !t->tcp_sent ||
 	    !t->policy || !t->tls || !t->cert_expiry || !t->flows_active ||
 	    !t->limit_refused || !t->limit_max || !t->limit_used ||

@@ -214,6 +214,10 @@ act = series(s1, "nodemesh_flows_active", direction="outbound")
 check("metrics-active-flows", len(act) == 1 and act[0].value == 0, "active: %s" % act)
 lim = series(s1, "nodemesh_limit", limit="maxFlows")
 check("metrics-limits", len(lim) == 1 and lim[0].value > 0, "maxFlows: %s" % lim)
+cap = series(s1, "nodemesh_map_capacity", map="nm_workloads")
+ent = series(s1, "nodemesh_map_entries", map="nm_workloads")
+check("metrics-map-fill", len(cap) == 1 and cap[0].value > 0 and len(ent) == 1 and
+      1 <= ent[0].value <= cap[0].value, "nm_workloads capacity %s entries %s" % (cap, ent))
 sys.exit(1 if fails else 0)
 EOF
 )
