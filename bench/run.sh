@@ -48,11 +48,11 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 case $MODE in
-full)  PEERS_ARGS=(--runs 3 --duration 10); RES_ARGS=(--runs 3 --duration 2)
+full)  PEERS_ARGS=(--runs 3 --duration 10); RES_ARGS=(--runs 3 --duration 2); TEL_ARGS=(--runs 3 --duration 5)
        MESH_ARGS=(--runs 3 --duration 4); RSRC_ARGS=(--conns 10000 --duration 5) ;;
-quick) PEERS_ARGS=(--quick --runs 1); RES_ARGS=(--runs 1 --duration 1)
+quick) PEERS_ARGS=(--quick --runs 1); RES_ARGS=(--runs 1 --duration 1); TEL_ARGS=(--runs 2 --duration 2)
        MESH_ARGS=(--runs 1 --duration 2 --connects 10000); RSRC_ARGS=(--conns 2000 --duration 3) ;;
-smoke) PEERS_ARGS=(--peers haproxy --runs 1 --duration 1); RES_ARGS=()
+smoke) PEERS_ARGS=(--peers haproxy --runs 1 --duration 1); RES_ARGS=(); TEL_ARGS=(--runs 2 --duration 1)
        MESH_ARGS=(--runs 1 --duration 1 --connects 2000); RSRC_ARGS=(--conns 200 --duration 1) ;;
 esac
 TLS_RESUME=${BENCH_TLS_RESUME:-0}
@@ -153,6 +153,15 @@ if [[ -z $MESH_SKIPPED ]]; then
 fi
 [[ -s $TMP/mesh.json ]] || echo null >"$TMP/mesh.json"
 
+# 4b. What telemetry costs on the mesh path (scrape loop, sockStats and
+# flow log on/off); root, like the mesh step.
+if [[ -z $MESH_SKIPPED ]]; then
+	bench_log "step 4b: telemetry ${TEL_ARGS[*]}"
+	step 1200 "$BENCH_DIR/telemetry.sh" "${TEL_ARGS[@]}" --json "$TMP/telemetry.json" ||
+		bench_log "telemetry.sh failed; its figures stay NA"
+fi
+[[ -s $TMP/telemetry.json ]] || echo null >"$TMP/telemetry.json"
+
 # 5. Resources.
 bench_log "step 5: resources ${RSRC_ARGS[*]}"
 step 900 "$BENCH_DIR/resources.sh" "${RSRC_ARGS[@]}" --json "$TMP/resources.json" ||
@@ -169,7 +178,7 @@ JSON=$OUTDIR/$STAMP.json
 jq -n \
 	--slurpfile mtls "$TMP/mtls.json" --slurpfile peers "$TMP/peers.json" \
 	--slurpfile res "$TMP/peers-resume.json" --slurpfile mesh "$TMP/mesh.json" \
-	--slurpfile rsrc "$TMP/resources.json" \
+	--slurpfile rsrc "$TMP/resources.json" --slurpfile tel "$TMP/telemetry.json" \
 	--arg date "$DATE" --arg mode "$MODE" --arg git "$GIT" --arg ver "$NMVER" \
 	--arg kernel "$(uname -r)" --argjson ncpu "$(nproc)" --arg pin "${BENCH_PIN:-split}" \
 	--argjson resume "$TLS_RESUME" --arg l0 "$LOAD_START" --arg l1 "$LOAD_END" \
@@ -191,7 +200,7 @@ jq -n \
 	        pin: $pin, tls_resume: $resume, loadavg_start: $l0, loadavg_end: $l1,
 	        elapsed_s: $elapsed, note: (if $note == "" then null else $note end),
 	        peers_retried: (if $retried == "" then null else $retried end)},
-	 mtls: $mtls[0], peers: $p, peers_resume: $r, mesh: $m,
+	 mtls: $mtls[0], peers: $p, peers_resume: $r, mesh: $m, telemetry: $tel[0],
 	 mesh_skipped: (if $meshskip == "" then null else $meshskip end), resources: $x,
 	 goals_row: {p50: "<=\($best_p50 // "NA")", gbps_1: ">=\($best_g1 // "NA")",
 	             cps: ">=\($best_cps // "NA")", cps_res: ">=\(if $best_cps then ($best_cps * 2 | r3) else "NA" end)",
@@ -224,6 +233,7 @@ if ((RESULTS)); then
 	R=$BENCH_DIR/RESULTS.md
 	[[ -f $R ]] || printf '# nodemesh benchmark results\n\nOne dated section per `make bench` / `make bench-quick` run (bench/run.sh); the full tables are in bench/out/<date>.md and .json. How to read them: docs/bench.md.\n\n' >"$R"
 	"$BENCH_DIR/report.sh" --summary "$JSON" >>"$R"
+	jq -r '.telemetry // empty | "Telemetry (mesh-cross, bench/telemetry.sh): p99 \(.scrape.p99_us.no_scrape) us without / \(.scrape.p99_us.scrape) us with a 20/s scrape per agent (diff \(.scrape.p99_us.diff), noise \(.scrape.p99_us.noise), within noise: \(.scrape.p99_us.within_noise)); sockStats+flow log on/off: \(.cost.gbps_1.on)/\(.cost.gbps_1.off) Gbit/s (x\(.cost.gbps_1.ratio)), \(.cost.conns_per_s.on)/\(.cost.conns_per_s.off) conns/s (x\(.cost.conns_per_s.ratio))\n"' "$JSON" >>"$R"
 	printf 'Tables: bench/out/%s.md\n\n' "$STAMP" >>"$R"
 fi
 bench_log "wrote $JSON and $OUTDIR/$STAMP.md in ${ELAPSED}s$( ((RESULTS)) && echo "; appended to bench/RESULTS.md")"

@@ -44,6 +44,8 @@ check bench-smoke-resources '.resources.hold.held > 0 and (.resources.rss_idle_k
 	"resource figures missing"
 check bench-smoke-goals '(.goals | length) >= 5 and (.goals_row | has("p50_met"))' "goals missing"
 if [[ $(id -u) -eq 0 ]]; then
+	check bench-smoke-telemetry '[.telemetry.scrape.p99_us.no_scrape, .telemetry.scrape.p99_us.scrape, .telemetry.scrape.p99_us.noise, .telemetry.cost.gbps_1.on, .telemetry.cost.gbps_1.off, .telemetry.cost.conns_per_s.on, .telemetry.cost.conns_per_s.off] | all(type == "number")' \
+		"telemetry figures missing"
 	check bench-smoke-mesh '(.mesh.results | length) == 4 and ([.mesh.results[].ratio_vs_direct.p50] | all(type == "number")) and (.mesh.hook.added_ns | type == "number")' \
 		"mesh path figures missing"
 else
