@@ -475,7 +475,8 @@ int main(int argc, char **argv)
 	if (nm_proxy_listen(a))
 		goto out;
 	health_open(&d);
-	nm_tel_set_features(a->tel, &feat, &chosen);
+	if (feat.kernel_release[0]) /* probed: this agent has a datapath */
+		nm_tel_set_features(a->tel, &feat, &chosen);
 	if (nm_tel_start(a->tel))
 		goto out;
 	/* Set-up is done. The agent marks nothing (its sockets are told
