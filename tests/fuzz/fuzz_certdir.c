@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,22 @@ static char *good[3];         /* their good content */
 static size_t good_len[3];
 static struct nm_tls *good_set;
 static struct nm_tls_cert_info good_info;
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+/* The two folders made at start-up go when the fuzzer exits. */
+static void cleanup(void)
+{
+	char ca_dir[128];
+
+	snprintf(ca_dir, sizeof(ca_dir), "%s-ca", dir);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(ca_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -89,6 +106,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	nm_log_set_level(NM_LOG_WARN);
 	strcpy(dir, "/tmp/nm-fuzz-certdir.XXXXXX");
 	CHECK(mkdtemp(dir));
+	atexit(cleanup);
 	snprintf(ca_dir, sizeof(ca_dir), "%s-ca", dir);
 	CHECK(nm_ca_init(ca_dir, TD, 3650, true, NULL, 0, err, sizeof(err)) == 0);
 	CHECK(nm_ca_load(ca_dir, &ca, err, sizeof(err)) == 0);
