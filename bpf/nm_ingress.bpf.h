@@ -191,7 +191,8 @@ static __always_inline struct nm_strict_stats *nm_strict_stats_get(__u32 wl_id)
 	st = bpf_map_lookup_elem(&nm_strict_drops, &wl_id);
 	if (st)
 		return st;
-	bpf_map_update_elem(&nm_strict_drops, &wl_id, &zero, BPF_NOEXIST);
+	nm_map_update(&nm_strict_drops, NM_MAP_STRICT_DROPS, &wl_id, &zero,
+		      BPF_NOEXIST);
 	return bpf_map_lookup_elem(&nm_strict_drops, &wl_id);
 }
 

@@ -70,7 +70,7 @@ static __always_inline __u32 nm_lb_rr_next(__u32 service_id, __u32 set)
 	if (!v) {
 		__u32 init = bpf_get_prandom_u32();
 
-		bpf_map_update_elem(&nm_lb_rr, &key, &init, BPF_NOEXIST);
+		nm_map_update(&nm_lb_rr, NM_MAP_LB_RR, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&nm_lb_rr, &key);
 		if (!v)
 			return init;
@@ -226,12 +226,13 @@ static __always_inline void nm_lb_sockops_connect(struct bpf_sock_ops *skops)
 	if (!orig || !(orig->flags & NM_ORIG_LB_COUNT))
 		return;
 	wid = orig->dst_workload_id;
-	if (bpf_map_update_elem(&nm_lb_conn, &cookie, &wid, BPF_NOEXIST))
+	if (nm_map_update(&nm_lb_conn, NM_MAP_LB_CONN, &cookie, &wid, BPF_NOEXIST))
 		return;
 	cnt = bpf_map_lookup_elem(&nm_lb_active, &wid);
 	if (cnt) {
 		__sync_fetch_and_add(cnt, 1);
-	} else if (bpf_map_update_elem(&nm_lb_active, &wid, &one, BPF_NOEXIST)) {
+	} else if (nm_map_update(&nm_lb_active, NM_MAP_LB_ACTIVE, &wid, &one,
+				 BPF_NOEXIST)) {
 		/* Another CPU created it meanwhile. */
 		cnt = bpf_map_lookup_elem(&nm_lb_active, &wid);
 		if (!cnt) {

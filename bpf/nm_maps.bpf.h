@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "nm_abi.h"
+#include "nm_events.h"
 
 /* cgroup id -> workload; written by the agent. */
 struct {
@@ -162,5 +163,59 @@ struct {
 	__type(value, struct nm_wl_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_wl_stats SEC(".maps");
+
+/*
+ * Telemetry (nm_telemetry.bpf.h, include/nm_events.h). nm_sock_stats: per
+ * tracked socket, freed with the socket. nm_events: a ring buffer, turned
+ * into a perf event array by the loader where the kernel has no ring buffer
+ * (the programs then take the perf branch, nm_cfg_perfbuf). nm_map_errors:
+ * failed updates per map (enum nm_map_id), per CPU.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nm_sock_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_sock_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NM_EVENTS_RINGBUF_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NM_MAP_ID_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_map_errors SEC(".maps");
+
+#define NM_EEXIST 17
+
+static __always_inline void nm_map_error(__u32 id)
+{
+	__u64 *n = bpf_map_lookup_elem(&nm_map_errors, &id);
+
+	if (n)
+		(*n)++;
+}
+
+/*
+ * bpf_map_update_elem() that counts its failures in nm_map_errors[id]. An
+ * EEXIST from a BPF_NOEXIST insert means another CPU (or an earlier call)
+ * made the entry: the caller wanted it to exist, so it is no failure.
+ */
+static __always_inline long nm_map_update(void *map, __u32 id, const void *key,
+					  const void *val, __u64 flags)
+{
+	long ret = bpf_map_update_elem(map, key, val, flags);
+
+	if (ret && ret != -NM_EEXIST)
+		nm_map_error(id);
+	return ret;
+}
 
 #endif /* NM_MAPS_BPF_H */

@@ -25,6 +25,7 @@
 #include "nm_maps.bpf.h"
 #include "nm_policy.bpf.h"
 #include "nm_lb.bpf.h"
+#include "nm_telemetry.bpf.h"
 
 /* AF_* are macros in the UAPI headers, so vmlinux.h does not carry them. */
 #define NM_AF_INET 2
@@ -95,7 +96,8 @@ static __always_inline struct nm_wl_stats *nm_stats_get(__u32 workload_id)
 
 	/* BPF_NOEXIST: another CPU may have created it meanwhile; either way
 	 * the lookup below finds this CPU's copy. */
-	bpf_map_update_elem(&nm_wl_stats, &workload_id, &zero, BPF_NOEXIST);
+	nm_map_update(&nm_wl_stats, NM_MAP_WL_STATS, &workload_id, &zero,
+		      BPF_NOEXIST);
 	return bpf_map_lookup_elem(&nm_wl_stats, &workload_id);
 }
 
@@ -170,18 +172,22 @@ static __always_inline const struct nm_workload *nm_current_workload(void)
  * fail-closed mode (the default) and let through only in fail-open mode.
  * Never silently to the original destination when the mesh is required.
  */
-static __always_inline int nm_connect_error(struct nm_wl_stats *st,
-					    bool fail_open)
+static __always_inline int nm_connect_error(struct bpf_sock_addr *ctx,
+					    const struct nm_orig *orig,
+					    struct nm_wl_stats *st,
+					    bool fail_open, __u8 reason)
 {
 	if (st)
 		st->errors++;
 	if (fail_open) {
 		if (st)
 			st->passthrough++;
+		nm_tel_connect_event(ctx, orig, NM_CV_PASSTHROUGH, reason, 0);
 		return NM_CONNECT_ALLOW;
 	}
 	if (st)
 		st->denies++;
+	nm_tel_connect_event(ctx, orig, NM_CV_REFUSED, reason, 0);
 	return NM_CONNECT_REJECT;
 }
 
@@ -204,6 +210,7 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	struct nm_orig orig NM_ALIGNED = {};
 	struct nm_svc_key skey NM_ALIGNED = {};
 	const struct nm_agent_state *state;
+	const struct nm_policy_val *pv;
 	const struct nm_workload *wl;
 	const struct nm_service *svc;
 	struct nm_wl_stats *st;
@@ -246,10 +253,13 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 			 * rather than let a SYN to a VIP wander off. */
 			if (st)
 				st->denies++;
+			nm_tel_connect_event(ctx, &orig, NM_CV_REFUSED,
+					     NM_CR_NO_ENDPOINTS, 0);
 			return NM_CONNECT_REJECT;
 		}
 		if (ret < 0)
-			return nm_connect_error(st, fail_open);
+			return nm_connect_error(ctx, &orig, st, fail_open,
+						NM_CR_MISSING_SLOT);
 	} else {
 		const struct nm_endpoint *ep;
 
@@ -273,15 +283,21 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	/* The destination workload and the port it will see are known now:
 	 * a compiled DENY refuses here (EPERM, no SYN), in fail-open mode too,
 	 * since it is the destination's verdict, not a datapath error. */
-	if (nm_policy_denies(orig.src_workload_id, orig.dst_workload_id,
-			     orig.backend_port)) {
+	pv = nm_policy_lookup(orig.src_workload_id, orig.dst_workload_id,
+			      orig.backend_port);
+	/* Any other value (ALLOW, or one a newer agent defines) admits: the
+	 * kernel may refuse only what the agent said it would refuse. */
+	if (pv && pv->verdict == NM_PV_DENY) {
 		if (st)
 			st->denies++;
+		nm_tel_connect_event(ctx, &orig, NM_CV_REFUSED, NM_CR_POLICY,
+				     pv->policy_id);
 		return NM_CONNECT_REJECT;
 	}
 
 	if (!state || !ctx->sk)
-		return nm_connect_error(st, fail_open);
+		return nm_connect_error(ctx, &orig, st, fail_open,
+					NM_CR_NO_AGENT_STATE);
 	/* A v4 destination reached through an AF_INET6 socket (::ffff:a.b.c.d)
 	 * goes to the v4 listener, written back IPv4-mapped. */
 	if (dst_v6)
@@ -290,7 +306,8 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 		nm_addr_copy(agent, &state->agent_v4);
 	*agent_port = state->outbound_port;
 	if (nm_addr_is_zero(agent) || *agent_port == 0)
-		return nm_connect_error(st, fail_open);
+		return nm_connect_error(ctx, &orig, st, fail_open,
+					NM_CR_NO_LISTENER);
 
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.cookie = cookie;
@@ -298,8 +315,10 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 	orig.stamp_ns = bpf_ktime_get_ns();
 	/* Without its record the agent resets the connection, so a failed
 	 * update (map full beyond LRU eviction, out of memory) is an error. */
-	if (bpf_map_update_elem(&nm_orig_cookie, &cookie, &orig, BPF_ANY))
-		return nm_connect_error(st, fail_open);
+	if (nm_map_update(&nm_orig_cookie, NM_MAP_ORIG_COOKIE, &cookie, &orig,
+			  BPF_ANY))
+		return nm_connect_error(ctx, &orig, st, fail_open,
+					NM_CR_RECORD_WRITE);
 	if (st)
 		st->redirects++;
 	*redirect = true;
@@ -382,7 +401,8 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 	/* The agent's freshness bound counts from here: connect() to
 	 * established may take SYN retries, established to accept() may not. */
 	orig->stamp_ns = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&nm_orig_tuple, &key, orig, BPF_ANY)) {
+	if (nm_map_update(&nm_orig_tuple, NM_MAP_ORIG_TUPLE, &key, orig,
+			  BPF_ANY)) {
 		struct nm_wl_stats *st = nm_stats_get(orig->src_workload_id);
 
 		/* Left in nm_orig_cookie for the LRU to age out; the agent

@@ -2,7 +2,9 @@
 /*
  * nm_sockops.bpf.c - sockops: when a redirected connection is established,
  * re-key its original-destination record by the client's address and port,
- * which is all the agent knows after accept(). Logic in nm_redirect.bpf.h.
+ * which is all the agent knows after accept(); keep per-socket TCP
+ * statistics of meshed sockets and send one record when they close. Logic
+ * in nm_redirect.bpf.h, nm_lb.bpf.h and nm_telemetry.bpf.h.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -12,12 +14,28 @@
 SEC("sockops")
 int nm_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
-		nm_sockops_move_orig(skops);
-	else if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* Before the record moves: both read it by cookie. */
+		nm_tel_connect(skops);
 		nm_lb_sockops_connect(skops); /* least_request counts */
-	else if (skops->op == BPF_SOCK_OPS_STATE_CB)
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		nm_sockops_move_orig(skops);
+		nm_tel_active_established(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		nm_tel_passive_established(skops);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+	case BPF_SOCK_OPS_RETRANS_CB:
+		nm_tel_update(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		nm_tel_state(skops);
 		nm_lb_sockops_state(skops);
+		break;
+	}
 	return 1;
 }
 

@@ -20,7 +20,7 @@
 #include <linux/types.h>
 #endif
 
-#define NM_ABI_VERSION 3
+#define NM_ABI_VERSION 5
 
 /*
  * The agent's own sockets are not recognised by anything on the socket (a
@@ -212,6 +212,10 @@ enum nm_orig_flags {
 	NM_ORIG_LOCAL = 1u << 2,    /* chosen backend is on this node */
 	NM_ORIG_V6 = 1u << 3,       /* connect6 made it */
 	NM_ORIG_LB_COUNT = 1u << 4, /* least_request: sockops counts it */
+	NM_ORIG_KERNEL = 1u << 5,   /* sent straight to a same-node backend, not
+				     * to the agent (kernel path, DESIGN §2 path
+				     * 3): sockops counts it in kernel_flows and
+				     * reports it with NM_FLOW_PATH_KERNEL */
 };
 
 struct nm_orig {
@@ -290,6 +294,8 @@ struct nm_wl_stats {
 	__u64 bytes;
 	__u64 errors; /* datapath errors: missing slot, no agent state,
 		       * failed record write (refused when fail-closed) */
+	__u64 kernel_flows; /* sockops: connections of the kernel path
+			     * (NM_ORIG_KERNEL) that began (TCP_CONNECT_CB) */
 };
 
 /*
@@ -330,6 +336,45 @@ struct nm_strict_stats {
 			      * (dropped too: fail closed) */
 };
 
+/*
+ * nm_map_errors: per-CPU array, index enum nm_map_id -> __u64, the failed
+ * bpf_map_update_elem() calls of the BPF programs on that map (an EEXIST of
+ * a BPF_NOEXIST insert racing another CPU is not a failure). The agent adds
+ * its own failed writes (agent/datapath/datapath.h nm_datapath_map_info()).
+ * New maps append ids; NM_MAP_ID_MAX leaves room so the array's size, part
+ * of the pinned ABI, stays put.
+ */
+#define NM_MAP_IDS(X)                 \
+	X(NM_MAP_WORKLOADS, nm_workloads)     \
+	X(NM_MAP_SERVICES, nm_services)       \
+	X(NM_MAP_BACKENDS, nm_backends)       \
+	X(NM_MAP_ENDPOINTS, nm_endpoints)     \
+	X(NM_MAP_ORIG_COOKIE, nm_orig_cookie) \
+	X(NM_MAP_ORIG_TUPLE, nm_orig_tuple)   \
+	X(NM_MAP_POLICY, nm_policy)           \
+	X(NM_MAP_LB_SETS, nm_lb_sets)         \
+	X(NM_MAP_MAGLEV, nm_maglev)           \
+	X(NM_MAP_LB_RR, nm_lb_rr)             \
+	X(NM_MAP_LB_ACTIVE, nm_lb_active)     \
+	X(NM_MAP_LB_CONN, nm_lb_conn)         \
+	X(NM_MAP_AGENT_STATE, nm_agent_state) \
+	X(NM_MAP_WL_STATS, nm_wl_stats)       \
+	X(NM_MAP_SOCK_STATS, nm_sock_stats)   \
+	X(NM_MAP_EVENTS, nm_events)           \
+	X(NM_MAP_MAP_ERRORS, nm_map_errors)   \
+	X(NM_MAP_MESH_CONNS, nm_mesh_conns)   \
+	X(NM_MAP_PROBERS, nm_probers)         \
+	X(NM_MAP_STRICT_DROPS, nm_strict_drops)
+
+enum nm_map_id {
+#define NM_MAP_ID_ENUM(id, name) id,
+	NM_MAP_IDS(NM_MAP_ID_ENUM)
+#undef NM_MAP_ID_ENUM
+	NM_MAP__COUNT,
+};
+
+#define NM_MAP_ID_MAX 64 /* nm_map_errors entries */
+
 #ifndef __bpf__
 _Static_assert(sizeof(struct nm_addr) == 16, "nm_addr");
 _Static_assert(sizeof(struct nm_workload) == 32, "nm_workload");
@@ -341,7 +386,8 @@ _Static_assert(sizeof(struct nm_endpoint) == 16, "nm_endpoint");
 _Static_assert(sizeof(struct nm_orig) == 80, "nm_orig");
 _Static_assert(sizeof(struct nm_tuple_key) == 24, "nm_tuple_key");
 _Static_assert(sizeof(struct nm_agent_state) == 56, "nm_agent_state");
-_Static_assert(sizeof(struct nm_wl_stats) == 48, "nm_wl_stats");
+_Static_assert(sizeof(struct nm_wl_stats) == 56, "nm_wl_stats");
+_Static_assert(NM_MAP__COUNT <= NM_MAP_ID_MAX, "nm_map_errors size");
 _Static_assert(sizeof(struct nm_policy_key) == 16, "nm_policy_key");
 _Static_assert(sizeof(struct nm_policy_val) == 8, "nm_policy_val");
 _Static_assert(NM_MAX_BACKENDS_PER_SVC <= 0x8000, "backend slot bits");

@@ -68,6 +68,11 @@ struct nm_datapath {
 	int fd_lb_sets, fd_maglev, fd_lb_active;
 	/* strict inbound, owned by the ingress skeleton */
 	int fd_mesh_conns, fd_probers;
+	/* telemetry */
+	int fd_wl_stats, fd_sock_stats, fd_events;
+	enum nm_events_transport events;
+	bool sock_stats;
+	uint64_t agent_errors[NM_MAP__COUNT]; /* failed writes from here */
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -319,6 +324,79 @@ fail:
 	return ret;
 }
 
+/* --- telemetry set-up ---------------------------------------------------- */
+
+static enum nm_events_transport pick_transport(enum nm_events_transport want)
+{
+	if (want == NM_EVENTS_RINGBUF || want == NM_EVENTS_PERFBUF)
+		return want;
+	return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) == 1 ?
+		       NM_EVENTS_RINGBUF : NM_EVENTS_PERFBUF;
+}
+
+/*
+ * nm_events is declared a ring buffer; without one it becomes a perf event
+ * array (one slot per CPU) before load, and the programs' nm_cfg_perfbuf
+ * switch sends records with bpf_perf_event_output() instead.
+ */
+static int setup_events_map(struct bpf_map *m, enum nm_events_transport t)
+{
+	int ncpu, ret;
+
+	if (t == NM_EVENTS_RINGBUF)
+		return 0;
+	ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	ret = bpf_map__set_type(m, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	if (!ret)
+		ret = bpf_map__set_key_size(m, sizeof(__u32));
+	if (!ret)
+		ret = bpf_map__set_value_size(m, sizeof(__u32));
+	if (!ret)
+		ret = bpf_map__set_max_entries(m, ncpu);
+	return ret;
+}
+
+/*
+ * A pinned nm_events of the other transport (a test forcing the fallback,
+ * a kernel upgrade) cannot be reused: it only carries records to whoever
+ * reads it, so it is dropped and made anew.
+ */
+static void drop_mismatched_events_pin(const char *pin_dir,
+				       enum nm_events_transport t)
+{
+	__u32 want = t == NM_EVENTS_RINGBUF ? BPF_MAP_TYPE_RINGBUF :
+					      BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/nm_events", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type != want) {
+		pr_info("msg=\"events map replaced\" pin=%s old_type=%u new_type=%u",
+			path, info.type, want);
+		unlink(path);
+	}
+	close(fd);
+}
+
+const char *nm_events_transport_name(enum nm_events_transport t)
+{
+	switch (t) {
+	case NM_EVENTS_RINGBUF:
+		return "ringbuf";
+	case NM_EVENTS_PERFBUF:
+		return "perfbuf";
+	default:
+		return "auto";
+	}
+}
+
 /* --- open / close -------------------------------------------------------- */
 
 int nm_datapath_open(const struct nm_datapath_opts *opts,
@@ -365,11 +443,23 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	if (ret)
 		goto fail;
 
+	dp->events = pick_transport(opts ? opts->events : NM_EVENTS_AUTO);
+	dp->sock_stats = opts && opts->sock_stats;
+	drop_mismatched_events_pin(dp->pin_dir, dp->events);
+
 	oo.pin_root_path = dp->pin_dir;
 	dp->connect = nm_connect_bpf__open_opts(&oo);
 	if (!dp->connect) {
 		ret = -errno;
 		nm_set_err(err, errlen, "open nm_connect: %s", strerror(errno));
+		goto fail;
+	}
+	dp->connect->rodata->nm_cfg_sock_stats = dp->sock_stats;
+	dp->connect->rodata->nm_cfg_perfbuf = dp->events == NM_EVENTS_PERFBUF;
+	ret = setup_events_map(dp->connect->maps.nm_events, dp->events);
+	if (ret) {
+		nm_set_err(err, errlen, "nm_events as %s: %s",
+			   nm_events_transport_name(dp->events), strerror(-ret));
 		goto fail;
 	}
 	/* The first load creates and pins the maps, the second reuses them. */
@@ -388,6 +478,14 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 		nm_set_err(err, errlen, "open nm_sockops: %s", strerror(errno));
 		goto fail;
 	}
+	dp->sockops->rodata->nm_cfg_sock_stats = dp->sock_stats;
+	dp->sockops->rodata->nm_cfg_perfbuf = dp->events == NM_EVENTS_PERFBUF;
+	ret = setup_events_map(dp->sockops->maps.nm_events, dp->events);
+	if (ret) {
+		nm_set_err(err, errlen, "nm_events as %s: %s",
+			   nm_events_transport_name(dp->events), strerror(-ret));
+		goto fail;
+	}
 	ret = nm_sockops_bpf__load(dp->sockops);
 	if (ret) {
 		nm_set_err(err, errlen, "load nm_sockops (pins in %s): %s",
@@ -399,6 +497,13 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	if (!dp->ingress) {
 		ret = -errno;
 		nm_set_err(err, errlen, "open nm_ingress: %s", strerror(errno));
+		goto fail;
+	}
+	/* It declares every shared map, nm_events among them. */
+	ret = setup_events_map(dp->ingress->maps.nm_events, dp->events);
+	if (ret) {
+		nm_set_err(err, errlen, "nm_events as %s: %s",
+			   nm_events_transport_name(dp->events), strerror(-ret));
 		goto fail;
 	}
 	ret = nm_ingress_bpf__load(dp->ingress);
@@ -432,11 +537,16 @@ int nm_datapath_open(const struct nm_datapath_opts *opts,
 	dp->fd_lb_active = bpf_map__fd(dp->connect->maps.nm_lb_active);
 	dp->fd_mesh_conns = bpf_map__fd(dp->ingress->maps.nm_mesh_conns);
 	dp->fd_probers = bpf_map__fd(dp->ingress->maps.nm_probers);
+	dp->fd_wl_stats = bpf_map__fd(dp->connect->maps.nm_wl_stats);
+	dp->fd_sock_stats = bpf_map__fd(dp->connect->maps.nm_sock_stats);
+	dp->fd_events = bpf_map__fd(dp->connect->maps.nm_events);
 
 	close(cgroup_fd);
 	libbpf_set_print(old_print);
-	pr_info("msg=\"datapath ready\" instance=%s pins=%s cgroup_root=%s",
-		instance, dp->pin_dir, opts->cgroup_root);
+	pr_info("msg=\"datapath ready\" instance=%s pins=%s cgroup_root=%s events=%s sock_stats=%s",
+		instance, dp->pin_dir, opts->cgroup_root,
+		nm_events_transport_name(dp->events),
+		dp->sock_stats ? "on" : "off");
 	*out = dp;
 	return 0;
 
@@ -476,6 +586,7 @@ int nm_datapath_remove_pins(const char *instance)
 
 struct sync_map {
 	const char *name;
+	uint64_t *errors;    /* the map's agent_errors slot */
 	int fd;
 	const void *entries; /* array of model entries */
 	unsigned int n;
@@ -503,6 +614,7 @@ static int sync_upsert(const struct sync_map *s)
 		if (bpf_map_update_elem(s->fd, e, e + s->val_off, BPF_ANY)) {
 			int ret = -errno;
 
+			(*s->errors)++;
 			pr_warn("msg=\"map update failed\" map=%s entry=%u err=\"%s\"",
 				s->name, i, strerror(errno));
 			return ret;
@@ -782,29 +894,29 @@ int nm_datapath_sync(struct nm_datapath *dp, const struct nm_model *m)
 	 */
 	{
 		const struct sync_map maps[] = {
-			{ "nm_policy", dp->fd_policy, m->policies, m->n_policies,
+			{ "nm_policy", &dp->agent_errors[NM_MAP_POLICY], dp->fd_policy, m->policies, m->n_policies,
 			  sizeof(*m->policies), sizeof(m->policies->key),
 			  offsetof(struct nm_policy_rec, val) },
-			{ "nm_backends", dp->fd_backends, backends, m->n_backends,
+			{ "nm_backends", &dp->agent_errors[NM_MAP_BACKENDS], dp->fd_backends, backends, m->n_backends,
 			  sizeof(*backends), sizeof(backends->key),
 			  offsetof(struct nm_model_backend, val) },
-			{ "nm_endpoints", dp->fd_endpoints, m->endpoints, m->n_endpoints,
+			{ "nm_endpoints", &dp->agent_errors[NM_MAP_ENDPOINTS], dp->fd_endpoints, m->endpoints, m->n_endpoints,
 			  sizeof(*m->endpoints), sizeof(m->endpoints->key),
 			  offsetof(struct nm_model_endpoint, val) },
-			{ "nm_maglev", dp->fd_maglev, mg, n_mg, sizeof(*mg),
+			{ "nm_maglev", &dp->agent_errors[NM_MAP_MAGLEV], dp->fd_maglev, mg, n_mg, sizeof(*mg),
 			  sizeof(mg->key), offsetof(struct nm_model_maglev, val) },
-			{ "nm_lb_sets", dp->fd_lb_sets, sets, m->n_lb_sets,
+			{ "nm_lb_sets", &dp->agent_errors[NM_MAP_LB_SETS], dp->fd_lb_sets, sets, m->n_lb_sets,
 			  sizeof(*sets), sizeof(sets->key),
 			  offsetof(struct nm_model_lb_set, val) },
-			{ "nm_services", dp->fd_services, m->services, m->n_services,
+			{ "nm_services", &dp->agent_errors[NM_MAP_SERVICES], dp->fd_services, m->services, m->n_services,
 			  sizeof(*m->services), sizeof(m->services->key),
 			  offsetof(struct nm_model_service, val) },
-			{ "nm_workloads", dp->fd_workloads, m->workloads, m->n_workloads,
+			{ "nm_workloads", &dp->agent_errors[NM_MAP_WORKLOADS], dp->fd_workloads, m->workloads, m->n_workloads,
 			  sizeof(*m->workloads), sizeof(m->workloads->cgroup_id),
 			  offsetof(struct nm_model_workload, val) },
 			/* Probers before a workload turns STRICT (its flags are
 			 * in nm_workloads), pruned after it is no longer. */
-			{ "nm_probers", dp->fd_probers, m->probers, m->n_probers,
+			{ "nm_probers", &dp->agent_errors[NM_MAP_PROBERS], dp->fd_probers, m->probers, m->n_probers,
 			  sizeof(*m->probers), sizeof(m->probers->key),
 			  offsetof(struct nm_model_prober, val) },
 		};
@@ -849,8 +961,10 @@ int nm_datapath_set_state(struct nm_datapath *dp, const struct nm_agent_state *s
 
 	/* The version is the datapath's, not the caller's to choose. */
 	v.abi_version = NM_ABI_VERSION;
-	if (bpf_map_update_elem(dp->fd_agent_state, &key, &v, BPF_ANY))
+	if (bpf_map_update_elem(dp->fd_agent_state, &key, &v, BPF_ANY)) {
+		dp->agent_errors[NM_MAP_AGENT_STATE]++;
 		return -errno;
+	}
 	return 0;
 }
 
@@ -864,8 +978,10 @@ int nm_datapath_heartbeat(struct nm_datapath *dp)
 		return -errno;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	st.heartbeat_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	if (bpf_map_update_elem(dp->fd_agent_state, &key, &st, BPF_ANY))
+	if (bpf_map_update_elem(dp->fd_agent_state, &key, &st, BPF_ANY)) {
+		dp->agent_errors[NM_MAP_AGENT_STATE]++;
 		return -errno;
+	}
 	return 0;
 }
 
@@ -943,8 +1059,10 @@ int nm_datapath_mesh_conn_add(struct nm_datapath *dp,
 
 	if (!dp)
 		return 0;
-	if (bpf_map_update_elem(dp->fd_mesh_conns, key, &v, BPF_ANY))
+	if (bpf_map_update_elem(dp->fd_mesh_conns, key, &v, BPF_ANY)) {
+		dp->agent_errors[NM_MAP_MESH_CONNS]++;
 		return -errno;
+	}
 	return 0;
 }
 
@@ -988,6 +1106,7 @@ int nm_datapath_set_backend_flags(struct nm_datapath *dp, uint32_t service_id,
 		val.flags = (val.flags & ~clear) | set;
 		if (bpf_map_update_elem(dp->fd_backends, &key, &val, BPF_EXIST)) {
 			ret = -errno;
+			dp->agent_errors[NM_MAP_BACKENDS]++;
 			break;
 		}
 		n++;
@@ -1060,4 +1179,73 @@ void nm_datapath_map_fill(struct nm_datapath *dp, nm_datapath_map_fn fn, void *a
 			fn(name, bpf_map__max_entries(m), entries, arg);
 		}
 	}
+}
+
+enum nm_events_transport nm_datapath_events_transport(const struct nm_datapath *dp)
+{
+	return dp->events;
+}
+
+int nm_datapath_events_fd(const struct nm_datapath *dp)
+{
+	return dp->fd_events;
+}
+
+bool nm_datapath_sock_stats_on(const struct nm_datapath *dp)
+{
+	return dp->sock_stats;
+}
+
+int nm_datapath_sock_stats(struct nm_datapath *dp, int fd,
+			   struct nm_sock_stats *out)
+{
+	/* sk_storage maps take the socket's fd as key from user space. */
+	if (bpf_map_lookup_elem(dp->fd_sock_stats, &fd, out))
+		return -errno;
+	return 0;
+}
+
+int nm_datapath_wl_stats(struct nm_datapath *dp, uint32_t workload_id,
+			 struct nm_wl_stats *out)
+{
+	int ncpu = libbpf_num_possible_cpus(), ret = 0;
+	struct nm_wl_stats *v;
+
+	memset(out, 0, sizeof(*out));
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	v = calloc(ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(dp->fd_wl_stats, &workload_id, v)) {
+		ret = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	for (int i = 0; i < ncpu; i++) {
+		out->connects += v[i].connects;
+		out->redirects += v[i].redirects;
+		out->denies += v[i].denies;
+		out->passthrough += v[i].passthrough;
+		out->bytes += v[i].bytes;
+		out->errors += v[i].errors;
+		out->kernel_flows += v[i].kernel_flows;
+	}
+out:
+	free(v);
+	return ret;
+}
+
+int nm_datapath_map_info(struct nm_datapath *dp, struct nm_map_info *out)
+{
+	int ret = nm_map_info_read(dp->pin_dir, out);
+
+	for (int i = 0; i < NM_MAP__COUNT; i++)
+		out[i].agent_errors = dp->agent_errors[i];
+	return ret;
+}
+
+uint64_t nm_datapath_agent_map_errors(const struct nm_datapath *dp,
+				      enum nm_map_id id)
+{
+	return (unsigned int)id < NM_MAP__COUNT ? dp->agent_errors[id] : 0;
 }

@@ -17,10 +17,12 @@
 #ifndef NM_DATAPATH_H
 #define NM_DATAPATH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "nm_abi.h"
+#include "nm_events.h"
 #include "lib/addr.h"
 #include "state/cluster.h"
 
@@ -28,9 +30,22 @@
 
 struct nm_datapath;
 
+/* How nm_events reaches the agent (include/nm_events.h). */
+enum nm_events_transport {
+	NM_EVENTS_AUTO = 0,    /* ring buffer where the kernel has one */
+	NM_EVENTS_RINGBUF = 1, /* BPF_MAP_TYPE_RINGBUF (5.8) */
+	NM_EVENTS_PERFBUF = 2, /* BPF_MAP_TYPE_PERF_EVENT_ARRAY, per CPU */
+};
+
 struct nm_datapath_opts {
 	const char *instance;    /* "default" when NULL */
 	const char *cgroup_root; /* absolute path of a cgroup v2 directory */
+	/* sockops keeps per-socket TCP statistics (nm_sock_stats) of meshed
+	 * sockets and sends a close record per flow; false: neither (the
+	 * const volatile nm_cfg_sock_stats, telemetry.sockStats). A zeroed
+	 * struct turns them off: the agent sets it from its config. */
+	bool sock_stats;
+	enum nm_events_transport events; /* AUTO: probed at open */
 };
 
 /* Map contents computed from the cluster for one node (pure). */
@@ -153,5 +168,38 @@ typedef void (*nm_datapath_map_fn)(const char *name, uint32_t max_entries,
 /* Every map of the loaded programs, once each; counts hash-type maps by
  * walking their keys (O(entries) syscalls: call it seldom). */
 void nm_datapath_map_fill(struct nm_datapath *dp, nm_datapath_map_fn fn, void *arg);
+
+/* --- telemetry (include/nm_events.h, docs/telemetry.md) ---------------- */
+
+/* The transport nm_events got at open (never AUTO), and its map fd. */
+enum nm_events_transport nm_datapath_events_transport(const struct nm_datapath *dp);
+const char *nm_events_transport_name(enum nm_events_transport t);
+int nm_datapath_events_fd(const struct nm_datapath *dp);
+/* Whether sockops keeps statistics (opts.sock_stats). */
+bool nm_datapath_sock_stats_on(const struct nm_datapath *dp);
+
+/*
+ * The statistics sockops keeps for the socket `fd` (one of the caller's:
+ * the kernel looks the socket up by fd in nm_sock_stats). 0, -ENOENT when
+ * the socket is not tracked (not meshed, sock stats off, not TCP), -errno.
+ */
+int nm_datapath_sock_stats(struct nm_datapath *dp, int fd,
+			   struct nm_sock_stats *out);
+
+/* A workload's counters summed over CPUs; all zero when it has none. */
+int nm_datapath_wl_stats(struct nm_datapath *dp, uint32_t workload_id,
+			 struct nm_wl_stats *out);
+
+/*
+ * Every pinned map of enum nm_map_id (lib/mapinfo.h): entries counted by
+ * walking the keys, max_entries, the BPF programs' failed updates summed
+ * over CPUs, and the failed writes of this agent. out has NM_MAP__COUNT
+ * slots. 0 or -errno.
+ */
+#include "lib/mapinfo.h"
+int nm_datapath_map_info(struct nm_datapath *dp, struct nm_map_info *out);
+/* This agent's failed writes to map id (counted in nm_map_info too). */
+uint64_t nm_datapath_agent_map_errors(const struct nm_datapath *dp,
+				      enum nm_map_id id);
 
 #endif

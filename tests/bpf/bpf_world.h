@@ -91,6 +91,7 @@ static inline struct nm_wl_stats wl_stats(uint32_t wl_id)
 			sum.denies += v[i].denies;
 			sum.passthrough += v[i].passthrough;
 			sum.errors += v[i].errors;
+			sum.kernel_flows += v[i].kernel_flows;
 		}
 	}
 	free(v);
