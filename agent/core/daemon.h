@@ -14,6 +14,7 @@
 #include "mesh/proxy.h"
 #include "policy/policy.h"
 #include "telemetry/health.h"
+#include "datapath/events.h"
 
 struct nm_daemon {
 	struct nm_agent agent;
@@ -31,6 +32,12 @@ struct nm_daemon {
 	uint64_t policy_timer;             /* debounce after a change */
 	struct nm_health *health;          /* :15021/healthz/ready, or NULL */
 	struct nm_certdir *certdir;        /* certDir watcher (certs.c), or NULL */
+	/* BPF telemetry (datapath/events.h): sockops statistics asked for
+	 * (telemetry.sockStats), the transport the probe chose, the reader. */
+	bool sock_stats;
+	enum nm_events_transport events_transport;
+	struct nm_events *events;          /* NULL without a datapath */
+	struct nm_ratelimit events_rl;
 };
 
 int nm_daemon_file_mtime(const char *path, struct timespec *ts);

@@ -147,6 +147,96 @@ static int64_t on_sweep(struct nm_loop *loop, uint64_t id, void *data)
 	return 500;
 }
 
+/* nm_events has records: hand them to the handlers (datapath/events.h). */
+static void on_bpf_events(struct nm_loop *loop, int fd, unsigned int events,
+			  void *data)
+{
+	struct nm_daemon *d = data;
+	int ret = nm_events_poll(d->events);
+
+	if (ret < 0)
+		pr_warn_ratelimited(&d->events_rl, "msg=\"reading BPF events failed\" err=\"%s\"",
+				    strerror(-ret));
+}
+
+/*
+ * Flows the kernel decided go to the flow log and metrics: a kernel-path
+ * close, or a connect() connect4/6 refused. Agent-path and inbound closes
+ * are the agent's own flows (it logs them itself); their records count in
+ * the reader's stats only.
+ */
+static void kernel_flow_to_tel(struct nm_daemon *d, const struct nm_addr *src,
+			       const struct nm_addr *dst, __be16 dst_port,
+			       struct nm_tel_kernel_flow *k)
+{
+	char s1[64], s2[64], d1[80];
+
+	nm_addr_format(src, s1, sizeof(s1));
+	nm_addr_format(dst, s2, sizeof(s2));
+	snprintf(d1, sizeof(d1), strchr(s2, ':') ? "[%s]:%u" : "%s:%u", s2,
+		 ntohs(dst_port));
+	k->src_addr = s1;
+	k->dst_addr = d1;
+	nm_tel_kernel_flow(d->agent.tel, k);
+}
+
+static void on_bpf_flow(void *ctx, const struct nm_flow_event *f)
+{
+	struct nm_tel_kernel_flow k = {
+		.src_workload_id = f->src_workload_id,
+		.dst_workload_id = f->dst_workload_id,
+		.bytes_up = f->bytes_acked,
+		.bytes_down = f->bytes_received,
+		.duration_ns = f->end_ns - f->start_ns,
+		.srtt_us = f->srtt_us,
+		.retransmits = f->total_retrans,
+		.verdict = "allow",
+	};
+
+	if (f->path == NM_FLOW_PATH_KERNEL)
+		kernel_flow_to_tel(ctx, &f->src, &f->backend, f->backend_port, &k);
+}
+
+static void on_bpf_connect(void *ctx, const struct nm_connect_event *c)
+{
+	struct nm_tel_kernel_flow k = {
+		.src_workload_id = c->src_workload_id,
+		.dst_workload_id = c->dst_workload_id,
+		.verdict = c->verdict == NM_CV_REFUSED ? "deny" : "allow",
+		.reason = nm_connect_reason_name(c->reason),
+	};
+	struct nm_addr none = { 0 };
+	struct nm_daemon *d = ctx;
+	const struct nm_st_workload *w;
+
+	/* The record has no source address (connect() has not bound yet). */
+	w = d->agent.state ? nm_state_workload_by_id(d->agent.state, c->src_workload_id) : NULL;
+	kernel_flow_to_tel(d, w ? &w->cfg->ip : &none, &c->dst, c->dst_port, &k);
+}
+
+/* The BPF events reader on the loop; the mesh works without it. */
+static void bpf_events_open(struct nm_daemon *d)
+{
+	struct nm_agent *a = &d->agent;
+	int ret;
+
+	if (!a->dp)
+		return;
+	ret = nm_events_open(a->dp, &d->events);
+	if (!ret && a->tel) {
+		nm_events_set_flow_handler(d->events, on_bpf_flow, d);
+		nm_events_set_connect_handler(d->events, on_bpf_connect, d);
+	}
+	if (!ret)
+		ret = nm_loop_add(a->loop, nm_events_fd(d->events), NM_EV_READ,
+				  on_bpf_events, d);
+	if (ret) {
+		pr_warn("msg=\"no BPF flow events\" err=\"%s\"", strerror(-ret));
+		nm_events_close(d->events);
+		d->events = NULL;
+	}
+}
+
 static int64_t on_heartbeat(struct nm_loop *loop, uint64_t id, void *data)
 {
 	struct nm_agent *a = data;
@@ -452,14 +542,23 @@ int main(int argc, char **argv)
 			pr_warn("msg=\"kernel not supported\" reason=\"%s\"", missing);
 			goto out;
 		}
-		/* No acceleration is built yet: nothing is asked for, and the
-		 * choice (all plain fallbacks) is recorded for `nodemesh status`. */
+		/* No acceleration is built yet: only the BPF telemetry is
+		 * asked for, and the choice is recorded for `nodemesh status`. */
+		want.flow_events = true;
+		/* telemetry.sockStats: read once, the programs' rodata is
+		 * fixed at load (a reload cannot change it). */
+		d.sock_stats = a->cluster->telemetry.sock_stats;
+		want.sock_stats = d.sock_stats;
 		nm_probe_choose(&feat, &want, &chosen);
+		d.sock_stats = chosen.sock_stats;
+		d.events_transport = chosen.events_perfbuf ? NM_EVENTS_PERFBUF :
+							     NM_EVENTS_RINGBUF;
 		if (!nm_probe_state_path(NULL, a->instance, feat_path, sizeof(feat_path)))
 			nm_probe_save(feat_path, &feat, &chosen, getpid());
 		keep_caps = nm_probe_keep_caps(&feat);
 		if (nm_daemon_datapath_start(&d))
 			goto out;
+		bpf_events_open(&d);
 		/* Source preservation: nft mark and policy routing now, while
 		 * the agent may still change the netns; IP_TRANSPARENT on each
 		 * upstream socket and the clean-up at exit need CAP_NET_ADMIN
@@ -514,6 +613,10 @@ out:
 	k8s_src = NULL;
 	nm_health_close(d.health);
 	nm_daemon_certs_stop(&d);
+	if (d.events) {
+		nm_loop_del(a->loop, nm_events_fd(d.events));
+		nm_events_close(d.events);
+	}
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
 	nm_tel_free(a->tel); /* after the flows: their records are flushed */

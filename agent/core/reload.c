@@ -105,6 +105,8 @@ int nm_daemon_datapath_start(struct nm_daemon *d)
 		return ret;
 	}
 	opts.cgroup_root = root;
+	opts.sock_stats = d->sock_stats;
+	opts.events = d->events_transport;
 	ret = nm_datapath_open(&opts, &a->dp, err, sizeof(err));
 	if (ret) {
 		pr_warn("msg=\"cannot load the BPF datapath\" err=\"%s\"", err);

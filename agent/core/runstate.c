@@ -21,6 +21,7 @@
 #include "core/runstate.h"
 #include "mesh/tls.h"
 #include "state/state.h"
+#include "datapath/datapath.h"
 
 int nm_runstate_path(const char *instance, char *buf, size_t len)
 {
@@ -239,6 +240,14 @@ int nm_runstate_write(const struct nm_agent *a)
 	json_object_set_new(root, "workloads", workloads_json(a->state));
 	json_object_set_new(root, "services", services_json(a->state));
 	json_object_set_new(root, "certificates", certificates_json(a));
+	/* BPF telemetry: how nm_events reaches the agent, and whether
+	 * sockops keeps per-socket statistics (datapath/datapath.h). */
+	json_object_set_new(root, "events",
+			    a->dp ? json_string(nm_events_transport_name(
+					    nm_datapath_events_transport(a->dp))) :
+				    json_null());
+	json_object_set_new(root, "sock_stats",
+			    json_boolean(a->dp && nm_datapath_sock_stats_on(a->dp)));
 	if (json_dump_file(root, tmp, JSON_INDENT(2)) || rename(tmp, path))
 		err = -EIO;
 	json_decref(root);

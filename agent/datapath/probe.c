@@ -49,8 +49,8 @@ static const struct nm_feature_info feature_info[] = {
 	  "bpf_get_socket_cookie() keys records in connect4/6", NULL },
 	{ "cgroup_link", "5.7", true,
 	  "bpf_link attachment survives agent restarts (pinned links)", NULL },
-	{ "ringbuf", "5.8", false, "BPF flow events (open/close/deny)",
-	  "no BPF flow events; the agent's own flow log still records agent-path flows" },
+	{ "ringbuf", "5.8", false, "BPF flow events (close, deny) through a ring buffer",
+	  "the same events through a per-CPU perf event array (perfbuf)" },
 	{ "sk_storage", "5.3", false, "per-socket TCP stats from sockops",
 	  "no per-socket srtt/retransmit stats; byte counts come from the agent" },
 	{ "netns_cookie", "5.7", false, "telling pod network namespaces apart in BPF",
@@ -124,11 +124,13 @@ const char *nm_probe_required_missing(const struct nm_features *f)
 void nm_probe_choose(const struct nm_features *f, const struct nm_choices *want,
 		     struct nm_choices *out)
 {
-	static const struct nm_choices all = { true, true, true, true };
+	static const struct nm_choices all = { true, true, true, true, false };
 
 	if (!want)
 		want = &all;
-	out->flow_events = want->flow_events && f->ringbuf;
+	/* A perf event array (4.3) carries them where there is no ring buffer. */
+	out->flow_events = want->flow_events;
+	out->events_perfbuf = out->flow_events && (!f->ringbuf || want->events_perfbuf);
 	out->sock_stats = want->sock_stats && f->sk_storage;
 	/* The record layer needs both the ULP and the cipher in the kernel. */
 	out->ktls = want->ktls && f->ktls && f->ktls_crypto;
@@ -483,7 +485,9 @@ int nm_probe_save(const char *path, const struct nm_features *f,
 	feat = json_object();
 	for (size_t i = 0; i < n; i++)
 		json_object_set_new(feat, info[i].name, json_boolean(nm_probe_get(f, info[i].name)));
-	ch = json_pack("{s:b, s:b, s:b, s:b}", "flow_events", c->flow_events,
+	ch = json_pack("{s:b, s:s, s:b, s:b, s:b}", "flow_events", c->flow_events,
+		       "events", !c->flow_events ? "off" :
+				 c->events_perfbuf ? "perfbuf" : "ringbuf",
 		       "sock_stats", c->sock_stats, "ktls", c->ktls,
 		       "sockmap", c->sockmap);
 	root = json_pack("{s:i, s:s, s:b, s:o, s:o}", "pid", (json_int_t)pid,
@@ -549,6 +553,8 @@ int nm_probe_load(const char *path, struct nm_features *f,
 	}
 	c->flow_events = json_is_true(json_object_get(ch, "flow_events"));
 	c->sock_stats = json_is_true(json_object_get(ch, "sock_stats"));
+	v = json_object_get(ch, "events");
+	c->events_perfbuf = json_is_string(v) && !strcmp(json_string_value(v), "perfbuf");
 	c->ktls = json_is_true(json_object_get(ch, "ktls"));
 	c->sockmap = json_is_true(json_object_get(ch, "sockmap"));
 	err = 0;

@@ -87,10 +87,13 @@ bool nm_probe_get(const struct nm_features *f, const char *name);
  * asked for (want) and supported. want == NULL asks for everything.
  */
 struct nm_choices {
-	bool flow_events; /* BPF flow events through the ring buffer */
+	bool flow_events; /* BPF flow events (nm_events) */
 	bool sock_stats;  /* per-socket TCP stats in sk_storage */
 	bool ktls;        /* TLS record layer in the kernel */
 	bool sockmap;     /* plaintext relay spliced in the kernel */
+	/* flow events through a perf event array: the kernel has no ring
+	 * buffer (saved as choices.events "ringbuf" or "perfbuf") */
+	bool events_perfbuf;
 };
 void nm_probe_choose(const struct nm_features *f, const struct nm_choices *want,
 		     struct nm_choices *out);

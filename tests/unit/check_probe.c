@@ -114,9 +114,12 @@ START_TEST(test_choose)
 	f.ktls_crypto = false;
 	nm_probe_choose(&f, NULL, &c);
 	ck_assert(!c.ktls);
+	ck_assert(!c.events_perfbuf);
 	f.ringbuf = f.sk_storage = f.sockmap = false;
 	nm_probe_choose(&f, NULL, &c);
-	ck_assert(!c.flow_events && !c.sock_stats && !c.sockmap);
+	/* Flow events fall back to the perf buffer. */
+	ck_assert(c.flow_events && c.events_perfbuf);
+	ck_assert(!c.sock_stats && !c.sockmap);
 }
 END_TEST
 
@@ -174,7 +177,8 @@ static void write_file(const char *path, const char *text)
 START_TEST(test_save_load_roundtrip)
 {
 	struct nm_features f, g;
-	struct nm_choices c = { .flow_events = true, .sockmap = true }, d;
+	struct nm_choices c = { .flow_events = true, .sockmap = true,
+				.events_perfbuf = true }, d;
 	char path[256];
 	pid_t pid = 0;
 
@@ -192,6 +196,7 @@ START_TEST(test_save_load_roundtrip)
 	ck_assert(g.cgroup_link && g.ringbuf && g.map_fd_unpriv);
 	ck_assert(!g.ktls && !g.ktls_crypto);
 	ck_assert(d.flow_events && d.sockmap && !d.ktls && !d.sock_stats);
+	ck_assert(d.events_perfbuf);
 	/* No temporary file is left beside it. */
 	strcat(path, ".tmp");
 	ck_assert_int_eq(access(path, F_OK), -1);
