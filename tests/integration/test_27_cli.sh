@@ -181,7 +181,7 @@ jqok cli27-status-json '.instances[0] |
 	(.pins.links | length) == $nlinks and $nlinks >= 4 and
 	all(.pins.links[]; (.prog_name | length) > 0 and (.prog_type | length) > 0 and .prog_id > 0) and
 	([.pins.map_fill[] | select(.entries != null) | {(.name): .entries}] | add) == $counts and
-	all(.pins.map_fill[]; .max_entries > 0) and
+	all(.pins.map_fill[]; .max_entries > 0 or .type == "sk_storage") and
 	.source_address_mode == $sam and (.source_address_mode | type) == "string" and
 	.events_transport == ($agent.events // $feat.choices.events // null)' "$st" \
 	--argjson agent "$(cat "/run/nodemesh/$inst1/agent.json")" \
