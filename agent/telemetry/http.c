@@ -317,7 +317,10 @@ static struct MHD_Daemon *serve(struct nm_tel_http *h, const char *role,
 			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			     MHD_OPTION_CONNECTION_LIMIT, conns,
 			     MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-			     MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+			     /* Never SO_REUSEPORT: a second agent in this
+			      * netns would share the port and answer half
+			      * the scrapes with its own figures. */
+			     MHD_OPTION_LISTENING_ADDRESS_REUSE, 0u,
 			     MHD_OPTION_END);
 	if (!d)
 		pr_warn("msg=\"cannot serve\" role=%s addr=%s err=\"%s\"", role,

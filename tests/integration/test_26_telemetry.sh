@@ -21,6 +21,7 @@
 #                    (?workload= filter), /logging (GET, POST changes the
 #                    level, a bad level is refused), /flows?follow=1 streams
 #                    a record of a flow made after it connected
+#   metrics-admin-ports-exclusive  no SO_REUSEPORT listener can share them
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -350,6 +351,21 @@ import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("ok" if len(rs) == 1 and rs[0]["bytes_up"] == 777 and rs[0]["bytes_down"] == int(sys.argv[2]) else "bad: %s" % rs)' "$fol" "$K2" 2>&1)
 nm_check admin-flows-follow "follow stream: $out" test "$out" == ok
+
+# The ports are the agent's alone: a second listener with SO_REUSEPORT
+# (another agent in this netns) must not be able to share them.
+out=$(nm_node_exec 1 "$PY" -c '
+import socket, sys
+for port, addr in ((15020, "0.0.0.0"), (15000, "127.0.0.1")):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind((addr, port)); s.listen(1)
+        print("shared %d" % port); sys.exit()
+    except OSError:
+        pass
+print("ok")' 2>&1)
+nm_check metrics-admin-ports-exclusive "$out" test "$out" == ok
 
 ((NM_FAILS)) && nm_dump_logs
 exit $((NM_FAILS > 0))
