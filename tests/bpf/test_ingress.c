@@ -618,6 +618,42 @@ START_TEST(test_link_pinned_and_removed)
 }
 END_TEST
 
+/* What the hook costs per packet (printed, not asserted: the figures are
+ * the machine's): an established segment (the fast path every packet of
+ * a connection takes), a SYN to a PERMISSIVE pod, and for a STRICT pod a
+ * SYN admitted by its tuple and one dropped. BPF_PROG_TEST_RUN, repeat. */
+START_TEST(test_cost)
+{
+	struct nm_conn_key k = key_of("198.18.9.9", 40002, STRICT_IP, 8080);
+	struct {
+		const char *what, *cgroup;
+		struct pkt p;
+	} cases[] = {
+		{ "ack", g_strict, pkt4("198.18.9.9", 40002, STRICT_IP, 8080, F_ACK, 6) },
+		{ "syn-permissive", g_perm, pkt4("198.18.9.9", 40002, PERM_IP, 8080, F_SYN, 6) },
+		{ "syn-strict-tuple", g_strict, pkt4("198.18.9.9", 40002, STRICT_IP, 8080, F_SYN, 6) },
+		{ "syn-strict-drop", g_strict, pkt4("198.18.9.9", 40003, STRICT_IP, 8080, F_SYN, 6) },
+	};
+	int fd = ingress_prog_fd();
+
+	ck_assert_int_eq(nm_datapath_mesh_conn_add(dp, &k, id_strict), 0);
+	printf("ingress cost (ns/packet, BPF_PROG_TEST_RUN repeat 200000):");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = cases[i].p.b,
+			    .data_size_in = cases[i].p.len, .repeat = 200000);
+
+		move_to(cases[i].cgroup);
+		ck_assert_int_eq(bpf_prog_test_run_opts(fd, &o), 0);
+		move_to(g_outside);
+		ck_assert_int_eq(o.retval, strcmp(cases[i].what, "syn-strict-drop") ? 1 : 0);
+		printf(" %s=%u", cases[i].what, o.duration);
+	}
+	printf("\n");
+	fflush(stdout);
+	close(fd);
+}
+END_TEST
+
 /* --- the private world ------------------------------------------------------------ */
 
 static void world_cleanup(void)
@@ -694,6 +730,7 @@ static Suite *ingress_suite(void)
 	tcase_add_test(tc, test_run_decisions_v6);
 	tcase_add_test(tc, test_default_probers_and_mode_change);
 	tcase_add_test(tc, test_link_pinned_and_removed);
+	tcase_add_test(tc, test_cost);
 	suite_add_tcase(s, tc);
 	return s;
 }
