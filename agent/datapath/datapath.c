@@ -1118,69 +1118,6 @@ int nm_datapath_set_backend_flags(struct nm_datapath *dp, uint32_t service_id,
 	return ret;
 }
 
-/* --- telemetry ------------------------------------------------------------ */
-
-static long long map_count_keys(int fd, uint32_t key_size)
-{
-	uint8_t a[256], b[256];
-	void *prev = NULL, *next = a;
-	long long n = 0;
-
-	if (key_size > sizeof(a))
-		return -1;
-	while (!bpf_map_get_next_key(fd, prev, next)) {
-		n++;
-		prev = next;
-		next = next == a ? b : a;
-	}
-	return errno == ENOENT ? n : -1;
-}
-
-void nm_datapath_map_fill(struct nm_datapath *dp, nm_datapath_map_fn fn, void *arg)
-{
-	struct bpf_object *objs[2];
-	char seen[64][BPF_OBJ_NAME_LEN];
-	unsigned int n_seen = 0;
-	struct bpf_map *m;
-
-	if (!dp)
-		return;
-	objs[0] = dp->connect ? dp->connect->obj : NULL;
-	objs[1] = dp->sockops ? dp->sockops->obj : NULL;
-	for (int o = 0; o < 2; o++) {
-		if (!objs[o])
-			continue;
-		bpf_object__for_each_map(m, objs[o]) {
-			const char *name = bpf_map__name(m);
-			enum bpf_map_type type = bpf_map__type(m);
-			long long entries = -1;
-			bool dup = false;
-			int fd = bpf_map__fd(m);
-
-			if (fd < 0 || !name || strchr(name, '.')) /* .rodata, .bss */
-				continue;
-			for (unsigned int i = 0; i < n_seen; i++)
-				dup |= !strcmp(seen[i], name);
-			if (dup || n_seen >= 64)
-				continue;
-			snprintf(seen[n_seen++], BPF_OBJ_NAME_LEN, "%s", name);
-			switch (type) {
-			case BPF_MAP_TYPE_HASH:
-			case BPF_MAP_TYPE_LRU_HASH:
-			case BPF_MAP_TYPE_PERCPU_HASH:
-			case BPF_MAP_TYPE_LRU_PERCPU_HASH:
-			case BPF_MAP_TYPE_HASH_OF_MAPS:
-			case BPF_MAP_TYPE_LPM_TRIE:
-				entries = map_count_keys(fd, bpf_map__key_size(m));
-				break;
-			default:
-				break;
-			}
-			fn(name, bpf_map__max_entries(m), entries, arg);
-		}
-	}
-}
-
 enum nm_events_transport nm_datapath_events_transport(const struct nm_datapath *dp)
 {
 	return dp->events;

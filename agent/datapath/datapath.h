@@ -161,14 +161,6 @@ int nm_datapath_set_backend_flags(struct nm_datapath *dp, uint32_t service_id,
 				  uint32_t set, uint32_t clear,
 				  unsigned int *updated);
 
-/* One map's fill for telemetry: entries is -1 where it cannot be counted
- * (arrays: always full; sk_storage, ring buffers: no keys). */
-typedef void (*nm_datapath_map_fn)(const char *name, uint32_t max_entries,
-				   long long entries, void *arg);
-/* Every map of the loaded programs, once each; counts hash-type maps by
- * walking their keys (O(entries) syscalls: call it seldom). */
-void nm_datapath_map_fill(struct nm_datapath *dp, nm_datapath_map_fn fn, void *arg);
-
 /* --- telemetry (include/nm_events.h, docs/telemetry.md) ---------------- */
 
 /* The transport nm_events got at open (never AUTO), and its map fd. */

@@ -80,7 +80,7 @@ struct nm_telemetry {
 	struct nm_metric_family *limit_refused, *limit_max, *limit_used;
 	struct nm_metric_family *connect_lat, *srtt, *flowlog, *overflow;
 	struct nm_metric_family *agent_events, *kernel_flows, *scrapes;
-	struct nm_metric_family *map_entries, *map_capacity;
+	struct nm_metric_family *map_entries, *map_capacity, *map_errors;
 	int64_t maps_at_ms;
 	struct nm_flowlog *log;
 	struct nm_tel_shared sh;
@@ -644,14 +644,25 @@ static void set_counter(struct nm_metric_family *f, const char *label, double v)
 	nm_metric_set(nm_metric_getv(f, label), v);
 }
 
-static void on_map(const char *name, uint32_t max_entries, long long entries,
-		   void *arg)
+/* Fill and failed updates of every pinned map (bpftel's
+ * nm_datapath_map_info walks the hash maps' keys). */
+static void update_maps(struct nm_telemetry *t)
 {
-	struct nm_telemetry *t = arg;
+	struct nm_map_info mi[NM_MAP__COUNT] = { 0 };
 
-	set_counter(t->map_capacity, name, (double)max_entries);
-	if (entries >= 0)
-		set_counter(t->map_entries, name, (double)entries);
+	if (nm_datapath_map_info(t->a->dp, mi) < 0 && !mi[0].name)
+		return;
+	for (int i = 0; i < NM_MAP__COUNT; i++) {
+		if (!mi[i].present || !mi[i].name)
+			continue;
+		set_counter(t->map_capacity, mi[i].name, (double)mi[i].max_entries);
+		if (mi[i].entries >= 0)
+			set_counter(t->map_entries, mi[i].name, (double)mi[i].entries);
+		nm_metric_set(nm_metric_getv(t->map_errors, mi[i].name, "bpf"),
+			      (double)mi[i].kernel_errors);
+		nm_metric_set(nm_metric_getv(t->map_errors, mi[i].name, "agent"),
+			      (double)mi[i].agent_errors);
+	}
 }
 
 static void update_gauges(struct nm_telemetry *t)
@@ -710,7 +721,7 @@ static void update_gauges(struct nm_telemetry *t)
 	/* Counting walks every key of the hash maps: every 5 s at most. */
 	if (t->a->dp && (!t->maps_at_ms || nm_loop_now_ms() - t->maps_at_ms >= 5000)) {
 		t->maps_at_ms = nm_loop_now_ms();
-		nm_datapath_map_fill(t->a->dp, on_map, t);
+		update_maps(t);
 	}
 	nm_flowlog_get_stats(t->log, &fs);
 	set_counter(t->flowlog, "written", (double)fs.records);
@@ -1116,12 +1127,16 @@ static int add_families(struct nm_telemetry *t)
 				    "Metrics requests answered", NM_METRIC_COUNTER,
 				    NULL, 0, NULL, 0, 1);
 	t->map_entries = nm_metrics_add(m, "nodemesh_map_entries",
-					"Entries in a BPF map (hash-type maps; counted every 5 s)",
+					"Entries in a BPF map (keys walked every 5 s; arrays count max_entries)",
 					NM_METRIC_GAUGE, (const char *[]){ "map" }, 1, NULL, 0, 64);
 	t->map_capacity = nm_metrics_add(m, "nodemesh_map_capacity",
 					 "max_entries of a BPF map", NM_METRIC_GAUGE,
 					 (const char *[]){ "map" }, 1, NULL, 0, 64);
-	if (!t->map_entries || !t->map_capacity)
+	t->map_errors = nm_metrics_add(m, "nodemesh_map_update_errors_total",
+				       "Failed updates of a BPF map by writer (bpf: the programs, nm_map_errors; agent: this agent's writes)",
+				       NM_METRIC_COUNTER, (const char *[]){ "map", "writer" }, 2,
+				       NULL, 0, 128);
+	if (!t->map_entries || !t->map_capacity || !t->map_errors)
 		return -ENOMEM;
 	if (!t->tcp_opened || !t->tcp_closed || !t->tcp_recv || !t->tcp_sent ||
 	    !t->policy || !t->tls || !t->cert_expiry || !t->flows_active ||

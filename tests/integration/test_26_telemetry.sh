@@ -219,6 +219,9 @@ cap = series(s1, "nodemesh_map_capacity", map="nm_workloads")
 ent = series(s1, "nodemesh_map_entries", map="nm_workloads")
 check("metrics-map-fill", len(cap) == 1 and cap[0].value > 0 and len(ent) == 1 and
       1 <= ent[0].value <= cap[0].value, "nm_workloads capacity %s entries %s" % (cap, ent))
+err = series(s1, "nodemesh_map_update_errors_total", map="nm_workloads")
+check("metrics-map-errors", sorted(e.labels["writer"] for e in err) == ["agent", "bpf"] and
+      all(e.value == 0 for e in err), "nm_workloads update errors: %s" % err)
 sys.exit(1 if fails else 0)
 EOF
 )
