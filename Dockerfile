@@ -11,7 +11,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
-      libssl-dev libjansson-dev libnl-3-dev libnl-route-3-dev libyaml-dev libcurl4-openssl-dev libnftables-dev check \
+      libssl-dev libjansson-dev libnl-3-dev libnl-route-3-dev libyaml-dev libcurl4-openssl-dev libnftables-dev libmicrohttpd-dev check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -30,10 +30,11 @@ RUN make -j"$(nproc)" OUT=/out /out/nodemeshd /out/nodemesh \
 FROM debian:12-slim
 # Only the shared libraries the two programs link (libbpf, libelf, zlib,
 # OpenSSL, jansson, libnl-3/libnl-route-3, libyaml, libcurl for the Kubernetes watch,
-# libnftables for source preservation); no compiler, no bpftool.
+# libnftables for source preservation, libmicrohttpd for the metrics and
+# admin servers); no compiler, no bpftool.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libbpf1 libelf1 zlib1g libssl3 libjansson4 libnl-3-200 libnl-route-3-200 libyaml-0-2 libcurl4 libnftables1 \
+      libbpf1 libelf1 zlib1g libssl3 libjansson4 libnl-3-200 libnl-route-3-200 libyaml-0-2 libcurl4 libnftables1 libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install/usr/sbin/nodemeshd /usr/sbin/nodemeshd
 COPY --from=build /install/usr/bin/nodemesh /usr/bin/nodemesh
