@@ -126,30 +126,64 @@ static void build_cluster(void)
 	add_workload("permissive", PERM_IP, g_perm, NM_MODE_UNSET);
 }
 
-static void setup(void)
+static void open_datapath(void)
 {
 	struct nm_datapath_opts o = { .instance = g_instance,
 				      .cgroup_root = g_root };
 	char err[NM_ERRMSG_MAX];
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	nm_datapath_remove_pins(g_instance);
 	ck_assert_msg(nm_datapath_open(&o, &dp, err, sizeof(err)) == 0, "%s", err);
+}
+
+/*
+ * Loading the programs is what costs (the verifier; ~15 s a load in the
+ * TCG VM): the "live" tests share one datapath, opened once in the parent
+ * before the tests fork; each test starts from a fresh sync of the cluster.
+ */
+static void suite_setup(void)
+{
+	nm_datapath_remove_pins(g_instance);
+	open_datapath();
+}
+
+static void suite_teardown(void)
+{
+	nm_datapath_close(dp);
+	dp = NULL;
+}
+
+static void setup(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	build_cluster();
 	sync_cluster();
 }
 
 static void teardown(void)
 {
-	nm_datapath_close(dp);
-	dp = NULL;
-	nm_datapath_remove_pins(g_instance);
 	if (cl) {
 		free(cl->nodes);
 		free(cl->workloads);
 		free(cl);
 		cl = NULL;
 	}
+}
+
+/* The link tests close, reopen and remove the datapath: their own. */
+static void setup_own(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	open_datapath();
+	build_cluster();
+	sync_cluster();
+}
+
+static void teardown_own(void)
+{
+	nm_datapath_close(dp);
+	dp = NULL;
+	nm_datapath_remove_pins(g_instance);
+	teardown();
 }
 
 /* --- helpers ------------------------------------------------------------------ */
@@ -651,6 +685,7 @@ START_TEST(test_cost)
 	printf("\n");
 	fflush(stdout);
 	close(fd);
+	ck_assert_int_eq(nm_datapath_mesh_conn_del(dp, &k), 0);
 }
 END_TEST
 
@@ -716,11 +751,15 @@ static int world_setup(void)
 static Suite *ingress_suite(void)
 {
 	Suite *s = suite_create("ingress-bpf");
-	TCase *tc = tcase_create("live");
+	TCase *tc = tcase_create("live"), *own = tcase_create("link");
 
+	tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
-	if (!getenv("CK_DEFAULT_TIMEOUT"))
+	tcase_add_checked_fixture(own, setup_own, teardown_own);
+	if (!getenv("CK_DEFAULT_TIMEOUT")) {
 		tcase_set_timeout(tc, 120);
+		tcase_set_timeout(own, 120);
+	}
 	tcase_add_test(tc, test_mode_in_workload_flags);
 	tcase_add_test(tc, test_strict_drops_permissive_passes);
 	tcase_add_test(tc, test_mesh_tuple_admitted);
@@ -729,9 +768,10 @@ static Suite *ingress_suite(void)
 	tcase_add_test(tc, test_run_decisions_v4);
 	tcase_add_test(tc, test_run_decisions_v6);
 	tcase_add_test(tc, test_default_probers_and_mode_change);
-	tcase_add_test(tc, test_link_pinned_and_removed);
 	tcase_add_test(tc, test_cost);
+	tcase_add_test(own, test_link_pinned_and_removed);
 	suite_add_tcase(s, tc);
+	suite_add_tcase(s, own);
 	return s;
 }
 
