@@ -21,6 +21,7 @@
 #                    (?workload= filter), /logging (GET, POST changes the
 #                    level, a bad level is refused), /flows?follow=1 streams
 #                    a record of a flow made after it connected
+#   admin-follow-idle-cpu  an idle /flows?follow=1 stream costs no CPU
 #   metrics-admin-ports-exclusive  no SO_REUSEPORT listener can share them
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
@@ -354,6 +355,23 @@ import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("ok" if len(rs) == 1 and rs[0]["bytes_up"] == 777 and rs[0]["bytes_down"] == int(sys.argv[2]) else "bad: %s" % rs)' "$fol" "$K2" 2>&1)
 nm_check admin-flows-follow "follow stream: $out" test "$out" == ok
+
+# An idle follower costs the agent nothing: its thread waits on a condition
+# variable (a loop that polled instead would burn a core here).
+apid=${NM_AGENT_PID_1:-}
+apid=$(cat "/proc/$apid/task/$apid/children" 2>/dev/null | awk '{print $1}' || true)
+[[ -n $apid ]] || apid=$NM_AGENT_PID_1
+nm_node_exec 1 timeout 10 curl -sN 'http://127.0.0.1:15000/flows?follow=1' >/dev/null 2>&1 &
+fpid=$!
+sleep 1
+t0=$(awk '{print $14 + $15}' "/proc/$apid/stat")
+sleep 3
+t1=$(awk '{print $14 + $15}' "/proc/$apid/stat")
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+hz=$(getconf CLK_TCK)
+nm_check admin-follow-idle-cpu "agent used $((t1 - t0)) ticks (of $((3 * hz))) in 3 s with an idle follower" \
+	test $((t1 - t0)) -le $((3 * hz / 10))
 
 # The ports are the agent's alone: a second listener with SO_REUSEPORT
 # (another agent in this netns) must not be able to share them.
