@@ -12,7 +12,7 @@
 enum kind {
 	K_U32, K_U64, K_WL_ID, K_WL, K_SVC_KEY, K_SVC, K_BE_KEY, K_BE, K_ADDR, K_EP,
 	K_ORIG, K_TUPLE, K_POL_KEY, K_POL, K_LB_SET, K_MG_KEY, K_STATE, K_WL_STATS,
-	K_CONN_KEY, K_MESH_CONN, K_STRICT_STATS,
+	K_CONN_KEY, K_MESH_CONN, K_STRICT_STATS, K_MAP_ID,
 };
 
 struct map_desc {
@@ -38,6 +38,7 @@ static const struct map_desc maps[] = {
 	{ "nm_mesh_conns", K_CONN_KEY, K_MESH_CONN },
 	{ "nm_probers", K_ADDR, K_U32 },
 	{ "nm_strict_drops", K_WL_ID, K_STRICT_STATS },
+	{ "nm_map_errors", K_MAP_ID, K_U64 },
 };
 
 static size_t kind_size(enum kind k)
@@ -64,6 +65,7 @@ static size_t kind_size(enum kind k)
 	case K_CONN_KEY: return sizeof(struct nm_conn_key);
 	case K_MESH_CONN: return sizeof(struct nm_mesh_conn);
 	case K_STRICT_STATS: return sizeof(struct nm_strict_stats);
+	case K_MAP_ID: return 4;
 	}
 	return 0;
 }
@@ -96,6 +98,17 @@ json_t *nm_abi_hex_json(const void *p, size_t len)
 	}
 	buf[2 * n] = '\0';
 	return json_string(buf);
+}
+
+const char *nm_abi_map_name(unsigned int id)
+{
+	static const char *const names[] = {
+#define NM_MAP_ID_NAME(id, name) #name,
+		NM_MAP_IDS(NM_MAP_ID_NAME)
+#undef NM_MAP_ID_NAME
+	};
+
+	return id < sizeof(names) / sizeof(names[0]) ? names[id] : NULL;
 }
 
 const char *nm_abi_lb_algo_name(unsigned int algo)
@@ -150,9 +163,9 @@ void nm_abi_ep_flags(unsigned int flags, char *buf, size_t len)
 void nm_abi_orig_flags(unsigned int flags, char *buf, size_t len)
 {
 	static const char *const n[] = { "SERVICE", "ENDPOINT", "LOCAL", "V6",
-					 "LB_COUNT" };
+					 "LB_COUNT", "KERNEL" };
 
-	flag_names(flags, n, 5, buf, len);
+	flag_names(flags, n, 6, buf, len);
 }
 
 void nm_abi_addr_port(const void *addr16, unsigned int port, char *buf, size_t len)
@@ -168,6 +181,11 @@ void nm_abi_addr_port(const void *addr16, unsigned int port, char *buf, size_t l
 void nm_abi_hostport(const char *host, unsigned int port, char *buf, size_t len)
 {
 	snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static json_t *nm_json_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
 }
 
 static json_t *addr_json(const struct nm_addr *a)
@@ -367,17 +385,25 @@ static json_t *decode(enum kind k, const void *p)
 	case K_MESH_CONN:
 	case K_STRICT_STATS:
 		return decode_strict(k, p);
+	case K_MAP_ID: {
+		uint32_t v;
+
+		memcpy(&v, p, sizeof(v));
+		return json_pack("{s:I, s:o}", "map_id", (json_int_t)v,
+				 "map", nm_json_or_null(nm_abi_map_name(v)));
+	}
 	case K_WL_STATS: {
 		struct nm_wl_stats w;
 
 		memcpy(&w, p, sizeof(w));
-		return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
+		return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 				 "connects", (json_int_t)w.connects,
 				 "redirects", (json_int_t)w.redirects,
 				 "denies", (json_int_t)w.denies,
 				 "passthrough", (json_int_t)w.passthrough,
 				 "bytes", (json_int_t)w.bytes,
-				 "errors", (json_int_t)w.errors);
+				 "errors", (json_int_t)w.errors,
+				 "kernel_flows", (json_int_t)w.kernel_flows);
 	}
 	}
 	return json_null();
@@ -450,8 +476,18 @@ json_t *nm_abi_value_json(const char *map, const void *val, size_t value_size,
 			sum.passthrough += w.passthrough;
 			sum.bytes += w.bytes;
 			sum.errors += w.errors;
+			sum.kernel_flows += w.kernel_flows;
 		}
 		return decode(K_WL_STATS, &sum);
+	}
+	if (d && d->val == K_U64 && value_size == sizeof(uint64_t)) {
+		uint64_t sum = 0, v;
+
+		for (unsigned int c = 0; c < ncpus; c++) {
+			memcpy(&v, b + c * stride, sizeof(v));
+			sum += v;
+		}
+		return json_integer((json_int_t)sum);
 	}
 	if (d && d->val == K_STRICT_STATS && value_size == sizeof(struct nm_strict_stats)) {
 		struct nm_strict_stats sum = { 0 }, st;

@@ -21,7 +21,8 @@ json_t *nm_abi_key_json(const char *map, const void *key, size_t key_size);
 /*
  * The value of one entry; for per-CPU maps val holds ncpus values, each
  * value_size rounded up to 8 bytes (as the bpf() syscall returns them):
- * counters are summed, other values listed per CPU.
+ * counters (nm_wl_stats, nm_strict_drops, nm_map_errors) are summed,
+ * other values listed per CPU.
  */
 json_t *nm_abi_value_json(const char *map, const void *val, size_t value_size,
 			  unsigned int ncpus, bool percpu);
@@ -29,6 +30,8 @@ json_t *nm_abi_value_json(const char *map, const void *val, size_t value_size,
 json_t *nm_abi_hex_json(const void *p, size_t len);
 
 /* Names of nm_abi.h enums and flag sets (static strings / into buf). */
+/* The pin name of an enum nm_map_id (nm_map_errors' index); NULL past them. */
+const char *nm_abi_map_name(unsigned int id);
 const char *nm_abi_lb_algo_name(unsigned int algo);
 const char *nm_abi_locality_name(unsigned int loc);
 /* "MESHED|STRICT", "-" for none; unknown bits as 0x%x. */

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "nm_abi.h"
+#include "lib/abidecode.h"
 #include "lib/file.h"
 #include "lib/json.h"
 #include "lib/mountinfo.h"
@@ -86,6 +87,34 @@ static void prog_json(json_t *o, __u32 prog_id)
 	close(fd);
 }
 
+/*
+ * The BPF programs' failed updates of map `name`, summed over the CPUs from
+ * nm_map_errors (index enum nm_map_id); null without that map or an id.
+ */
+static json_t *update_errors(int err_fd, const char *name)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *vals, sum = 0;
+	__u32 id;
+
+	if (err_fd < 0 || ncpus <= 0)
+		return json_null();
+	for (id = 0; nm_abi_map_name(id); id++)
+		if (!strcmp(nm_abi_map_name(id), name))
+			break;
+	if (!nm_abi_map_name(id))
+		return json_null();
+	vals = calloc((size_t)ncpus, sizeof(*vals));
+	if (!vals || bpf_map_lookup_elem(err_fd, &id, vals)) {
+		free(vals);
+		return json_null();
+	}
+	for (int c = 0; c < ncpus; c++)
+		sum += vals[c];
+	free(vals);
+	return json_integer((json_int_t)sum);
+}
+
 /* Entries / capacity of every pinned map, as `nodemesh maps` shows them. */
 static json_t *map_fill_json(const char *dir)
 {
@@ -93,10 +122,14 @@ static json_t *map_fill_json(const char *dir)
 	struct dirent *de;
 	char *names[256];
 	int n = 0;
+	char epath[PATH_MAX + 32];
+	int err_fd;
 	DIR *d = opendir(dir);
 
 	if (!d)
 		return arr;
+	snprintf(epath, sizeof(epath), "%s/nm_map_errors", dir);
+	err_fd = bpf_obj_get(epath);
 	while ((de = readdir(d)) && n < (int)(sizeof(names) / sizeof(names[0])))
 		if (!strncmp(de->d_name, NM_PIN_MAP_PREFIX, strlen(NM_PIN_MAP_PREFIX)))
 			names[n++] = strdup(de->d_name);
@@ -125,12 +158,15 @@ static json_t *map_fill_json(const char *dir)
 		entries = nm_map_count(fd, info.type, info.key_size);
 		close(fd);
 		type = libbpf_bpf_map_type_str(info.type);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:I}", "name", names[i],
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", names[i],
 			"type", type ? type : "unknown",
 			"entries", entries < 0 ? json_null() : json_integer(entries),
-			"max_entries", (json_int_t)info.max_entries));
+			"max_entries", (json_int_t)info.max_entries,
+			"update_errors", update_errors(err_fd, names[i])));
 		free(names[i]);
 	}
+	if (err_fd >= 0)
+		close(err_fd);
 	return arr;
 }
 
@@ -433,17 +469,18 @@ static void print_links(json_t *links)
 
 static void print_map_fill(json_t *maps)
 {
-	static const char *const heads[] = { "MAP", "TYPE", "ENTRIES", "MAX", "FILL" };
+	static const char *const heads[] = { "MAP", "TYPE", "ENTRIES", "MAX", "FILL",
+					     "UPDATE-ERRORS" };
 	struct nm_table *tab;
 	size_t i;
 	json_t *m;
 
-	if (nm_table_new(&tab, 5, heads))
+	if (nm_table_new(&tab, 6, heads))
 		return;
 	json_array_foreach(maps, i, m) {
 		json_t *e = json_object_get(m, "entries");
 		long long max = json_integer_value(json_object_get(m, "max_entries"));
-		char ent[24] = "", mx[24], fill[24] = "";
+		char ent[24] = "", mx[24], fill[24] = "", errs[24];
 
 		if (json_is_integer(e)) {
 			snprintf(ent, sizeof(ent), "%lld", (long long)json_integer_value(e));
@@ -455,8 +492,13 @@ static void print_map_fill(json_t *maps)
 					 pct);
 		}
 		snprintf(mx, sizeof(mx), "%lld", max);
+		if (json_is_integer(json_object_get(m, "update_errors")))
+			snprintf(errs, sizeof(errs), "%lld",
+				 (long long)json_integer_value(json_object_get(m, "update_errors")));
+		else
+			errs[0] = '\0';
 		nm_table_row(tab, (const char *const[]){ str_of(m, "name", "?"),
-			str_of(m, "error", str_of(m, "type", "-")), ent, mx, fill });
+			str_of(m, "error", str_of(m, "type", "-")), ent, mx, fill, errs });
 	}
 	nm_table_print_indent(tab, stdout, 4);
 	nm_table_free(tab);

@@ -25,7 +25,7 @@ static const char *const maps[] = {
 	"nm_workloads", "nm_services", "nm_backends", "nm_endpoints", "nm_orig_cookie",
 	"nm_orig_tuple", "nm_policy", "nm_lb_sets", "nm_maglev", "nm_lb_rr",
 	"nm_lb_active", "nm_lb_conn", "nm_agent_state", "nm_wl_stats", "nm_mesh_conns",
-	"nm_probers", "nm_strict_drops", "nm_unknown",
+	"nm_probers", "nm_strict_drops", "nm_map_errors", "nm_unknown",
 };
 
 static void check_dumps(json_t *j)

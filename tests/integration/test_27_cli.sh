@@ -19,6 +19,8 @@
 #                            fill of every countable map = bpftool's count,
 #                            the source-address mode and events transport
 #                            the agent reported
+#   cli27-status-update-errors  failed map updates per map (nm_map_errors):
+#                            status and maps dump agree, total = bpftool's
 #   cli27-maps-list          entries per map = bpftool's count
 #   cli27-maps-dump-<map>    typed records, IDs named from the run state:
 #                            nm_workloads, nm_services, nm_endpoints,
@@ -196,8 +198,22 @@ ok cli27-status-human "grep -q '^instance $inst1: running (pid $NM_AGENT_PID_1)'
 	grep -q '^  programs attached:' '$NM_STATE/status.txt' &&
 	grep -Eq '^    LINK +PROGRAM +PROG-TYPE +ATTACH +PROG-ID +CGROUP-ID$' '$NM_STATE/status.txt' &&
 	grep -q '^  map fill:' '$NM_STATE/status.txt' &&
-	grep -Eq '^    nm_workloads +hash +$wlc +[0-9]+ +(<0\.1|[0-9.]+)%$' '$NM_STATE/status.txt'" \
+	grep -Eq '^    nm_workloads +hash +$wlc +[0-9]+ +(<0\.1|[0-9.]+)% +[0-9]+$' '$NM_STATE/status.txt'" \
 	"$(cat "$NM_STATE/status.txt")"
+
+# Failed map updates: status' UPDATE-ERRORS per map (looked up by map id)
+# and maps dump nm_map_errors (walked) agree, and their total is bpftool's
+# sum over every CPU and index of nm_map_errors.
+bt=$(bpftool map dump pinned "$pins1/nm_map_errors" -j | jq '[.[].formatted.values[].value] | add')
+de=$("$cli" maps dump nm_map_errors --instance "$inst1" --json)
+st=$("$cli" status --instance "$inst1" --json)
+jqok cli27-status-update-errors '.instances[0].pins.map_fill as $f |
+	([$f[] | select(.update_errors != null) | .update_errors] | add) == $bt and
+	all($de.records[] | select(.key.map != null and .value > 0);
+	    . as $r | any($f[]; .name == $r.key.map and .update_errors == $r.value)) and
+	(($de.records | map(.value) | add) == $bt) and
+	($f[] | select(.name == "nm_workloads") | .update_errors | type) == "number"' "$st" \
+	--argjson bt "$bt" --argjson de "$de"
 
 # --- maps ------------------------------------------------------------------------------------
 ml=$("$cli" maps --instance "$inst1" --json)

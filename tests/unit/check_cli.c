@@ -157,8 +157,21 @@ START_TEST(decode_percpu_sums_counters)
 	free(s);
 	s = dumps(nm_abi_value_json("nm_wl_stats", v, sizeof(v[0]), 3, true));
 	ck_assert_str_eq(s, "{\"bytes\":10,\"connects\":3,\"denies\":1,\"errors\":4,"
-			    "\"passthrough\":0,\"redirects\":0}");
+			    "\"kernel_flows\":0,\"passthrough\":0,\"redirects\":0}");
 	free(s);
+	{
+		__u64 errs[2] = { 3, 4 };
+		__u32 mid = NM_MAP_SERVICES;
+
+		s = dumps(nm_abi_key_json("nm_map_errors", &mid, sizeof(mid)));
+		ck_assert_str_eq(s, "{\"map\":\"nm_services\",\"map_id\":1}");
+		free(s);
+		s = dumps(nm_abi_value_json("nm_map_errors", errs, 8, 2, true));
+		ck_assert_str_eq(s, "7");
+		free(s);
+		ck_assert_str_eq(nm_abi_map_name(NM_MAP_MAP_ERRORS), "nm_map_errors");
+		ck_assert_ptr_null(nm_abi_map_name(NM_MAP__COUNT));
+	}
 	s = dumps(nm_abi_value_json("nm_lb_rr", rr, 4, 2, true));
 	ck_assert_str_eq(s, "{\"per_cpu\":[9,8]}");
 	free(s);
@@ -207,8 +220,9 @@ START_TEST(flag_and_enum_names)
 	ck_assert_str_eq(buf, "-");
 	nm_abi_wl_flags(NM_WL_MESHED | 0x10, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "MESHED|0x10");
-	nm_abi_orig_flags(NM_ORIG_SERVICE | NM_ORIG_LOCAL | NM_ORIG_LB_COUNT, buf, sizeof(buf));
-	ck_assert_str_eq(buf, "SERVICE|LOCAL|LB_COUNT");
+	nm_abi_orig_flags(NM_ORIG_SERVICE | NM_ORIG_LOCAL | NM_ORIG_LB_COUNT | NM_ORIG_KERNEL,
+			  buf, sizeof(buf));
+	ck_assert_str_eq(buf, "SERVICE|LOCAL|LB_COUNT|KERNEL");
 	nm_abi_ep_flags(NM_EP_EJECTED, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "EJECTED");
 	/* Truncation keeps a terminated string. */
