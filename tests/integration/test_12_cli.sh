@@ -24,7 +24,8 @@
 #                         so status-syscalls is the check that catches it;
 #                         this one catches anything left behind
 #   status-running        status reports the agent running with its pid,
-#                         node, listeners, 3 pinned links, its state map
+#                         node, listeners, its pinned links (as many as
+#                         link_* pins, at least 3), its state map
 #                         (ABI, heartbeat) and the features it probed
 #   status-stopped        after SIGTERM the instance reads "stopped" and
 #                         its pins are still reported
@@ -173,11 +174,14 @@ fi
 
 # --- what status reports ---------------------------------------------------------------
 abi=$("$cli" --json version | jq .abi)
+# The links the datapath pins (connect4/6, sockops, strict inbound's ingress).
+nlinks=$(find "$NM_PIN_BASE/$inst1" -maxdepth 1 -name 'link_*' | wc -l)
 out=$("$cli" --json status --instance "$inst1")
-if jq -e --argjson pid "$NM_AGENT_PID_1" --argjson abi "$abi" '.instances[0] |
+if jq -e --argjson pid "$NM_AGENT_PID_1" --argjson abi "$abi" --argjson nl "$nlinks" '.instances[0] |
 	.state == "running" and .pid == $pid and .agent.node == "node-1" and
 	(.agent.listeners | length) > 0 and
-	(.pins.links | length) == 3 and all(.pins.links[]; .prog_id > 0 and .cgroup_id > 0) and
+	(.pins.links | length) == $nl and $nl >= 3 and
+	all(.pins.links[]; .prog_id > 0 and .cgroup_id > 0) and
 	.pins.maps >= 5 and .pins.agent_state.abi_version == $abi and
 	(.pins.agent_state.heartbeat_age_ms | type) == "number" and
 	.kernel.features.sock_addr == true and .kernel.features.cgroup_link == true' \
@@ -190,8 +194,9 @@ fi
 
 nm_agent_stop 2 5
 out=$("$cli" --json status --instance "$inst2")
-if jq -e '.instances[0] | .state == "stopped" and .agent == null and
-	(.pins.links | length) == 3' <<<"$out" >/dev/null 2>&1; then
+if jq -e --argjson nl "$(find "$NM_PIN_BASE/$inst2" -maxdepth 1 -name 'link_*' | wc -l)" \
+	'.instances[0] | .state == "stopped" and .agent == null and
+	(.pins.links | length) == $nl and $nl >= 3' <<<"$out" >/dev/null 2>&1; then
 	nm_pass status-stopped
 else
 	nm_fail status-stopped "$(head -c 1500 <<<"$out")"
