@@ -242,7 +242,11 @@ static void describe(const struct nm_flow *f, struct tel_desc *d)
 	snprintf(d->svc_host, sizeof(d->svc_host), UNKNOWN);
 	snprintf(d->svc_ns, sizeof(d->svc_ns), UNKNOWN);
 	snprintf(d->svc_name, sizeof(d->svc_name), UNKNOWN);
-	d->security = f->tunnel >= 0 ? "mutual_tls" : "none";
+	/* A same-node flow between meshed workloads is attested at both
+	 * ends (their cgroups, the identities the agent holds for them) and
+	 * never leaves the node: reported as mutual_tls, as ztunnel reports
+	 * its own same-node traffic; the flow log's path says "local". */
+	d->security = f->tunnel >= 0 || f->src_workload ? "mutual_tls" : "none";
 	d->path = f->tunnel >= 0 ? "mtls" : "local";
 	if (f->dir == NM_DIR_OUTBOUND) {
 		d->reporters = f->remote ? 1 : 3;

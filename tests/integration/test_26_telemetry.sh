@@ -13,7 +13,8 @@
 #                    (received = client -> server, sent = back, as ztunnel),
 #                    one opened and one closed connection, the workloads,
 #                    principals, apps, service and mutual_tls; the same-node
-#                    flow from node-1 as both reporters, security "none"
+#                    flow from node-1 as both reporters, mutual_tls too
+#                    (both ends attested on the node; path "local")
 #   promtool-*       `promtool check metrics` passes on the real output
 #   flowlog-*        the flow log (stdout, mode full) holds one record per
 #                    flow with those bytes, identities, path and verdict
@@ -184,7 +185,7 @@ for node, ss, rep in (("node1", s1, "source"), ("node2", s2, "destination")):
 local = dict(cross, destination_workload="local-echo", destination_app="echo-local",
              destination_service="echo-local.default.svc.%s" % td,
              destination_service_name="echo-local",
-             connection_security_policy="none")
+             connection_security_policy="mutual_tls")
 for rep in ("source", "destination"):
     lab = dict(local, reporter=rep)
     for metric, want in (("istio_tcp_received_bytes_total", n2),
@@ -279,7 +280,7 @@ for node, rs, dirn, reps in (("node1", r1, "outbound", ["source"]),
 got = find(r1, "local-echo")
 r = got[0] if len(got) == 1 else None
 ok = r is not None and r["bytes_up"] == n2 and r["bytes_down"] == k2 and \
-    r["path"] == "local" and r["security"] == "none" and r["tls"] == "none" and \
+    r["path"] == "local" and r["security"] == "mutual_tls" and r["tls"] == "none" and \
     r["reporters"] == ["source", "destination"] and r["src"]["principal"] == cli and \
     r["dst"]["principal"] == echo and r["verdict"] == "allow"
 check("flowlog-same-node", ok, "records: %s" % got)
