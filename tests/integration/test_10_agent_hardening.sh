@@ -3,8 +3,10 @@
 #
 # test_10_agent_hardening - what the agent keeps and what it refuses:
 #   caps-after-setup      the running agent holds no capability, except
-#                         CAP_BPF on kernels that need it for map fds
-#                         (effective, permitted and bounding), no_new_privs
+#                         CAP_BPF on kernels that need it for map fds and
+#                         CAP_NET_ADMIN while it preserves the client's
+#                         address (effective, permitted and bounding),
+#                         no_new_privs
 #   fd-limit-raised       the open-file soft limit was raised to the hard one
 #   keys-0600             every private key the CA tool wrote is mode 0600
 #   bad-config-kept       a broken cluster file on SIGHUP is rejected with an
@@ -24,7 +26,7 @@ nm_cluster_up || { nm_dump_logs; nm_fail hardening "cluster setup failed"; exit 
 pid=$NM_AGENT_PID_1
 log1=$(nm_agent_log 1)
 
-# Nothing (no socket marks any more, so no CAP_NET_ADMIN); CAP_BPF (39)
+# Nothing for the datapath (no socket marks any more); CAP_BPF (39)
 # only where the kernel checks it on every bpf() call, as the agent's own
 # probe recorded.
 feat=/run/nodemesh/$(nm_instance 1)/features.json
@@ -36,6 +38,15 @@ else
 	nm_fail caps-after-setup "no map_fd_unpriv in $feat"
 	want=unknown
 fi
+# CAP_NET_ADMIN (12) while source preservation is active (IP_TRANSPARENT on
+# each upstream socket to a pod, and removing its nft table and rules at
+# exit), as the agent reports in agent.json; never otherwise.
+srcmode=$(jq -r '.features.source_address // empty' "/run/nodemesh/$(nm_instance 1)/agent.json" 2>/dev/null)
+case $srcmode in
+preserved) [[ $want != unknown ]] && want=$(printf '%016x' $((0x$want | (1 << 12)))) ;;
+agent) ;;
+*) nm_fail caps-after-setup "no features.source_address in agent.json"; want=unknown ;;
+esac
 st=/proc/$pid/status
 eff=$(awk '/^CapEff/ {print $2}' "$st")
 prm=$(awk '/^CapPrm/ {print $2}' "$st")
