@@ -127,7 +127,10 @@ static __always_inline void nm_tel_sample(struct bpf_sock_ops *skops,
 	if ((ss->flags & NM_FLOW_FIN_SENT) && skops->snd_una == skops->snd_nxt &&
 	    acked)
 		acked--;
-	if (!(ss->flags & NM_FLOW_FIN_RCVD) && nm_tel_peer_fin(skops))
+	/* The peer's FIN takes the socket out of ESTABLISHED: only then is
+	 * the helper call worth it (RTT callbacks come with every ACK). */
+	if (!(ss->flags & NM_FLOW_FIN_RCVD) &&
+	    skops->state != BPF_TCP_ESTABLISHED && nm_tel_peer_fin(skops))
 		ss->flags |= NM_FLOW_FIN_RCVD;
 	if ((ss->flags & NM_FLOW_FIN_RCVD) && rcvd)
 		rcvd--;
