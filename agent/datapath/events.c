@@ -96,31 +96,43 @@ static void default_connect(void *ctx, const struct nm_connect_event *c)
 /* One record of either transport. */
 static void dispatch(struct nm_events *ev, const void *data, size_t size)
 {
-	const struct nm_event_hdr *h = data;
+	struct nm_event_hdr hb = { 0 };
+	const struct nm_event_hdr *h = &hb;
 
 	ev->records++;
+	if (size >= sizeof(hb))
+		memcpy(&hb, data, sizeof(hb));
 	/* A perf sample may carry padding past the record: size >= hdr.size. */
 	if (size < sizeof(*h) || h->size > size) {
 		ev->stats.malformed++;
 		goto bad;
 	}
 	switch (h->type) {
-	case NM_EVT_FLOW_CLOSE:
-		if (h->size != sizeof(struct nm_flow_event)) {
+	case NM_EVT_FLOW_CLOSE: {
+		struct nm_flow_event f;
+
+		if (h->size != sizeof(f)) {
 			ev->stats.malformed++;
 			goto bad;
 		}
+		/* Copied out: a perf sample is only 4-byte aligned. */
+		memcpy(&f, data, sizeof(f));
 		ev->stats.flows++;
-		ev->flow_fn(ev->flow_ctx, data);
+		ev->flow_fn(ev->flow_ctx, &f);
 		return;
-	case NM_EVT_CONNECT:
-		if (h->size != sizeof(struct nm_connect_event)) {
+	}
+	case NM_EVT_CONNECT: {
+		struct nm_connect_event c;
+
+		if (h->size != sizeof(c)) {
 			ev->stats.malformed++;
 			goto bad;
 		}
+		memcpy(&c, data, sizeof(c));
 		ev->stats.connects++;
-		ev->conn_fn(ev->conn_ctx, data);
+		ev->conn_fn(ev->conn_ctx, &c);
 		return;
+	}
 	default:
 		/* A newer datapath's record: skipped, as NMTP skips TLVs. */
 		ev->stats.unknown++;
@@ -153,19 +165,33 @@ static void on_perf_lost(void *ctx, int cpu, __u64 cnt)
 			    cpu, (unsigned long long)cnt);
 }
 
+struct nm_events *nm_events_alloc(void)
+{
+	struct nm_events *ev = calloc(1, sizeof(*ev));
+
+	if (!ev)
+		return NULL;
+	ev->flow_fn = default_flow;
+	ev->flow_ctx = ev;
+	ev->conn_fn = default_connect;
+	ev->conn_ctx = ev;
+	return ev;
+}
+
+void nm_events_feed(struct nm_events *ev, const void *data, size_t size)
+{
+	dispatch(ev, data, size);
+}
+
 int nm_events_open(struct nm_datapath *dp, struct nm_events **out)
 {
 	int fd = nm_datapath_events_fd(dp), ret;
 	struct nm_events *ev;
 
 	*out = NULL;
-	ev = calloc(1, sizeof(*ev));
+	ev = nm_events_alloc();
 	if (!ev)
 		return -ENOMEM;
-	ev->flow_fn = default_flow;
-	ev->flow_ctx = ev;
-	ev->conn_fn = default_connect;
-	ev->conn_ctx = ev;
 	if (nm_datapath_events_transport(dp) == NM_EVENTS_PERFBUF) {
 		ev->pb = perf_buffer__new(fd, NM_PERFBUF_PAGES, on_perf,
 					  on_perf_lost, ev, NULL);

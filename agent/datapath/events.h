@@ -12,6 +12,7 @@
 #ifndef NM_DATAPATH_EVENTS_H
 #define NM_DATAPATH_EVENTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nm_events.h"
@@ -30,6 +31,15 @@ struct nm_events_stats {
 	uint64_t unknown;   /* a type this agent does not know (skipped) */
 	uint64_t lost;      /* perf buffer: records the kernel dropped */
 };
+
+/*
+ * A reader with no transport: records come only through nm_events_feed()
+ * (tests and the fuzz target). NULL when out of memory.
+ */
+struct nm_events *nm_events_alloc(void);
+/* Hands one record, as a transport delivered it, to the handlers (checks
+ * its header first: a short or inconsistent record is counted, not read). */
+void nm_events_feed(struct nm_events *ev, const void *data, size_t size);
 
 /* Opens the reader on dp's nm_events; 0 or -errno (logged). */
 int nm_events_open(struct nm_datapath *dp, struct nm_events **out);
