@@ -54,6 +54,9 @@ enum nm_flow_flags {
 	NM_FLOW_FIN_SENT = 1u << 2,    /* this end closed first or too: it
 					* went to FIN_WAIT1 or LAST_ACK */
 	NM_FLOW_FIN_RCVD = 1u << 3,    /* the peer's FIN arrived */
+	NM_FLOW_TCP_INFO = 1u << 4,    /* user space only: the socket had no
+					* storage and nm_datapath_sock_stats()
+					* read getsockopt(TCP_INFO) instead */
 };
 
 /*

@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcp_info with the byte counters glibc's lacks */
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -1136,9 +1139,25 @@ bool nm_datapath_sock_stats_on(const struct nm_datapath *dp)
 int nm_datapath_sock_stats(struct nm_datapath *dp, int fd,
 			   struct nm_sock_stats *out)
 {
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
 	/* sk_storage maps take the socket's fd as key from user space. */
-	if (bpf_map_lookup_elem(dp->fd_sock_stats, &fd, out))
+	if (bpf_map_lookup_elem(dp->fd_sock_stats, &fd, out) == 0)
+		return 0;
+	if (errno != ENOENT)
 		return -errno;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return errno == EOPNOTSUPP || errno == ENOPROTOOPT ? -ENOENT : -errno;
+	memset(out, 0, sizeof(*out));
+	out->bytes_acked = ti.tcpi_bytes_acked;
+	out->bytes_received = ti.tcpi_bytes_received;
+	out->segs_in = ti.tcpi_segs_in;
+	out->segs_out = ti.tcpi_segs_out;
+	out->srtt_us = ti.tcpi_rtt;
+	out->total_retrans = ti.tcpi_total_retrans;
+	out->flags = NM_FLOW_TCP_INFO;
 	return 0;
 }
 

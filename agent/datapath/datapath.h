@@ -172,8 +172,12 @@ bool nm_datapath_sock_stats_on(const struct nm_datapath *dp);
 
 /*
  * The statistics sockops keeps for the socket `fd` (one of the caller's:
- * the kernel looks the socket up by fd in nm_sock_stats). 0, -ENOENT when
- * the socket is not tracked (not meshed, sock stats off, not TCP), -errno.
+ * the kernel looks the socket up by fd in nm_sock_stats). A TCP socket
+ * sockops does not track (the agent's own sockets live outside the cgroup
+ * root the programs are attached to) is read with getsockopt(TCP_INFO)
+ * instead: the counters, srtt and retransmits as the kernel has them (bytes
+ * may include a FIN), identities zero, flags NM_FLOW_TCP_INFO. 0, -ENOENT
+ * for neither, -errno.
  */
 int nm_datapath_sock_stats(struct nm_datapath *dp, int fd,
 			   struct nm_sock_stats *out);

@@ -462,6 +462,17 @@ static struct nm_orig agent_serve(int lfd_, bool take)
 		ck_assert_int_eq(nm_datapath_take_orig(dp, &peer, &o), 0);
 	set_blocking(fd);
 	ck_assert_int_eq(read_n(fd, SEND_BYTES), SEND_BYTES);
+	/* The agent's own socket has no storage: TCP_INFO stands in. The
+	 * client waits for our bytes, so nothing more has arrived yet. */
+	{
+		struct nm_sock_stats ss;
+
+		ck_assert_int_eq(nm_datapath_sock_stats(dp, fd, &ss), 0);
+		ck_assert_uint_eq(ss.flags, NM_FLOW_TCP_INFO);
+		ck_assert_uint_eq(ss.bytes_received, SEND_BYTES);
+		ck_assert_uint_gt(ss.srtt_us, 0);
+		ck_assert_uint_eq(ss.src_workload_id, 0);
+	}
 	ck_assert_int_eq(write_all(fd, RECV_BYTES), 0);
 	ck_assert_int_eq(read_n(fd, 0), 0);
 	close(fd);
