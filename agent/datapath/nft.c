@@ -3,16 +3,44 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
 #include <nftables/libnftables.h>
 
 #include "datapath/nft.h"
 
+/*
+ * libnftables calls exit() when it cannot open its netlink socket (a
+ * kernel without nfnetlink, or nf_tables as a module nobody can load, as
+ * in the VM's initramfs): open one first, so the caller gets an error and
+ * falls back instead of the agent dying.
+ */
+static int nfnetlink_usable(char *err, size_t len)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+
+	if (fd < 0) {
+		int ret = -errno;
+
+		if (err && len)
+			snprintf(err, len, "no nfnetlink socket: %s", strerror(-ret));
+		return ret;
+	}
+	close(fd);
+	return 0;
+}
+
 static int run(const char *cmd, char *err, size_t len)
 {
-	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	struct nft_ctx *ctx;
 	const char *msg;
 	int rc;
 
+	rc = nfnetlink_usable(err, len);
+	if (rc)
+		return rc;
+	ctx = nft_ctx_new(NFT_CTX_DEFAULT);
 	if (!ctx)
 		return -ENOMEM;
 	nft_ctx_buffer_output(ctx);

@@ -17,7 +17,7 @@
 #   test_*         tests/bpf/test_*.c + $NM_OUT/libnmagent.a (when built)
 #   nodemeshd      $NM_OUT/nodemeshd with its shared libraries (libcurl has
 #                  no static closure on Debian)
-#   nodemesh       from $NM_OUT objects (when built, for the flow)
+#   nodemesh       $NM_OUT/nodemesh with its shared libraries (libcurl too: `nodemesh flows`)
 #   nm_peer        tests/tools/nm_peer.c (the flow's client and echo server)
 # The full-flow harness is bash + iproute2: those and their shared libraries
 # (from ldd) are copied from the host into /host (see HOST_TOOLS).
@@ -111,15 +111,10 @@ build_static() {
 			install -m 0755 "$NM_OUT/nodemeshd" "$bin/nodemeshd"
 		fi
 	fi
-	local cli_objs=()
-	for src in tools/*.c; do
-		[[ -e $src && $src != tools/devca.c ]] && cli_objs+=("$NM_OUT/${src%.c}.o")
-	done
-	if [[ -e $lib && ${#cli_objs[@]} -gt 0 ]] && ls "${cli_objs[@]}" >/dev/null 2>&1; then
-		if newer "$bin/nodemesh" "${cli_objs[@]}" "$lib"; then
-			link_static "$bin/nodemesh" "${cli_objs[@]}" "${libs[@]}" ||
-				log "skip nodemesh: static link failed"
-		fi
+	# The CLI links libcurl too (`nodemesh flows`): like the agent, the VM
+	# gets the dynamically linked one and its ldd closure.
+	if [[ -x $NM_OUT/nodemesh ]] && newer "$bin/nodemesh" "$NM_OUT/nodemesh"; then
+		install -m 0755 "$NM_OUT/nodemesh" "$bin/nodemesh"
 	fi
 	return 0
 }

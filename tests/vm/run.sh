@@ -13,7 +13,7 @@
 #   --kernels    VM kernels to run (default: 5.10 6.1 6.12)
 #   --no-host    skip the host-kernel run
 #   --docs       write docs/kernels.md (the default without --quick)
-#   --timeout    limit per VM boot, seconds (default 900: TCG runs the BPF
+#   --timeout    limit per VM boot, seconds (default 1800: TCG runs the BPF
 #                and flow tests 10-20x slower than the host)
 #   --no-build   do not run `make all` first (the caller just did)
 #
@@ -37,7 +37,7 @@ fi
 export NM_VM_CACHE
 
 kernels="5.10 6.1 6.12"
-quick=0 host=1 docs=auto vm_timeout=900 build=1
+quick=0 host=1 docs=auto vm_timeout=1800 build=1
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--quick) quick=1 ;;

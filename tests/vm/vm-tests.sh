@@ -8,7 +8,8 @@
 #   NM_VM_LABEL  kernel label printed in marker lines
 #   NM_VM_ROOT   directory holding bin/ bpf/ modules/ flow/ (the layout
 #                mkinitramfs.sh builds; run.sh makes the same on the host)
-#   NM_VM_TIMEOUT  seconds per step (default 240)
+#   NM_VM_TIMEOUT  seconds per step (default 600: under TCG the verifier
+#                  alone takes ~20 s per load of nm_connect on a loaded host)
 # Every step prints one line
 #   VMRESULT kernel=K test=T result=PASS|FAIL|SKIP [key=value...]
 # and Check suites also
@@ -16,7 +17,7 @@
 mode=${NM_VM_MODE:-vm}
 K=${NM_VM_LABEL:-$(uname -r)}
 R=${NM_VM_ROOT:-/nm}
-T=${NM_VM_TIMEOUT:-240}
+T=${NM_VM_TIMEOUT:-600}
 failed=0
 W=$(mktemp -d "${TMPDIR:-/tmp}/nm-vmtests.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -90,7 +91,7 @@ fi
 
 # --- BPF program tests (Check suites) ---------------------------------------
 # TCG runs ~20x slower than the host: stretch Check's per-test timeout.
-export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-300}
 found=0
 for t in "$R"/bin/test_*; do
 	[ -x "$t" ] || continue
