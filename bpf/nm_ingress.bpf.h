@@ -30,6 +30,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "nm_abi.h"
+#include "nm_addr.bpf.h"
 #include "nm_maps.bpf.h"
 
 /* Values a cgroup_skb program returns. */
@@ -77,16 +78,6 @@ enum nm_ingress_pkt {
 	NM_PKT_BROKEN = 2, /* TCP (as far as we can tell) with no header found */
 };
 
-static __always_inline void nm_ingress_v4_addr(struct nm_addr *a, __u32 ip_be)
-{
-	__u32 *w = (__u32 *)a->a;
-
-	w[0] = 0;
-	w[1] = 0;
-	w[2] = bpf_htonl(0x0000ffff);
-	w[3] = ip_be;
-}
-
 /* Ports and flags of the TCP header at off; fills the key's ports. */
 static __always_inline enum nm_ingress_pkt
 nm_ingress_tcp(struct __sk_buff *skb, __u32 off, struct nm_conn_key *key)
@@ -117,9 +108,9 @@ nm_ingress_parse_v4(struct __sk_buff *skb, struct nm_conn_key *key)
 	if (((ip[6] & 0x1f) | ip[7]) != 0)
 		return NM_PKT_OTHER;
 	__builtin_memcpy(&a, &ip[12], 4);
-	nm_ingress_v4_addr(&key->saddr, a);
+	nm_addr_set_v4(&key->saddr, a);
 	__builtin_memcpy(&a, &ip[16], 4);
-	nm_ingress_v4_addr(&key->daddr, a);
+	nm_addr_set_v4(&key->daddr, a);
 	return nm_ingress_tcp(skb, (ip[0] & 0x0f) * 4, key);
 }
 

@@ -22,6 +22,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "nm_abi.h"
+#include "nm_addr.bpf.h"
 #include "nm_maps.bpf.h"
 #include "nm_policy.bpf.h"
 #include "nm_lb.bpf.h"
@@ -46,16 +47,6 @@
 static __always_inline __u32 nm_ctx_u32(const __u32 *field)
 {
 	return *(const volatile __u32 *)field;
-}
-
-static __always_inline void nm_addr_set_v4(struct nm_addr *a, __u32 ip4_be)
-{
-	__u32 *w = (__u32 *)a->a;
-
-	w[0] = 0;
-	w[1] = 0;
-	w[2] = bpf_htonl(0x0000ffff);
-	w[3] = ip4_be;
 }
 
 static __always_inline void nm_addr_copy(struct nm_addr *dst,

@@ -31,6 +31,7 @@
 
 #include "nm_abi.h"
 #include "nm_events.h"
+#include "nm_addr.bpf.h"
 #include "nm_maps.bpf.h"
 
 const volatile bool nm_cfg_sock_stats = true;
@@ -51,24 +52,14 @@ static __always_inline void nm_event_output(void *ctx, void *rec, __u64 size)
 		nm_map_error(NM_MAP_EVENTS);
 }
 
-static __always_inline void nm_tel_addr4(struct nm_addr *a, __u32 ip4_be)
-{
-	__u32 *w = (__u32 *)a->a;
-
-	w[0] = 0;
-	w[1] = 0;
-	w[2] = bpf_htonl(0x0000ffff);
-	w[3] = ip4_be;
-}
-
 /* The socket's local and remote address, IPv4-mapped for AF_INET. */
 static __always_inline void nm_tel_sock_addrs(struct bpf_sock_ops *skops,
 					      struct nm_addr *local,
 					      struct nm_addr *remote)
 {
 	if (skops->family == 2 /* AF_INET */) {
-		nm_tel_addr4(local, skops->local_ip4);
-		nm_tel_addr4(remote, skops->remote_ip4);
+		nm_addr_set_v4(local, skops->local_ip4);
+		nm_addr_set_v4(remote, skops->remote_ip4);
 	} else {
 		__u32 *l = (__u32 *)local->a, *r = (__u32 *)remote->a;
 
