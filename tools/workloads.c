@@ -100,6 +100,48 @@ static void sort_by_id(json_t *arr, const char *key)
 		}
 }
 
+/* The table's optional note line, then the table; frees it. */
+static int finish_table(struct nm_table *tab, json_t *doc, int ret)
+{
+	if (!ret) {
+		if (jstr(doc, "note"))
+			printf("# %s\n", jstr(doc, "note"));
+		ret = nm_table_print(tab, stdout);
+	}
+	nm_table_free(tab);
+	return ret;
+}
+
+/*
+ * `workloads` and `services` alike: the target from the command line, the
+ * document from the pins and the run state, then JSON or a table.
+ */
+static int run_view(const struct nm_cli *cli, int argc, char **argv,
+		    const char *usage, const char *what,
+		    json_t *(*build)(struct view *, char *, size_t),
+		    int (*print)(json_t *))
+{
+	struct view v = { 0 };
+	char err[PATH_MAX * 2 + 512];
+	json_t *doc;
+	int ret;
+
+	ret = nm_target_parse(cli, argc, argv, usage, &v.t, NULL, NULL, NULL,
+			      NULL, NULL);
+	if (ret)
+		return ret < 0 ? NM_EXIT_OK : ret;
+	view_open(&v);
+	doc = build(&v, err, sizeof(err));
+	json_decref(v.agent);
+	if (!doc)
+		return nm_cli_fail(cli, NM_EXIT_FAIL, "%s: %s", what, err);
+	if (cli->json)
+		return nm_cli_print_json(cli, doc);
+	ret = print(doc);
+	json_decref(doc);
+	return ret ? NM_EXIT_FAIL : NM_EXIT_OK;
+}
+
 static const char workloads_usage[] =
 	"Usage: nodemesh workloads [--instance NAME] [--run-dir DIR] [--pin-dir DIR] [--json]\n"
 	"Every workload the instance knows (from its run state), with its\n"
@@ -221,36 +263,12 @@ static int print_workloads(json_t *doc)
 		if (ret)
 			break;
 	}
-	if (!ret) {
-		if (jstr(doc, "note"))
-			printf("# %s\n", jstr(doc, "note"));
-		ret = nm_table_print(tab, stdout);
-	}
-	nm_table_free(tab);
-	return ret;
+	return finish_table(tab, doc, ret);
 }
 
 int nm_cmd_workloads(const struct nm_cli *cli, int argc, char **argv)
 {
-	struct view v = { 0 };
-	char err[PATH_MAX * 2 + 512];
-	json_t *doc;
-	int ret;
-
-	ret = nm_target_parse(cli, argc, argv, workloads_usage, &v.t, NULL, NULL,
-			      NULL, NULL, NULL);
-	if (ret)
-		return ret < 0 ? NM_EXIT_OK : ret;
-	view_open(&v);
-	doc = workloads_doc(&v, err, sizeof(err));
-	json_decref(v.agent);
-	if (!doc)
-		return nm_cli_fail(cli, NM_EXIT_FAIL, "workloads: %s", err);
-	if (cli->json)
-		return nm_cli_print_json(cli, doc);
-	ret = print_workloads(doc);
-	json_decref(doc);
-	return ret ? NM_EXIT_FAIL : NM_EXIT_OK;
+	return run_view(cli, argc, argv, workloads_usage, "workloads", workloads_doc, print_workloads);
 }
 
 /* --- services ------------------------------------------------------------ */
@@ -385,34 +403,10 @@ static int print_services(json_t *doc)
 		if (ret)
 			break;
 	}
-	if (!ret) {
-		if (jstr(doc, "note"))
-			printf("# %s\n", jstr(doc, "note"));
-		ret = nm_table_print(tab, stdout);
-	}
-	nm_table_free(tab);
-	return ret;
+	return finish_table(tab, doc, ret);
 }
 
 int nm_cmd_services(const struct nm_cli *cli, int argc, char **argv)
 {
-	struct view v = { 0 };
-	char err[PATH_MAX * 2 + 512];
-	json_t *doc;
-	int ret;
-
-	ret = nm_target_parse(cli, argc, argv, services_usage, &v.t, NULL, NULL,
-			      NULL, NULL, NULL);
-	if (ret)
-		return ret < 0 ? NM_EXIT_OK : ret;
-	view_open(&v);
-	doc = services_doc(&v, err, sizeof(err));
-	json_decref(v.agent);
-	if (!doc)
-		return nm_cli_fail(cli, NM_EXIT_FAIL, "services: %s", err);
-	if (cli->json)
-		return nm_cli_print_json(cli, doc);
-	ret = print_services(doc);
-	json_decref(doc);
-	return ret ? NM_EXIT_FAIL : NM_EXIT_OK;
+	return run_view(cli, argc, argv, services_usage, "services", services_doc, print_services);
 }
