@@ -18,6 +18,21 @@
 
 #include "datapath/netlink.h"
 
+/* A connected rtnetlink socket, or -ENOMEM / -ECONNREFUSED. */
+static int route_socket(struct nl_sock **out)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+
+	if (!sk)
+		return -ENOMEM;
+	if (nl_connect(sk, NETLINK_ROUTE)) {
+		nl_socket_free(sk);
+		return -ECONNREFUSED;
+	}
+	*out = sk;
+	return 0;
+}
+
 int nm_netlink_local_addrs(struct nm_addr **out, unsigned int *n)
 {
 	struct nl_sock *sk = NULL;
@@ -27,14 +42,9 @@ int nm_netlink_local_addrs(struct nm_addr **out, unsigned int *n)
 	unsigned int count = 0, cap;
 	int err;
 
-	sk = nl_socket_alloc();
-	if (!sk)
-		return -ENOMEM;
-	err = nl_connect(sk, NETLINK_ROUTE);
-	if (err) {
-		err = -ECONNREFUSED;
-		goto out;
-	}
+	err = route_socket(&sk);
+	if (err)
+		return err;
 	err = rtnl_addr_alloc_cache(sk, &cache);
 	if (err) {
 		err = -EIO;
@@ -172,13 +182,9 @@ int nm_netlink_tproxy_routing(bool add, uint32_t mark, uint32_t table,
 
 	if (!lo)
 		return -ENODEV;
-	sk = nl_socket_alloc();
-	if (!sk)
-		return -ENOMEM;
-	if (nl_connect(sk, NETLINK_ROUTE)) {
-		nl_socket_free(sk);
-		return -ECONNREFUSED;
-	}
+	err = route_socket(&sk);
+	if (err)
+		return err;
 	for (unsigned int i = 0; i < 2; i++) {
 		if (add) {
 			err = tproxy_route(sk, true, families[i], table, lo);
@@ -215,14 +221,9 @@ int nm_netlink_onlink_prefixes(struct nm_prefix **out, unsigned int *n)
 	unsigned int count = 0, cap;
 	int err;
 
-	sk = nl_socket_alloc();
-	if (!sk)
-		return -ENOMEM;
-	err = nl_connect(sk, NETLINK_ROUTE);
-	if (err) {
-		err = -ECONNREFUSED;
-		goto out;
-	}
+	err = route_socket(&sk);
+	if (err)
+		return err;
 	err = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache);
 	if (err) {
 		err = -EIO;
