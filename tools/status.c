@@ -504,6 +504,25 @@ static void print_map_fill(json_t *maps)
 	nm_table_free(tab);
 }
 
+/* The fast paths the agent runs (agent.json "paths", mesh/fastpath.h). */
+static void print_paths(json_t *paths)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(paths))
+		return;
+	printf("  paths:\n");
+	printf("    %-12s %-8s %-10s %-8s %s\n", "PATH", "ACTIVE", "MODE", "FLOWS",
+	       "REASON");
+	json_object_foreach(paths, key, v)
+		printf("    %-12s %-8s %-10s %-8lld %s\n", key,
+		       json_is_true(json_object_get(v, "active")) ? "yes" : "no",
+		       str_of(v, "mode", "-")[0] ? str_of(v, "mode", "-") : "-",
+		       (long long)json_integer_value(json_object_get(v, "flows")),
+		       str_of(v, "reason", ""));
+}
+
 static void print_instance(json_t *in)
 {
 	json_t *agent = json_object_get(in, "agent");
@@ -556,6 +575,7 @@ static void print_instance(json_t *in)
 			       str_of(v, "source_address_reason", NULL) ? " (" : "",
 			       str_of(v, "source_address_reason", ""),
 			       str_of(v, "source_address_reason", NULL) ? ")" : "");
+		print_paths(json_object_get(agent, "paths"));
 	} else {
 		printf("  no run state (agent not running, or it did not start)\n");
 	}

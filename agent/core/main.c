@@ -243,9 +243,10 @@ static int64_t on_heartbeat(struct nm_loop *loop, uint64_t id, void *data)
 
 	if (a->dp)
 		nm_datapath_heartbeat(a->dp);
-	/* agent.json carries the source-preservation counts: at most once
-	 * a second, and only when they moved. */
-	if (nm_srcaddr_counts_changed(&a->srcaddr))
+	/* agent.json carries the source-preservation and fast-path counts:
+	 * at most once a second, and only when they moved. */
+	if (nm_srcaddr_counts_changed(&a->srcaddr) |
+	    nm_fastpaths_changed(&a->paths))
 		nm_runstate_write(a);
 	return 1000;
 }

@@ -68,6 +68,26 @@ static json_t *features_json(const struct nm_agent *a)
 			 "forged_src", (json_int_t)sa->forged);
 }
 
+static json_t *path_json(const struct nm_path_state *p)
+{
+	return json_pack("{s:b, s:s, s:s, s:I}", "active", p->active,
+			 "mode", p->mode, "reason", p->reason,
+			 "flows", (json_int_t)p->flows);
+}
+
+/* The fast paths (mesh/fastpath.h), in the order `nodemesh status` prints. */
+static json_t *paths_json(const struct nm_agent *a)
+{
+	const struct nm_fastpaths *fp = &a->paths;
+
+	return json_pack("{s:o, s:o, s:o, s:o, s:o}",
+			 "kernel_path", path_json(&fp->kernel_path),
+			 "ktls", path_json(&fp->ktls),
+			 "relay", path_json(&fp->relay),
+			 "tunnel_pool", path_json(&fp->tunnel_pool),
+			 "busy_poll", path_json(&fp->busy_poll));
+}
+
 static json_t *addr_json(const struct nm_addr *ip)
 {
 	char buf[64];
@@ -229,6 +249,7 @@ int nm_runstate_write(const struct nm_agent *a)
 	/* What the CLI needs beyond the above: the admin API (nodemesh flows,
 	 * version) and the name tables of this generation (docs/cli.md). */
 	json_object_set_new(root, "version", json_string(NM_VERSION));
+	json_object_set_new(root, "paths", paths_json(a));
 	json_object_set_new(root, "written_at", json_integer((json_int_t)time(NULL)));
 	/* telemetry.adminPort 0 turns the admin API off: null. */
 	json_object_set_new(root, "admin", a->cluster->telemetry.admin_port ?

@@ -22,6 +22,7 @@
 #include "mesh/limits.h"
 #include "mesh/outlier.h"
 #include "mesh/relay.h"
+#include "mesh/fastpath.h"
 #include "mesh/srcaddr.h"
 #include "mesh/tls.h"
 #include "state/state.h"
@@ -129,6 +130,8 @@ struct nm_agent {
 	struct nm_outlier outlier;
 	/* Source preservation (issue 9): whether pods see the client. */
 	struct nm_srcaddr srcaddr;
+	/* Fast paths (issue 14): what runs, for `nodemesh status`. */
+	struct nm_fastpaths paths;
 	struct nm_telemetry *tel; /* metrics, flow log (telemetry/hooks.h); may be NULL */
 };
 
