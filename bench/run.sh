@@ -191,6 +191,10 @@ jq -n \
 	($peer | map(.ratio_vs_direct.p50 // empty) | min) as $best_p50 |
 	($peer | map(.ratio_vs_direct.gbps_1 // empty) | max) as $best_g1 |
 	($peer | map(.ratio_vs_direct.conns_per_s // empty) | max) as $best_cps |
+	($peer | map(.ratio_vs_direct.p99 // empty) | min) as $best_p99 |
+	($peer | map(.ratio_vs_direct.gbps_4 // empty) | max) as $best_g4 |
+	(($m // {results: []}).results | map(select(.path == "mesh-cross")) | .[0]) as $mx |
+	(($m // {results: []}).results | map(select(.path == "mesh-same")) | .[0]) as $ms |
 	def ge(a; b): if a == null or b == null then null else a >= b end;
 	def le(a; b): if a == null or b == null then null else a <= b end;
 	def r3: if . == null then null else (. * 1000 | round / 1000) end;
@@ -220,6 +224,20 @@ jq -n \
 	    target: "cps_x >= \(if $best_cps then ($best_cps * 2 | r3) else "NA" end)",
 	    value: $nmr.ratio_vs_direct.conns_per_s,
 	    met: ge($nmr.ratio_vs_direct.conns_per_s; (if $best_cps then $best_cps * 2 else null end))},
+	   {name: "hop p99 no worse than the best peer", target: "p99_x <= \($best_p99 // "NA")",
+	    value: $nm.ratio_vs_direct.p99, met: le($nm.ratio_vs_direct.p99; $best_p99)},
+	   {name: "hop 4-stream throughput at least the best peer", target: "gbps4_x >= \($best_g4 // "NA")",
+	    value: $nm.ratio_vs_direct.gbps_4, met: ge($nm.ratio_vs_direct.gbps_4; $best_g4)},
+	   {name: "hop 1-stream throughput at least 0.21x direct (issue 14)", target: "gbps1_x >= 0.21",
+	    value: $nm.ratio_vs_direct.gbps_1, met: ge($nm.ratio_vs_direct.gbps_1; 0.21)},
+	   {name: "hop new connections at least 0.06x direct with the tunnel pool (issue 14)", target: "cps_x >= 0.06",
+	    value: $nm.ratio_vs_direct.conns_per_s, met: ge($nm.ratio_vs_direct.conns_per_s; 0.06)},
+	   {name: "mesh-cross new connections at least 0.06x direct with the tunnel pool (issue 14)", target: "cps_x >= 0.06",
+	    value: $mx.ratio_vs_direct.conns_per_s, met: ge($mx.ratio_vs_direct.conns_per_s; 0.06)},
+	   {name: "same-node meshed 1-stream throughput at least 0.9x direct (issue 14)", target: "gbps1_x >= 0.9",
+	    value: $ms.ratio_vs_direct.gbps_1, met: ge($ms.ratio_vs_direct.gbps_1; 0.9)},
+	   {name: "same-node meshed p50 at most 1.1x direct (issue 14)", target: "p50_x <= 1.1",
+	    value: $ms.ratio_vs_direct.p50, met: le($ms.ratio_vs_direct.p50; 1.1)},
 	   {name: "agent idle RSS under 16 MB", target: "< 16384 kB", value: $rss,
 	    met: (if $rss == null then null else $rss < 16384 end)},
 	   {name: "hop inbound refuses clients without a valid certificate", target: "enforced",
