@@ -270,6 +270,11 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	snprintf(c->mesh.root_ns, sizeof(c->mesh.root_ns), "istio-system");
 	/* As Istio: plaintext still reaches pods until a mesh turns STRICT. */
 	c->mesh.default_mode = NM_MODE_PERMISSIVE;
+	/* Two per key: enough for sequential connects (one in use while the
+	 * next is handshaken), and bench/mesh.sh measured no gain from more. */
+	c->mesh.tunnel_pool.size = 2;
+	c->mesh.tunnel_pool.idle_ms = 8000;
+	c->mesh.tunnel_pool.max_total = 256;
 	nm_cfg_telemetry_defaults(&c->telemetry, DEFAULT_ADMIN_PORT);
 	/* c->mesh.limits stay 0: derived from RLIMIT_NOFILE by the agent. */
 	p.c = c;

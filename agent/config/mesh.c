@@ -48,6 +48,47 @@ static int parse_limits(struct nm_cfg_parser *p, const json_t *mesh)
 	return 0;
 }
 
+/*
+ * "tunnelPool" (mesh/pool.h): established tunnels kept per (source
+ * identity, peer node, destination identity). The peer agent waits 10 s
+ * from accept for the preamble, so idleTimeoutMs stays below 9 s.
+ */
+static int parse_tunnel_pool(struct nm_cfg_parser *p, const json_t *mesh)
+{
+	static const char *const keys[] = { "size", "idleTimeoutMs",
+					    "maxConnections", NULL };
+	struct nm_pool_cfg *tp = &p->c->mesh.tunnel_pool;
+	static const struct {
+		long long min, max;
+		const char *what;
+	} r[] = {
+		{ 0, 64, "connections per key (0..64; 0 = no pool)" },
+		{ 100, 9000, "a timeout in ms (100..9000, below the peer agent's 10 s preamble wait)" },
+		{ 1, 100000, "connections (1..100000)" },
+	};
+	uint32_t *dst[] = { &tp->size, &tp->idle_ms, &tp->max_total };
+	struct nm_jw_field f;
+	int ret;
+
+	ret = nm_jw_field(&p->j, mesh, "mesh", "tunnelPool", JSON_OBJECT, false, &f);
+	if (ret <= 0)
+		return ret;
+	ret = nm_jw_check_keys(&p->j, f.v, "mesh.tunnelPool", keys);
+	if (ret)
+		return ret;
+	for (unsigned int i = 0; keys[i]; i++) {
+		long long v;
+
+		ret = nm_jw_get_int(&p->j, f.v, "mesh.tunnelPool", keys[i], false,
+				    r[i].min, r[i].max, r[i].what, &v);
+		if (ret < 0)
+			return ret;
+		if (ret)
+			*dst[i] = (uint32_t)v;
+	}
+	return 0;
+}
+
 int nm_cfg_get_mode(struct nm_cfg_parser *p, const json_t *obj,
 		    const char *parent, const char *key,
 		    enum nm_inbound_mode *out)
@@ -159,7 +200,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "rootNamespace", "healthPort",
 					    "preserveSourceAddress",
 					    "certExpiryWarning",
-					    "defaultMode", "probers", NULL };
+					    "defaultMode", "probers",
+					    "tunnelPool", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -213,6 +255,9 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 			m->preserve_src = json_is_true(v);
 	}
 	ret = parse_limits(p, f.v);
+	if (ret)
+		return ret;
+	ret = parse_tunnel_pool(p, f.v);
 	if (ret)
 		return ret;
 	ret = get_expiry_warning(p, f.v, &m->cert_expiry_warning);

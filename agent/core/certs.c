@@ -69,6 +69,8 @@ static void on_certs_ready(struct nm_loop *loop, int fd, unsigned int events,
 		nm_tls_same_anchors(t, old) ? "no" : "yes",
 		nm_tls_refused_count(t),
 		(long long)(nm_loop_now_ms() - change_ms), serials);
+	/* Pooled tunnels were made with the old credentials. */
+	nm_pool_flush(&a->tpool, "certificates rotated");
 	a->tls = t;
 	nm_tls_free(old);
 	nm_runstate_write(a);

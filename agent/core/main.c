@@ -521,6 +521,7 @@ int main(int argc, char **argv)
 	ret = nm_loop_create(&a->loop);
 	if (ret)
 		goto out;
+	nm_pool_configure(&a->tpool, a, &a->cluster->mesh.tunnel_pool);
 	ret = nm_tel_create(a, &a->tel);
 	if (ret)
 		goto out;

@@ -411,6 +411,8 @@ int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c)
 		a->cluster->forwards = fw;
 	}
 	if (tls) {
+		/* Pooled tunnels present the old certificates. */
+		nm_pool_flush(&a->tpool, "certificates changed");
 		nm_tls_free(a->tls);
 		a->tls = tls;
 	}
@@ -420,6 +422,8 @@ int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c)
 	a->cluster = c;
 	/* Limits apply live; flows already counted stay counted. */
 	nm_limits_init(&a->limits, &c->mesh.limits);
+	nm_pool_configure(&a->tpool, a, &c->mesh.tunnel_pool);
+	nm_pool_prune(&a->tpool, s); /* peers that left the state */
 	policies_commit(d, ps);
 	nm_daemon_certs_watch(d);
 	nm_runstate_write(a);

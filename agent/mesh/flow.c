@@ -46,6 +46,9 @@ static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 			  void *data);
 static int flow_res_attempt_failed(struct nm_flow *f, int err, bool timeout);
 static int flow_connect(struct nm_flow *f);
+static void flow_pool_key(const struct nm_flow *f, struct nm_pool_key *k);
+static void flow_res_keepalive(struct nm_flow *f, int fd);
+static void flow_res_attempt_started(struct nm_flow *f);
 
 /* ------------------------------------------------------------------ utils */
 
@@ -521,6 +524,7 @@ static void flow_res_reset_upstream(struct nm_flow *f)
 		f->held_handshake = false;
 	}
 	f->tunnel = -1;
+	f->pooled = false;
 	if (b->data && f->res.pre_len <= b->len) {
 		memmove(b->data, b->data + f->res.pre_len,
 			b->len - f->res.pre_len);
@@ -625,6 +629,47 @@ static void flow_connect_failed(struct nm_flow *f, int err)
 			    strerror(-err));
 }
 
+/*
+ * An established tunnel from the pool (mesh/pool.h), when a live one is
+ * there: the flow enters HANDSHAKE with it, where SSL_do_handshake()
+ * returns at once and the peer identity is checked again exactly as after
+ * a handshake of its own; the preamble then goes out at once. 0, or
+ * -ENOENT: connect as usual (the pool refills in the background).
+ */
+static void flow_pool_key(const struct nm_flow *f, struct nm_pool_key *k)
+{
+	*k = (struct nm_pool_key){ .src = f->local_id, .peer = f->expected_peer,
+				   .node = f->connect_to };
+}
+
+static int flow_connect_pooled(struct nm_flow *f)
+{
+	struct nm_agent *a = f->agent;
+	struct nm_pool_key k;
+	SSL *ssl;
+	int fd;
+
+	flow_pool_key(f, &k);
+	if (nm_pool_take(&a->tpool, &k, &fd, &ssl))
+		return -ENOENT;
+	if (nm_loop_add(a->loop, fd, 0, flow_on_event, f)) {
+		SSL_free(ssl);
+		close(fd);
+		return -ENOENT;
+	}
+	flow_res_keepalive(f, fd);
+	flow_res_attempt_started(f);
+	f->side[1] = (struct nm_side){ .fd = fd, .ssl = ssl, .writable = true };
+	f->pooled = true;
+	f->tunnel = 1;
+	f->phase = NM_PH_HANDSHAKE;
+	f->deadline_ms = nm_loop_now_ms() + (f->res.service_id ?
+					     f->res.connect_timeout_ms :
+					     NM_HANDSHAKE_TIMEOUT_MS);
+	f->res.attempt_deadline = f->deadline_ms;
+	return 0;
+}
+
 static int flow_connect(struct nm_flow *f)
 {
 	struct nm_agent *a = f->agent;
@@ -638,6 +683,8 @@ static int flow_connect(struct nm_flow *f)
 	err = flow_res_take_pending(f);
 	if (err)
 		return err;
+	if (f->dir == NM_DIR_OUTBOUND && f->remote && !flow_connect_pooled(f))
+		return 0;
 	fd = socket(f->connect_to.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -722,13 +769,14 @@ static void flow_log_open(struct nm_flow *f)
 			  SSL_session_reused(f->side[f->tunnel].ssl) ? "resumed" : "full";
 
 	if (f->dir == NM_DIR_OUTBOUND)
-		pr_debug("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s",
+		pr_debug("msg=\"flow open\" dir=outbound flow=%llu src=%s src_id=%s dst=%s backend=%s path=%s peer_id=%s tls=%s pooled=%s",
 			(unsigned long long)f->id, nm_sockaddr_format(&f->src, s1, sizeof(s1)),
 			fmt_id(&f->local_id, i1, sizeof(i1)),
 			nm_sockaddr_format(&f->dst, s2, sizeof(s2)),
 			nm_sockaddr_format(&f->backend, s3, sizeof(s3)),
 			f->remote ? "remote" : "local",
-			fmt_id(&f->peer_id, i2, sizeof(i2)), tls);
+			fmt_id(&f->peer_id, i2, sizeof(i2)), tls,
+			f->pooled ? "yes" : "no");
 	else
 		pr_debug("msg=\"flow open\" dir=inbound flow=%llu peer_id=%s local_id=%s src=%s dst=%s tls=%s",
 			(unsigned long long)f->id,
@@ -862,6 +910,14 @@ static int flow_take_status(struct nm_flow *f)
 	/* Skipped, never written: not part of written[1]. */
 	b->off += n;
 	flow_res_attempt_done(f, true, false);
+	/* The tunnel works and its session ticket came before the status:
+	 * the pool's handshakes for this key now resume (mesh/pool.h). */
+	if (!f->pooled) {
+		struct nm_pool_key k;
+
+		flow_pool_key(f, &k);
+		nm_pool_warm(&f->agent->tpool, &k);
+	}
 	f->deadline_ms = 0;
 	f->phase = NM_PH_RELAY;
 	if (nm_buf_empty(b))
@@ -1135,7 +1191,9 @@ static int flow_step_handshake(struct nm_flow *f)
 				&f->peer_id, &why);
 	if (err)
 		goto fail;
-	nm_tel_tls_handshake(a->tel, f->dir == NM_DIR_OUTBOUND, true, SSL_session_reused(s->ssl));
+	if (!f->pooled) /* a pooled tunnel's handshake was counted by the pool */
+		nm_tel_tls_handshake(a->tel, f->dir == NM_DIR_OUTBOUND, true,
+				     SSL_session_reused(s->ssl));
 	/* Outbound the slot ends with the handshake; inbound it also covers
 	 * the wait for the preamble, so connections that completed a
 	 * handshake and then idle are capped too. */
@@ -1248,6 +1306,16 @@ static int flow_step_preamble(struct nm_flow *f)
 		r = nm_side_read(s, b->data + b->len, NM_BUF_SIZE - b->len);
 		if (r == -EAGAIN)
 			return 0;
+		if (r == 0 && !b->len) {
+			/* Not one preamble byte, then close_notify/FIN: a
+			 * pooled tunnel the client agent retired unused
+			 * (mesh/pool.h). Normal, so not an error. */
+			pr_debug("msg=\"tunnel closed unused\" flow=%llu peer=%s",
+				 (unsigned long long)f->id,
+				 nm_sockaddr_format(&f->src, s1, sizeof(s1)));
+			f->phase = NM_PH_CLOSED;
+			return 0;
+		}
 		if (r <= 0) {
 			why = "tunnel closed before the preamble ended";
 			goto malformed;
@@ -1781,6 +1849,7 @@ void nm_proxy_recheck(struct nm_agent *a)
 
 void nm_proxy_close_all(struct nm_agent *a, bool reset)
 {
+	nm_pool_flush(&a->tpool, "agent stopping");
 	while (a->flows)
 		flow_free(a->flows, reset, "shutdown");
 	nm_limits_free(&a->limits);
@@ -1831,6 +1900,7 @@ void nm_proxy_sweep(struct nm_agent *a)
 	struct nm_flow *f, *next;
 
 	nm_outlier_expire(&a->outlier, now, res_on_return, a);
+	nm_pool_expire(&a->tpool, now);
 	for (f = a->flows; f; f = next) {
 		next = f->next;
 		if (f->phase == NM_PH_RELAY && f->res.idle_timeout_ms &&
@@ -1845,6 +1915,15 @@ void nm_proxy_sweep(struct nm_agent *a)
 				flow_advance(f);
 				continue;
 			}
+		}
+		if (f->deadline_ms && now > f->deadline_ms &&
+		    f->phase == NM_PH_PREAMBLE && nm_buf_empty(&f->buf[0])) {
+			/* Handshaken, then silent: a pooled tunnel kept past
+			 * the wait (the client agent retires them earlier). */
+			pr_debug("msg=\"unused tunnel timed out\" flow=%llu",
+				 (unsigned long long)f->id);
+			flow_free(f, true, "timeout");
+			continue;
 		}
 		if (f->deadline_ms && now > f->deadline_ms) {
 			char s1[64];

@@ -45,6 +45,7 @@ struct nm_flow {
 	int tunnel;                  /* index of the TLS side, -1 for none */
 	bool remote;
 	bool has_expected;
+	bool pooled;                 /* tunnel taken from the pool (mesh/pool.h) */
 	uint8_t drain_status;
 	struct sockaddr_storage src;     /* the client as we saw it */
 	/* src is a workload's address the agent vouches for (outbound: the

@@ -23,6 +23,7 @@
 #include "mesh/outlier.h"
 #include "mesh/relay.h"
 #include "mesh/fastpath.h"
+#include "mesh/pool.h"
 #include "mesh/srcaddr.h"
 #include "mesh/tls.h"
 #include "state/state.h"
@@ -132,6 +133,8 @@ struct nm_agent {
 	struct nm_srcaddr srcaddr;
 	/* Fast paths (issue 14): what runs, for `nodemesh status`. */
 	struct nm_fastpaths paths;
+	/* Established tunnels to peer agents (mesh/pool.h). */
+	struct nm_pool tpool;
 	struct nm_telemetry *tel; /* metrics, flow log (telemetry/hooks.h); may be NULL */
 };
 

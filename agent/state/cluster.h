@@ -221,6 +221,13 @@ struct nm_limits_cfg {
 	uint32_t max_flows_per_peer; /* "maxFlowsPerPeer": per peer address (inbound) */
 };
 
+/* "mesh.tunnelPool" (mesh/pool.h): pre-established tunnels to peer agents. */
+struct nm_pool_cfg {
+	uint32_t size;       /* "size": connections kept per key, default 2; 0 = off */
+	uint32_t idle_ms;    /* "idleTimeoutMs": retired this long after connect, default 8000 */
+	uint32_t max_total;  /* "maxConnections": in the whole pool, default 256 */
+};
+
 struct nm_mesh_cfg {
 	uint16_t outbound_port;  /* default 15001 */
 	uint16_t inbound_port;   /* default 15008 */
@@ -236,6 +243,7 @@ struct nm_mesh_cfg {
 	bool probers_set;
 	struct nm_addr probers[NM_CFG_MAX_PROBERS];
 	unsigned int n_probers;
+	struct nm_pool_cfg tunnel_pool;
 };
 
 /*

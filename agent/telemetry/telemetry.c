@@ -78,6 +78,9 @@ struct nm_telemetry {
 	struct nm_metric_family *tcp_opened, *tcp_closed, *tcp_sent, *tcp_recv;
 	struct nm_metric_family *policy, *tls, *cert_expiry, *flows_active;
 	struct nm_metric_family *limit_refused, *limit_max, *limit_used;
+	/* The tunnel pool (mesh/pool.h). */
+	struct nm_metric_family *pool_hits, *pool_misses, *pool_discards,
+		*pool_conns;
 	struct nm_metric_family *connect_lat, *srtt, *flowlog, *overflow;
 	struct nm_metric_family *agent_events, *kernel_flows, *scrapes;
 	struct nm_metric_family *map_entries, *map_capacity, *map_errors;
@@ -717,6 +720,15 @@ static void update_gauges(struct nm_telemetry *t)
 	}
 	set_counter(t->limit_used, "maxFlows", (double)l->flows);
 	set_counter(t->limit_used, "maxHandshakes", (double)l->handshakes);
+	{
+		const struct nm_pool *tp = &t->a->tpool;
+
+		nm_metric_set(nm_metric_get(t->pool_hits, NULL), (double)tp->stats.hits);
+		nm_metric_set(nm_metric_get(t->pool_misses, NULL), (double)tp->stats.misses);
+		nm_metric_set(nm_metric_get(t->pool_discards, NULL), (double)tp->stats.discards);
+		set_counter(t->pool_conns, "idle", (double)tp->idle);
+		set_counter(t->pool_conns, "connecting", (double)(tp->total - tp->idle));
+	}
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
 		set_counter(t->agent_events, events[i].name, (double)events[i].v);
 	for (unsigned int i = 0; !nm_tls_cred_info(a->tls, i, &id, &nb, &na); i++)
@@ -1127,6 +1139,20 @@ static int add_families(struct nm_telemetry *t)
 	t->overflow = nm_metrics_add(m, "nodemesh_metric_series_overflow_total",
 				     "Label sets counted into a metric's overflow series (all labels \"other\") because the metric reached maxSeriesPerMetric",
 				     NM_METRIC_COUNTER, met, 1, NULL, 0, 64);
+	t->pool_hits = nm_metrics_add(m, "nodemesh_tunnel_pool_hits_total",
+				      "Outbound flows that took an established tunnel from the pool",
+				      NM_METRIC_COUNTER, NULL, 0, NULL, 0, 1);
+	t->pool_misses = nm_metrics_add(m, "nodemesh_tunnel_pool_misses_total",
+					"Outbound flows that found no pooled tunnel and made their own",
+					NM_METRIC_COUNTER, NULL, 0, NULL, 0, 1);
+	t->pool_discards = nm_metrics_add(m, "nodemesh_tunnel_pool_discards_total",
+					  "Pooled tunnels found dead (peer closed or reset) and dropped",
+					  NM_METRIC_COUNTER, NULL, 0, NULL, 0, 1);
+	t->pool_conns = nm_metrics_add(m, "nodemesh_tunnel_pool_connections",
+				       "Tunnels in the pool: idle (ready) or connecting (TCP or TLS under way)",
+				       NM_METRIC_GAUGE, (const char *[]){ "state" }, 1, NULL, 0, 2);
+	if (!t->pool_hits || !t->pool_misses || !t->pool_discards || !t->pool_conns)
+		return -ENOMEM;
 	t->scrapes = nm_metrics_add(m, "nodemesh_metrics_scrapes_total",
 				    "Metrics requests answered", NM_METRIC_COUNTER,
 				    NULL, 0, NULL, 0, 1);
