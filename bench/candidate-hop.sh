@@ -20,7 +20,10 @@
 # Stays in the foreground until killed (peers.sh kills its process group) or
 # until one agent exits; every agent is bounded by BENCH_HOP_LIFETIME seconds
 # (default 3600). Env overrides: NODEMESHD (binary), BENCH_HOP_NAME (file
-# prefix and instance name, default nodemesh), BENCH_LOG_LEVEL (default warn).
+# prefix and instance name, default nodemesh), BENCH_LOG_LEVEL (default warn),
+# BENCH_TUNNEL_POOL (the outbound agent's mesh.tunnelPool.size; unset = the
+# agent's default, 0 = no pool: a second candidate with 0 compares the pool
+# with full connects in the same run).
 set -euo pipefail
 
 : "${BENCH_CERT_DIR:?run me from peers.sh --candidate (BENCH_CERT_DIR unset)}"
@@ -39,6 +42,8 @@ LEVEL=${BENCH_LOG_LEVEL:-warn}
 RESUME=on
 [[ ${BENCH_TLS_RESUME:-0} == 1 ]] || RESUME=off
 [[ -x $NODEMESHD ]] || { echo "candidate-hop: $NODEMESHD not built (run make)" >&2; exit 1; }
+[[ -z ${BENCH_TUNNEL_POOL:-} || $BENCH_TUNNEL_POOL =~ ^[0-9]+$ ]] ||
+	{ echo "candidate-hop: BENCH_TUNNEL_POOL is not a number: '$BENCH_TUNNEL_POOL'" >&2; exit 2; }
 
 TD=cluster.local
 CLIENT_ID=spiffe://$TD/ns/default/sa/client
@@ -58,7 +63,10 @@ done
 
 # --- cluster files: forwards only, no nodes (no BPF datapath is loaded).
 {
-	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-out",\n  "forwards": [\n' "$TD"
+	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-out",\n' "$TD"
+	[[ -n ${BENCH_TUNNEL_POOL:-} ]] &&
+		printf '  "mesh": { "tunnelPool": { "size": %d } },\n' "$BENCH_TUNNEL_POOL"
+	printf '  "forwards": [\n'
 	sep=""
 	for svc in LAT TPUT CONN; do
 		o=BENCH_OUT_$svc i=BENCH_IN_$svc s=BENCH_SRV_$svc

@@ -25,6 +25,9 @@ HOLD=$NM_BUILD/tests/tools/nm_hold
 [[ -x $HOLD ]] || { nm_fail overload "$HOLD missing (run make)"; exit 1; }
 command -v prlimit >/dev/null || { nm_fail overload "prlimit (util-linux) missing"; exit 1; }
 nm_require_bins overload
+# Exact slot arithmetic: node-1's pooled tunnels (mesh/pool.h) would hold
+# node-2's per-peer and handshake slots like any other connection from it.
+NM_MESH_EXTRA='"tunnelPool": { "size": 0 }'
 nm_cluster_init
 REAL_NODEMESHD=$NODEMESHD
 NODEMESHD=$NM_STATE/nodemeshd-nofile264
