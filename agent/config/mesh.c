@@ -62,9 +62,9 @@ static int parse_tunnel_pool(struct nm_cfg_parser *p, const json_t *mesh)
 		long long min, max;
 		const char *what;
 	} r[] = {
-		{ 0, 64, "connections per key (0..64; 0 = no pool)" },
+		{ 0, 64, "a pool size (0..64 per key; 0 = no pool)" },
 		{ 100, 9000, "a timeout in ms (100..9000, below the peer agent's 10 s preamble wait)" },
-		{ 1, 100000, "connections (1..100000)" },
+		{ 1, 100000, "a connection count (1..100000)" },
 	};
 	uint32_t *dst[] = { &tp->size, &tp->idle_ms, &tp->max_total };
 	struct nm_jw_field f;

@@ -277,7 +277,7 @@ static void conn_on_event(struct nm_loop *loop, int fd, unsigned int events,
 		/* The destination node keys the session cache, as for a
 		 * flow (flow_tls_new): the refill is a resumed handshake. */
 		nm_sockaddr_format(&c->b->key.node, node, sizeof(node));
-		err = nm_tls_client_new(p->agent->tls, c->b->key.src.ns,
+		err = !p->agent->tls ? -ENOENT : nm_tls_client_new(p->agent->tls, c->b->key.src.ns,
 					c->b->key.src.sa, &c->b->key.peer, node,
 					c->fd, &c->ssl);
 		if (err) {

@@ -1242,6 +1242,45 @@ START_TEST(test_preserve_source_address)
 }
 END_TEST
 
+/* mesh.tunnelPool (mesh/pool.h): defaults, values, ranges, unknown keys. */
+START_TEST(test_mesh_tunnel_pool)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.size, 2);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.idle_ms, 8000);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.max_total, 256);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'tunnelPool':{'size':0}}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.size, 0);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.idle_ms, 8000); /* others keep defaults */
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'tunnelPool':{'size':64,'idleTimeoutMs':9000,"
+			   "'maxConnections':1}}}", &c, err) == 0, "%s", err);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.size, 64);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.idle_ms, 9000);
+	ck_assert_uint_eq(c->mesh.tunnel_pool.max_total, 1);
+	nm_cluster_free(c);
+
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tunnelPool':{'size':65}}}"),
+			 NAME ": mesh.tunnelPool.size: 65 is not a pool size (0..64 per key; 0 = no pool)");
+	/* The peer agent waits 10 s for the preamble: 9 s at most. */
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tunnelPool':{'idleTimeoutMs':10000}}}"),
+			 NAME ": mesh.tunnelPool.idleTimeoutMs: 10000 is not a timeout in ms (100..9000, below the peer agent's 10 s preamble wait)");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tunnelPool':{'maxConnections':0}}}"),
+			 NAME ": mesh.tunnelPool.maxConnections: 0 is not a connection count (1..100000)");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tunnelPool':{'size':'2'}}}"),
+			 NAME ": mesh.tunnelPool.size: expected an integer, got a string");
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'tunnelPool':{'sizes':2}}}"),
+				     NAME ": mesh.tunnelPool.sizes: unknown field"));
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tunnelPool':2}}"),
+			 NAME ": mesh.tunnelPool: expected an object, got an integer");
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1473,6 +1512,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_optional_cgroup);
 	tcase_add_test(tc, test_docs_agree);
 	tcase_add_test(tc, test_mesh_limits);
+	tcase_add_test(tc, test_mesh_tunnel_pool);
 	tcase_add_test(tc, test_policy_fields);
 	tcase_add_test(tc, test_telemetry_section);
 	tcase_add_test(tc, test_preserve_source_address);
