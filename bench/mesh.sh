@@ -25,6 +25,13 @@
 # unmeshed ones, plus the kernel's own run_time_ns of the programs).
 #
 # Usage: mesh.sh [--duration S] [--runs N] [--json PATH] [--connects N]
+#                [--tunnel-pool SIZE] [--pool-compare]
+#   --tunnel-pool SIZE  mesh.tunnelPool.size of both agents (default: the
+#                       agent's default, 2; 0 = no pool)
+#   --pool-compare      after the measurements, turn the pool off (a live
+#                       reload) and measure mesh-cross and direct-cross
+#                       conns/s again, alternating, in the same cluster:
+#                       JSON "tunnel_pool_compare" and a summary line
 # Env: BENCH_TLS_RESUME=0|1 (default 0: --tls-resumption off on both agents),
 #      BENCH_PIN=split|none. Root only. Everything is removed on exit.
 set -euo pipefail
@@ -35,12 +42,16 @@ DURATION=5
 RUNS=3
 JSON=""
 CONNECTS=20000
+POOL_SIZE=""
+POOL_CMP=0
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
 	--json) JSON=$2; shift 2 ;;
 	--connects) CONNECTS=$2; shift 2 ;;
+	--tunnel-pool) POOL_SIZE=$2; shift 2 ;;
+	--pool-compare) POOL_CMP=1; shift ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "mesh.sh: unknown argument $1" ;;
 	esac
@@ -48,6 +59,7 @@ done
 [[ $DURATION =~ ^[1-9][0-9]*$ && $DURATION -le 60 ]] || bench_die "--duration must be 1..60"
 [[ $RUNS =~ ^[1-9][0-9]*$ && $RUNS -le 9 ]] || bench_die "--runs must be 1..9"
 [[ $CONNECTS =~ ^[1-9][0-9]*$ ]] || bench_die "--connects must be a number"
+[[ -z $POOL_SIZE || $POOL_SIZE =~ ^[0-9]+$ ]] || bench_die "--tunnel-pool must be a number"
 [[ $(id -u) -eq 0 ]] || bench_die "mesh.sh needs root (namespaces, cgroups, BPF)"
 bench_need sockperf iperf3 jq ip nsenter taskset timeout bpftool gcc
 TLS_RESUME=${BENCH_TLS_RESUME:-0}
@@ -80,6 +92,11 @@ for spec in "bench-lat-r 198.19.1.1 $LAT_PORT app=echo" "bench-tput-r 198.19.1.2
 	NM_SERVICES[$name]="$vip $port $port $sel"
 	NM_SERVICE_ORDER+=("$name")
 done
+
+if [[ -n $POOL_SIZE ]]; then
+	# shellcheck disable=SC2034 # read by cluster.sh
+	NM_MESH_EXTRA="\"tunnelPool\": { \"size\": $POOL_SIZE }"
+fi
 
 BPF_STATS_OLD=""
 TMP=$(mktemp -d /tmp/nm-mesh.XXXXXX)
@@ -256,6 +273,46 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 RSS_AFTER1=$(bench_rss_kb "$AGENT1") RSS_AFTER2=$(bench_rss_kb "$AGENT2")
 
+# --------------------------------------------- conns/s with the pool off
+# Same cluster, same servers: mesh.tunnelPool.size 0 through a live reload
+# (agent.json says when both agents run without the pool), then mesh-cross
+# and direct-cross conns/s again, alternating, RUNS times.
+POOL_OFF_JSON=null
+if ((POOL_CMP)); then
+	jq '.mesh.tunnelPool = {size: 0}' "$NM_STATE/cluster.json" >"$NM_STATE/cluster.json.tmp" ||
+		bench_die "cannot rewrite cluster.json"
+	mv "$NM_STATE/cluster.json.tmp" "$NM_STATE/cluster.json"
+	for ((i = 0; i < 100; i++)); do
+		off=0
+		for n in 1 2; do
+			jq -e '.paths.tunnel_pool.active == false' "/run/nodemesh/$(nm_instance "$n")/agent.json" \
+				>/dev/null 2>&1 && off=$((off + 1))
+		done
+		((off == 2)) && break
+		sleep 0.1
+	done
+	((off == 2)) || bench_die "the agents did not reload with tunnelPool.size 0"
+	OFF_M="" OFF_D=""
+	for ((r = 1; r <= RUNS; r++)); do
+		bench_log "mesh pool-off run $r/$RUNS"
+		OFF_M+="$(m_conn mesh-cross) "
+		sleep 0.5
+		OFF_D+="$(m_conn direct-cross) "
+		sleep 0.5
+	done
+	# shellcheck disable=SC2086
+	om=$(bench_median $OFF_M) od=$(bench_median $OFF_D)
+	# shellcheck disable=SC2086
+	pm=$(bench_median ${R[mesh-cross.cps]}) pd=$(bench_median ${R[direct-cross.cps]})
+	POOL_OFF_JSON=$(jq -n --argjson pm "$(bench_jnum "$pm")" --argjson pd "$(bench_jnum "$pd")" \
+		--argjson om "$(bench_jnum "$om")" --argjson od "$(bench_jnum "$od")" \
+		--argjson rp "$(bench_jnum "$(bench_ratio "$pm" "$pd")")" \
+		--argjson ro "$(bench_jnum "$(bench_ratio "$om" "$od")")" \
+		--argjson size "$(bench_jnum "${POOL_SIZE:-2}")" \
+		'{pool_size: $size, pool: {mesh_cross_cps: $pm, direct_cross_cps: $pd, ratio: $rp},
+		  off: {mesh_cross_cps: $om, direct_cross_cps: $od, ratio: $ro}}')
+fi
+
 # ------------------------------------------------------------ BPF hook cost
 # Meshed-but-bypassed connect()s against unmeshed ones from the same netns
 # (the client pod's), to addresses that are neither a service nor a
@@ -389,6 +446,10 @@ lst() { local v first=1; printf '['; for v in $1; do ((first)) || printf ,; firs
 	         sockops_runs_per_connect: $hsyn.sockops_runs_per_connect,
 	         method: "median over rounds of (meshed - unmeshed) connect() medians, bpf_stats off; run_ns from one more meshed round with bpf_stats on",
 	         nopkt: $hnopkt, syn: $hsyn}}' >"$TMP/mesh.json"
+if ((POOL_CMP)); then
+	jq --argjson c "$POOL_OFF_JSON" '. + {tunnel_pool_compare: $c}' "$TMP/mesh.json" >"$TMP/mesh.json.1" &&
+		mv "$TMP/mesh.json.1" "$TMP/mesh.json"
+fi
 
 if [[ -n $JSON ]]; then cp "$TMP/mesh.json" "$JSON"; else cat "$TMP/mesh.json"; fi
 printf '%-13s %9s %9s %8s %8s %11s | %6s %6s %7s %7s %6s\n' path p50_us p99_us gbps_1 gbps_4 conns_per_s p50_x p99_x gbps1_x gbps4_x cps_x >&2
@@ -396,3 +457,7 @@ jq -r '.results[] | [.path, .p50_us, .p99_us, .gbps_1, .gbps_4, .conns_per_s, .r
 	while IFS=$'\t' read -r a b c d e f g h i j k; do
 		printf '%-13s %9s %9s %8s %8s %11s | %6s %6s %7s %7s %6s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i" "$j" "$k" >&2
 	done
+if ((POOL_CMP)); then
+	jq -r '.tunnel_pool_compare | "tunnel pool (size \(.pool_size)): mesh-cross conns/s \(.pool.mesh_cross_cps) = \(.pool.ratio)x direct; size 0: \(.off.mesh_cross_cps) = \(.off.ratio)x direct (\(.off.direct_cross_cps))"' \
+		"$TMP/mesh.json" >&2
+fi
