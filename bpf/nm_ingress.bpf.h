@@ -12,7 +12,8 @@
  * nm_current_workload() does for connect4/6) and, when that workload is
  * STRICT, lets the SYN in only if
  *   - its 4-tuple is in nm_mesh_conns: the local agent wrote it before its
- *     connect() to the pod (inbound tunnels, same-node relays), or
+ *     connect() to the pod (inbound tunnels, same-node relays), or sockops
+ *     did before the SYN of a same-node kernel-path connection, or
  *   - its source address is in nm_probers (the kubelet's, node-local).
  * Anything else is dropped and counted in nm_strict_drops; the client sees
  * its SYNs unanswered (a connect timeout), as with a firewall DROP.
@@ -44,14 +45,7 @@
 /* IPv6 extension headers walked before giving up (fail closed). */
 #define NM_V6_MAX_EXT 6
 
-/* The local agent's connections to its pods; agent writes and deletes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NM_MAX_MESH_CONNS);
-	__type(key, struct nm_conn_key);
-	__type(value, struct nm_mesh_conn);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nm_mesh_conns SEC(".maps");
+/* nm_mesh_conns is in nm_maps.bpf.h: sockops writes kernel-path entries. */
 
 /* Node-local prober addresses (mesh.probers); agent writes. */
 struct {

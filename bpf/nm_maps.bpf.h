@@ -155,6 +155,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_agent_state SEC(".maps");
 
+/*
+ * Strict inbound (nm_ingress.bpf.h): the 4-tuples admitted into STRICT
+ * workloads. The agent writes and deletes its own connections to its pods;
+ * sockops those of kernel-path clients (NM_MESH_CONN_KERNEL). LRU for
+ * either that never cleans up.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_MAX_MESH_CONNS);
+	__type(key, struct nm_conn_key);
+	__type(value, struct nm_mesh_conn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_mesh_conns SEC(".maps");
+
 /* workload id -> counters, per CPU so the hot path needs no atomics. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

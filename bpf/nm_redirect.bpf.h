@@ -2,7 +2,9 @@
 /*
  * nm_redirect.bpf.h - the decisions behind cgroup/connect4|6 and sockops:
  * who is meshed, where a connection really goes, and how its original
- * destination reaches the agent (DESIGN §2 path 1).
+ * destination reaches the agent (DESIGN §2 path 1), or, for a same-node
+ * backend the compiled policy allows, that it goes straight there (the
+ * kernel path, DESIGN §2 path 3, docs/kernel-path.md).
  *
  * Everything here is static __always_inline so the SEC() entry points stay
  * thin and the programs need no BPF-to-BPF calls. Only helpers and context
@@ -125,6 +127,8 @@ static __always_inline int nm_pick_service_backend(const struct nm_service *svc,
 		orig->flags |= NM_ORIG_LB_COUNT;
 	if (be->flags & NM_EP_LOCAL)
 		orig->flags |= NM_ORIG_LOCAL;
+	if (be->flags & NM_EP_STRICT)
+		orig->flags |= NM_ORIG_DST_STRICT;
 	return 0;
 }
 
@@ -183,10 +187,43 @@ static __always_inline int nm_connect_error(struct bpf_sock_addr *ctx,
 }
 
 /*
+ * The same-node kernel path (DESIGN §2 path 3): the backend runs on this
+ * node, the agent turned the path on (mesh.kernelPath), the service needs
+ * nothing only the agent does, and the compiled policy holds an ALLOW for
+ * exactly this (source, destination, backend port). An ALLOW record is the
+ * destination agent's own verdict (docs/policy-maps.md), so the agent would
+ * only have connected the two pods in plaintext on this node: the kernel
+ * does it without the hop. No record (the agent must decide: address
+ * matches, dry-run, AUDIT) keeps the agent path.
+ */
+static __always_inline bool nm_kernel_path_ok(const struct nm_agent_state *state,
+					      const struct nm_service *svc,
+					      const struct nm_policy_val *pv,
+					      const struct nm_orig *orig)
+{
+	if (!state || !(state->flags & NM_AGENT_F_KERNEL_PATH))
+		return false;
+	if (!(orig->flags & NM_ORIG_LOCAL) || orig->backend_port == 0)
+		return false;
+	if (!pv || pv->verdict != NM_PV_ALLOW)
+		return false;
+	if (svc && (svc->flags & NM_SVC_AGENT_PATH))
+		return false;
+	/* The backend of the family the application asked for: connect4
+	 * can only be rewritten to IPv4, and a v6 socket that asked for a v6
+	 * address may be V6ONLY (a v6 VIP may pick a v4-only endpoint, which
+	 * the agent dials for it). */
+	if (nm_addr_is_v4(&orig->backend) != nm_addr_is_v4(&orig->orig_dst))
+		return false;
+	return true;
+}
+
+/*
  * The connect4/6 decision. dst/port are the destination the application
  * asked for (IPv4-mapped for connect4); on redirect agent and agent_port are set
- * to the listener to rewrite to. Returns NM_CONNECT_ALLOW or
- * NM_CONNECT_REJECT; *redirect tells whether to rewrite.
+ * to the address to rewrite to: the agent's listener, or on the kernel path
+ * the backend itself. Returns NM_CONNECT_ALLOW or NM_CONNECT_REJECT;
+ * *redirect tells whether to rewrite.
  *
  * Only callers whose cgroup is a meshed workload's are steered; everything
  * else (host processes, the agent itself, unmeshed pods) passes untouched.
@@ -269,6 +306,8 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 		orig.flags |= NM_ORIG_ENDPOINT;
 		if (ep->flags & NM_EP_LOCAL)
 			orig.flags |= NM_ORIG_LOCAL;
+		if (ep->flags & NM_EP_STRICT)
+			orig.flags |= NM_ORIG_DST_STRICT;
 	}
 
 	/* The destination workload and the port it will see are known now:
@@ -285,6 +324,27 @@ static __always_inline int nm_connect_decide(struct bpf_sock_addr *ctx,
 				     pv->policy_id);
 		return NM_CONNECT_REJECT;
 	}
+
+	if (nm_kernel_path_ok(state, svc, pv, &orig)) {
+		/* The record is telemetry only (sockops counts the flow and
+		 * keeps its statistics, then deletes it at TCP_CONNECT_CB):
+		 * the connection works without it, so a failed write costs one
+		 * flow's telemetry (counted in nm_map_errors), not the connect. */
+		cookie = bpf_get_socket_cookie(ctx);
+		orig.flags |= NM_ORIG_KERNEL;
+		orig.cookie = cookie;
+		orig.generation = state->config_generation;
+		orig.stamp_ns = bpf_ktime_get_ns();
+		nm_map_update(&nm_orig_cookie, NM_MAP_ORIG_COOKIE, &cookie, &orig,
+			      BPF_ANY);
+		nm_addr_copy(agent, &orig.backend);
+		*agent_port = orig.backend_port;
+		*redirect = true;
+		return NM_CONNECT_ALLOW;
+	}
+	/* Only kernel-path connections are admitted into STRICT pods by
+	 * sockops; the agent admits its own. */
+	orig.flags &= ~NM_ORIG_DST_STRICT;
 
 	if (!state || !ctx->sk)
 		return nm_connect_error(ctx, &orig, st, fail_open,
@@ -403,6 +463,90 @@ static __always_inline void nm_sockops_move_orig(struct bpf_sock_ops *skops)
 		return;
 	}
 	bpf_map_delete_elem(&nm_orig_cookie, &cookie);
+}
+
+/*
+ * The 4-tuple of a kernel-path socket as nm_ingress.bpf.h builds it from the
+ * SYN the destination pod receives: saddr the client, daddr the backend.
+ * An AF_INET6 socket talking to a v4-mapped backend is read through its v4
+ * fields: at TCP_CONNECT_CB tcp_v6_connect() has not yet written the mapped
+ * source address back into the v6 one.
+ */
+static __always_inline void nm_kp_conn_key(struct bpf_sock_ops *skops,
+					   struct nm_conn_key *key)
+{
+	bool v4 = skops->family == NM_AF_INET;
+
+	if (!v4) {
+		__u32 *d = (__u32 *)key->daddr.a;
+
+		d[0] = skops->remote_ip6[0];
+		d[1] = skops->remote_ip6[1];
+		d[2] = skops->remote_ip6[2];
+		d[3] = skops->remote_ip6[3];
+		v4 = nm_addr_is_v4(&key->daddr);
+	}
+	if (v4) {
+		nm_addr_set_v4(&key->saddr, skops->local_ip4);
+		nm_addr_set_v4(&key->daddr, skops->remote_ip4);
+	} else {
+		__u32 *w = (__u32 *)key->saddr.a;
+
+		w[0] = skops->local_ip6[0];
+		w[1] = skops->local_ip6[1];
+		w[2] = skops->local_ip6[2];
+		w[3] = skops->local_ip6[3];
+	}
+	key->sport = nm_tel_local_port(skops);
+	key->dport = nm_tel_remote_port(skops);
+}
+
+/*
+ * TCP_CONNECT_CB of a kernel-path socket, after telemetry and the LB have
+ * read its record: a STRICT destination gets the 4-tuple admitted before the
+ * SYN leaves (removed at TCP_CLOSE, nm_sockops_kernel_close()), and the
+ * record is deleted, so nothing of the kernel path stays in nm_orig_cookie
+ * and nothing ever reaches nm_orig_tuple, which is the agent's.
+ */
+static __always_inline void nm_sockops_kernel_connect(struct bpf_sock_ops *skops)
+{
+	struct nm_conn_key key NM_ALIGNED = {};
+	struct nm_mesh_conn mc = {};
+	struct nm_orig *orig;
+	__u64 cookie;
+
+	cookie = bpf_get_socket_cookie(skops);
+	orig = bpf_map_lookup_elem(&nm_orig_cookie, &cookie);
+	if (!orig || !(orig->flags & NM_ORIG_KERNEL))
+		return;
+	if (orig->flags & NM_ORIG_DST_STRICT) {
+		nm_kp_conn_key(skops, &key);
+		mc.workload_id = orig->dst_workload_id;
+		mc.flags = NM_MESH_CONN_KERNEL;
+		/* A failed write is counted; the destination then drops the
+		 * SYN, as for any connection strict mode cannot place. */
+		if (!nm_map_update(&nm_mesh_conns, NM_MAP_MESH_CONNS, &key, &mc,
+				   BPF_ANY))
+			bpf_sock_ops_cb_flags_set(skops,
+						  skops->bpf_sock_ops_cb_flags |
+						  BPF_SOCK_OPS_STATE_CB_FLAG);
+	}
+	bpf_map_delete_elem(&nm_orig_cookie, &cookie);
+}
+
+/* TCP_CLOSE: a kernel-path connection's admission goes with it; entries the
+ * agent wrote (no NM_MESH_CONN_KERNEL) are the agent's to delete. */
+static __always_inline void nm_sockops_kernel_close(struct bpf_sock_ops *skops)
+{
+	struct nm_conn_key key NM_ALIGNED = {};
+	const struct nm_mesh_conn *mc;
+
+	if (skops->args[1] != BPF_TCP_CLOSE)
+		return;
+	nm_kp_conn_key(skops, &key);
+	mc = bpf_map_lookup_elem(&nm_mesh_conns, &key);
+	if (mc && (mc->flags & NM_MESH_CONN_KERNEL))
+		bpf_map_delete_elem(&nm_mesh_conns, &key);
 }
 
 #endif /* NM_REDIRECT_BPF_H */

@@ -2,7 +2,9 @@
 /*
  * nm_sockops.bpf.c - sockops: when a redirected connection is established,
  * re-key its original-destination record by the client's address and port,
- * which is all the agent knows after accept(); keep per-socket TCP
+ * which is all the agent knows after accept(); for a same-node kernel-path
+ * connection admit its 4-tuple into a STRICT destination instead and drop
+ * the record once read; keep per-socket TCP
  * statistics of meshed sockets and send one record when they close. Logic
  * in nm_redirect.bpf.h, nm_lb.bpf.h and nm_telemetry.bpf.h.
  */
@@ -19,6 +21,7 @@ int nm_sockops(struct bpf_sock_ops *skops)
 		/* Before the record moves: both read it by cookie. */
 		nm_tel_connect(skops);
 		nm_lb_sockops_connect(skops); /* least_request counts */
+		nm_sockops_kernel_connect(skops); /* deletes a kernel-path record */
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		nm_sockops_move_orig(skops);
@@ -34,6 +37,7 @@ int nm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		nm_tel_state(skops);
 		nm_lb_sockops_state(skops);
+		nm_sockops_kernel_close(skops);
 		break;
 	}
 	return 1;

@@ -20,7 +20,7 @@
 #include <linux/types.h>
 #endif
 
-#define NM_ABI_VERSION 5
+#define NM_ABI_VERSION 6
 
 /*
  * The agent's own sockets are not recognised by anything on the socket (a
@@ -80,12 +80,22 @@ enum nm_lb_algo {
 	NM_LB_MAGLEV = 3,
 };
 
+enum nm_service_flags {
+	/*
+	 * The service needs the agent (its resilience settings: retries,
+	 * connect timeout, circuit breaker, outlier detection, idle timeout and
+	 * keepalive are agent-only), so connect4/6 never take the same-node
+	 * kernel path to it (docs/kernel-path.md, ABI 6).
+	 */
+	NM_SVC_AGENT_PATH = 1u << 0,
+};
+
 struct nm_service {
 	__u32 service_id;
 	__u32 backend_count; /* NM_BACKEND_SLOT(port, v6, 0..backend_count-1)
 			      * exist in nm_backends */
 	__u32 lb_algo;       /* enum nm_lb_algo */
-	__u32 flags;
+	__u32 flags;         /* enum nm_service_flags */
 };
 
 /* nm_backends: nm_backend_key -> nm_backend */
@@ -117,6 +127,11 @@ enum nm_endpoint_flags {
 	 * next tier and finally to an ejected slot rather than refusing.
 	 */
 	NM_EP_EJECTED = 1u << 1,
+	/*
+	 * The endpoint's workload is STRICT (nm_ingress.bpf.h): a kernel-path
+	 * connection to it gets its 4-tuple into nm_mesh_conns (ABI 6).
+	 */
+	NM_EP_STRICT = 1u << 2,
 };
 
 struct nm_backend {
@@ -216,6 +231,9 @@ enum nm_orig_flags {
 				     * to the agent (kernel path, DESIGN §2 path
 				     * 3): sockops counts it in kernel_flows and
 				     * reports it with NM_FLOW_PATH_KERNEL */
+	NM_ORIG_DST_STRICT = 1u << 6, /* kernel path to a STRICT workload:
+				       * sockops admits its 4-tuple in
+				       * nm_mesh_conns (ABI 6) */
 };
 
 struct nm_orig {
@@ -274,6 +292,14 @@ enum nm_fail_mode {
 	NM_FAIL_OPEN = 1,
 };
 
+enum nm_agent_state_flags {
+	/* mesh.kernelPath: connect4/6 may send a same-node connection the
+	 * compiled policy allows straight to its backend (DESIGN §2 path 3,
+	 * docs/kernel-path.md). Clear: every meshed connection goes to the
+	 * agent, as before ABI 6. */
+	NM_AGENT_F_KERNEL_PATH = 1u << 0,
+};
+
 struct nm_agent_state {
 	__u64 heartbeat_ns;       /* bpf_ktime_get_ns() clock, stamped by the agent */
 	__u32 config_generation;
@@ -281,7 +307,7 @@ struct nm_agent_state {
 	struct nm_addr agent_v4;  /* outbound listener, IPv4-mapped; zero = none */
 	struct nm_addr agent_v6;  /* outbound listener for connect6; zero = none */
 	__be16 outbound_port;
-	__u16 pad0;
+	__u16 flags;              /* enum nm_agent_state_flags (ABI 6) */
 	__u32 abi_version;
 };
 
@@ -307,7 +333,9 @@ struct nm_wl_stats {
  *   nm_mesh_conns:   nm_conn_key -> nm_mesh_conn, the 4-tuples of the local
  *                    agent's connections to its pods, written before the
  *                    agent's connect() and deleted when it closes (LRU for
- *                    an agent that died);
+ *                    an agent that died), and of same-node kernel-path
+ *                    connections to STRICT pods, written and deleted by
+ *                    sockops (NM_MESH_CONN_KERNEL);
  *   nm_probers:      nm_addr -> __u32 (1), node-local prober addresses
  *                    (mesh.probers, default the node's own addresses);
  *   nm_strict_drops: per CPU, workload id (u32) -> nm_strict_stats.
@@ -323,9 +351,16 @@ struct nm_conn_key {
 	__u32 pad;
 };
 
+enum nm_mesh_conn_flags {
+	/* Written by sockops for a same-node kernel-path connection (at
+	 * TCP_CONNECT_CB, before its SYN) and deleted by sockops when it
+	 * closes; entries without it are the agent's. */
+	NM_MESH_CONN_KERNEL = 1u << 0,
+};
+
 struct nm_mesh_conn {
 	__u32 workload_id; /* destination workload (for bpftool readers) */
-	__u32 pad;
+	__u32 flags;       /* enum nm_mesh_conn_flags (ABI 6; was padding) */
 };
 
 struct nm_strict_stats {

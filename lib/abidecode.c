@@ -155,17 +155,17 @@ void nm_abi_wl_flags(unsigned int flags, char *buf, size_t len)
 
 void nm_abi_ep_flags(unsigned int flags, char *buf, size_t len)
 {
-	static const char *const n[] = { "LOCAL", "EJECTED" };
+	static const char *const n[] = { "LOCAL", "EJECTED", "STRICT" };
 
-	flag_names(flags, n, 2, buf, len);
+	flag_names(flags, n, 3, buf, len);
 }
 
 void nm_abi_orig_flags(unsigned int flags, char *buf, size_t len)
 {
 	static const char *const n[] = { "SERVICE", "ENDPOINT", "LOCAL", "V6",
-					 "LB_COUNT", "KERNEL" };
+					 "LB_COUNT", "KERNEL", "DST_STRICT" };
 
-	flag_names(flags, n, 6, buf, len);
+	flag_names(flags, n, 7, buf, len);
 }
 
 void nm_abi_addr_port(const void *addr16, unsigned int port, char *buf, size_t len)
@@ -372,13 +372,15 @@ static json_t *decode(enum kind k, const void *p)
 		struct nm_agent_state s;
 
 		memcpy(&s, p, sizeof(s));
-		return json_pack("{s:I, s:I, s:s, s:o, s:o, s:i, s:I}",
+		return json_pack("{s:I, s:I, s:s, s:o, s:o, s:i, s:i, s:b, s:I}",
 				 "heartbeat_ns", (json_int_t)s.heartbeat_ns,
 				 "config_generation", (json_int_t)s.config_generation,
 				 "fail_mode", s.fail_mode == NM_FAIL_OPEN ? "open" : "closed",
 				 "agent_v4", addr_json(&s.agent_v4),
 				 "agent_v6", addr_json(&s.agent_v6),
 				 "outbound_port", ntohs(s.outbound_port),
+				 "flags", (int)s.flags,
+				 "kernel_path", (s.flags & NM_AGENT_F_KERNEL_PATH) != 0,
 				 "abi_version", (json_int_t)s.abi_version);
 	}
 	case K_CONN_KEY:
@@ -427,7 +429,8 @@ static json_t *decode_strict(enum kind k, const void *p)
 		struct nm_mesh_conn m;
 
 		memcpy(&m, p, sizeof(m));
-		return json_pack("{s:I}", "workload_id", (json_int_t)m.workload_id);
+		return json_pack("{s:I, s:b}", "workload_id", (json_int_t)m.workload_id,
+				 "kernel_path", (m.flags & NM_MESH_CONN_KERNEL) != 0);
 	}
 	case K_STRICT_STATS: {
 		struct nm_strict_stats st;

@@ -265,6 +265,7 @@ int nm_cluster_load_buf(const char *buf, size_t len, const char *name,
 	c->mesh.admin_port = DEFAULT_ADMIN_PORT;
 	c->mesh.health_port = 15021; /* as ztunnel's readiness port */
 	c->mesh.preserve_src = true;
+	c->mesh.kernel_path = true;
 	c->mesh.cert_expiry_warning = -1; /* a day, at most 1/5 of the lifetime */
 	c->mesh.fail_mode = NM_CFG_FAIL_CLOSED;
 	snprintf(c->mesh.root_ns, sizeof(c->mesh.root_ns), "istio-system");

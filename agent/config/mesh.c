@@ -199,6 +199,7 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "adminPort", "failMode", "limits",
 					    "rootNamespace", "healthPort",
 					    "preserveSourceAddress",
+					    "kernelPath",
 					    "certExpiryWarning",
 					    "defaultMode", "probers",
 					    "tunnelPool", NULL };
@@ -253,6 +254,17 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					  nm_jw_type_name(v));
 		if (v)
 			m->preserve_src = json_is_true(v);
+	}
+	/* The same-node kernel path (docs/kernel-path.md); applied on reload. */
+	{
+		const json_t *v = json_object_get(f.v, "kernelPath");
+
+		if (v && !json_is_boolean(v))
+			return nm_jw_fail(&p->j, "mesh.kernelPath",
+					  "expected true or false, got %s",
+					  nm_jw_type_name(v));
+		if (v)
+			m->kernel_path = json_is_true(v);
 	}
 	ret = parse_limits(p, f.v);
 	if (ret)

@@ -106,6 +106,7 @@ int nm_cfg_parse_resilience(struct nm_cfg_parser *p, const json_t *svc,
 	ret = nm_jw_field(&p->j, svc, svc_path, "resilience", JSON_OBJECT, false, &f);
 	if (ret <= 0)
 		return ret;
+	r->present = true;
 	ret = nm_jw_check_keys(&p->j, f.v, f.path, keys);
 	if (ret)
 		return ret;

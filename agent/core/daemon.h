@@ -45,6 +45,8 @@ int nm_daemon_file_mtime(const char *path, struct timespec *ts);
  * failure). */
 int nm_daemon_state_build(struct nm_daemon *d, const struct nm_cluster *c,
 			  uint32_t gen, struct nm_state **out);
+/* a->paths.kernel_path.flows from the kernel's counters (each second). */
+void nm_daemon_kernel_path_poll(struct nm_agent *a);
 /* Loads the BPF datapath, flushes stale records, writes the maps. */
 int nm_daemon_datapath_start(struct nm_daemon *d);
 /* c's policyDir as a set (*out NULL: none); -EINVAL logged. */

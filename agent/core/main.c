@@ -241,8 +241,10 @@ static int64_t on_heartbeat(struct nm_loop *loop, uint64_t id, void *data)
 {
 	struct nm_agent *a = data;
 
-	if (a->dp)
+	if (a->dp) {
 		nm_datapath_heartbeat(a->dp);
+		nm_daemon_kernel_path_poll(a);
+	}
 	/* agent.json carries the source-preservation and fast-path counts:
 	 * at most once a second, and only when they moved. */
 	if (nm_srcaddr_counts_changed(&a->srcaddr) |

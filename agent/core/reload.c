@@ -78,9 +78,30 @@ static int datapath_apply(struct nm_agent *a, const struct nm_state *s)
 	st.outbound_port = htons(s->cluster->mesh.outbound_port);
 	st.fail_mode = s->cluster->mesh.fail_mode == NM_CFG_FAIL_OPEN ?
 			       NM_FAIL_OPEN : NM_FAIL_CLOSED;
+	if (s->cluster->mesh.kernel_path)
+		st.flags |= NM_AGENT_F_KERNEL_PATH;
+	/* What connect4/6 does from now on; which connections qualify is
+	 * per pair (docs/kernel-path.md). */
+	nm_path_set(&a->paths.kernel_path, s->cluster->mesh.kernel_path,
+		    "connect-rewrite",
+		    s->cluster->mesh.kernel_path ? "" : "mesh.kernelPath is false");
 	st.config_generation = s->generation;
 	st.abi_version = NM_ABI_VERSION;
 	return nm_datapath_set_state(a->dp, &st);
+}
+
+void nm_daemon_kernel_path_poll(struct nm_agent *a)
+{
+	struct nm_fastpaths *fp = &a->paths;
+	uint64_t total;
+
+	if (!a->dp || nm_datapath_kernel_flows(a->dp, &total))
+		return;
+	/* The map outlives agents and loses the counts of deleted workloads:
+	 * only what it gained since the last read is this run's. */
+	if (fp->kernel_map_total && total + 1 >= fp->kernel_map_total)
+		fp->kernel_path.flows += total + 1 - fp->kernel_map_total;
+	fp->kernel_map_total = total + 1; /* 0: not read yet */
 }
 
 /*

@@ -1191,6 +1191,34 @@ out:
 	return ret;
 }
 
+int nm_datapath_kernel_flows(struct nm_datapath *dp, uint64_t *out)
+{
+	int ncpu = libbpf_num_possible_cpus(), ret = 0;
+	struct nm_wl_stats *v;
+	uint32_t key, next;
+	uint32_t *prev = NULL;
+
+	*out = 0;
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	v = calloc(ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	while (bpf_map_get_next_key(dp->fd_wl_stats, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		/* Deleted meanwhile: skipped. */
+		if (bpf_map_lookup_elem(dp->fd_wl_stats, &key, v))
+			continue;
+		for (int i = 0; i < ncpu; i++)
+			*out += v[i].kernel_flows;
+	}
+	if (errno != ENOENT)
+		ret = -errno;
+	free(v);
+	return ret;
+}
+
 int nm_datapath_map_info(struct nm_datapath *dp, struct nm_map_info *out)
 {
 	int ret = nm_map_info_read(dp->pin_dir, out);

@@ -186,6 +186,10 @@ int nm_datapath_sock_stats(struct nm_datapath *dp, int fd,
 int nm_datapath_wl_stats(struct nm_datapath *dp, uint32_t workload_id,
 			 struct nm_wl_stats *out);
 
+/* nm_wl_stats.kernel_flows summed over every workload and CPU: the
+ * same-node kernel-path connections begun since the map was created. */
+int nm_datapath_kernel_flows(struct nm_datapath *dp, uint64_t *out);
+
 /*
  * Every pinned map of enum nm_map_id (lib/mapinfo.h): entries counted by
  * walking the keys, max_entries, the BPF programs' failed updates summed

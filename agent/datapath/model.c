@@ -155,7 +155,8 @@ static int push_endpoint(struct builder *b, const struct nm_st_workload *w,
 	e->val.workload_id = w->id;
 	e->val.identity_id = w->identity_id;
 	e->val.node_id = w->node->id;
-	e->val.flags = w->local ? NM_EP_LOCAL : 0;
+	e->val.flags = (w->local ? NM_EP_LOCAL : 0) |
+		       (w->local && w->strict ? NM_EP_STRICT : 0);
 	return 0;
 }
 
@@ -318,7 +319,8 @@ static int build_vip_port(struct builder *b, const struct nm_st_service *v,
 				mb->val.addr = v6 && w->cfg->has_ip6 ? w->cfg->ip6 : w->cfg->ip;
 				mb->val.port = htons(target);
 				mb->val.weight = 1;
-				mb->val.flags = w->local ? NM_EP_LOCAL : 0;
+				mb->val.flags = (w->local ? NM_EP_LOCAL : 0) |
+						(w->local && w->strict ? NM_EP_STRICT : 0);
 				mb->val.workload_id = w->id;
 				mb->val.identity_id = w->identity_id;
 				ss->n[tier]++;
@@ -344,6 +346,9 @@ static int build_vip_port(struct builder *b, const struct nm_st_service *v,
 	ms->val.backend_count = count;
 	/* enum nm_lb_algo_cfg has the ABI's values. */
 	ms->val.lb_algo = (uint32_t)sc->lb.algorithm;
+	/* Retries, timeouts, breakers and outlier detection are the agent's:
+	 * a service configured with them never takes the kernel path. */
+	ms->val.flags = sc->resilience.present ? NM_SVC_AGENT_PATH : 0;
 	return 0;
 }
 

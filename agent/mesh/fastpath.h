@@ -27,6 +27,8 @@ struct nm_fastpaths {
 	struct nm_path_state tunnel_pool; /* pre-established mTLS connections */
 	struct nm_path_state busy_poll;   /* SO_BUSY_POLL on the agent's sockets */
 	uint64_t reported;                /* flow total agent.json last showed */
+	uint64_t kernel_map_total;        /* kernel_path: 1 + the nm_wl_stats
+					   * kernel_flows sum last read, 0 none */
 };
 
 static inline void nm_path_set(struct nm_path_state *p, bool active,

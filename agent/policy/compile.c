@@ -29,8 +29,9 @@
  * its own record only where it differs from port 0.
  *
  * ALLOW records are written for destinations on this node only (the
- * same-node kernel path will use them); elsewhere only what refuses, see
- * emit_pair().
+ * same-node kernel path uses them, docs/kernel-path.md); elsewhere only
+ * what refuses, see emit_pair(). No policy set (NULL) is compiled as the
+ * empty one: everything is allowed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -345,8 +346,9 @@ int nm_policy_compile(const struct nm_policy_set *ps, const struct nm_state *s,
 
 	*out = NULL;
 	*n = 0;
-	if (!ps)
-		return 0;
+	/* No policy set at all admits every pair, as nm_policy_evaluate()
+	 * answers for a NULL set: compiled like the empty set, so the
+	 * same-node kernel path finds its ALLOW records either way. */
 	ret = sources_of(s, &src);
 	ok = calloc(src.n ? src.n : 1, sizeof(*ok));
 	if (!ret && !ok)

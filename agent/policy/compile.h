@@ -27,8 +27,8 @@ struct nm_policy_rec {
 
 /*
  * Records for state s (its local meshed workloads as sources, every
- * workload as destination) under policy set ps (NULL: no policies, no
- * records). *out is heap (free()), *n its length. 0, -ENOMEM, or -E2BIG
+ * workload as destination) under policy set ps (NULL: no policies, which
+ * allows everything, compiled as the empty set). *out is heap (free()), *n its length. 0, -ENOMEM, or -E2BIG
  * when more than max records would be needed (the caller then writes none
  * and lets the agent decide everything, with a warning).
  */

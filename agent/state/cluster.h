@@ -89,6 +89,9 @@ struct nm_resilience_cfg {
 	uint32_t keepalive_time_s;     /* "keepalive.timeS", 60; 0 = off */
 	uint32_t keepalive_interval_s; /* "keepalive.intervalS", 10 */
 	uint32_t keepalive_count;      /* "keepalive.count", 3 */
+	bool present;                  /* the service has a "resilience" object:
+					* it needs the agent, so no same-node
+					* kernel path (docs/kernel-path.md) */
 };
 
 #define NM_RES_CONNECT_TIMEOUT_MS 5000
@@ -237,6 +240,8 @@ struct nm_mesh_cfg {
 	char root_ns[NM_NAME_MAX]; /* "rootNamespace", default istio-system */
 	uint16_t health_port;      /* "healthPort": /healthz/ready, default 15021, 0 = off */
 	bool preserve_src;         /* "preserveSourceAddress", default true */
+	bool kernel_path;          /* "kernelPath": same-node connect4/6 rewrite
+				    * straight to the backend, default true */
 	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
 	enum nm_inbound_mode default_mode; /* "defaultMode", default PERMISSIVE */
 	/* "probers": absent (probers_set false) = this node's own addresses. */

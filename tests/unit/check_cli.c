@@ -225,6 +225,10 @@ START_TEST(flag_and_enum_names)
 	ck_assert_str_eq(buf, "SERVICE|LOCAL|LB_COUNT|KERNEL");
 	nm_abi_ep_flags(NM_EP_EJECTED, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "EJECTED");
+	nm_abi_ep_flags(NM_EP_LOCAL | NM_EP_STRICT, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "LOCAL|STRICT");
+	nm_abi_orig_flags(NM_ORIG_KERNEL | NM_ORIG_DST_STRICT, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "KERNEL|DST_STRICT");
 	/* Truncation keeps a terminated string. */
 	nm_abi_orig_flags(0x1f, buf, 8);
 	ck_assert_uint_lt(strlen(buf), 8);

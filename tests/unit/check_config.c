@@ -1281,6 +1281,24 @@ START_TEST(test_mesh_tunnel_pool)
 }
 END_TEST
 
+/* mesh.kernelPath (docs/kernel-path.md): default true, a boolean. */
+START_TEST(test_kernel_path)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert(c->mesh.kernel_path);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'kernelPath':false}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert(!c->mesh.kernel_path);
+	nm_cluster_free(c);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'kernelPath':'no'}}"),
+			 NAME ": mesh.kernelPath: expected true or false, got a string");
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1516,6 +1534,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_policy_fields);
 	tcase_add_test(tc, test_telemetry_section);
 	tcase_add_test(tc, test_preserve_source_address);
+	tcase_add_test(tc, test_kernel_path);
 	tcase_add_test(tc, test_inbound_mode);
 	suite_add_tcase(s, tc);
 	return s;

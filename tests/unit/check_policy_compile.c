@@ -637,10 +637,27 @@ static void check_one(unsigned long set_no, bool by_addr, struct tally *t,
 	s->policies = ps;
 	t->sets++;
 	check_records(set_no, s, ps, false, t, json);
+	/* No policy set at all (no policyDir) is compiled too, as allowing
+	 * everything: its records must agree with the evaluator's NULL set.
+	 * Tallied apart, so the shares above stay those of real sets. */
+	if (set_no % 50 == 0) {
+		struct tally none = { 0 };
+		struct sb nojson = { .s = (char *)"(no policy set)" };
+
+		check_records(set_no, s, NULL, false, &none, &nojson);
+	}
 	/* Remote workloads have no cgroup here, so they stay no sources. */
 	for (unsigned int i = 0; i < s->n_workloads; i++)
 		s->workloads[i].local = true;
 	check_records(set_no, s, ps, true, t, json);
+	if (set_no % 50 == 0) {
+		struct tally none = { 0 };
+		struct sb nojson = { .s = (char *)"(no policy set)" };
+
+		check_records(set_no, s, NULL, true, &none, &nojson);
+		/* Every local pair is decided, and allowed. */
+		ck_assert_uint_eq(none.decided, none.local_cases);
+	}
 	nm_state_free(s);
 	nm_ids_free(ids);
 	free_cluster(&c);
@@ -781,13 +798,26 @@ static const struct nm_policy_rec *rec_of(const struct fixed *f, unsigned int sr
 	return find_rec(f->recs, f->n, wl_id(f, src), wl_id(f, dst), htons(port));
 }
 
-START_TEST(test_no_policies_no_records)
+/* No policy set at all allows everything, as the evaluator answers for a
+ * NULL set: the records of the empty set (ALLOW port 0 to each local
+ * destination), which the same-node kernel path needs. */
+START_TEST(test_no_policies_allow_local)
 {
 	struct fixed f;
 
 	fixed_compile(&f, NULL);
-	ck_assert_uint_eq(f.n, 0);
-	ck_assert_ptr_null(f.recs);
+	ck_assert_uint_eq(f.n, 2 * 2);
+	for (unsigned int s = 0; s < 2; s++) {
+		ck_assert_ptr_null(rec_of(&f, s, 2, 0));
+		ck_assert_ptr_null(rec_of(&f, s, 3, 0));
+		for (unsigned int d = 0; d < 2; d++) {
+			const struct nm_policy_rec *r = rec_of(&f, s, d, 0);
+
+			ck_assert_ptr_nonnull(r);
+			ck_assert_uint_eq(r->val.verdict, NM_PV_ALLOW);
+			ck_assert_uint_eq(r->val.policy_id, 0);
+		}
+	}
 	fixed_free(&f);
 }
 END_TEST
@@ -987,10 +1017,13 @@ START_TEST(test_model_carries_records)
 	ck_assert_uint_eq(rec_of(&f, 1, 0, 0)->val.verdict, NM_PV_DENY);
 	ck_assert_uint_eq(rec_of(&f, 0, 0, 0)->val.verdict, NM_PV_ALLOW);
 	nm_model_free(&m);
+	/* No set: allowed everywhere, ALLOW records to local destinations
+	 * (2 local sources x 2 local destinations), no DENY left. */
 	f.s->policies = NULL;
 	ck_assert_int_eq(nm_model_build(f.s, &m, err, sizeof(err)), 0);
-	ck_assert_uint_eq(m.n_policies, 0);
-	ck_assert_ptr_null(m.policies);
+	ck_assert_uint_eq(m.n_policies, 4);
+	for (unsigned int i = 0; i < m.n_policies; i++)
+		ck_assert_uint_eq(m.policies[i].val.verdict, NM_PV_ALLOW);
 	nm_model_free(&m);
 	fixed_free(&f);
 }
@@ -1043,7 +1076,7 @@ static Suite *policy_compile_suite(void)
 	TCase *tc = tcase_create("compile");
 	TCase *td = tcase_create("differential");
 
-	tcase_add_test(tc, test_no_policies_no_records);
+	tcase_add_test(tc, test_no_policies_allow_local);
 	tcase_add_test(tc, test_sources_and_destinations);
 	tcase_add_test(tc, test_port_record);
 	tcase_add_test(tc, test_remote_allow_shadows_deny);

@@ -268,8 +268,11 @@ nm_write_cluster_json() {
 	{
 		printf '{\n  "trustDomain": "%s",\n  "certDir": "certs",\n' "$NM_TRUST_DOMAIN"
 		# NM_MESH_EXTRA: more "mesh" keys (a JSON fragment) for a test.
-		printf '  "mesh": { "outboundPort": %d, "inboundPort": %d, "adminPort": %d, "failMode": "closed"%s },\n' \
-			"$NM_OUTBOUND_PORT" "$NM_INBOUND_PORT" "$NM_ADMIN_PORT" "${NM_MESH_EXTRA:+, $NM_MESH_EXTRA}"
+		# The scenarios test the agent path, same-node flows too, so the
+		# same-node kernel path (on by default in the agent) is off here
+		# unless a test asks for it (NM_KERNEL_PATH=true, test_33).
+		printf '  "mesh": { "outboundPort": %d, "inboundPort": %d, "adminPort": %d, "failMode": "closed", "kernelPath": %s%s },\n' \
+			"$NM_OUTBOUND_PORT" "$NM_INBOUND_PORT" "$NM_ADMIN_PORT" "${NM_KERNEL_PATH:-false}" "${NM_MESH_EXTRA:+, $NM_MESH_EXTRA}"
 		printf '  "nodes": [\n'
 		printf '    { "name": "node-1", "address": "%s", "cgroupRoot": "%s" },\n' \
 			"${NM_NODE_ADDR[1]}" "$NM_CG/node-1"
