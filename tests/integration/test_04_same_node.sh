@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# test_04_same_node - scenario 4: the client pod on node-1 dials the
+# test_04_same_node - scenario 4 (agent path: the harness turns the kernel
+# path off; test_33 covers it): the client pod on node-1 dials the
 # `echo-local` service (198.19.0.11:80, backend local-echo on node-1); 1 MiB
 # comes back unchanged, the local-echo pod (not the node-2 echo pod) served
 # it, and the agent reports a local path when it carried the flow.
@@ -28,8 +29,9 @@ else
 	nm_fail same-node-local-backend "local-echo accepts: $(grep -c '^accept' "$NM_STATE/echo-local-echo.out"), node-2 echo accepts $before_remote -> $after_remote"
 fi
 
-# Same-node flows take the agent path (plaintext relay, path=local): there is
-# no kernel path yet, so a missing flow line is a failure, not a pass.
+# With mesh.kernelPath off (the harness default) same-node flows take the
+# agent path (plaintext relay, path=local), so a missing flow line is a
+# failure, not a pass.
 if line=$(nm_flow_line "$log1" outbound src "$src" 1) &&
 	[[ $(nm_kv "$line" path) == local && $(nm_kv "$line" backend) == "$(nm_pod_ip local-echo):8080" ]]; then
 	nm_pass same-node-path-local
