@@ -10,8 +10,10 @@
 #   mesh-cross    meshed (the pod's cgroup) -> service VIP 198.19.1.x -> agent
 #                 node-1 -> mTLS tunnel -> agent node-2 -> echo pod
 #   direct-same   unmeshed -> local-echo pod on node-1 by pod IP 198.18.1.12
-#   mesh-same     meshed -> service VIP 198.19.2.x -> local-echo pod (kernel
-#                 path or agent path, whichever the datapath picks)
+#   mesh-same     meshed -> service VIP 198.19.2.x -> local-echo pod: the
+#                 same-node kernel path (docs/kernel-path.md), or with
+#                 --kernel-path off (mesh.kernelPath false) the agent's
+#                 plaintext relay; the JSON says which carried the flows
 # Each path runs the kit's tools: sockperf ping-pong 64 B (--full-rtt,
 # p50/p99 round trip), iperf3 -P 1 and -P 4, and sequential new connections
 # per second (bench/nmbench connrate, the kit's connrate for any address).
@@ -25,13 +27,15 @@
 # unmeshed ones, plus the kernel's own run_time_ns of the programs).
 #
 # Usage: mesh.sh [--duration S] [--runs N] [--json PATH] [--connects N]
-#                [--tunnel-pool SIZE] [--pool-compare]
+#                [--tunnel-pool SIZE] [--pool-compare] [--kernel-path on|off]
 #   --tunnel-pool SIZE  mesh.tunnelPool.size of both agents (default: the
 #                       agent's default, 2; 0 = no pool)
 #   --pool-compare      after the measurements, turn the pool off (a live
 #                       reload) and measure mesh-cross and direct-cross
 #                       conns/s again, alternating, in the same cluster:
 #                       JSON "tunnel_pool_compare" and a summary line
+#   --kernel-path on|off  mesh.kernelPath of both agents (default on, the
+#                       agent's default; off: mesh-same through the agent)
 # Env: BENCH_TLS_RESUME=0|1 (default 0: --tls-resumption off on both agents),
 #      BENCH_PIN=split|none. Root only. Everything is removed on exit.
 set -euo pipefail
@@ -44,6 +48,7 @@ JSON=""
 CONNECTS=20000
 POOL_SIZE=""
 POOL_CMP=0
+KERNEL_PATH=on
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
@@ -52,6 +57,7 @@ while [[ $# -gt 0 ]]; do
 	--connects) CONNECTS=$2; shift 2 ;;
 	--tunnel-pool) POOL_SIZE=$2; shift 2 ;;
 	--pool-compare) POOL_CMP=1; shift ;;
+	--kernel-path) KERNEL_PATH=$2; shift 2 ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "mesh.sh: unknown argument $1" ;;
 	esac
@@ -60,6 +66,7 @@ done
 [[ $RUNS =~ ^[1-9][0-9]*$ && $RUNS -le 9 ]] || bench_die "--runs must be 1..9"
 [[ $CONNECTS =~ ^[1-9][0-9]*$ ]] || bench_die "--connects must be a number"
 [[ -z $POOL_SIZE || $POOL_SIZE =~ ^[0-9]+$ ]] || bench_die "--tunnel-pool must be a number"
+[[ $KERNEL_PATH == on || $KERNEL_PATH == off ]] || bench_die "--kernel-path must be on or off"
 [[ $(id -u) -eq 0 ]] || bench_die "mesh.sh needs root (namespaces, cgroups, BPF)"
 bench_need sockperf iperf3 jq ip nsenter taskset timeout bpftool gcc
 TLS_RESUME=${BENCH_TLS_RESUME:-0}
@@ -74,6 +81,9 @@ LIFE=$((RUNS * 4 * (4 * DURATION + 20) + 300))
 
 # ------------------------------------------------------------- the cluster
 NM_AGENT_LOG_LEVEL=warn
+# shellcheck disable=SC2034 # read by cluster.sh (mesh.kernelPath)
+NM_KERNEL_PATH=false
+[[ $KERNEL_PATH == on ]] && NM_KERNEL_PATH=true
 # shellcheck disable=SC2034 # read by cluster.sh
 NM_NO_TRAP=1
 # shellcheck disable=SC2034 # read by cluster.sh
@@ -272,6 +282,11 @@ for ((r = 1; r <= RUNS; r++)); do
 	done
 done
 RSS_AFTER1=$(bench_rss_kb "$AGENT1") RSS_AFTER2=$(bench_rss_kb "$AGENT2")
+# Which path carried mesh-same: node-1's count of kernel-path connections
+# (agent.json, refreshed each second) after every run.
+sleep 1.2
+KP_FLOWS=$(jq -r '.paths.kernel_path.flows // 0' "/run/nodemesh/$(nm_instance 1)/agent.json" 2>/dev/null || echo 0)
+bench_log "mesh: kernel path $KERNEL_PATH; node-1 counted $KP_FLOWS kernel-path connections"
 
 # --------------------------------------------- conns/s with the pool off
 # Same cluster, same servers: mesh.tunnelPool.size 0 through a live reload
@@ -433,7 +448,9 @@ lst() { local v first=1; printf '['; for v in $1; do ((first)) || printf ,; firs
 	--argjson cpugb "$(bench_jnum "$CPU_S_PER_GB")" --argjson ticks "$CPU_TICKS" --argjson hz "$HZ" \
 	--argjson bytes "$CPU_BYTES" \
 	--argjson connects "$CONNECTS" --argjson hnopkt "$HOOK_NOPKT" --argjson hsyn "$HOOK_SYN" \
+	--argjson kp "$([[ $KERNEL_PATH == on ]] && echo true || echo false)" --argjson kpf "$(bench_jnum "$KP_FLOWS")" \
 	'{meta: {duration_s: $dur, runs: $runs, pin: $pin, tls_resume: $resume,
+	   kernel_path: $kp, kernel_path_flows_node1: $kpf,
 	   topology: "2 nodes x 2 pods, netns + veth + bridge, cgroup v2; client pod on node-1"},
 	  results: .,
 	  agents: {rss_idle_kb: {"node-1": $rss1, "node-2": $rss2},
