@@ -83,7 +83,7 @@ static int datapath_apply(struct nm_agent *a, const struct nm_state *s)
 	/* What connect4/6 does from now on; which connections qualify is
 	 * per pair (docs/kernel-path.md). */
 	nm_path_set(&a->paths.kernel_path, s->cluster->mesh.kernel_path,
-		    "connect-rewrite",
+		    "rewrite",
 		    s->cluster->mesh.kernel_path ? "" : "mesh.kernelPath is false");
 	st.config_generation = s->generation;
 	st.abi_version = NM_ABI_VERSION;

@@ -12,9 +12,10 @@
 #   kp-server-reset  the server's RST reaches the client as ECONNRESET
 #   kp-strict-*      those passed into a STRICT pod; a plaintext stranger
 #                    (outside cgroup, client's netns) is still dropped
-#   kp-flowlog / kp-metrics / kp-status  a path "kernel" flow record with
-#                    the bytes, nodemesh_kernel_flows_total, and agent.json's
-#                    paths.kernel_path (active, flows counted)
+#   kp-flowlog / kp-metrics / kp-status*  a path "kernel" flow record with
+#                    the bytes, nodemesh_kernel_flows_total, agent.json's
+#                    paths.kernel_path (active, flows counted) and the
+#                    kernel_path row of `nodemesh status`
 #   kp-ipblocks-agent  an ALLOW by ipBlocks on local-echo (no kernel record
 #                    can say it) sends the flow through the agent
 #   kp-deny-1s       a DENY written while running refuses new connects with
@@ -147,7 +148,10 @@ for ((i = 0; i < 60; i++)); do
 done
 st=$(jq -c '.paths.kernel_path' "$json1" 2>/dev/null)
 nm_check kp-status "agent.json paths.kernel_path: $st" \
-	test "$(jq -r '.active and .mode == "connect-rewrite" and .flows >= 5' <<<"$st")" == true
+	test "$(jq -r '.active and .mode == "rewrite" and .flows >= 5' <<<"$st")" == true
+out=$("$NODEMESH" status --instance "$(nm_instance 1)" 2>&1)
+nm_check kp-status-cli "nodemesh status: $(grep kernel_path <<<"$out")" \
+	grep -Eq '^ +kernel_path +yes +rewrite +[1-9][0-9]* *$' <<<"$out"
 
 # An ipBlocks rule: the kernel cannot say it, so the agent decides.
 put ipblocks.yaml 'apiVersion: security.istio.io/v1
