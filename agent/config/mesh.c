@@ -193,6 +193,30 @@ static int get_expiry_warning(struct nm_cfg_parser *p, const json_t *mesh,
 	return ret;
 }
 
+/* "relay": auto, sockmap, splice or copy (mesh/zerocopy.h). */
+static int get_relay(struct nm_cfg_parser *p, const json_t *mesh,
+		     enum nm_relay_mode *out)
+{
+	static const char *const names[] = { "auto", "sockmap", "splice", "copy" };
+	struct nm_jw_field f;
+	char q[NM_JW_SHOW_BUF];
+	const char *s;
+	int ret;
+
+	ret = nm_jw_field(&p->j, mesh, "mesh", "relay", JSON_STRING, false, &f);
+	if (ret <= 0)
+		return ret;
+	s = json_string_value(f.v);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum nm_relay_mode)i;
+			return 0;
+		}
+	return nm_jw_fail(&p->j, f.path,
+			  "%s is not \"auto\", \"sockmap\", \"splice\" or \"copy\"",
+			  nm_jw_show(s, q));
+}
+
 int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
@@ -202,7 +226,7 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "kernelPath",
 					    "certExpiryWarning",
 					    "defaultMode", "probers",
-					    "tunnelPool", NULL };
+					    "tunnelPool", "relay", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -270,6 +294,9 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 	if (ret)
 		return ret;
 	ret = parse_tunnel_pool(p, f.v);
+	if (ret)
+		return ret;
+	ret = get_relay(p, f.v, &m->relay);
 	if (ret)
 		return ret;
 	ret = get_expiry_warning(p, f.v, &m->cert_expiry_warning);

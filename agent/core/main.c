@@ -575,6 +575,9 @@ int main(int argc, char **argv)
 		snprintf(a->srcaddr.reason, sizeof(a->srcaddr.reason),
 			 "no node datapath (forwards only)");
 	}
+	/* The relay mode of plain-plain flows; loads its BPF program (if
+	 * any) now, while the agent still may. */
+	nm_zc_setup(a, a->cluster->mesh.relay);
 	if (nm_proxy_listen(a))
 		goto out;
 	health_open(&d);
@@ -623,6 +626,7 @@ out:
 	}
 	nm_proxy_stop_listening(a);
 	nm_proxy_close_all(a, false);
+	nm_zc_teardown(a);
 	nm_tel_free(a->tel); /* after the flows: their records are flushed */
 	a->tel = NULL;
 	a->authz.tel = NULL;

@@ -162,6 +162,7 @@ static void flow_free(struct nm_flow *f, bool reset, const char *how)
 {
 	struct nm_agent *a = f->agent;
 
+	nm_zc_end(f); /* counts synced, map entries gone, before the close */
 	nm_tel_flow_close(a->tel, f, how); /* sockets still open: TCP_INFO */
 	if (f->phase == NM_PH_AWAIT_STATUS || f->phase == NM_PH_RELAY ||
 	    f->phase == NM_PH_DRAIN)
@@ -1447,6 +1448,8 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 		return i == 0 && !s->writable ? NM_EV_WRITE : 0;
 	case NM_PH_AWAIT_STATUS:
 	case NM_PH_RELAY:
+		if (f->zc)
+			return nm_zc_mask(f, i);
 		break;
 	default:
 		return 0;
@@ -1484,7 +1487,11 @@ static void flow_advance(struct nm_flow *f)
 			break;
 		case NM_PH_AWAIT_STATUS:
 		case NM_PH_RELAY:
-			err = flow_pump(f);
+			/* Plain legs with empty buffers go to the kernel. */
+			if (f->zc || nm_zc_begin(f))
+				err = nm_zc_pump(f);
+			else
+				err = flow_pump(f);
 			break;
 		case NM_PH_DRAIN:
 			err = flow_step_drain(f);
@@ -1903,6 +1910,8 @@ void nm_proxy_sweep(struct nm_agent *a)
 	nm_pool_expire(&a->tpool, now);
 	for (f = a->flows; f; f = next) {
 		next = f->next;
+		if (f->zc)
+			nm_zc_sync(f); /* bytes the kernel moved count as I/O */
 		if (f->phase == NM_PH_RELAY && f->res.idle_timeout_ms &&
 		    now - f->res.last_io_ms > f->res.idle_timeout_ms) {
 			flow_idle_timeout(f, now);

@@ -30,6 +30,8 @@ enum nm_flow_dir {
 	NM_DIR_INBOUND,
 };
 
+struct nm_zc_flow;
+
 struct nm_flow {
 	struct nm_agent *agent;
 	struct nm_listener *lst;
@@ -68,6 +70,9 @@ struct nm_flow {
 	struct nm_flow_res res;          /* resilience (mesh/breaker.h) */
 	struct nm_tel_flow tel;          /* metrics and flow record (telemetry/hooks.h) */
 	struct nm_meshconn meshconn;     /* side 1's tuple in nm_mesh_conns */
+	/* The relay runs in the kernel (mesh/zerocopy.h); tried once. */
+	struct nm_zc_flow *zc;
+	bool zc_tried;
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,

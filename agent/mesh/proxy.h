@@ -26,6 +26,7 @@
 #include "mesh/pool.h"
 #include "mesh/srcaddr.h"
 #include "mesh/tls.h"
+#include "mesh/zerocopy.h"
 #include "state/state.h"
 
 #define NM_CONNECT_TIMEOUT_MS 5000
@@ -135,6 +136,7 @@ struct nm_agent {
 	struct nm_fastpaths paths;
 	/* Established tunnels to peer agents (mesh/pool.h). */
 	struct nm_pool tpool;
+	struct nm_zc_ctx zc;      /* the relay mode of plain-plain flows */
 	struct nm_telemetry *tel; /* metrics, flow log (telemetry/hooks.h); may be NULL */
 };
 

@@ -231,6 +231,14 @@ struct nm_pool_cfg {
 	uint32_t max_total;  /* "maxConnections": in the whole pool, default 256 */
 };
 
+/* "relay": how flows with two plain legs move bytes (mesh/zerocopy.h). */
+enum nm_relay_mode {
+	NM_RELAY_AUTO = 0, /* the fastest this kernel offers */
+	NM_RELAY_SOCKMAP,
+	NM_RELAY_SPLICE,
+	NM_RELAY_COPY,
+};
+
 struct nm_mesh_cfg {
 	uint16_t outbound_port;  /* default 15001 */
 	uint16_t inbound_port;   /* default 15008 */
@@ -244,6 +252,7 @@ struct nm_mesh_cfg {
 				    * straight to the backend, default true */
 	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
 	enum nm_inbound_mode default_mode; /* "defaultMode", default PERMISSIVE */
+	enum nm_relay_mode relay;  /* "relay", default auto; read at start */
 	/* "probers": absent (probers_set false) = this node's own addresses. */
 	bool probers_set;
 	struct nm_addr probers[NM_CFG_MAX_PROBERS];

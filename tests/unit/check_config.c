@@ -1299,6 +1299,30 @@ START_TEST(test_kernel_path)
 }
 END_TEST
 
+/* mesh.relay (mesh/zerocopy.h): default auto, one of four names. */
+START_TEST(test_mesh_relay)
+{
+	static const char *const names[] = { "auto", "sockmap", "splice", "copy" };
+	char err[NM_ERRMSG_MAX], doc[256];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert_int_eq(c->mesh.relay, NM_RELAY_AUTO);
+	nm_cluster_free(c);
+	for (int i = 0; i < 4; i++) {
+		snprintf(doc, sizeof(doc), "{" HDR ",'mesh':{'relay':'%s'}}", names[i]);
+		ck_assert_msg(load(doc, &c, err) == 0, "%s", err);
+		ck_assert_int_eq(c->mesh.relay, i);
+		nm_cluster_free(c);
+	}
+	ck_assert_int_eq(NM_RELAY_SPLICE, 2);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'relay':'fast'}}"),
+			 NAME ": mesh.relay: \"fast\" is not \"auto\", \"sockmap\", \"splice\" or \"copy\"");
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'relay':1}}"),
+			 NAME ": mesh.relay: expected a string, got an integer");
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1535,6 +1559,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_telemetry_section);
 	tcase_add_test(tc, test_preserve_source_address);
 	tcase_add_test(tc, test_kernel_path);
+	tcase_add_test(tc, test_mesh_relay);
 	tcase_add_test(tc, test_inbound_mode);
 	suite_add_tcase(s, tc);
 	return s;

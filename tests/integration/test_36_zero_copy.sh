@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# test_36_zero_copy - the relay of flows with two plain legs (same-node
+# agent path: client pod -> agent -> local-echo pod), for each mesh.relay
+# mode the agent can be started with (copy is the reference):
+#   <mode>-reported     agent.json paths.relay names the mode, and
+#                       `nodemesh status` prints it
+#   <mode>-echo-4mib    4 MiB each way come back unchanged (nm_peer's
+#                       byte-for-byte comparison)
+#   <mode>-counts       the flow's close line counts 4 MiB up and down
+#                       (telemetry bytes with the kernel moving them)
+#   <mode>-halfclose    4 MiB then FIN: the server reads them all, and its
+#                       answer arrives after (FIN only after the last byte)
+#   <mode>-server-reset / <mode>-client-reset   RST for RST, both ways
+#   <mode>-slow-bounded a receiver that reads nothing for 2 s: the sender
+#                       is stopped well short of 64 MiB (the relay does not
+#                       queue without bound), then every byte arrives
+#                       (FNV-1a of the 64 MiB matches)
+#   <mode>-flows        paths.relay.flows counted the flows (not for copy)
+#   sockmap-fallback    with sockmap unavailable (NODEMESH_NO_SOCKMAP, the
+#                       probe's test hook) mesh.relay sockmap runs splice,
+#                       and says why
+set -uo pipefail
+. "$(dirname "$0")/lib/cluster.sh"
+
+CLOSER=$NM_BUILD/tests/tools/nm_closer
+SLOW=$NM_BUILD/tests/tools/nm_slow
+for b in "$CLOSER" "$SLOW"; do
+	[[ -x $b ]] || { nm_fail zero-copy "$b missing (run make)"; exit 1; }
+done
+nm_scenario_up zero-copy
+
+nm_pod_spawn local-echo closer-local-echo "$CLOSER" serve --port 9000
+nm_pod_spawn local-echo slow-local-echo "$SLOW" serve --port 9100 --delay-ms 2000
+nm_pod_info local-echo
+nm_wait_listen "$NM_P_NS" 9000 5 || nm_fail zero-copy "closer did not listen"
+nm_wait_listen "$NM_P_NS" 9100 5 || nm_fail zero-copy "nm_slow did not listen"
+pod=$(nm_pod_ip local-echo)
+log1=$(nm_agent_log 1)
+agent_json=/run/nodemesh/$(nm_instance 1)/agent.json
+n=4194304
+slow_n=$((64 << 20))
+# Between a stopped receiver and the sender sit four socket buffers (at most
+# tcp_rmem/tcp_wmem's maximum each) and the relay's own buffer or pipe.
+rmax=$(awk '{print $3}' /proc/sys/net/ipv4/tcp_rmem)
+wmax=$(awk '{print $3}' /proc/sys/net/ipv4/tcp_wmem)
+bound=$((2 * rmax + 2 * wmax + (4 << 20)))
+((bound < slow_n * 3 / 4)) || bound=$((slow_n * 3 / 4))
+
+# restart_with MODE [ENV...]: agent 1 restarted with mesh.relay MODE.
+restart_with() {
+	local mode=$1 tmp
+	shift
+	tmp=$(mktemp)
+	jq --arg m "$mode" '.mesh.relay = $m' "$NM_CLUSTER_JSON" >"$tmp" && mv "$tmp" "$NM_CLUSTER_JSON"
+	nm_agent_stop 1
+	local kv rc
+	for kv; do export "${kv?}"; done
+	nm_agent_start 1
+	rc=$?
+	for kv; do unset "${kv%%=*}"; done
+	return $rc
+}
+
+relay_field() { jq -r ".paths.relay.$1" "$agent_json" 2>/dev/null; }
+
+# wait_flows MIN: paths.relay.flows reaches MIN (heartbeat: once a second).
+wait_flows() {
+	local i f
+	for ((i = 0; i < 60; i++)); do
+		f=$(relay_field flows)
+		((${f:-0} >= $1)) && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+run_mode() {
+	local mode=$1 out src line id st
+
+	if ! restart_with "$mode"; then
+		nm_fail "$mode-agent" "agent did not start with mesh.relay $mode"
+		return
+	fi
+	st=$("$NODEMESH" status --instance "$(nm_instance 1)" 2>&1)
+	if [[ $(relay_field mode) == "$mode" ]] &&
+		grep -Eq "^ +relay +(yes|no) +$mode " <<<"$st"; then
+		nm_pass "$mode-reported"
+	else
+		nm_fail "$mode-reported" "agent.json relay: $(jq -c .paths.relay "$agent_json" 2>&1); status: $(grep relay <<<"$st")"
+	fi
+
+	out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$n" --timeout-ms 20000)
+	nm_check "$mode-echo-4mib" "$out" test "$(nm_json "$out" match)" == true
+	src=$(nm_json "$out" local)
+	if line=$(nm_flow_line "$log1" outbound src "$src" 3) && id=$(nm_kv "$line" flow) &&
+		line=$(nm_close_line "$log1" "$id" 5) &&
+		[[ $(nm_kv "$line" bytes_up) == "$n" && $(nm_kv "$line" bytes_down) == "$n" ]]; then
+		nm_pass "$mode-counts"
+	else
+		nm_fail "$mode-counts" "close line of $src: ${line:-none}"
+	fi
+
+	out=$(nm_pod_exec client "$CLOSER" halfclose --to "$pod:9000" --bytes "$n" 2>&1)
+	nm_check "$mode-halfclose" "$out" grep -q "answer \"got $n\"" <<<"$out"
+
+	out=$(nm_pod_exec client "$CLOSER" reset --to "$pod:9000" 2>&1)
+	nm_check "$mode-server-reset" "$out" grep -q ECONNRESET <<<"$out"
+	local waits
+	waits=$(grep -c '^wait:' "$NM_STATE/closer-local-echo.out")
+	nm_pod_exec client "$CLOSER" client-reset --to "$pod:9000" >/dev/null 2>&1
+	for ((i = 0; i < 100; i++)); do
+		(($(grep -c '^wait:' "$NM_STATE/closer-local-echo.out") > waits)) && break
+		sleep 0.05
+	done
+	line=$(grep '^wait:' "$NM_STATE/closer-local-echo.out" | tail -n 1)
+	if (($(grep -c '^wait:' "$NM_STATE/closer-local-echo.out") > waits)) &&
+		[[ $line == 'wait: ECONNRESET' ]]; then
+		nm_pass "$mode-client-reset"
+	else
+		nm_fail "$mode-client-reset" "server saw: $line"
+	fi
+
+	out=$(nm_pod_exec client "$SLOW" send --to "$pod:9100" --bytes "$slow_n" --probe-ms 1500 --timeout-ms 30000)
+	at=$(nm_json "$out" at_probe)
+	if [[ $(nm_json "$out" match) == true ]] && ((${at:-0} > 0 && at < bound)); then
+		nm_pass "$mode-slow-bounded (sender stopped at $at of $slow_n, bound $bound)"
+	else
+		nm_fail "$mode-slow-bounded" "bound $bound: $out"
+	fi
+
+	if [[ $mode != copy ]]; then
+		if wait_flows 5; then
+			nm_pass "$mode-flows ($(relay_field flows))"
+		else
+			nm_fail "$mode-flows" "paths.relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
+		fi
+	fi
+}
+
+for mode in ${NM_RELAY_MODES:-copy splice}; do
+	run_mode "$mode"
+done
+
+if restart_with sockmap NODEMESH_NO_SOCKMAP=1 &&
+	[[ $(relay_field mode) == splice && $(relay_field reason) == *sockmap* ]]; then
+	out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$n" --timeout-ms 20000)
+	if [[ $(nm_json "$out" match) == true ]] && wait_flows 1; then
+		nm_pass "sockmap-fallback ($(relay_field reason))"
+	else
+		nm_fail sockmap-fallback "echo: $out; relay: $(jq -c .paths.relay "$agent_json")"
+	fi
+else
+	nm_fail sockmap-fallback "relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
+fi
+((NM_FAILS)) && nm_dump_logs
+exit $((NM_FAILS > 0))
