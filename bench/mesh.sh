@@ -37,7 +37,10 @@
 #   --kernel-path on|off  mesh.kernelPath of both agents (default on, the
 #                       agent's default; off: mesh-same through the agent)
 # Env: BENCH_TLS_RESUME=0|1 (default 0: --tls-resumption off on both agents),
-#      BENCH_PIN=split|none. Root only. Everything is removed on exit.
+#      BENCH_PIN=split|none, BENCH_RELAY=auto|sockmap|splice|copy (both
+#      agents' mesh.relay, default: the agent's default).
+#      BENCH_PATHS="direct-same mesh-same" (a subset of the four paths).
+# Root only. Everything is removed on exit.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/lib.sh"
@@ -132,6 +135,10 @@ NMB=$TMP/bin/nmbench
 nm_cluster_init
 nm_cluster_create
 nm_cluster_certs
+if [[ -n ${BENCH_RELAY:-} ]]; then
+	jq --arg m "$BENCH_RELAY" '.mesh.relay = $m' "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
+		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set mesh.relay"
+fi
 # nm_agent_start waits for the info-level msg="ready" line, which a warn
 # level agent never prints; this starts the agent the same way (same cgroup,
 # netns, env bookkeeping for the cleanup) and waits for its run-state file,
@@ -185,7 +192,7 @@ RSS_IDLE1=$(bench_rss_kb "$AGENT1") RSS_IDLE2=$(bench_rss_kb "$AGENT2")
 bench_log "mesh: cluster $NM_RUN up; agents pid $AGENT1 (rss ${RSS_IDLE1} kB), $AGENT2 (rss ${RSS_IDLE2} kB); ${DURATION}s x $RUNS runs; pin=$PIN tls_resume=$TLS_RESUME"
 
 # ------------------------------------------------------------ measurements
-PATHS=(direct-cross mesh-cross direct-same mesh-same)
+read -r -a PATHS <<<"${BENCH_PATHS:-direct-cross mesh-cross direct-same mesh-same}"
 declare -A HOST=([direct-cross]=198.18.2.11 [direct-same]=198.18.1.12)
 declare -A VIPS=([mesh-cross]="198.19.1.1 198.19.1.2 198.19.1.3" [mesh-same]="198.19.2.1 198.19.2.2 198.19.2.3")
 declare -A BASE=([mesh-cross]=direct-cross [mesh-same]=direct-same [direct-cross]=direct-cross [direct-same]=direct-same)

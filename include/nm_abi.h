@@ -408,6 +408,31 @@ enum nm_map_id {
 	NM_MAP__COUNT,
 };
 
+/*
+ * The sockmap relay's records (bpf/nm_relay.bpf.h), keyed by the source
+ * socket's cookie. Not pinned: the agent's own maps, gone with it (its
+ * sockets close with it), so they are not part of NM_ABI_VERSION.
+ * nm_relay_dirs is written by the agent once, then only the program adds;
+ * nm_relay_ctl is the agent's, so neither side overwrites the other's
+ * count.
+ */
+struct nm_relay_dir {
+	__u64 peer;       /* cookie of the socket its skbs go out on */
+	__u64 redirected; /* bytes redirected so far */
+};
+
+struct nm_relay_ctl {
+	__u64 sent;       /* of those, bytes the agent saw in the peer socket */
+	__u64 high;       /* redirected - sent above this: signal the agent */
+	__u32 signaled;   /* 1 once signalled; the agent clears it */
+	__u32 pad;
+};
+
+#ifndef __bpf__
+_Static_assert(sizeof(struct nm_relay_dir) == 16, "nm_relay_dir");
+_Static_assert(sizeof(struct nm_relay_ctl) == 24, "nm_relay_ctl");
+#endif
+
 #define NM_MAP_ID_MAX 64 /* nm_map_errors entries */
 
 #ifndef __bpf__

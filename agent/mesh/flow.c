@@ -1528,6 +1528,11 @@ static void flow_advance(struct nm_flow *f)
 					 side_mask(f, i));
 }
 
+void nm_flow_advance(struct nm_flow *f)
+{
+	flow_advance(f);
+}
+
 static void flow_on_event(struct nm_loop *loop, int fd, unsigned int events,
 			  void *data)
 {
@@ -1910,7 +1915,7 @@ void nm_proxy_sweep(struct nm_agent *a)
 	nm_pool_expire(&a->tpool, now);
 	for (f = a->flows; f; f = next) {
 		next = f->next;
-		if (f->zc)
+		if (f->zc && f->res.idle_timeout_ms)
 			nm_zc_sync(f); /* bytes the kernel moved count as I/O */
 		if (f->phase == NM_PH_RELAY && f->res.idle_timeout_ms &&
 		    now - f->res.last_io_ms > f->res.idle_timeout_ms) {

@@ -82,6 +82,9 @@ void nm_flow_accept(struct nm_listener *l, int fd,
  * pod is at maxFlowsPerPod: the caller then resets the pod's connection.
  * flow_connect() calls it for outbound flows. */
 int nm_flow_admit_pod(struct nm_flow *f);
+/* Runs the flow's state machine after an event outside its sockets (the
+ * kernel relay's signals and timers); the flow may be freed. */
+void nm_flow_advance(struct nm_flow *f);
 /* Closes a connection refused before it became a flow: an RST, at once. */
 void nm_flow_reset_fd(int fd);
 

@@ -8,10 +8,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h> /* tcp_info with the byte counters glibc's lacks */
 
 #include "core/loop.h"
+#include "datapath/sockmap.h"
 #include "lib/log.h"
 #include "mesh/flow.h"
 #include "mesh/proxy.h"
@@ -25,11 +29,31 @@
  */
 #define ZC_PIPE_SIZE (256 * 1024)
 
+/*
+ * Sockmap: bytes of one direction waiting in the peer's psock queue (the
+ * kernel queues them there without bound) above which its source is
+ * paused, and below which it runs again; and how often the agent looks
+ * while a direction is paused or draining (nothing signals the agent when
+ * the queue empties).
+ */
+#define ZC_SM_HIGH (1024 * 1024)
+#define ZC_SM_LOW (256 * 1024)
+#define ZC_SM_POLL_MS 2
+
 struct nm_zc_flow {
 	enum nm_relay_mode mode;
-	int pipe[2][2];        /* direction i (side i -> side 1-i): [0] read end */
+	/* splice: direction i is side i -> side 1-i */
+	int pipe[2][2];        /* [0] read end, [1] write end */
 	uint32_t in_pipe[2];   /* bytes of direction i in its pipe */
 	uint32_t pipe_cap[2];
+	/* sockmap */
+	uint64_t cookie[2];    /* side i's socket */
+	uint64_t base[2];      /* bytes written into side 1-i before the switch */
+	uint64_t written0[2];  /* f->written[i] at the switch */
+	bool running[2];       /* side i in nm_relay_src */
+	bool peeked[2];        /* side i held bytes the verdict had not taken */
+	bool tail;             /* leaving the maps for splice (sm_to_tail) */
+	uint64_t timer;
 };
 
 const char *nm_relay_mode_name(enum nm_relay_mode m)
@@ -57,17 +81,52 @@ static void zc_report(struct nm_agent *a, const char *reason)
 		    reason);
 }
 
+static void zc_on_signal(uint64_t cookie, void *arg);
+
+static void zc_on_ring(struct nm_loop *loop, int fd, unsigned int events,
+		       void *data)
+{
+	struct nm_agent *a = data;
+
+	nm_sockmap_sig_poll(a->zc.sm);
+}
+
+/* Loads the sockmap relay; 0, or -errno with why filled. */
+static int zc_sockmap_open(struct nm_agent *a, char *why, size_t len)
+{
+	char err[160];
+	int ret;
+
+	/* For tests: behave as a kernel without the sockmap relay. */
+	if (getenv("NODEMESH_NO_SOCKMAP")) {
+		snprintf(why, len, "sockmap unavailable (NODEMESH_NO_SOCKMAP)");
+		return -EOPNOTSUPP;
+	}
+	ret = nm_sockmap_open(&a->zc.sm, zc_on_signal, a, err, sizeof(err));
+	if (ret) {
+		snprintf(why, len, "sockmap unavailable: %.70s", err);
+		return ret;
+	}
+	ret = nm_loop_add(a->loop, nm_sockmap_sig_fd(a->zc.sm), NM_EV_READ,
+			  zc_on_ring, a);
+	if (ret) {
+		snprintf(why, len, "sockmap unavailable: %s", strerror(-ret));
+		nm_sockmap_close(a->zc.sm);
+		a->zc.sm = NULL;
+	}
+	return ret;
+}
+
 void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted)
 {
-	const char *why = "";
+	char why[96] = "";
 
 	a->zc.mode = wanted == NM_RELAY_AUTO ? NM_RELAY_SPLICE : wanted;
 	if (wanted == NM_RELAY_COPY)
-		why = "mesh.relay is copy";
-	if (a->zc.mode == NM_RELAY_SOCKMAP) {
-		/* The sockmap relay is not in this build yet. */
+		snprintf(why, sizeof(why), "mesh.relay is copy");
+	if (a->zc.mode == NM_RELAY_SOCKMAP && zc_sockmap_open(a, why, sizeof(why))) {
+		pr_warn("msg=\"sockmap relay unavailable, using splice\" reason=\"%s\"", why);
 		a->zc.mode = NM_RELAY_SPLICE;
-		why = "sockmap relay not in this build";
 	}
 	zc_report(a, why);
 	pr_info("msg=\"relay mode\" wanted=%s mode=%s", nm_relay_mode_name(wanted),
@@ -76,7 +135,12 @@ void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted)
 
 void nm_zc_teardown(struct nm_agent *a)
 {
-	(void)a;
+	if (!a->zc.sm)
+		return;
+	if (a->loop)
+		nm_loop_del(a->loop, nm_sockmap_sig_fd(a->zc.sm));
+	nm_sockmap_close(a->zc.sm);
+	a->zc.sm = NULL;
 }
 
 /* --------------------------------------------------------------- splice */
@@ -196,6 +260,365 @@ static unsigned int splice_mask(const struct nm_flow *f, int i)
 	return m;
 }
 
+
+/* -------------------------------------------------------------- sockmap */
+
+/*
+ * Bytes ever written into fd's socket: acked + still queued. Read in that
+ * order, an ACK between the two reads makes the sum low, never high (the
+ * drain waits a poll longer rather than sending FIN early).
+ */
+static int sock_written(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int outq = 0;
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -errno;
+	if (ioctl(fd, SIOCOUTQ, &outq))
+		return -errno;
+	*out = ti.tcpi_bytes_acked + (uint64_t)outq;
+	return 0;
+}
+
+static int sock_inq(int fd)
+{
+	int n = 0;
+
+	return ioctl(fd, SIOCINQ, &n) ? -errno : n;
+}
+
+/* Makes the verdict take what waits in fd's receive queue: setting
+ * SO_RCVLOWAT runs the socket's data_ready when bytes are there. */
+static void sock_kick(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+}
+
+/*
+ * Direction i's bytes redirected but not yet in side 1-i's socket (the
+ * peer's psock queue), and the bytes that did reach it. 0 or -errno.
+ */
+static int sm_backlog(struct nm_flow *f, int i, uint64_t *queued,
+		      uint64_t *arrived)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_relay_dir d;
+	uint64_t w;
+	int err;
+
+	err = nm_sockmap_get_dir(f->agent->zc.sm, z->cookie[i], &d);
+	if (!err)
+		err = sock_written(f->side[1 - i].fd, &w);
+	if (err)
+		return err;
+	w = w > z->base[i] ? w - z->base[i] : 0;
+	*arrived = w < d.redirected ? w : d.redirected;
+	*queued = d.redirected - *arrived;
+	return 0;
+}
+
+/* Counts what reached the other side (telemetry, idle clock). */
+static void sm_count(struct nm_flow *f, int i, uint64_t arrived)
+{
+	struct nm_zc_flow *z = f->zc;
+	uint64_t w = z->written0[i] + arrived;
+
+	if (w != f->written[i]) {
+		f->written[i] = w;
+		if (f->res.idle_timeout_ms)
+			f->res.last_io_ms = nm_loop_now_ms();
+	}
+}
+
+/* End of stream or an error on side i, read without taking bytes the
+ * verdict has not taken yet. 0, or -errno for the flow. */
+static int sm_peek(struct nm_flow *f, int i)
+{
+	struct nm_side *s = &f->side[i];
+	uint8_t c;
+	ssize_t n;
+
+	n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0) {
+		s->rd_eof = true;
+		return 0;
+	}
+	if (n > 0) {
+		/* Queued before the switch or while paused: the verdict
+		 * takes them on the next data_ready. */
+		f->zc->peeked[i] = true;
+		sock_kick(s->fd);
+		s->readable = false;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EINTR) {
+		s->readable = false;
+		return 0;
+	}
+	return errno == EPIPE ? -ECONNRESET : -errno;
+}
+
+static int64_t sm_on_timer(struct nm_loop *loop, uint64_t id, void *data);
+
+static void sm_remove(struct nm_flow *f);
+
+/* Side i: its end of stream or an error, without taking bytes. */
+static int sm_watch(struct nm_flow *f, int i)
+{
+	struct nm_side *s = &f->side[i];
+	int soerr = 0, err;
+	socklen_t len = sizeof(soerr);
+
+	if (!s->readable || s->rd_eof)
+		return 0;
+	if (f->zc->running[i])
+		return sm_peek(f, i);
+	/* Not redirected now: its bytes wait for the tail; only an error
+	 * matters. */
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
+		soerr = errno;
+	err = soerr ? -soerr : 0;
+	s->readable = false;
+	return err == -EPIPE ? -ECONNRESET : err;
+}
+
+/*
+ * The tail: once a leg ended (or a paused source cannot run again: a
+ * socket that is no longer ESTABLISHED cannot join a sockmap), both
+ * sources stop, and when every redirected byte is in its peer's socket the
+ * flow leaves the maps and splice finishes it (the bytes still in the
+ * receive queues, the FINs), with splice's end-of-stream semantics. Without
+ * pipe descriptors the copy relay finishes it instead.
+ */
+static int sm_to_tail(struct nm_flow *f, bool *done)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_agent *a = f->agent;
+	uint64_t queued[2], arrived[2];
+	int err;
+
+	*done = false;
+	for (int i = 0; i < 2; i++)
+		if (z->running[i]) {
+			err = nm_sockmap_stop(a->zc.sm, z->cookie[i]);
+			if (err)
+				return err;
+			z->running[i] = false;
+		}
+	for (int i = 0; i < 2; i++) {
+		err = sm_backlog(f, i, &queued[i], &arrived[i]);
+		if (err)
+			return err;
+		sm_count(f, i, arrived[i]);
+	}
+	if (queued[0] || queued[1])
+		return 0;
+	pr_debug("msg=\"sockmap relay hands over to splice\" flow=%llu arrived=%llu,%llu eof=%d,%d",
+		 (unsigned long long)f->id, (unsigned long long)arrived[0],
+		 (unsigned long long)arrived[1], f->side[0].rd_eof, f->side[1].rd_eof);
+	sm_remove(f);
+	z->mode = NM_RELAY_SPLICE;
+	*done = true;
+	err = zc_open_pipes(z);
+	/* What the verdict left is in the receive queues: splice looks at
+	 * once; the copy relay's masks ask epoll. */
+	for (int i = 0; i < 2; i++)
+		f->side[i].readable = f->side[i].writable = !err;
+	if (err) {
+		zc_close_pipes(z);
+		free(z);
+		f->zc = NULL;
+		a->zc.fallbacks++;
+	}
+	return 0;
+}
+
+/* Direction i while running: pause its source above ZC_SM_HIGH waiting,
+ * resume it below ZC_SM_LOW. Sets *tail when it cannot resume. */
+static int sm_dir(struct nm_flow *f, int i, bool *tail)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_sockmap *sm = f->agent->zc.sm;
+	uint64_t queued, arrived;
+	int err;
+
+	err = sm_backlog(f, i, &queued, &arrived);
+	if (err)
+		return err;
+	sm_count(f, i, arrived);
+	if (z->running[i] && queued > ZC_SM_HIGH) {
+		/* A slow receiver: stop taking the source's bytes; TCP's
+		 * window holds the sender. */
+		err = nm_sockmap_stop(sm, z->cookie[i]);
+		if (err)
+			return err;
+		z->running[i] = false;
+		pr_debug("msg=\"sockmap relay paused\" flow=%llu dir=%d queued=%llu",
+			 (unsigned long long)f->id, i, (unsigned long long)queued);
+	} else if (!z->running[i] && queued <= ZC_SM_LOW) {
+		pr_debug("msg=\"sockmap relay resumed\" flow=%llu dir=%d queued=%llu",
+			 (unsigned long long)f->id, i, (unsigned long long)queued);
+		if (nm_sockmap_start(sm, f->side[i].fd, z->cookie[i])) {
+			*tail = true;
+			return 0;
+		}
+		z->running[i] = true;
+		sock_kick(f->side[i].fd);
+	} else if (z->running[i]) {
+		/* Re-arms the signal from what really waits. */
+		nm_sockmap_set_sent(sm, z->cookie[i], arrived, ZC_SM_HIGH);
+	}
+	return 0;
+}
+
+static int sm_pump(struct nm_flow *f)
+{
+	struct nm_zc_flow *z = f->zc;
+	bool busy = false, done;
+	int err;
+
+	for (int i = 0; i < 2; i++) {
+		err = sm_watch(f, i);
+		if (err) {
+			pr_debug("msg=\"sockmap relay leg error\" flow=%llu side=%d running=%d err=\"%s\"",
+				 (unsigned long long)f->id, i, z->running[i], strerror(-err));
+			return err;
+		}
+	}
+	if (f->side[0].rd_eof || f->side[1].rd_eof)
+		z->tail = true;
+	for (int i = 0; i < 2 && !z->tail; i++) {
+		err = sm_dir(f, i, &z->tail);
+		if (err)
+			return err;
+	}
+	if (z->tail) {
+		err = sm_to_tail(f, &done);
+		if (err)
+			return err;
+		if (done) /* sm_remove() took the timer; z may be gone */
+			return f->zc ? splice_pump(f) : 0;
+	}
+	/* Paused or draining: nothing wakes the agent when the queue
+	 * empties, so it looks again shortly. */
+	busy = z->tail || !z->running[0] || !z->running[1] || z->peeked[0] ||
+	       z->peeked[1];
+	z->peeked[0] = z->peeked[1] = false;
+	if (busy && !z->timer)
+		z->timer = nm_loop_add_timer(f->agent->loop, ZC_SM_POLL_MS,
+					     sm_on_timer, f);
+	else if (!busy && z->timer) {
+		nm_loop_del_timer(f->agent->loop, z->timer);
+		z->timer = 0;
+	}
+	return 0;
+}
+
+static int64_t sm_on_timer(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_flow *f = data;
+
+	/* The flow may end in there (and delete this timer). */
+	f->zc->timer = 0;
+	nm_flow_advance(f);
+	return NM_TIMER_STOP;
+}
+
+static void zc_on_signal(uint64_t cookie, void *arg)
+{
+	struct nm_agent *a = arg;
+
+	/* Signals come once per ZC_SM_HIGH bytes of a direction: a scan of
+	 * the flows is cheap next to them. */
+	for (struct nm_flow *f = a->flows; f; f = f->next) {
+		if (!f->zc || f->zc->mode != NM_RELAY_SOCKMAP ||
+		    (f->zc->cookie[0] != cookie && f->zc->cookie[1] != cookie))
+			continue;
+		nm_flow_advance(f);
+		return;
+	}
+}
+
+static unsigned int sm_mask(const struct nm_flow *f, int i)
+{
+	const struct nm_zc_flow *z = f->zc;
+	const struct nm_side *s = &f->side[i];
+
+	/* Readable means an end, an error or bytes the verdict has not taken
+	 * yet: never the relayed bytes themselves. While paused the bytes
+	 * wait in the queue and would wake the loop in vain. */
+	return !s->readable && !s->rd_eof && z->running[i] ? NM_EV_READ : 0;
+}
+
+static void sm_remove(struct nm_flow *f)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_sockmap *sm = f->agent->zc.sm;
+
+	if (z->timer)
+		nm_loop_del_timer(f->agent->loop, z->timer);
+	z->timer = 0;
+	/* Both sources first: no skb is redirected to a missing peer. */
+	for (int i = 0; i < 2; i++)
+		if (z->cookie[i])
+			nm_sockmap_stop(sm, z->cookie[i]);
+	for (int i = 0; i < 2; i++)
+		if (z->cookie[i])
+			nm_sockmap_forget(sm, z->cookie[i]);
+}
+
+/* Puts both sides in the maps. 0, -EAGAIN (bytes wait: not now), -errno. */
+static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
+{
+	struct nm_sockmap *sm = f->agent->zc.sm;
+	int err;
+
+	for (int i = 0; i < 2; i++) {
+		socklen_t len = sizeof(z->cookie[i]);
+
+		if (getsockopt(f->side[i].fd, SOL_SOCKET, SO_COOKIE, &z->cookie[i], &len))
+			return -errno;
+	}
+	for (int i = 0; i < 2; i++) {
+		err = sock_written(f->side[1 - i].fd, &z->base[i]);
+		if (err)
+			return err;
+		z->written0[i] = f->written[i];
+	}
+	/* Bytes already queued would be read by the verdict, after the
+	 * written base: count them out by waiting for an empty queue (the
+	 * copy relay reads them first). Read after the bases, so a byte
+	 * that arrives after this check is the verdict's. */
+	for (int i = 0; i < 2; i++)
+		if (!f->side[i].rd_eof && sock_inq(f->side[i].fd) != 0)
+			return -EAGAIN;
+	for (int i = 0; i < 2; i++) {
+		err = nm_sockmap_add_dst(sm, f->side[i].fd, z->cookie[i]);
+		if (!err)
+			err = nm_sockmap_add_dir(sm, z->cookie[i], z->cookie[1 - i],
+						 ZC_SM_HIGH);
+		if (err)
+			return err;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (f->side[i].rd_eof)
+			continue;
+		err = nm_sockmap_start(sm, f->side[i].fd, z->cookie[i]);
+		if (err)
+			return err;
+		z->running[i] = true;
+	}
+	for (int i = 0; i < 2; i++)
+		if (z->running[i])
+			sock_kick(f->side[i].fd);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- flows */
 
 /* Both legs plain TCP at the socket level. (kTLS sockets will qualify
@@ -222,7 +645,29 @@ bool nm_zc_begin(struct nm_flow *f)
 	if (!z)
 		goto fallback;
 	memset(z->pipe, -1, sizeof(z->pipe));
-	z->mode = NM_RELAY_SPLICE;
+	z->mode = a->zc.mode;
+	if (z->mode == NM_RELAY_SOCKMAP) {
+		f->zc = z;
+		err = sm_begin(f, z);
+		if (!err) {
+			a->paths.relay.flows++;
+			return true;
+		}
+		sm_remove(f);
+		f->zc = NULL;
+		memset(z, 0, sizeof(*z));
+		memset(z->pipe, -1, sizeof(z->pipe));
+		if (err == -EAGAIN) {
+			/* Bytes wait in a queue: the copy relay takes them,
+			 * the next event tries again. */
+			f->zc_tried = false;
+			free(z);
+			return false;
+		}
+		pr_debug("msg=\"sockmap relay refused flow, splicing\" flow=%llu err=\"%s\"",
+			 (unsigned long long)f->id, strerror(-err));
+		z->mode = NM_RELAY_SPLICE;
+	}
 	err = zc_open_pipes(z);
 	if (err) {
 		pr_debug("msg=\"relay stays on copy\" flow=%llu err=\"%s\"",
@@ -241,17 +686,36 @@ fallback:
 
 int nm_zc_pump(struct nm_flow *f)
 {
-	return splice_pump(f);
+	int err = f->zc->mode == NM_RELAY_SOCKMAP ? sm_pump(f) : splice_pump(f);
+
+	if (err && nm_log_get_level() >= NM_LOG_DEBUG) {
+		int soerr[2] = { 0, 0 };
+		socklen_t len = sizeof(int);
+
+		for (int i = 0; i < 2; i++)
+			getsockopt(f->side[i].fd, SOL_SOCKET, SO_ERROR, &soerr[i], &len);
+		pr_debug("msg=\"kernel relay ends flow\" flow=%llu mode=%s err=\"%s\" so_error=%d,%d",
+			 (unsigned long long)f->id, nm_relay_mode_name(f->zc->mode),
+			 strerror(-err), soerr[0], soerr[1]);
+	}
+	return err;
 }
 
 unsigned int nm_zc_mask(const struct nm_flow *f, int i)
 {
-	return splice_mask(f, i);
+	return f->zc->mode == NM_RELAY_SOCKMAP ? sm_mask(f, i) : splice_mask(f, i);
 }
 
 void nm_zc_sync(struct nm_flow *f)
 {
-	(void)f; /* splice counts every byte as it moves */
+	uint64_t queued, arrived;
+
+	/* splice counts every byte as it moves; the kernel moves sockmap's */
+	if (f->zc->mode != NM_RELAY_SOCKMAP)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (!sm_backlog(f, i, &queued, &arrived))
+			sm_count(f, i, arrived);
 }
 
 void nm_zc_end(struct nm_flow *f)
@@ -261,6 +725,8 @@ void nm_zc_end(struct nm_flow *f)
 	if (!z)
 		return;
 	nm_zc_sync(f);
+	if (z->mode == NM_RELAY_SOCKMAP)
+		sm_remove(f);
 	zc_close_pipes(z);
 	free(z);
 	f->zc = NULL;

@@ -139,7 +139,7 @@ run_mode() {
 	fi
 }
 
-for mode in ${NM_RELAY_MODES:-copy splice}; do
+for mode in ${NM_RELAY_MODES:-copy splice sockmap}; do
 	run_mode "$mode"
 done
 

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * sockmap.c - loads bpf/nm_relay.bpf.c, attaches its verdict (and parser
+ * where the kernel needs one) to nm_relay_src, and updates the relay's maps
+ * for mesh/zerocopy.c (sockmap.h).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "datapath/sockmap.h"
+#include "lib/errbuf.h"
+#include "nm_relay.skel.h"
+
+struct nm_sockmap {
+	struct nm_relay_bpf *skel;
+	struct ring_buffer *rb;
+	nm_sockmap_sig_fn fn;
+	void *arg;
+	int src_fd, dst_fd, dirs_fd, ctl_fd;
+	bool parser;
+};
+
+/* Before 5.13 an sk_skb verdict runs only behind a stream parser. */
+static bool kernel_needs_parser(void)
+{
+	struct utsname u;
+	unsigned int maj = 0, min = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &maj, &min) != 2)
+		return true;
+	return maj < 5 || (maj == 5 && min < 13);
+}
+
+static int on_sig(void *ctx, void *data, size_t size)
+{
+	struct nm_sockmap *sm = ctx;
+	uint64_t cookie;
+
+	if (size < sizeof(cookie))
+		return 0;
+	memcpy(&cookie, data, sizeof(cookie));
+	sm->fn(cookie, sm->arg);
+	return 0;
+}
+
+int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
+		    char *err, size_t errlen)
+{
+	struct nm_sockmap *sm = calloc(1, sizeof(*sm));
+	int ret;
+
+	*out = NULL;
+	if (!sm)
+		return -ENOMEM;
+	sm->fn = fn;
+	sm->arg = arg;
+	sm->skel = nm_relay_bpf__open();
+	if (!sm->skel) {
+		ret = -errno;
+		nm_set_err(err, errlen, "open nm_relay: %s", strerror(-ret));
+		goto fail;
+	}
+	sm->parser = kernel_needs_parser();
+	bpf_program__set_autoload(sm->skel->progs.nm_relay_parser, sm->parser);
+	ret = nm_relay_bpf__load(sm->skel);
+	if (ret) {
+		nm_set_err(err, errlen, "load nm_relay: %s", strerror(-ret));
+		goto fail;
+	}
+	sm->src_fd = bpf_map__fd(sm->skel->maps.nm_relay_src);
+	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
+	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);
+	sm->ctl_fd = bpf_map__fd(sm->skel->maps.nm_relay_ctl);
+	if (sm->parser &&
+	    bpf_prog_attach(bpf_program__fd(sm->skel->progs.nm_relay_parser),
+			    sm->src_fd, BPF_SK_SKB_STREAM_PARSER, 0)) {
+		ret = -errno;
+		nm_set_err(err, errlen, "attach stream parser: %s", strerror(-ret));
+		goto fail;
+	}
+	if (bpf_prog_attach(bpf_program__fd(sm->skel->progs.nm_relay_verdict),
+			    sm->src_fd, BPF_SK_SKB_STREAM_VERDICT, 0)) {
+		ret = -errno;
+		nm_set_err(err, errlen, "attach stream verdict: %s", strerror(-ret));
+		goto fail;
+	}
+	sm->rb = ring_buffer__new(bpf_map__fd(sm->skel->maps.nm_relay_sig), on_sig,
+				  sm, NULL);
+	if (!sm->rb) {
+		ret = -errno;
+		nm_set_err(err, errlen, "nm_relay_sig ring: %s", strerror(-ret));
+		goto fail;
+	}
+	*out = sm;
+	return 0;
+fail:
+	nm_sockmap_close(sm);
+	return ret ? ret : -EINVAL;
+}
+
+void nm_sockmap_close(struct nm_sockmap *sm)
+{
+	if (!sm)
+		return;
+	ring_buffer__free(sm->rb);
+	/* The programs go with the maps: no link outlives the agent. */
+	nm_relay_bpf__destroy(sm->skel);
+	free(sm);
+}
+
+int nm_sockmap_sig_fd(const struct nm_sockmap *sm)
+{
+	return ring_buffer__epoll_fd(sm->rb);
+}
+
+void nm_sockmap_sig_poll(struct nm_sockmap *sm)
+{
+	ring_buffer__consume(sm->rb);
+}
+
+bool nm_sockmap_has_parser(const struct nm_sockmap *sm)
+{
+	return sm->parser;
+}
+
+static int sock_add(int map_fd, int fd, uint64_t cookie)
+{
+	uint64_t v = (uint64_t)fd;
+
+	return bpf_map_update_elem(map_fd, &cookie, &v, BPF_NOEXIST) ? -errno : 0;
+}
+
+int nm_sockmap_add_dst(struct nm_sockmap *sm, int fd, uint64_t cookie)
+{
+	return sock_add(sm->dst_fd, fd, cookie);
+}
+
+int nm_sockmap_add_dir(struct nm_sockmap *sm, uint64_t cookie, uint64_t peer,
+		       uint64_t high)
+{
+	struct nm_relay_dir d = { .peer = peer };
+	struct nm_relay_ctl c = { .high = high };
+
+	if (bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_NOEXIST))
+		return -errno;
+	if (bpf_map_update_elem(sm->dirs_fd, &cookie, &d, BPF_NOEXIST)) {
+		int ret = -errno;
+
+		bpf_map_delete_elem(sm->ctl_fd, &cookie);
+		return ret;
+	}
+	return 0;
+}
+
+int nm_sockmap_start(struct nm_sockmap *sm, int fd, uint64_t cookie)
+{
+	return sock_add(sm->src_fd, fd, cookie);
+}
+
+int nm_sockmap_stop(struct nm_sockmap *sm, uint64_t cookie)
+{
+	if (bpf_map_delete_elem(sm->src_fd, &cookie) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int nm_sockmap_get_dir(struct nm_sockmap *sm, uint64_t cookie,
+		       struct nm_relay_dir *out)
+{
+	return bpf_map_lookup_elem(sm->dirs_fd, &cookie, out) ? -errno : 0;
+}
+
+int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
+			uint64_t high)
+{
+	struct nm_relay_ctl c = { .sent = sent, .high = high };
+
+	/* The whole record: the program only sets signaled, and one it set
+	 * meanwhile has already sent its signal. */
+	return bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_EXIST) ? -errno : 0;
+}
+
+void nm_sockmap_forget(struct nm_sockmap *sm, uint64_t cookie)
+{
+	bpf_map_delete_elem(sm->src_fd, &cookie);
+	bpf_map_delete_elem(sm->dirs_fd, &cookie);
+	bpf_map_delete_elem(sm->ctl_fd, &cookie);
+	bpf_map_delete_elem(sm->dst_fd, &cookie);
+}

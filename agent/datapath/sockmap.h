@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sockmap.h - the sockmap relay's BPF side (bpf/nm_relay.bpf.h): loads the
+ * sk_skb programs, attaches them to nm_relay_src and manages the sockets
+ * and per-direction records of the flows it carries. The flow logic lives
+ * in mesh/zerocopy.c.
+ *
+ * Kernels: sockhash, sk_skb stream verdict and bpf_sk_redirect_hash exist
+ * since 4.18; a verdict without a stream parser since 5.13 (before, the
+ * parser that takes each skb whole is attached too); the ring buffer the
+ * signals use since 5.8.
+ */
+#ifndef NM_DATAPATH_SOCKMAP_H
+#define NM_DATAPATH_SOCKMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nm_abi.h"
+
+struct nm_sockmap;
+
+/* Called per signal: the source socket's cookie. */
+typedef void (*nm_sockmap_sig_fn)(uint64_t cookie, void *arg);
+
+/* Loads and attaches; 0 or -errno with err filled. */
+int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
+		    char *err, size_t errlen);
+void nm_sockmap_close(struct nm_sockmap *sm);
+/* The signal ring's descriptor (readable when signals wait). */
+int nm_sockmap_sig_fd(const struct nm_sockmap *sm);
+/* Runs fn for each waiting signal. */
+void nm_sockmap_sig_poll(struct nm_sockmap *sm);
+/* Whether the stream parser is attached too (kernel before 5.13). */
+bool nm_sockmap_has_parser(const struct nm_sockmap *sm);
+
+/* fd may receive redirected skbs (nm_relay_dst). 0 or -errno. */
+int nm_sockmap_add_dst(struct nm_sockmap *sm, int fd, uint64_t cookie);
+/* Records the direction cookie -> peer (nm_relay_dirs). 0 or -errno. */
+int nm_sockmap_add_dir(struct nm_sockmap *sm, uint64_t cookie, uint64_t peer,
+		       uint64_t high);
+/* Starts (again) redirecting fd's incoming skbs (nm_relay_src). */
+int nm_sockmap_start(struct nm_sockmap *sm, int fd, uint64_t cookie);
+/* Stops redirecting them: they stay in fd's receive queue. */
+int nm_sockmap_stop(struct nm_sockmap *sm, uint64_t cookie);
+int nm_sockmap_get_dir(struct nm_sockmap *sm, uint64_t cookie,
+		       struct nm_relay_dir *out);
+/* Publishes how much of the redirected bytes reached the peer and re-arms
+ * the signal. */
+int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
+			uint64_t high);
+/* Forgets cookie everywhere (stop first, then the record and dst entry). */
+void nm_sockmap_forget(struct nm_sockmap *sm, uint64_t cookie);
+
+#endif
