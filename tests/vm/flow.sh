@@ -9,6 +9,7 @@
 # come back unchanged, node-1's agent must have taken the remote path, and
 # node-2's agent must have verified the client's SPIFFE ID. Kept small:
 # under TCG every TLS handshake and copy is ~20x slower than on the host.
+# Then the same-node relay once per mesh.relay mode (below), ~10 s each.
 #
 # Layout (mkinitramfs.sh builds it; run.sh uses the same on the host):
 #   <dir>/flow.sh  <dir>/integration/lib/cluster.sh  <dir>/../bin/{nodemeshd,nodemesh,nm_peer}
@@ -57,4 +58,23 @@ in_line=$(nm_flow_line "$(nm_agent_log 2)" inbound flow "$flow" 10) ||
 	flow_fail "no inbound flow line for flow $flow on node-2"
 [[ $(nm_kv "$in_line" peer_id) == "$client_id" ]] ||
 	flow_fail "node-2 verified '$(nm_kv "$in_line" peer_id)', want $client_id"
+
+# The plaintext relay modes (mesh.relay, docs/architecture.md "Zero-copy
+# relay") on this kernel: node-1's agent restarted per mode with the kernel
+# path off, so the same-node service goes client -> agent -> local-echo;
+# each mode must run (agent.json paths.relay) and carry the bytes both ways
+# unchanged. The elapsed times are printed, never compared: under TCG they
+# say little (bench/mesh.sh measures on real CPUs).
+relay_bytes=${NM_VM_RELAY_BYTES:-4194304}
+for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
+	sed -i "s/\"failMode\": \"closed\"[^}]*}/\"failMode\": \"closed\", \"relay\": \"$mode\", \"kernelPath\": false }/" \
+		"$NM_STATE/cluster.json"
+	nm_agent_stop 1
+	nm_agent_start 1 || flow_fail "agent node-1 did not start with mesh.relay $mode"
+	got=$(grep -o '"relay": *{[^}]*}' "/run/nodemesh/$(nm_instance 1)/agent.json" | tr -d ' ')
+	[[ $got == *"\"mode\":\"$mode\""* ]] || flow_fail "mesh.relay $mode runs: $got"
+	out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$relay_bytes" --timeout-ms 60000)
+	[[ $(nm_json "$out" match) == true ]] || flow_fail "relay $mode: client -> 198.19.0.11:80: $out"
+	echo "RELAY mode=$mode bytes=$relay_bytes each way elapsed_ms=$(nm_json "$out" elapsed_ms)"
+done
 echo "FLOW PASS bytes=$bytes flow=$flow"
