@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # test_36_zero_copy - the relay of flows with two plain legs (same-node
-# agent path: client pod -> agent -> local-echo pod), for each mesh.relay
-# mode the agent can be started with (copy is the reference):
+# agent path: client pod -> agent -> local-echo pod, mesh.kernelPath false
+# so the kernel path does not take them), for each mesh.relay mode the agent
+# can be started with (copy is the reference):
 #   <mode>-reported     agent.json paths.relay names the mode, and
 #                       `nodemesh status` prints it
 #   <mode>-echo-4mib    4 MiB each way come back unchanged (nm_peer's
@@ -53,7 +54,8 @@ restart_with() {
 	local mode=$1 tmp
 	shift
 	tmp=$(mktemp)
-	jq --arg m "$mode" '.mesh.relay = $m' "$NM_CLUSTER_JSON" >"$tmp" && mv "$tmp" "$NM_CLUSTER_JSON"
+	jq --arg m "$mode" '.mesh.relay = $m | .mesh.kernelPath = false' "$NM_CLUSTER_JSON" >"$tmp" &&
+		mv "$tmp" "$NM_CLUSTER_JSON"
 	nm_agent_stop 1
 	local kv rc
 	for kv; do export "${kv?}"; done
