@@ -578,6 +578,14 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 	struct nm_sockmap *sm = f->agent->zc.sm;
 	int err;
 
+	/* Bytes already in a receive queue go to the copy relay first (it
+	 * counts them as it writes them): the switch waits for empty queues,
+	 * checked first as it is the cheap test that fails on a busy flow.
+	 * A byte that arrives after it is the verdict's (the switch kicks it),
+	 * counted against bases taken once the copy relay wrote its last. */
+	for (int i = 0; i < 2; i++)
+		if (!f->side[i].rd_eof && sock_inq(f->side[i].fd) != 0)
+			return -EAGAIN;
 	for (int i = 0; i < 2; i++) {
 		socklen_t len = sizeof(z->cookie[i]);
 
@@ -590,13 +598,6 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 			return err;
 		z->written0[i] = f->written[i];
 	}
-	/* Bytes already queued would be read by the verdict, after the
-	 * written base: count them out by waiting for an empty queue (the
-	 * copy relay reads them first). Read after the bases, so a byte
-	 * that arrives after this check is the verdict's. */
-	for (int i = 0; i < 2; i++)
-		if (!f->side[i].rd_eof && sock_inq(f->side[i].fd) != 0)
-			return -EAGAIN;
 	for (int i = 0; i < 2; i++) {
 		err = nm_sockmap_add_dst(sm, f->side[i].fd, z->cookie[i]);
 		if (!err)
