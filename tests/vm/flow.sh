@@ -71,7 +71,7 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 		"$NM_STATE/cluster.json"
 	nm_agent_stop 1
 	nm_agent_start 1 || flow_fail "agent node-1 did not start with mesh.relay $mode"
-	got=$(grep -o '"relay": *{[^}]*}' "/run/nodemesh/$(nm_instance 1)/agent.json" | tr -d ' ')
+	got=$(tr -d ' \n\t' <"/run/nodemesh/$(nm_instance 1)/agent.json" | grep -o '"relay":{[^}]*}')
 	[[ $got == *"\"mode\":\"$mode\""* ]] || flow_fail "mesh.relay $mode runs: $got"
 	out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$relay_bytes" --timeout-ms 60000)
 	[[ $(nm_json "$out" match) == true ]] || flow_fail "relay $mode: client -> 198.19.0.11:80: $out"
