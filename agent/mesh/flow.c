@@ -942,6 +942,13 @@ static int flow_pump(struct nm_flow *f)
 			bool hold = room >= 0;
 			int r;
 
+			/* Records of an earlier write still in the BIO. */
+			if (nm_side_wpending(dst) && side_can_write(dst)) {
+				r = nm_side_flush(dst);
+				if (r && r != -EAGAIN)
+					return pump_fail(f, 1 - i, r);
+				progress |= !r;
+			}
 			if (buf_sendable(f, i) && side_can_write(dst)) {
 				r = nm_side_write(dst, b->data + b->off,
 						  b->len - b->off);
@@ -1003,7 +1010,8 @@ static bool flow_finished(const struct nm_flow *f)
 {
 	return f->side[0].rd_eof && f->side[1].rd_eof && f->side[0].wr_shut &&
 	       f->side[1].wr_shut && nm_buf_empty(&f->buf[0]) &&
-	       nm_buf_empty(&f->buf[1]);
+	       nm_buf_empty(&f->buf[1]) && !nm_side_wpending(&f->side[0]) &&
+	       !nm_side_wpending(&f->side[1]);
 }
 
 /* -------------------------------------------------------------- phases */
@@ -1032,13 +1040,7 @@ static int flow_tls_new(struct nm_flow *f, int side)
 	}
 	if (err)
 		return err;
-	/* Idle flows give their TLS buffers back (10k idle tunnels would
-	 * otherwise pin ~35 KiB each inside OpenSSL). */
-	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
-	/* Read whole records (and whatever follows) in one recv() instead of
-	 * a header read and a body read per record. */
-	SSL_set_read_ahead(s->ssl, 1);
-	return 0;
+	return nm_side_tls_setup(s);
 }
 
 /* Logs a connection a limit does not admit, per reason, rate-limited. */
@@ -1461,7 +1463,7 @@ static unsigned int side_mask(const struct nm_flow *f, int i)
 	if (!s->readable && ((!s->rd_eof && want) || s->wr_want_read))
 		m |= NM_EV_READ;
 	if (!s->writable &&
-	    (buf_sendable(f, 1 - i) || s->rd_want_write ||
+	    (buf_sendable(f, 1 - i) || s->rd_want_write || nm_side_wpending(s) ||
 	     (f->side[1 - i].rd_eof && nm_buf_empty(&f->buf[1 - i]) &&
 	      !s->wr_shut)))
 		m |= NM_EV_WRITE;

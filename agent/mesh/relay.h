@@ -14,8 +14,14 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
-#define NM_BUF_SIZE (16 * 1024)
-#define NM_BUFPOOL_KEEP 256
+/*
+ * 64 KiB: one recv() from the plain side fills four full TLS records, which
+ * leave in one write() (the tunnel's buffering write BIO), and the other
+ * side reads four records per recv() (64 KiB read-ahead). Buffers are held
+ * only while they carry bytes; the pool keeps 64 (4 MiB) for reuse.
+ */
+#define NM_BUF_SIZE (64 * 1024)
+#define NM_BUFPOOL_KEEP 64
 
 struct nm_buf {
 	uint8_t *data; /* NULL while empty */
@@ -47,6 +53,7 @@ struct nm_side {
 	bool rd_want_write;  /* SSL_read needs the socket writable */
 	bool wr_want_read;   /* SSL_write needs the socket readable */
 	bool rst_armed;      /* SO_LINGER {1,0}: dying with it open sends RST */
+	int rd_err;          /* a TLS read error held back behind bytes read */
 	uint64_t bytes_read;
 };
 
@@ -58,6 +65,17 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len);
 int nm_side_shutdown(struct nm_side *s);
 /* TLS bytes decrypted and waiting inside OpenSSL. */
 bool nm_side_pending(const struct nm_side *s);
+/*
+ * Tunes a TLS side once its SSL has its socket: 64 KiB read-ahead, and a
+ * buffering write BIO so the records of one nm_side_write() leave in one
+ * write(). 0 or -ENOMEM.
+ */
+int nm_side_tls_setup(struct nm_side *s);
+/* Encrypted bytes accepted by nm_side_write()/shutdown but not yet on the
+ * socket: the side wants EPOLLOUT and nm_side_flush() until this is false. */
+bool nm_side_wpending(const struct nm_side *s);
+/* Writes them out; 0 all sent, -EAGAIN (writable cleared), -errno. */
+int nm_side_flush(struct nm_side *s);
 /*
  * Arms SO_LINGER {1,0} on a pod-facing socket: if the agent dies with the
  * flow open, the kernel resets the pod's connection instead of sending a
