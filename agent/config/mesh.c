@@ -217,6 +217,40 @@ static int get_relay(struct nm_cfg_parser *p, const json_t *mesh,
 			  nm_jw_show(s, q));
 }
 
+/*
+ * "ktls": "auto" (the kernel's record layer where the probe finds it,
+ * mesh/ktls.h) or "off"; "busyPoll": microseconds of SO_BUSY_POLL on the
+ * relay's sockets, 0 = off. Both read at agent start.
+ */
+static int parse_fastpath(struct nm_cfg_parser *p, const json_t *mesh,
+			  struct nm_mesh_cfg *m)
+{
+	char q[NM_JW_SHOW_BUF];
+	struct nm_jw_field f;
+	long long v;
+	int ret;
+
+	ret = nm_jw_field(&p->j, mesh, "mesh", "ktls", JSON_STRING, false, &f);
+	if (ret < 0)
+		return ret;
+	if (ret) {
+		const char *s = json_string_value(f.v);
+
+		if (strcmp(s, "auto") && strcmp(s, "off"))
+			return nm_jw_fail(&p->j, f.path,
+					  "%s is not \"auto\" or \"off\"",
+					  nm_jw_show(s, q));
+		m->ktls_off = strcmp(s, "off") == 0;
+	}
+	ret = nm_jw_get_int(&p->j, mesh, "mesh", "busyPoll", false, 0, 1000000,
+			    "microseconds (0..1000000; 0 = no busy polling)", &v);
+	if (ret < 0)
+		return ret;
+	if (ret)
+		m->busy_poll_us = (uint32_t)v;
+	return 0;
+}
+
 int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 {
 	static const char *const keys[] = { "outboundPort", "inboundPort",
@@ -226,7 +260,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "kernelPath",
 					    "certExpiryWarning",
 					    "defaultMode", "probers",
-					    "tunnelPool", "relay", NULL };
+					    "tunnelPool", "relay", "ktls",
+					    "busyPoll", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];
@@ -290,6 +325,9 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 		if (v)
 			m->kernel_path = json_is_true(v);
 	}
+	ret = parse_fastpath(p, f.v, m);
+	if (ret)
+		return ret;
 	ret = parse_limits(p, f.v);
 	if (ret)
 		return ret;

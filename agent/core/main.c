@@ -36,6 +36,8 @@
 #include "config/config.h"
 #include "config/policydir.h"
 #include "mesh/proxy.h"
+#include "mesh/ktls.h"
+#include "mesh/relay.h"
 #include "core/caps.h"
 #include "lib/log.h"
 #include "datapath/netlink.h"
@@ -578,6 +580,17 @@ int main(int argc, char **argv)
 	/* The relay mode of plain-plain flows; loads its BPF program (if
 	 * any) now, while the agent still may. */
 	nm_zc_setup(a, a->cluster->mesh.relay);
+	/* Issue 14's tunnel fast paths, chosen once (mesh/ktls.h, relay.h). */
+	nm_ktls_probe(a->cluster->mesh.ktls_off ? NM_KTLS_OFF : NM_KTLS_AUTO,
+		      &a->paths.ktls);
+	pr_info("msg=\"kernel TLS\" mode=%s reason=\"%s\"", a->paths.ktls.mode,
+		a->paths.ktls.reason);
+	if (nm_relay_busy_poll_setup(&a->paths, a->cluster->mesh.busy_poll_us))
+		keep_caps |= 1ull << CAP_NET_ADMIN; /* raising SO_BUSY_POLL */
+	if (a->cluster->mesh.busy_poll_us)
+		pr_info("msg=\"busy polling\" active=%s reason=\"%s\"",
+			a->paths.busy_poll.active ? "yes" : "no",
+			a->paths.busy_poll.reason);
 	if (nm_proxy_listen(a))
 		goto out;
 	health_open(&d);

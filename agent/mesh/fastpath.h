@@ -26,6 +26,7 @@ struct nm_fastpaths {
 	struct nm_path_state relay;       /* plaintext legs: sockmap, splice, copy */
 	struct nm_path_state tunnel_pool; /* pre-established mTLS connections */
 	struct nm_path_state busy_poll;   /* SO_BUSY_POLL on the agent's sockets */
+	uint32_t busy_poll_us;            /* SO_BUSY_POLL value while active */
 	uint64_t reported;                /* flow total agent.json last showed */
 	uint64_t kernel_map_total;        /* kernel_path: 1 + the nm_wl_stats
 					   * kernel_flows sum last read, 0 none */

@@ -71,11 +71,12 @@ static bool sa_equal(const struct sockaddr_storage *a,
 	return pa == pb && memcmp(&aa, &bb, sizeof(aa)) == 0;
 }
 
-static void set_nodelay(int fd)
+static void set_nodelay(struct nm_agent *a, int fd)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nm_side_busy_poll(&a->paths, fd); /* mesh.busyPoll, when on */
 }
 
 static void id_from_cfg(struct nm_agent *a, const char *ns, const char *sa,
@@ -695,7 +696,7 @@ static int flow_connect(struct nm_flow *f)
 	}
 	/* No mark: connect4/6 leave the agent's sockets alone because the
 	 * agent's cgroup is never a meshed workload's (state.c refuses it). */
-	set_nodelay(fd);
+	set_nodelay(f->agent, fd);
 	/* Side 1 faces a pod of this node (inbound, or a same-node relay):
 	 * connect from the client's own address when the agent vouches for
 	 * it (srcaddr.h); otherwise, or on fallback, from the agent's. */
@@ -1040,7 +1041,7 @@ static int flow_tls_new(struct nm_flow *f, int side)
 	}
 	if (err)
 		return err;
-	return nm_side_tls_setup(s);
+	return nm_side_tls_setup(s, &a->paths.ktls);
 }
 
 /* Logs a connection a limit does not admit, per reason, rate-limited. */
@@ -1787,7 +1788,9 @@ void nm_flow_accept(struct nm_listener *l, int fd,
 		nm_flow_reset_fd(fd);
 		return;
 	}
-	set_nodelay(fd);
+	set_nodelay(a, fd);
+	if (a->paths.busy_poll.active)
+		a->paths.busy_poll.flows++;
 	f = flow_new(a, l, dir, fd);
 	if (!f) {
 		nm_limits_put_flow(&a->limits);

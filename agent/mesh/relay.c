@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "mesh/ktls.h"
 #include "mesh/relay.h"
 
 int nm_buf_get(struct nm_bufpool *pool, struct nm_buf *b)
@@ -90,6 +91,27 @@ static int ssl_result(struct nm_side *s, int ret, bool reading)
 }
 
 /*
+ * After application data, with nothing left inside OpenSSL: the kernel
+ * takes over the records (mesh/ktls.h), or this side stays on OpenSSL for
+ * good and gets its read-ahead back.
+ */
+static void tls_try_switch(struct nm_side *s)
+{
+	int r = nm_ktls_switch(s->ssl, s->fd);
+
+	if (r == 0)
+		return;
+	s->ktls_want = false;
+	if (r > 0) {
+		s->ktls = true;
+		if (s->ktls_path)
+			s->ktls_path->flows++;
+	} else {
+		SSL_set_read_ahead(s->ssl, 1);
+	}
+}
+
+/*
  * Reads up to len decrypted bytes: record after record while OpenSSL holds
  * more (the 64 KiB read-ahead holds up to four), so the other side gets
  * them in one write. An error after some bytes waits in rd_err for the
@@ -127,6 +149,8 @@ static int tls_read(struct nm_side *s, uint8_t *buf, size_t len)
 		break;
 	}
 	s->bytes_read += total;
+	if (s->ktls_want && !SSL_has_pending(s->ssl))
+		tls_try_switch(s);
 	return (int)total;
 }
 
@@ -134,8 +158,19 @@ int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len)
 {
 	ssize_t n;
 
-	if (s->ssl)
+	if (s->ssl && !s->ktls)
 		return tls_read(s, buf, len);
+	if (s->ktls) {
+		n = nm_ktls_recv(s->fd, buf, len);
+		if (n == -EAGAIN)
+			s->readable = false;
+		if (n <= 0)
+			return (int)n;
+		if ((size_t)n < len)
+			s->readable = false;
+		s->bytes_read += n;
+		return (int)n;
+	}
 	n = recv(s->fd, buf, len, 0);
 	if (n > 0) {
 		/* A short read means the socket is drained; level-triggered
@@ -227,7 +262,7 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len)
 {
 	ssize_t n;
 
-	if (s->ssl)
+	if (s->ssl && !s->ktls)
 		return tls_write(s, buf, len);
 	n = send(s->fd, buf, len, MSG_NOSIGNAL);
 	if (n >= 0) {
@@ -269,7 +304,7 @@ bool nm_side_pending(const struct nm_side *s)
 {
 	/* Decrypted bytes, or a read-ahead record not yet decrypted: both
 	 * can be read without the socket becoming readable again. */
-	return s->ssl && SSL_has_pending(s->ssl);
+	return s->ssl && !s->ktls && SSL_has_pending(s->ssl);
 }
 
 /*
@@ -279,13 +314,21 @@ bool nm_side_pending(const struct nm_side *s)
 #define NM_TLS_WBUF_SIZE (4 * (16384 + 64) + 64)
 #define NM_TLS_RBUF_SIZE (4 * (16384 + 64))
 
-int nm_side_tls_setup(struct nm_side *s)
+int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls)
 {
 	BIO *sock = SSL_get_wbio(s->ssl), *buf;
 
 	/* Idle flows give their TLS buffers back (10k idle tunnels would
 	 * otherwise pin ~35 KiB each inside OpenSSL). */
 	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
+	s->ktls_path = ktls;
+	/* kTLS: OpenSSL writes straight to the socket (its TX offload needs
+	 * the socket BIO itself) and reads record by record until the
+	 * switch; a failed preparation is plain OpenSSL, tuned below. */
+	if (ktls && ktls->active && sock && !nm_ktls_prepare(s->ssl, s->fd)) {
+		s->ktls_want = true;
+		return 0;
+	}
 	/* Read whole records, and up to four of them, in one recv(). */
 	SSL_set_read_ahead(s->ssl, 1);
 	SSL_set_default_read_buffer_len(s->ssl, NM_TLS_RBUF_SIZE);
@@ -303,6 +346,57 @@ int nm_side_tls_setup(struct nm_side *s)
 	BIO_push(buf, sock);
 	SSL_set0_wbio(s->ssl, buf);
 	return 0;
+}
+
+#ifndef SO_BUSY_POLL
+#define SO_BUSY_POLL 46
+#endif
+#ifndef SO_PREFER_BUSY_POLL
+#define SO_PREFER_BUSY_POLL 69
+#endif
+
+bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us)
+{
+	int fd, one = 1, v = (int)us;
+	char why[96];
+	bool prefer;
+
+	fp->busy_poll_us = 0;
+	if (!us) {
+		nm_path_set(&fp->busy_poll, false, "off", "mesh.busyPoll is 0");
+		return false;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof(v))) {
+		snprintf(why, sizeof(why), "SO_BUSY_POLL: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		nm_path_set(&fp->busy_poll, false, "off", why);
+		return false;
+	}
+	/* 5.11+; without it busy polling still works, just not preferred
+	 * over interrupts. */
+	prefer = !setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one,
+			     sizeof(one));
+	close(fd);
+	snprintf(why, sizeof(why), "SO_BUSY_POLL %u us%s", us,
+		 prefer ? " + SO_PREFER_BUSY_POLL" : "");
+	nm_path_set(&fp->busy_poll, true, prefer ? "busy_poll+prefer" : "busy_poll",
+		    why);
+	fp->busy_poll_us = us;
+	return true;
+}
+
+void nm_side_busy_poll(const struct nm_fastpaths *fp, int fd)
+{
+	int one = 1, v = (int)fp->busy_poll_us;
+
+	if (!fp->busy_poll.active || fd < 0)
+		return;
+	/* Best effort: a socket without it is only slower. */
+	setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof(v));
+	if (strcmp(fp->busy_poll.mode, "busy_poll+prefer") == 0)
+		setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one));
 }
 
 int nm_side_arm_reset(struct nm_side *s)

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "mesh/fastpath.h"
+
 /*
  * 64 KiB: one recv() from the plain side fills four full TLS records, which
  * leave in one write() (the tunnel's buffering write BIO), and the other
@@ -54,6 +56,9 @@ struct nm_side {
 	bool wr_want_read;   /* SSL_write needs the socket readable */
 	bool rst_armed;      /* SO_LINGER {1,0}: dying with it open sends RST */
 	int rd_err;          /* a TLS read error held back behind bytes read */
+	bool ktls_want;      /* prepared for kTLS, RX not switched yet */
+	bool ktls;           /* records in the kernel both ways: plain I/O */
+	struct nm_path_state *ktls_path; /* counts switched flows */
 	uint64_t bytes_read;
 };
 
@@ -66,11 +71,20 @@ int nm_side_shutdown(struct nm_side *s);
 /* TLS bytes decrypted and waiting inside OpenSSL. */
 bool nm_side_pending(const struct nm_side *s);
 /*
- * Tunes a TLS side once its SSL has its socket: 64 KiB read-ahead, and a
- * buffering write BIO so the records of one nm_side_write() leave in one
- * write(). 0 or -ENOMEM.
+ * Tunes a TLS side once its SSL has its connected socket. With ktls active
+ * (the probe's verdict, mesh/ktls.h) the side is prepared for the kernel's
+ * record layer and switches after its first application read; otherwise,
+ * or if that preparation fails, 64 KiB read-ahead and a buffering write
+ * BIO so the records of one nm_side_write() leave in one write(). 0 or
+ * -ENOMEM.
  */
-int nm_side_tls_setup(struct nm_side *s);
+int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls);
+/* The socket carries kTLS both ways: plain read()/write()/splice() on it
+ * are encrypted and decrypted by the kernel (for the zero-copy relay). */
+static inline bool nm_side_ktls(const struct nm_side *s)
+{
+	return s->ktls;
+}
 /* Encrypted bytes accepted by nm_side_write()/shutdown but not yet on the
  * socket: the side wants EPOLLOUT and nm_side_flush() until this is false. */
 bool nm_side_wpending(const struct nm_side *s);
@@ -85,6 +99,15 @@ int nm_side_arm_reset(struct nm_side *s);
 /* Closes the socket; with reset, the peer gets an RST (SO_LINGER 0). A
  * clean close disarms a side armed by nm_side_arm_reset() first. */
 void nm_side_close(struct nm_side *s, bool reset);
+/*
+ * mesh.busyPoll: at start, checks SO_BUSY_POLL (and SO_PREFER_BUSY_POLL)
+ * on a test socket and fills fp->busy_poll; then nm_side_busy_poll() sets
+ * them on every relay socket while active. Raising SO_BUSY_POLL above the
+ * net.core.busy_read default needs CAP_NET_ADMIN, which the agent then
+ * keeps. Returns fp->busy_poll.active.
+ */
+bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us);
+void nm_side_busy_poll(const struct nm_fastpaths *fp, int fd);
 /* Describes the last TLS error for logs. */
 const char *nm_ssl_error_string(char *buf, size_t len);
 

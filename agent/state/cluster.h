@@ -250,6 +250,8 @@ struct nm_mesh_cfg {
 	bool preserve_src;         /* "preserveSourceAddress", default true */
 	bool kernel_path;          /* "kernelPath": same-node connect4/6 rewrite
 				    * straight to the backend, default true */
+	bool ktls_off;             /* "ktls": "auto" (default) or "off" */
+	uint32_t busy_poll_us;     /* "busyPoll": SO_BUSY_POLL us, 0 = off (default) */
 	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
 	enum nm_inbound_mode default_mode; /* "defaultMode", default PERMISSIVE */
 	enum nm_relay_mode relay;  /* "relay", default auto; read at start */

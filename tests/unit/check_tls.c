@@ -17,13 +17,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/tls.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "tools/devca.h"
 #include "lib/spiffe.h"
 #include "nm_check.h"
+#include "mesh/ktls.h"
 #include "mesh/tls.h"
 #include "mesh/tunnel.h"
 
@@ -659,6 +662,98 @@ START_TEST(test_resumption_per_node)
 	nm_tls_free(t1);
 	nm_tls_free(node_a);
 	nm_tls_free(node_b);
+}
+END_TEST
+
+/* --- kTLS receive keys (mesh/ktls.c) ---------------------------------------- */
+
+/*
+ * Reads one TLS 1.3 record off the raw socket and opens it with the
+ * parameters the kernel would get: proves key, IV and the record sequence
+ * number (records OpenSSL read before, tickets included) are exact.
+ */
+static bool open_raw_record(int fd, const struct nm_ktls_params *kp,
+			    const char *want)
+{
+	uint8_t rec[512], out[512], nonce[12];
+	size_t want_len = strlen(want);
+	ssize_t n = -1;
+	int len, fin, ctlen;
+	EVP_CIPHER_CTX *c;
+	bool ok;
+
+	for (int i = 0; i < 100 && n < 0; i++) {
+		n = recv(fd, rec, sizeof(rec), 0);
+		if (n < 0)
+			usleep(1000);
+	}
+	if (n < 5 + 16 || rec[0] != 23 || (size_t)n != 5u + (rec[3] << 8 | rec[4]))
+		return false;
+	ctlen = (int)n - 5 - 16;
+	memcpy(nonce, kp->iv, 12);
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] ^= (uint8_t)(kp->seq >> (56 - 8 * i));
+	c = EVP_CIPHER_CTX_new();
+	ok = kp->cipher == TLS_CIPHER_AES_GCM_128 &&
+	     EVP_DecryptInit_ex(c, EVP_aes_128_gcm(), NULL, kp->key, nonce) &&
+	     EVP_DecryptUpdate(c, NULL, &len, rec, 5) &&
+	     EVP_DecryptUpdate(c, out, &len, rec + 5, ctlen) &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, rec + 5 + ctlen) &&
+	     EVP_DecryptFinal_ex(c, out + len, &fin) > 0;
+	EVP_CIPHER_CTX_free(c);
+	/* Plaintext, then the inner content type (application data). */
+	return ok && (size_t)ctlen == want_len + 1 && out[want_len] == 23 &&
+	       memcmp(out, want, want_len) == 0;
+}
+
+static void ktls_pair(struct nm_tls *tc, struct nm_tls *ts, struct pair *p)
+{
+	pair_open(p);
+	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", &id_server,
+					   "node-k", p->fd[0], &p->c), 0);
+	ck_assert_int_eq(nm_tls_server_new(ts, NULL, NULL, p->fd[1], &p->s), 0);
+	/* fd -1: no ULP on a socketpair, only the bookkeeping. */
+	ck_assert_int_eq(nm_ktls_prepare(p->c, -1), 0);
+	ck_assert_int_eq(nm_ktls_prepare(p->s, -1), 0);
+	drive(p);
+	ck_assert_int_eq(p->c_st, 1);
+	ck_assert_int_eq(p->s_st, 1);
+}
+
+START_TEST(test_ktls_rx_keys)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_ktls_params kp;
+	struct pair p;
+
+	for (int resume = 0; resume < 2; resume++) {
+		nm_tls_set_resumption(t1, resume);
+		nm_tls_set_resumption(t2, resume);
+		ktls_pair(t1, t2, &p);
+		/* Server: before any application record, seq 0. */
+		ck_assert(transfer(p.c, p.s, "NMT1 preamble"));
+		ck_assert_int_eq(nm_ktls_rx_params(p.s, &kp), 0);
+		ck_assert_uint_eq(kp.seq, 1);
+		ck_assert_int_eq(SSL_write(p.c, "up", 2), 2);
+		ck_assert(open_raw_record(p.fd[1], &kp, "up"));
+		/* Client: the status record, after the ticket when resumption
+		 * is on (the server sends it before any data). */
+		ck_assert(transfer(p.s, p.c, "NMT1\0"));
+		ck_assert_int_eq(nm_ktls_rx_params(p.c, &kp), 0);
+		ck_assert_uint_eq(kp.seq, resume ? 2 : 1);
+		ck_assert_int_eq(SSL_write(p.s, "down", 4), 4);
+		ck_assert(open_raw_record(p.fd[0], &kp, "down"));
+		pair_close(&p);
+	}
+
+	/* A KeyUpdate from the peer rules the switch out. */
+	ktls_pair(t1, t2, &p);
+	ck_assert_int_eq(SSL_key_update(p.s, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+	ck_assert(transfer(p.s, p.c, "after update"));
+	ck_assert_int_eq(nm_ktls_rx_params(p.c, &kp), -EKEYREJECTED);
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
 }
 END_TEST
 
@@ -1453,6 +1548,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(hs, test_client_foreign_trust_domain_refused);
 	tcase_add_test(hs, test_client_without_alpn_refused);
 	tcase_add_test(hs, test_resumption);
+	tcase_add_test(hs, test_ktls_rx_keys);
 	tcase_add_test(hs, test_resumption_per_node);
 	tcase_add_test(hs, test_new_errors);
 	tcase_add_test(hs, test_ca_leaf_refused_both_ways);

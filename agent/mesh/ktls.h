@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ktls.h - the TLS record layer in the kernel for tunnel sockets (issue 14,
+ * DESIGN §2 path 4), where the kernel has the `tls` ULP.
+ *
+ * The handshake stays in OpenSSL. Sending: OpenSSL's own kTLS TX
+ * (SSL_OP_ENABLE_KTLS) once the application keys are in place. Receiving:
+ * OpenSSL 3.0 has no TLS 1.3 kTLS RX, so this file installs TLS_RX itself
+ * from the peer's application traffic secret (keylog callback, HKDF-Expand-
+ * Label) and the exact count of records OpenSSL already read under that key
+ * (message callback), at a point where OpenSSL holds no unread bytes.
+ * After that switch the socket is read and written as a plain socket; the
+ * kernel encrypts, decrypts and reports alerts as control records.
+ *
+ * Fallback at every step is plain OpenSSL, never plaintext: TX is only ever
+ * enabled by OpenSSL after the keys are in the kernel, and a connection
+ * whose TX did not switch keeps OpenSSL's software records.
+ */
+#ifndef NM_MESH_KTLS_H
+#define NM_MESH_KTLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <openssl/ssl.h>
+
+#include "mesh/fastpath.h"
+
+enum nm_ktls_mode { NM_KTLS_AUTO = 0, NM_KTLS_OFF = 1 };
+
+/*
+ * Decides at start whether tunnels try kTLS: mode off, an OpenSSL built
+ * without kTLS, or a kernel without the `tls` ULP (probed on a loopback TCP
+ * pair, TLS_TX and TLS_RX with a dummy AES-GCM key) leave it off. Fills p:
+ * active/mode "tx+rx" or "off" and the reason. Returns p->active.
+ */
+bool nm_ktls_probe(enum nm_ktls_mode mode, struct nm_path_state *p);
+
+/*
+ * Before the handshake, on an SSL attached to its connected socket: puts
+ * the tls ULP on the socket, asks OpenSSL for kTLS TX and records what the
+ * switch needs. 0, or -errno: the connection then runs plain OpenSSL.
+ */
+int nm_ktls_prepare(SSL *ssl, int fd);
+
+/*
+ * After OpenSSL returned application data and holds nothing unread
+ * (SSL_has_pending() false): installs TLS_RX if OpenSSL's TX went to the
+ * kernel. 1 switched (from now on only plain socket I/O, never SSL_read/
+ * SSL_write), 0 not yet (ask again after the next read), -1 this
+ * connection stays on OpenSSL (TX not offloaded, no secret, a KeyUpdate,
+ * TLS_RX refused: the socket is unchanged either way).
+ */
+int nm_ktls_switch(SSL *ssl, int fd);
+
+/* The peer's record protection as the kernel takes it (and a test can
+ * check by decrypting a record by hand). */
+struct nm_ktls_params {
+	int cipher;       /* TLS_CIPHER_* of linux/tls.h */
+	size_t key_len;
+	unsigned char key[32];
+	unsigned char iv[12];
+	unsigned long long seq; /* next record's sequence number */
+};
+
+/* 0, -EAGAIN (handshake not done / not prepared), -EKEYREJECTED (the peer
+ * sent a KeyUpdate), -ENOKEY, -EOPNOTSUPP (cipher), -errno. */
+int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p);
+
+/*
+ * Reads from a switched socket: > 0 bytes, 0 close_notify (or FIN),
+ * -EAGAIN, -ECONNRESET, -EPROTO for any other alert or record type.
+ */
+ssize_t nm_ktls_recv(int fd, void *buf, size_t len);
+
+#endif
