@@ -1323,6 +1323,35 @@ START_TEST(test_mesh_relay)
 }
 END_TEST
 
+/* mesh.ktls (mesh/ktls.h) and mesh.busyPoll: defaults auto and 0. */
+START_TEST(test_ktls_busy_poll)
+{
+	char err[NM_ERRMSG_MAX];
+	struct nm_cluster *c = NULL;
+
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert(!c->mesh.ktls_off);
+	ck_assert_uint_eq(c->mesh.busy_poll_us, 0);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'ktls':'off','busyPoll':50}}", &c, err) == 0,
+		      "%s", err);
+	ck_assert(c->mesh.ktls_off);
+	ck_assert_uint_eq(c->mesh.busy_poll_us, 50);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'ktls':'auto'}}", &c, err) == 0, "%s", err);
+	ck_assert(!c->mesh.ktls_off);
+	nm_cluster_free(c);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'ktls':'on'}}"),
+			 NAME ": mesh.ktls: \"on\" is not \"auto\" or \"off\"");
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'ktls':true}}"),
+				     "mesh.ktls"));
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'busyPoll':-1}}"),
+				     "mesh.busyPoll"));
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'busyPoll':1000001}}"),
+				     "mesh.busyPoll"));
+}
+END_TEST
+
 START_TEST(test_mesh_limits)
 {
 	char err[NM_ERRMSG_MAX];
@@ -1558,6 +1587,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_policy_fields);
 	tcase_add_test(tc, test_telemetry_section);
 	tcase_add_test(tc, test_preserve_source_address);
+	tcase_add_test(tc, test_ktls_busy_poll);
 	tcase_add_test(tc, test_kernel_path);
 	tcase_add_test(tc, test_mesh_relay);
 	tcase_add_test(tc, test_inbound_mode);

@@ -78,3 +78,67 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	echo "RELAY mode=$mode bytes=$relay_bytes each way elapsed_ms=$(nm_json "$out" elapsed_ms)"
 done
 echo "FLOW PASS bytes=$bytes flow=$flow"
+
+# --- kTLS (issue 14): the same cluster, where the kernel has the tls ULP.
+# Byte-exact through kTLS TX+RX both ways (status: active, flows > 0),
+# half-close and reset, then node-2 with mesh.ktls off (plain OpenSSL)
+# against node-1's kTLS, and the echo throughput of both agents with kTLS
+# and with it off. Prints "KTLS PASS ..." / "KTLS FAIL: ..." /
+# "KTLS SKIP: ...". NM_VM_KTLS_BYTES: bytes per throughput run.
+ktls_fail() { echo "KTLS FAIL: $*"; nm_dump_logs 15 2>&1; exit 1; }
+path_row() { # NODE PATH -> NAME ACTIVE MODE FLOWS REASON...
+	"$NODEMESH" status --instance "$(nm_instance "$1")" 2>/dev/null |
+		awk -v p="$2" '$1 == p { print; exit }'
+}
+echo_ok() { # BYTES -> elapsed ms, or fails
+	local o
+	o=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.10:80 --bytes "$1" --timeout-ms 120000)
+	[[ $(nm_json "$o" match) == true && $(nm_json "$o" bytes_received) == "$1" ]] || return 1
+	nm_json "$o" elapsed_ms
+}
+restart() { # NODE CONFIG
+	nm_agent_stop "$1"
+	nm_agent_start "$1" --config "$2" || ktls_fail "node-$1 did not restart with $2"
+}
+if ! grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null; then
+	read -r _ _ _ _ why <<<"$(path_row 1 ktls)"
+	echo "KTLS SKIP: no tls ULP in this kernel (agent: $why)"
+	exit 0
+fi
+for n in 1 2; do
+	read -r _ active mode _ <<<"$(path_row "$n" ktls)"
+	[[ $active == yes && $mode == tx+rx ]] || ktls_fail "node-$n ktls: $(path_row "$n" ktls)"
+done
+kbytes=${NM_VM_KTLS_BYTES:-4194304}
+echo_ok "$kbytes" >/dev/null || ktls_fail "$kbytes bytes through kTLS did not echo intact"
+closer=$bin/nm_closer
+nm_pod_spawn echo closer-echo "$closer" serve --port 9000
+nm_pod_info echo
+nm_wait_listen "$NM_P_NS" 9000 10 || ktls_fail "closer in echo did not listen"
+to="$(nm_pod_ip echo):9000"
+close_checks() { # LABEL
+	local o
+	o=$(nm_pod_exec client "$closer" halfclose --to "$to" --bytes 300000 2>&1)
+	[[ $o == *'answer "got 300000"'* ]] || ktls_fail "$1 halfclose: $o"
+	o=$(nm_pod_exec client "$closer" reset --to "$to" 2>&1)
+	[[ $o == *ECONNRESET* ]] || ktls_fail "$1 server reset: $o"
+}
+close_checks ktls
+sleep 1.5 # agent.json is rewritten at most once a second
+for n in 1 2; do
+	read -r _ _ _ flows _ <<<"$(path_row "$n" ktls)"
+	((flows > 0)) || ktls_fail "node-$n switched no flow to kTLS: $(path_row "$n" ktls)"
+done
+t_on=$(echo_ok "$kbytes") || ktls_fail "throughput run (kTLS) did not echo intact"
+# Interop: node-2 on plain OpenSSL, node-1 still kTLS.
+sed 's/"failMode": "closed"/"failMode": "closed", "ktls": "off"/' "$NM_STATE/cluster.json" \
+	>"$NM_STATE/cluster-noktls.json"
+restart 2 "$NM_STATE/cluster-noktls.json"
+read -r _ active mode _ why <<<"$(path_row 2 ktls)"
+[[ $active == no && $why == "mesh.ktls is off" ]] || ktls_fail "node-2 with ktls off: $(path_row 2 ktls)"
+echo_ok 1048576 >/dev/null || ktls_fail "kTLS node-1 <-> OpenSSL node-2 did not echo intact"
+close_checks interop
+restart 1 "$NM_STATE/cluster-noktls.json"
+t_off=$(echo_ok "$kbytes") || ktls_fail "throughput run (ktls off) did not echo intact"
+mbps() { echo $((2 * $1 * 8 / 1000 / ($2 > 0 ? $2 : 1))); }
+echo "KTLS PASS bytes=$kbytes echo_mbit_s_ktls=$(mbps "$kbytes" "$t_on") echo_mbit_s_off=$(mbps "$kbytes" "$t_off") ms_ktls=$t_on ms_off=$t_off"

@@ -124,6 +124,13 @@ if [ -x "$R/flow/flow.sh" ]; then
 	else
 		result flow FAIL
 	fi
+	# The kTLS step of flow.sh (issue 14): its figures in the extra field.
+	kl=$(grep '^  | KTLS ' "$W/flow.out" | tail -n 1)
+	case $kl in
+	*"KTLS PASS"*) result ktls PASS "${kl#*KTLS PASS }" ;;
+	*"KTLS SKIP"*) result ktls SKIP "reason=no-tls-ulp" ;;
+	*) result ktls FAIL ;;
+	esac
 else
 	result flow SKIP "reason=not-built"
 fi

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# test_35_relay_tls - the tuned cross-node relay (64 KiB buffers, several
+# TLS records per read and per write) and the kernel-TLS choice (issue 14):
+#   relay-ktls-status     both agents report the ktls path as the kernel
+#                         allows it: with the tls ULP registered
+#                         (/proc/sys/net/ipv4/tcp_available_ulp) active,
+#                         mode tx+rx; without it inactive, mode off, reason
+#                         "no tls ULP in this kernel"
+#   relay-bytes-exact     4 MiB through the tunnel and back (echo), byte
+#                         for byte, three times in parallel
+#   relay-small-writes    20,000 writes of 8 bytes (TCP_NODELAY) arrive
+#                         intact and in order (the batching reorders nothing)
+#   relay-halfclose       after the client's FIN the server's 300,000-byte
+#                         answer still arrives
+#   relay-server-reset    a server's RST reaches the client as ECONNRESET
+#   relay-client-reset    a client's RST reaches the server as ECONNRESET
+#   relay-ktls-flows      the ktls flow count: > 0 with kTLS, 0 without
+#   relay-busy-poll       mesh.busyPoll 50 on node-1 (restarted): status
+#                         says active with its value, and 1 MiB still echoes
+set -uo pipefail
+. "$(dirname "$0")/lib/cluster.sh"
+
+CLOSER=$NM_BUILD/tests/tools/nm_closer
+[[ -x $CLOSER ]] || { nm_fail relay-tls "$CLOSER missing (run make)"; exit 1; }
+PY=$(command -v python3) || { nm_fail relay-tls "python3 missing"; exit 1; }
+nm_scenario_up relay-tls
+VIP=198.19.0.10:80
+
+# One path's row of `nodemesh status`: NAME ACTIVE MODE FLOWS REASON...
+path_row() { # NODE PATH
+	"$NODEMESH" status --instance "$(nm_instance "$1")" 2>/dev/null |
+		awk -v p="$2" '$1 == p { print; exit }'
+}
+
+# --- status: the kernel's word decides what the agent must say --------------
+if grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null; then
+	have_ktls=1
+else
+	have_ktls=0
+fi
+bad=""
+for n in 1 2; do
+	row=$(path_row "$n" ktls)
+	read -r _ active mode _ reason <<<"$row"
+	if ((have_ktls)); then
+		[[ $active == yes && $mode == tx+rx ]] || bad+=" node-$n: '$row'"
+	else
+		[[ $active == no && $mode == off && $reason == "no tls ULP in this kernel" ]] ||
+			bad+=" node-$n: '$row'"
+	fi
+done
+if [[ -z $bad ]]; then
+	nm_pass relay-ktls-status
+else
+	nm_fail relay-ktls-status "kernel tls ULP=$have_ktls;$bad"
+fi
+
+# --- bytes: 4 MiB each way, three flows at once ------------------------------
+pids=()
+for i in 1 2 3; do
+	nm_pod_exec client "$NM_PEER" send --to "$VIP" --bytes 4194304 --timeout-ms 60000 \
+		>"$NM_STATE/send-$i.out" 2>&1 &
+	pids+=("$!")
+done
+wait "${pids[@]}"
+bad=""
+for i in 1 2 3; do
+	out=$(cat "$NM_STATE/send-$i.out")
+	[[ $(nm_json "$out" match) == true && $(nm_json "$out" bytes_received) == 4194304 ]] ||
+		bad+=" flow $i: $out"
+done
+if [[ -z $bad ]]; then
+	nm_pass relay-bytes-exact
+else
+	nm_fail relay-bytes-exact "$bad"
+fi
+
+# --- many small writes: order and content -----------------------------------
+small='
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+n = 20000
+s = socket.create_connection((host, int(port)), timeout=30)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+want = b"".join(b"%07d\n" % i for i in range(n))
+for i in range(n):
+    s.sendall(b"%07d\n" % i)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    c = s.recv(65536)
+    if not c:
+        break
+    got += c
+if got == want:
+    print("ok %d" % len(got))
+else:
+    i = next((k for k in range(min(len(got), len(want))) if got[k] != want[k]), min(len(got), len(want)))
+    print("mismatch: got %d bytes, want %d, first difference at %d" % (len(got), len(want), i))
+'
+out=$(nm_pod_exec client "$PY" -c "$small" "$VIP" 2>&1)
+if [[ $out == "ok 160000" ]]; then
+	nm_pass relay-small-writes
+else
+	nm_fail relay-small-writes "$out"
+fi
+
+# --- close semantics through the tuned relay ---------------------------------
+nm_pod_spawn echo closer-echo "$CLOSER" serve --port 9000
+nm_pod_info echo
+nm_wait_listen "$NM_P_NS" 9000 5 || nm_fail relay-tls "closer in echo did not listen"
+to="$(nm_pod_ip echo):9000"
+if out=$(nm_pod_exec client "$CLOSER" halfclose --to "$to" --bytes 300000 2>&1) &&
+	[[ $out == *'answer "got 300000"'* ]]; then
+	nm_pass relay-halfclose
+else
+	nm_fail relay-halfclose "$out"
+fi
+out=$(nm_pod_exec client "$CLOSER" reset --to "$to" 2>&1)
+if [[ $out == *ECONNRESET* ]]; then
+	nm_pass relay-server-reset
+else
+	nm_fail relay-server-reset "$out"
+fi
+nm_pod_exec client "$CLOSER" client-reset --to "$to" >/dev/null 2>&1
+if nm_wait_file_match "$NM_STATE/closer-echo.out" '^wait: ECONNRESET' 5; then
+	nm_pass relay-client-reset
+else
+	nm_fail relay-client-reset "server saw: $(tail -n 1 "$NM_STATE/closer-echo.out")"
+fi
+
+# --- flows that switched to kTLS (agent.json is rewritten within a second) ---
+sleep 1.5
+bad=""
+for n in 1 2; do
+	row=$(path_row "$n" ktls)
+	read -r _ _ _ flows _ <<<"$row"
+	if ((have_ktls)); then
+		[[ $flows =~ ^[0-9]+$ ]] && ((flows > 0)) || bad+=" node-$n: '$row'"
+	else
+		[[ $flows == 0 ]] || bad+=" node-$n: '$row'"
+	fi
+done
+if [[ -z $bad ]]; then
+	nm_pass relay-ktls-flows
+else
+	nm_fail relay-ktls-flows "kernel tls ULP=$have_ktls;$bad"
+fi
+
+# --- busy polling on node-1 ----------------------------------------------------
+sed 's/"failMode": "closed"/"failMode": "closed", "busyPoll": 50/' "$NM_STATE/cluster.json" \
+	>"$NM_STATE/cluster-bp.json"
+nm_agent_stop 1
+nm_agent_start 1 --config "$NM_STATE/cluster-bp.json" ||
+	nm_fail relay-busy-poll "node-1 did not restart with busyPoll"
+row=$(path_row 1 busy_poll)
+read -r _ active mode _ reason <<<"$row"
+out=$(nm_pod_exec client "$NM_PEER" send --to "$VIP" --bytes 1048576 --timeout-ms 30000 2>&1)
+if [[ $active == yes && $mode == busy_poll* && $reason == "SO_BUSY_POLL 50 us"* &&
+	$(nm_json "$out" match) == true ]]; then
+	nm_pass relay-busy-poll
+else
+	nm_fail relay-busy-poll "status '$row'; send: $out"
+fi
+
+((NM_FAILS)) && nm_dump_logs
+exit $((NM_FAILS > 0))
