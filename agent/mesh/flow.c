@@ -662,6 +662,7 @@ static int flow_connect_pooled(struct nm_flow *f)
 	flow_res_keepalive(f, fd);
 	flow_res_attempt_started(f);
 	f->side[1] = (struct nm_side){ .fd = fd, .ssl = ssl, .writable = true };
+	nm_side_tls_adopt(&f->side[1], &a->paths.ktls);
 	f->pooled = true;
 	f->tunnel = 1;
 	f->phase = NM_PH_HANDSHAKE;

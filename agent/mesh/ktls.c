@@ -241,6 +241,13 @@ int nm_ktls_prepare(SSL *ssl, int fd)
 	return 0;
 }
 
+bool nm_ktls_prepared(const SSL *ssl)
+{
+	const struct kt_conn *k = ssl ? kt_of(ssl) : NULL;
+
+	return k && !k->done;
+}
+
 /* --- keys ------------------------------------------------------------------ */
 
 /* HKDF-Expand-Label(secret, label, "", len) of RFC 8446 §7.1. */

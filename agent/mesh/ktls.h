@@ -43,6 +43,9 @@ bool nm_ktls_probe(enum nm_ktls_mode mode, struct nm_path_state *p);
  */
 int nm_ktls_prepare(SSL *ssl, int fd);
 
+/* nm_ktls_prepare() ran on ssl and it has not switched or given up. */
+bool nm_ktls_prepared(const SSL *ssl);
+
 /*
  * After OpenSSL returned application data and holds nothing unread
  * (SSL_has_pending() false): installs TLS_RX if OpenSSL's TX went to the

@@ -284,8 +284,12 @@ static void conn_on_event(struct nm_loop *loop, int fd, unsigned int events,
 			conn_failed(p, c, strerror(-err));
 			return;
 		}
-		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
-		SSL_set_read_ahead(c->ssl, 1);
+		/* As a flow's own tunnel: kTLS or the tuned OpenSSL path. */
+		err = nm_ssl_tune(c->ssl, c->fd, &p->agent->paths.ktls);
+		if (err < 0) {
+			conn_failed(p, c, strerror(-err));
+			return;
+		}
 		c->state = PC_HANDSHAKE;
 		/* fall through */
 	case PC_HANDSHAKE:

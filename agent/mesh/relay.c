@@ -314,24 +314,21 @@ bool nm_side_pending(const struct nm_side *s)
 #define NM_TLS_WBUF_SIZE (4 * (16384 + 64) + 64)
 #define NM_TLS_RBUF_SIZE (4 * (16384 + 64))
 
-int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls)
+int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls)
 {
-	BIO *sock = SSL_get_wbio(s->ssl), *buf;
+	BIO *sock = SSL_get_wbio(ssl), *buf;
 
 	/* Idle flows give their TLS buffers back (10k idle tunnels would
 	 * otherwise pin ~35 KiB each inside OpenSSL). */
-	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
-	s->ktls_path = ktls;
+	SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
 	/* kTLS: OpenSSL writes straight to the socket (its TX offload needs
 	 * the socket BIO itself) and reads record by record until the
 	 * switch; a failed preparation is plain OpenSSL, tuned below. */
-	if (ktls && ktls->active && sock && !nm_ktls_prepare(s->ssl, s->fd)) {
-		s->ktls_want = true;
-		return 0;
-	}
+	if (ktls && ktls->active && sock && !nm_ktls_prepare(ssl, fd))
+		return 1;
 	/* Read whole records, and up to four of them, in one recv(). */
-	SSL_set_read_ahead(s->ssl, 1);
-	SSL_set_default_read_buffer_len(s->ssl, NM_TLS_RBUF_SIZE);
+	SSL_set_read_ahead(ssl, 1);
+	SSL_set_default_read_buffer_len(ssl, NM_TLS_RBUF_SIZE);
 	if (!sock)
 		return 0;
 	buf = BIO_new(BIO_f_buffer());
@@ -344,8 +341,25 @@ int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls)
 	 * it as rbio: reads stay unbuffered here (OpenSSL's read-ahead
 	 * does that), only writes gather. */
 	BIO_push(buf, sock);
-	SSL_set0_wbio(s->ssl, buf);
+	SSL_set0_wbio(ssl, buf);
 	return 0;
+}
+
+int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls)
+{
+	int r = nm_ssl_tune(s->ssl, s->fd, ktls);
+
+	if (r < 0)
+		return r;
+	s->ktls_path = ktls;
+	s->ktls_want = r == 1;
+	return 0;
+}
+
+void nm_side_tls_adopt(struct nm_side *s, struct nm_path_state *ktls)
+{
+	s->ktls_path = ktls;
+	s->ktls_want = nm_ktls_prepared(s->ssl);
 }
 
 #ifndef SO_BUSY_POLL

@@ -79,6 +79,11 @@ bool nm_side_pending(const struct nm_side *s);
  * -ENOMEM.
  */
 int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls);
+/* The same for an SSL made outside a flow (the tunnel pool), before its
+ * handshake: 1 prepared for kTLS, 0 tuned for OpenSSL, -ENOMEM. */
+int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls);
+/* A flow takes over such an SSL (after nm_ssl_tune and its handshake). */
+void nm_side_tls_adopt(struct nm_side *s, struct nm_path_state *ktls);
 /* The socket carries kTLS both ways: plain read()/write()/splice() on it
  * are encrypted and decrypted by the kernel (for the zero-copy relay). */
 static inline bool nm_side_ktls(const struct nm_side *s)
