@@ -28,6 +28,7 @@
 #include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
+#include "lib/log.h"
 #include "mesh/ktls.h"
 
 #ifndef SOL_TLS
@@ -403,6 +404,8 @@ int nm_ktls_switch(SSL *ssl, int fd)
 	}
 	len = rx_info(&p, &info);
 	ret = setsockopt(fd, SOL_TLS, TLS_RX, &info, len);
+	pr_debug("msg=\"kTLS receive switch\" fd=%d seq=%llu server=%d result=\"%s\"",
+		 fd, p.seq, SSL_is_server(ssl), ret ? strerror(errno) : "ok");
 	OPENSSL_cleanse(&p, sizeof(p));
 	OPENSSL_cleanse(&info, sizeof(info));
 	/* A refused TLS_RX leaves the socket as it was: OpenSSL decrypts. */
@@ -422,13 +425,17 @@ ssize_t nm_ktls_recv(int fd, void *buf, size_t len)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return -EAGAIN;
+		pr_debug("msg=\"kTLS receive failed\" fd=%d err=\"%s\"", fd,
+			 strerror(errno));
 		if (errno == ECONNRESET || errno == EPIPE)
 			return -ECONNRESET;
 		/* EBADMSG (a record failed to authenticate) and the rest. */
 		return errno == EBADMSG ? -EPROTO : -errno;
 	}
-	if (m.msg_flags & MSG_CTRUNC)
+	if (m.msg_flags & MSG_CTRUNC) {
+		pr_debug("msg=\"kTLS record type truncated\" fd=%d", fd);
 		return -EPROTO;
+	}
 	cm = CMSG_FIRSTHDR(&m);
 	if (cm && cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE) {
 		unsigned char type = *CMSG_DATA(cm);
@@ -436,10 +443,16 @@ ssize_t nm_ktls_recv(int fd, void *buf, size_t len)
 
 		if (type == REC_ALERT && n >= 2 && b[1] == 0)
 			return 0; /* close_notify: the clean end */
-		if (type != REC_APPDATA)
-			return -EPROTO; /* another alert, a KeyUpdate, a ticket */
+		if (type != REC_APPDATA) {
+			/* another alert, a KeyUpdate, a ticket */
+			pr_debug("msg=\"kTLS control record\" fd=%d type=%u len=%zd b0=%u b1=%u",
+				 fd, type, n, n > 0 ? b[0] : 0, n > 1 ? b[1] : 0);
+			return -EPROTO;
+		}
 	}
 	/* A FIN without close_notify is a truncated stream, as in OpenSSL's
 	 * path (relay.c): never a clean end. */
+	if (n == 0)
+		pr_debug("msg=\"kTLS FIN without close_notify\" fd=%d len=%zu", fd, len);
 	return n == 0 ? -ECONNRESET : n;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "lib/log.h"
 #include "mesh/ktls.h"
 #include "mesh/relay.h"
 
@@ -97,7 +98,13 @@ static int ssl_result(struct nm_side *s, int ret, bool reading)
  */
 static void tls_try_switch(struct nm_side *s)
 {
-	int r = nm_ktls_switch(s->ssl, s->fd);
+	int r;
+
+	/* A record OpenSSL began to send must be finished by OpenSSL (the
+	 * kernel already has part of it): switch after a later read. */
+	if (s->ssl_wpend)
+		return;
+	r = nm_ktls_switch(s->ssl, s->fd);
 
 	if (r == 0)
 		return;
@@ -244,8 +251,12 @@ static int tls_write(struct nm_side *s, const uint8_t *buf, size_t len)
 			r = ssl_result(s, ret, false);
 			if (r == 0)
 				r = -ECONNRESET;
+			/* OpenSSL holds part of a record: it must finish it
+			 * before the socket may be written directly. */
+			s->ssl_wpend = r == -EAGAIN;
 			break;
 		}
+		s->ssl_wpend = false;
 		total += put;
 	}
 	if (total) {
@@ -265,6 +276,9 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len)
 	if (s->ssl && !s->ktls)
 		return tls_write(s, buf, len);
 	n = send(s->fd, buf, len, MSG_NOSIGNAL);
+	if (n < 0 && s->ktls && errno != EAGAIN && errno != EINTR)
+		pr_debug("msg=\"kTLS send failed\" fd=%d len=%zu err=\"%s\"",
+			 s->fd, len, strerror(errno));
 	if (n >= 0) {
 		if ((size_t)n < len)
 			s->writable = false;
@@ -292,7 +306,15 @@ int nm_side_shutdown(struct nm_side *s)
 			ret = nm_side_flush(s);
 			return ret == -EAGAIN ? 0 : ret;
 		}
-		ret = ssl_result(s, ret, false);
+		{
+			char e[160];
+			int en = errno;
+
+			ret = ssl_result(s, ret, false);
+			if (ret && ret != -EAGAIN)
+				pr_debug("msg=\"TLS shutdown failed\" fd=%d ktls=%d err=\"%s\" errno=%d",
+					 s->fd, s->ktls, nm_ssl_error_string(e, sizeof(e)), en);
+		}
 		return ret == 0 ? 0 : ret;
 	}
 	if (shutdown(s->fd, SHUT_WR) && errno != ENOTCONN)

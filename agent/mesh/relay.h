@@ -58,6 +58,7 @@ struct nm_side {
 	int rd_err;          /* a TLS read error held back behind bytes read */
 	bool ktls_want;      /* prepared for kTLS, RX not switched yet */
 	bool ktls;           /* records in the kernel both ways: plain I/O */
+	bool ssl_wpend;      /* an SSL_write waits to be retried (no switch) */
 	struct nm_path_state *ktls_path; /* counts switched flows */
 	uint64_t bytes_read;
 };

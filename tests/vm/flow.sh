@@ -85,7 +85,7 @@ echo "FLOW PASS bytes=$bytes flow=$flow"
 # against node-1's kTLS, and the echo throughput of both agents with kTLS
 # and with it off. Prints "KTLS PASS ..." / "KTLS FAIL: ..." /
 # "KTLS SKIP: ...". NM_VM_KTLS_BYTES: bytes per throughput run.
-ktls_fail() { echo "KTLS FAIL: $*"; nm_dump_logs 15 2>&1; exit 1; }
+ktls_fail() { echo "KTLS FAIL: $*"; nm_dump_logs 40 2>&1; exit 1; }
 path_row() { # NODE PATH -> NAME ACTIVE MODE FLOWS REASON...
 	"$NODEMESH" status --instance "$(nm_instance "$1")" 2>/dev/null |
 		awk -v p="$2" '$1 == p { print; exit }'
