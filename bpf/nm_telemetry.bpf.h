@@ -12,8 +12,9 @@
  *   - a pod's accept()ed socket whose local address is a workload of this
  *     node (nm_endpoints, NM_EP_LOCAL) at PASSIVE_ESTABLISHED_CB.
  * For those sockops asks for the RTT, STATE and RETRANS callbacks and keeps
- * the kernel's tcp_sock counters in the socket's storage; at TCP_CLOSE the
- * storage becomes one NM_EVT_FLOW_CLOSE record. Nothing else is looked at:
+ * the kernel's tcp_sock counters in the socket's storage (kernel-path
+ * sockets: STATE only, sampled at close); at TCP_CLOSE the storage becomes
+ * one NM_EVT_FLOW_CLOSE record. Nothing else is looked at:
  * host sockets and unmeshed destinations never get storage.
  *
  * Tunables (const volatile rodata, set by the loader before load so the
@@ -221,7 +222,15 @@ static __always_inline void nm_tel_connect(struct bpf_sock_ops *skops)
 	ss->dst_identity_id = orig->dst_identity_id;
 	ss->service_id = orig->service_id;
 	ss->generation = orig->generation;
-	nm_tel_want_callbacks(skops);
+	/* A kernel-path socket is the application's own, at full speed, and
+	 * nobody reads its statistics before it closes: the close record
+	 * samples the same counters at TCP_CLOSE, so it asks for no per-ACK
+	 * (RTT) callback, only for the state changes. */
+	if (orig->flags & NM_ORIG_KERNEL)
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_STATE_CB_FLAG);
+	else
+		nm_tel_want_callbacks(skops);
 }
 
 /* ACTIVE_ESTABLISHED_CB: the connect succeeded. */
