@@ -267,7 +267,8 @@ nm_write_cluster_json() {
 
 	{
 		printf '{\n  "trustDomain": "%s",\n  "certDir": "certs",\n' "$NM_TRUST_DOMAIN"
-		# NM_MESH_EXTRA: more "mesh" keys (a JSON fragment) for a test.
+		# NM_MESH_EXTRA: more "mesh" keys (a JSON fragment) for a test
+		# (not kernelPath: duplicate keys are refused; set NM_KERNEL_PATH).
 		# The scenarios test the agent path, same-node flows too, so the
 		# same-node kernel path (on by default in the agent) is off here
 		# unless a test asks for it (NM_KERNEL_PATH=true, test_33).
