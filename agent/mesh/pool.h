@@ -99,9 +99,11 @@ void nm_pool_configure(struct nm_pool *p, struct nm_agent *a,
 		       const struct nm_pool_cfg *cfg);
 /*
  * A flow wants a tunnel for k: 0 with *fd and *ssl (handshake done, peer
- * verified against k->peer; the caller owns both and must register fd with
- * the loop itself), or -ENOENT (none live: the flow makes its own). Either
- * way the key is (re)filled in the background.
+ * verified against k->peer; the caller owns both, registers fd with the
+ * loop and checks the peer again), and the key is refilled in the
+ * background; or -ENOENT (none live: the flow makes its own tunnel and
+ * calls nm_pool_warm once it answered). Dead or stale tunnels met on the
+ * way are dropped (discards, retired).
  */
 int nm_pool_take(struct nm_pool *p, const struct nm_pool_key *k, int *fd,
 		 SSL **ssl);
