@@ -914,8 +914,10 @@ static int flow_take_status(struct nm_flow *f)
 	b->off += n;
 	flow_res_attempt_done(f, true, false);
 	/* The tunnel works and its session ticket came before the status:
-	 * the pool's handshakes for this key now resume (mesh/pool.h). */
-	if (!f->pooled) {
+	 * the pool's handshakes for this key now resume (mesh/pool.h). Also
+	 * after a pooled flow: the refill starts once this flow's path
+	 * through both agents is done, not in its way. */
+	{
 		struct nm_pool_key k;
 
 		flow_pool_key(f, &k);

@@ -377,8 +377,9 @@ int nm_pool_take(struct nm_pool *p, const struct nm_pool_key *k, int *fd,
 		p->stats.misses++;
 		return -ENOENT;
 	}
+	/* The refill waits for the flow's status (nm_pool_warm): on a
+	 * shared CPU it would otherwise compete with this very flow. */
 	b->used_ms = now;
-	bucket_want(p, b);
 	for (c = b->conns; c; c = next) {
 		next = c->next;
 		if (c->state != PC_IDLE)

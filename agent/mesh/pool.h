@@ -15,8 +15,8 @@
  * check, so the destination identity is part of the key.
  *
  * One NMTP flow per connection: a pooled connection is used once and the
- * pool makes a new one in the background (deferred to a timer, never on the
- * flow's critical path; the TLS 1.3 session cache makes it a resumed
+ * pool makes a new one in the background once that flow's status came
+ * (deferred to a timer, never on the flow's critical path; the TLS 1.3 session cache makes it a resumed
  * handshake). The first flow to a key warms it; a key nobody took from in
  * idleTimeoutMs is not refilled, so quiet peers cost nothing.
  *
@@ -100,15 +100,15 @@ void nm_pool_configure(struct nm_pool *p, struct nm_agent *a,
 /*
  * A flow wants a tunnel for k: 0 with *fd and *ssl (handshake done, peer
  * verified against k->peer; the caller owns both, registers fd with the
- * loop and checks the peer again), and the key is refilled in the
- * background; or -ENOENT (none live: the flow makes its own tunnel and
+ * loop, checks the peer again and calls nm_pool_warm once the
+ * peer's status came, which refills the key); or -ENOENT (none live: the flow makes its own tunnel and
  * calls nm_pool_warm once it answered). Dead or stale tunnels met on the
  * way are dropped (discards, retired).
  */
 int nm_pool_take(struct nm_pool *p, const struct nm_pool_key *k, int *fd,
 		 SSL **ssl);
-/* A flow made its own tunnel for k and it works (its status came): keep
- * cfg.size ready for the next ones. The refill runs on a timer. */
+/* A flow's tunnel for k (its own or a pooled one) works: its status came.
+ * Keeps cfg.size ready for the next flows; the refill runs on a 0 ms timer. */
 void nm_pool_warm(struct nm_pool *p, const struct nm_pool_key *k);
 /* Periodic (the agent's sweep): retires stale idle connections and
  * handshakes past their deadline, forgets unused keys. */
