@@ -23,7 +23,8 @@
 # prefix and instance name, default nodemesh), BENCH_LOG_LEVEL (default warn),
 # BENCH_TUNNEL_POOL (the outbound agent's mesh.tunnelPool.size; unset = the
 # agent's default, 0 = no pool: a second candidate with 0 compares the pool
-# with full connects in the same run).
+# with full connects in the same run), BENCH_BUSY_POLL (mesh.busyPoll of
+# both agents, microseconds; unset = off).
 set -euo pipefail
 
 : "${BENCH_CERT_DIR:?run me from peers.sh --candidate (BENCH_CERT_DIR unset)}"
@@ -44,6 +45,16 @@ RESUME=on
 [[ -x $NODEMESHD ]] || { echo "candidate-hop: $NODEMESHD not built (run make)" >&2; exit 1; }
 [[ -z ${BENCH_TUNNEL_POOL:-} || $BENCH_TUNNEL_POOL =~ ^[0-9]+$ ]] ||
 	{ echo "candidate-hop: BENCH_TUNNEL_POOL is not a number: '$BENCH_TUNNEL_POOL'" >&2; exit 2; }
+[[ -z ${BENCH_BUSY_POLL:-} || $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] ||
+	{ echo "candidate-hop: BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'" >&2; exit 2; }
+# The "mesh" member of a cluster file: POOL_JSON is the pool's part.
+mesh_json() { # POOL_JSON
+	local parts=() IFS=,
+	[[ -n $1 ]] && parts+=("$1")
+	[[ -n ${BENCH_BUSY_POLL:-} ]] && parts+=("\"busyPoll\": $BENCH_BUSY_POLL")
+	((${#parts[@]})) && printf '  "mesh": { %s },\n' "${parts[*]}"
+	return 0
+}
 
 TD=cluster.local
 CLIENT_ID=spiffe://$TD/ns/default/sa/client
@@ -64,8 +75,10 @@ done
 # --- cluster files: forwards only, no nodes (no BPF datapath is loaded).
 {
 	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-out",\n' "$TD"
+	pool=""
 	[[ -n ${BENCH_TUNNEL_POOL:-} ]] &&
-		printf '  "mesh": { "tunnelPool": { "size": %d } },\n' "$BENCH_TUNNEL_POOL"
+		pool=$(printf '"tunnelPool": { "size": %d }' "$BENCH_TUNNEL_POOL")
+	mesh_json "$pool"
 	printf '  "forwards": [\n'
 	sep=""
 	for svc in LAT TPUT CONN; do
@@ -79,7 +92,9 @@ done
 	printf '\n  ]\n}\n'
 } >"$DIR/out.json"
 {
-	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-in",\n  "forwards": [\n' "$TD"
+	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-in",\n' "$TD"
+	mesh_json ""
+	printf '  "forwards": [\n'
 	sep=""
 	for svc in LAT TPUT CONN; do
 		i=BENCH_IN_$svc s=BENCH_SRV_$svc
