@@ -622,8 +622,14 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 
 /* ---------------------------------------------------------------- flows */
 
-/* Both legs plain TCP at the socket level. (kTLS sockets will qualify
- * too: after the switch they read and write plaintext.) */
+/*
+ * Both legs plain TCP at the socket level. A kTLS leg (relay.h
+ * nm_side_ktls(), once it lands) reads and writes plaintext too, but only
+ * splice may take it: its close_notify arrives as a control record that a
+ * plain read or splice reports as EIO (it must end the direction, not reset
+ * the flow), and a socket with the tls ULP is not a sockmap member on every
+ * kernel this agent supports. Until that is handled, TLS legs stay on copy.
+ */
 static bool zc_eligible(const struct nm_flow *f)
 {
 	for (int i = 0; i < 2; i++)

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * test_relay.c - the sockmap relay's kernel side (bpf/nm_relay.bpf.h,
+ * agent/datapath/sockmap.h) over real loopback TCP connections in a private
+ * network namespace: the behaviours mesh/zerocopy.c relies on, per kernel.
+ * Run as root.
+ *
+ * Two connected pairs c<->a and b<->s: a and b are the agent's two legs of
+ * one flow (the client's and the server's socket), c and s the endpoints.
+ *   redirect      bytes written on c come out of s unchanged and the other
+ *                 way, without the legs reading; nm_relay_dirs counts them;
+ *                 nothing waits for user space on the legs
+ *   fin           c's FIN: a reads EOF by MSG_PEEK, b has no error (the
+ *                 FIN's empty skb is not redirected: EPIPE), and s gets
+ *                 every byte then EOF once b is shut down
+ *   pause         a out of nm_relay_src: c's bytes wait on a's side, s
+ *                 gets none; back in and kicked (SO_RCVLOWAT) they go out,
+ *                 in order, then new ones after them
+ *   tail          sources stopped, bytes arrive, both legs leave the maps:
+ *                 a plain read of a gets every one, then EOF
+ *   signal        passing `high` bytes redirected and not yet `sent` puts
+ *                 a's cookie on the signal ring, once until re-armed
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include <net/if.h>
+
+#include "datapath/sockmap.h"
+#include "../unit/nm_check.h"
+
+#define HIGH_DEFAULT (1u << 30)
+
+static struct nm_sockmap *sm;
+static int c_fd = -1, a_fd = -1, b_fd = -1, s_fd = -1;
+static uint64_t a_ck, b_ck, signals[8];
+static unsigned int n_signals;
+
+static void on_sig(uint64_t cookie, void *arg)
+{
+	(void)arg;
+	if (n_signals < 8)
+		signals[n_signals] = cookie;
+	n_signals++;
+}
+
+/* A connected loopback pair: *cli connected, *srv accepted. */
+static void tcp_pair(int *cli, int *srv)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+	*cli = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(*cli, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	*srv = accept(l, NULL, NULL);
+	ck_assert_int_ge(*srv, 0);
+	close(l);
+}
+
+static uint64_t cookie_of(int fd)
+{
+	uint64_t ck = 0;
+	socklen_t len = sizeof(ck);
+
+	ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &ck, &len), 0);
+	return ck;
+}
+
+static void kick(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+}
+
+/* The flow's two legs a and b in the maps, both redirecting. */
+static void setup_with(uint64_t high)
+{
+	char err[160] = "";
+
+	n_signals = 0;
+	ck_assert_msg(nm_sockmap_open(&sm, on_sig, NULL, err, sizeof(err)) == 0, "%s", err);
+	tcp_pair(&c_fd, &a_fd);
+	tcp_pair(&b_fd, &s_fd);
+	a_ck = cookie_of(a_fd);
+	b_ck = cookie_of(b_fd);
+	ck_assert_int_eq(nm_sockmap_add_dst(sm, a_fd, a_ck), 0);
+	ck_assert_int_eq(nm_sockmap_add_dst(sm, b_fd, b_ck), 0);
+	ck_assert_int_eq(nm_sockmap_add_dir(sm, a_ck, b_ck, high), 0);
+	ck_assert_int_eq(nm_sockmap_add_dir(sm, b_ck, a_ck, high), 0);
+	ck_assert_int_eq(nm_sockmap_start(sm, a_fd, a_ck), 0);
+	ck_assert_int_eq(nm_sockmap_start(sm, b_fd, b_ck), 0);
+}
+
+static void setup(void)
+{
+	setup_with(HIGH_DEFAULT);
+}
+
+static void teardown(void)
+{
+	int *fds[] = { &c_fd, &a_fd, &b_fd, &s_fd };
+
+	if (sm) {
+		nm_sockmap_forget(sm, a_ck);
+		nm_sockmap_forget(sm, b_ck);
+	}
+	for (size_t i = 0; i < 4; i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	nm_sockmap_close(sm);
+	sm = NULL;
+}
+
+static uint8_t pat(uint64_t off, unsigned int seed)
+{
+	uint64_t x = (off + seed) * 0x9e3779b97f4a7c15ull;
+
+	return (uint8_t)(x >> 56);
+}
+
+static void send_pattern(int fd, size_t n, unsigned int seed, uint64_t from)
+{
+	uint8_t buf[16384];
+
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
+		ssize_t w;
+
+		for (size_t i = 0; i < k; i++)
+			buf[i] = pat(from + done + i, seed);
+		w = write(fd, buf, k);
+		ck_assert_int_gt(w, 0);
+		done += (size_t)w;
+	}
+}
+
+/* Reads n bytes within ms and checks them against the pattern. Returns the
+ * bytes that arrived (n unless the time ran out). */
+static size_t recv_pattern(int fd, size_t n, unsigned int seed, uint64_t from, int ms)
+{
+	uint8_t buf[16384];
+	size_t got = 0;
+
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		size_t k = n - got < sizeof(buf) ? n - got : sizeof(buf);
+		ssize_t r;
+
+		if (poll(&p, 1, ms) <= 0)
+			break;
+		r = read(fd, buf, k);
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			ck_assert_msg(buf[i] == pat(from + got + i, seed),
+				      "byte %zu differs", (size_t)(from + got + i));
+		got += (size_t)r;
+	}
+	return got;
+}
+
+static int inq(int fd)
+{
+	int n = -1;
+
+	ck_assert_int_eq(ioctl(fd, SIOCINQ, &n), 0);
+	return n;
+}
+
+START_TEST(test_redirect)
+{
+	struct nm_relay_dir d;
+	uint8_t c;
+	const size_t up = 1u << 20, down = 65537;
+
+	send_pattern(c_fd, up, 1, 0);
+	ck_assert_uint_eq(recv_pattern(s_fd, up, 1, 0, 2000), up);
+	send_pattern(s_fd, down, 2, 0);
+	ck_assert_uint_eq(recv_pattern(c_fd, down, 2, 0, 2000), down);
+	ck_assert_int_eq(nm_sockmap_get_dir(sm, a_ck, &d), 0);
+	ck_assert_uint_eq(d.peer, b_ck);
+	ck_assert_uint_eq(d.redirected, up);
+	ck_assert_int_eq(nm_sockmap_get_dir(sm, b_ck, &d), 0);
+	ck_assert_uint_eq(d.redirected, down);
+	/* Nothing left for user space on the legs. */
+	ck_assert_int_eq(recv(a_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(inq(b_fd), 0);
+}
+END_TEST
+
+START_TEST(test_fin)
+{
+	const size_t n = 300001;
+	int soerr = -1, i;
+	socklen_t len = sizeof(soerr);
+	uint8_t c;
+	ssize_t r = -1;
+
+	send_pattern(c_fd, n, 3, 0);
+	ck_assert_int_eq(shutdown(c_fd, SHUT_WR), 0);
+	for (i = 0; i < 200; i++) {
+		r = recv(a_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0)
+			break;
+		usleep(5000);
+	}
+	ck_assert_msg(r == 0, "a did not see EOF (recv %zd, errno %d)", r, errno);
+	ck_assert_uint_eq(recv_pattern(s_fd, n, 3, 0, 2000), n);
+	ck_assert_int_eq(getsockopt(b_fd, SOL_SOCKET, SO_ERROR, &soerr, &len), 0);
+	ck_assert_int_eq(soerr, 0);
+	ck_assert_int_eq(shutdown(b_fd, SHUT_WR), 0);
+	ck_assert_int_eq(read(s_fd, &c, 1), 0);
+	/* The other way still works after the half-close. */
+	send_pattern(s_fd, 4096, 4, 0);
+	ck_assert_uint_eq(recv_pattern(c_fd, 4096, 4, 0, 2000), 4096);
+}
+END_TEST
+
+START_TEST(test_pause)
+{
+	const size_t n = 100000;
+	struct nm_relay_dir d;
+
+	ck_assert_int_eq(nm_sockmap_stop(sm, a_ck), 0);
+	send_pattern(c_fd, n, 5, 0);
+	ck_assert_uint_eq(recv_pattern(s_fd, 1, 5, 0, 200), 0);
+	/* Where they wait differs by kernel (the receive queue, or the
+	 * psock when its data_ready stays hooked without a program): what
+	 * counts is that none went out and none is lost. */
+	ck_assert_int_eq(nm_sockmap_get_dir(sm, a_ck, &d), 0);
+	ck_assert_uint_eq(d.redirected, 0);
+	ck_assert_int_eq(nm_sockmap_start(sm, a_fd, a_ck), 0);
+	kick(a_fd);
+	ck_assert_uint_eq(recv_pattern(s_fd, n, 5, 0, 2000), n);
+	ck_assert_int_eq(inq(a_fd), 0);
+	/* And new bytes keep flowing after them. */
+	send_pattern(c_fd, n, 5, n);
+	ck_assert_uint_eq(recv_pattern(s_fd, n, 5, n, 2000), n);
+}
+END_TEST
+
+/* The agent's tail (mesh/zerocopy.c sm_to_tail): sources stopped, bytes
+ * arrive, then both legs leave every map; a plain read gets them all. */
+START_TEST(test_tail)
+{
+	const size_t first = 70000, n = 200000;
+
+	send_pattern(c_fd, first, 7, 0);
+	ck_assert_uint_eq(recv_pattern(s_fd, first, 7, 0, 2000), first);
+	ck_assert_int_eq(nm_sockmap_stop(sm, a_ck), 0);
+	ck_assert_int_eq(nm_sockmap_stop(sm, b_ck), 0);
+	send_pattern(c_fd, n, 7, first);
+	usleep(100 * 1000);
+	nm_sockmap_forget(sm, a_ck);
+	nm_sockmap_forget(sm, b_ck);
+	ck_assert_uint_eq(recv_pattern(a_fd, n, 7, first, 2000), n);
+	ck_assert_int_eq(shutdown(c_fd, SHUT_WR), 0);
+	ck_assert_uint_eq(recv_pattern(a_fd, 1, 7, first + n, 2000), 0);
+}
+END_TEST
+
+START_TEST(test_signal)
+{
+	const size_t n = 256 * 1024;
+
+	teardown();
+	setup_with(64 * 1024);
+	send_pattern(c_fd, n, 6, 0);
+	ck_assert_uint_eq(recv_pattern(s_fd, n, 6, 0, 2000), n);
+	nm_sockmap_sig_poll(sm);
+	ck_assert_uint_eq(n_signals, 1); /* latched until re-armed */
+	ck_assert_uint_eq(signals[0], a_ck);
+	ck_assert_int_eq(nm_sockmap_set_sent(sm, a_ck, n, 64 * 1024), 0);
+	send_pattern(c_fd, n, 6, n);
+	ck_assert_uint_eq(recv_pattern(s_fd, n, 6, n, 2000), n);
+	nm_sockmap_sig_poll(sm);
+	ck_assert_uint_eq(n_signals, 2);
+}
+END_TEST
+
+static Suite *relay_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("sockmap");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_redirect);
+	tcase_add_test(tc, test_fin);
+	tcase_add_test(tc, test_pause);
+	tcase_add_test(tc, test_tail);
+	tcase_add_test(tc, test_signal);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static int loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int main(void)
+{
+	if (unshare(CLONE_NEWNET) || loopback_up()) {
+		fprintf(stderr, "test_relay: private network namespace: %s\n",
+			strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return nm_check_run(relay_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
+}
