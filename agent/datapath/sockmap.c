@@ -27,7 +27,7 @@ struct nm_sockmap {
 };
 
 /* Before 5.13 an sk_skb verdict runs only behind a stream parser. */
-static bool kernel_needs_parser(void)
+bool nm_sockmap_needs_parser(void)
 {
 	struct utsname u;
 	unsigned int maj = 0, min = 0;
@@ -66,7 +66,7 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		nm_set_err(err, errlen, "open nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
-	sm->parser = kernel_needs_parser();
+	sm->parser = nm_sockmap_needs_parser();
 	bpf_program__set_autoload(sm->skel->progs.nm_relay_parser, sm->parser);
 	ret = nm_relay_bpf__load(sm->skel);
 	if (ret) {

@@ -32,6 +32,9 @@ void nm_sockmap_close(struct nm_sockmap *sm);
 int nm_sockmap_sig_fd(const struct nm_sockmap *sm);
 /* Runs fn for each waiting signal. */
 void nm_sockmap_sig_poll(struct nm_sockmap *sm);
+/* This kernel runs an sk_skb verdict only behind a stream parser (before
+ * 5.13, from uname). */
+bool nm_sockmap_needs_parser(void);
 /* Whether the stream parser is attached too (kernel before 5.13). */
 bool nm_sockmap_has_parser(const struct nm_sockmap *sm);
 

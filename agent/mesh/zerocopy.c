@@ -121,9 +121,19 @@ void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted)
 {
 	char why[96] = "";
 
-	a->zc.mode = wanted == NM_RELAY_AUTO ? NM_RELAY_SPLICE : wanted;
+	/*
+	 * auto: sockmap where the verdict runs alone (5.13+: the kernels the
+	 * relay's tests run on, 6.1 to 6.18), and it was the fastest there
+	 * (docs/bench.md); splice before, where only the parser-behind mode
+	 * exists, and wherever the program does not load.
+	 */
+	a->zc.mode = wanted;
+	if (wanted == NM_RELAY_AUTO)
+		a->zc.mode = nm_sockmap_needs_parser() ? NM_RELAY_SPLICE : NM_RELAY_SOCKMAP;
 	if (wanted == NM_RELAY_COPY)
 		snprintf(why, sizeof(why), "mesh.relay is copy");
+	if (wanted == NM_RELAY_AUTO && a->zc.mode == NM_RELAY_SPLICE)
+		snprintf(why, sizeof(why), "kernel before 5.13: sockmap verdict needs a parser");
 	if (a->zc.mode == NM_RELAY_SOCKMAP && zc_sockmap_open(a, why, sizeof(why))) {
 		pr_warn("msg=\"sockmap relay unavailable, using splice\" reason=\"%s\"", why);
 		a->zc.mode = NM_RELAY_SPLICE;
