@@ -398,12 +398,20 @@ static int sm_watch(struct nm_flow *f, int i)
 }
 
 /*
- * The tail: once a leg ended (or a paused source cannot run again: a
- * socket that is no longer ESTABLISHED cannot join a sockmap), both
- * sources stop, and when every redirected byte is in its peer's socket the
- * flow leaves the maps and splice finishes it (the bytes still in the
- * receive queues, the FINs), with splice's end-of-stream semantics. Without
- * pipe descriptors the copy relay finishes it instead.
+ * The tail: a paused source that cannot run again (a socket that is no
+ * longer ESTABLISHED cannot join a sockmap: its FIN came while paused).
+ * Both sources stop, and when every redirected byte is in its peer's
+ * socket the flow leaves the maps and splice finishes it (the bytes still
+ * in the receive queues, the FINs). Without pipe descriptors the copy
+ * relay finishes it instead.
+ *
+ * Stopping a source whose peer still sends is not free: an skb the
+ * kernel's data_ready took just before the verdict left can meet no
+ * program and be dropped, or be redirected after the agent read the
+ * counters and then be purged with the peer's psock. So a FIN never sends
+ * a flow here (sm_fin() forwards it inside the maps), and a running
+ * source whose own FIN came (nothing more can arrive on it) is the only
+ * kind this stops without that risk.
  */
 static int sm_to_tail(struct nm_flow *f, bool *done)
 {
@@ -461,6 +469,10 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail)
 	if (err)
 		return err;
 	sm_count(f, i, arrived);
+	/* Its FIN came while it ran: nothing more arrives to pause for, and
+	 * a socket past ESTABLISHED could not join the map again. */
+	if (f->side[i].rd_eof)
+		return 0;
 	if (z->running[i] && queued > ZC_SM_HIGH) {
 		/* A slow receiver: stop taking the source's bytes; TCP's
 		 * window holds the sender. */
@@ -486,10 +498,45 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail)
 	return 0;
 }
 
+/*
+ * Direction i's end, inside the maps: once side i read its FIN and every
+ * byte it redirected is in side 1-i's socket, side 1-i sends its FIN
+ * (behind those bytes, as the copy relay does). The sources stay in the
+ * map until both ends came (sm_remove() at the flow's end): stopping one
+ * whose peer still sends could lose an skb (sm_to_tail()). Sets *drain
+ * while the redirected bytes are still on their way.
+ */
+static int sm_fin(struct nm_flow *f, int i, bool *drain)
+{
+	struct nm_side *dst = &f->side[1 - i];
+	uint64_t queued, arrived;
+	int err;
+
+	if (!f->side[i].rd_eof || dst->wr_shut)
+		return 0;
+	err = sm_backlog(f, i, &queued, &arrived);
+	if (err)
+		return err;
+	sm_count(f, i, arrived);
+	if (queued) {
+		*drain = true;
+		return 0;
+	}
+	err = nm_side_shutdown(dst);
+	if (err == -EAGAIN) {
+		*drain = true;
+		return 0;
+	}
+	if (err)
+		return err;
+	dst->wr_shut = true;
+	return 0;
+}
+
 static int sm_pump(struct nm_flow *f)
 {
 	struct nm_zc_flow *z = f->zc;
-	bool busy = false, done;
+	bool busy = false, drain = false, done;
 	int err;
 
 	for (int i = 0; i < 2; i++) {
@@ -500,10 +547,13 @@ static int sm_pump(struct nm_flow *f)
 			return err;
 		}
 	}
-	if (f->side[0].rd_eof || f->side[1].rd_eof)
-		z->tail = true;
 	for (int i = 0; i < 2 && !z->tail; i++) {
 		err = sm_dir(f, i, &z->tail);
+		if (err)
+			return err;
+	}
+	for (int i = 0; i < 2 && !z->tail; i++) {
+		err = sm_fin(f, i, &drain);
 		if (err)
 			return err;
 	}
@@ -516,7 +566,7 @@ static int sm_pump(struct nm_flow *f)
 	}
 	/* Paused or draining: nothing wakes the agent when the queue
 	 * empties, so it looks again shortly. */
-	busy = z->tail || !z->running[0] || !z->running[1] || z->peeked[0] ||
+	busy = drain || !z->running[0] || !z->running[1] || z->peeked[0] ||
 	       z->peeked[1];
 	z->peeked[0] = z->peeked[1] = false;
 	if (busy && !z->timer)

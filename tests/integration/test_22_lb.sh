@@ -120,11 +120,14 @@ for i in range(n):
             if not d:
                 break
             got += d
+        port_used = s.getsockname()[1]
         s.close()
         if got == b"lb":
             ok += 1
         else:
             fail += 1
+            if fail <= 3:
+                print("short %d: local port %d got %r" % (i, port_used, got), file=sys.stderr)
     except OSError as e:
         fail += 1
         if fail <= 3:

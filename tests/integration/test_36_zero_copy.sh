@@ -13,6 +13,11 @@
 #                       (telemetry bytes with the kernel moving them)
 #   <mode>-halfclose    4 MiB then FIN: the server reads them all, and its
 #                       answer arrives after (FIN only after the last byte)
+#   <mode>-short-flows  5000 one-request connections (send, FIN, read the
+#                       echo to its end) each get their bytes back: the
+#                       answer races the client's FIN through the relay
+#                       (test_22's canary runs catch the same race under
+#                       more load: 10000 connects, two agents busy)
 #   <mode>-server-reset / <mode>-client-reset   RST for RST, both ways
 #   <mode>-slow-bounded a receiver that reads nothing for 2 s: the sender
 #                       is stopped well short of 64 MiB (the relay does not
@@ -65,6 +70,37 @@ restart_with() {
 	return $rc
 }
 
+# One-request connections: N sequential connects to HOST:PORT, each sends
+# 16 bytes, half-closes and must read them back; prints ok= and fail=.
+cat >"$NM_STATE/short.py" <<'PY'
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ok = fail = 0
+for i in range(n):
+    msg = b"%016d" % i
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(msg)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = s.recv(64)
+            if not d:
+                break
+            got += d
+        s.close()
+    except OSError as e:
+        got = repr(e).encode()
+    if got == msg:
+        ok += 1
+    else:
+        fail += 1
+        if fail <= 3:
+            print("connect %d got %r" % (i, got), file=sys.stderr)
+print("ok=%d fail=%d" % (ok, fail))
+PY
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
+
 relay_field() { jq -r ".paths.relay.$1" "$agent_json" 2>/dev/null; }
 
 # wait_flows MIN: paths.relay.flows reaches MIN (heartbeat: once a second).
@@ -106,6 +142,13 @@ run_mode() {
 
 	out=$(nm_pod_exec client "$CLOSER" halfclose --to "$pod:9000" --bytes "$n" 2>&1)
 	nm_check "$mode-halfclose" "$out" grep -q "answer \"got $n\"" <<<"$out"
+
+	out=$(nm_pod_exec client "$PY" "$NM_STATE/short.py" 198.19.0.11 80 5000 2>&1)
+	if [[ $(nm_kv "$out" ok) == 5000 ]]; then
+		nm_pass "$mode-short-flows"
+	else
+		nm_fail "$mode-short-flows" "$(tr '\n' ' ' <<<"$out")"
+	fi
 
 	out=$(nm_pod_exec client "$CLOSER" reset --to "$pod:9000" 2>&1)
 	nm_check "$mode-server-reset" "$out" grep -q ECONNRESET <<<"$out"
