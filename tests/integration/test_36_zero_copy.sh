@@ -23,6 +23,11 @@
 #                       is stopped well short of 64 MiB (the relay does not
 #                       queue without bound), then every byte arrives
 #                       (FNV-1a of the 64 MiB matches)
+#   <mode>-slow-reader  a receiver that stays slow (16 KiB per 1 ms) takes
+#                       24 MiB: every byte arrives in order (FNV-1a
+#                       matches) while the sender is held back by the
+#                       whole path's windows (sockmap: the pauses the
+#                       agent logged are printed; often none)
 #   <mode>-flows        paths.relay.flows counted the long flows (not copy)
 #   sockmap-fallback    with sockmap unavailable (NODEMESH_NO_SOCKMAP, the
 #                       probe's test hook) mesh.relay sockmap runs splice,
@@ -39,9 +44,11 @@ nm_scenario_up zero-copy
 
 nm_pod_spawn local-echo closer-local-echo "$CLOSER" serve --port 9000
 nm_pod_spawn local-echo slow-local-echo "$SLOW" serve --port 9100 --delay-ms 2000
+nm_pod_spawn local-echo trickle-local-echo "$SLOW" serve --port 9101 --delay-ms 0 --read-pause-us 1000
 nm_pod_info local-echo
 nm_wait_listen "$NM_P_NS" 9000 5 || nm_fail zero-copy "closer did not listen"
 nm_wait_listen "$NM_P_NS" 9100 5 || nm_fail zero-copy "nm_slow did not listen"
+nm_wait_listen "$NM_P_NS" 9101 5 || nm_fail zero-copy "nm_slow (trickle) did not listen"
 pod=$(nm_pod_ip local-echo)
 log1=$(nm_agent_log 1)
 agent_json=/run/nodemesh/$(nm_instance 1)/agent.json
@@ -173,6 +180,16 @@ run_mode() {
 		nm_pass "$mode-slow-bounded (sender stopped at $at of $slow_n, bound $bound)"
 	else
 		nm_fail "$mode-slow-bounded" "bound $bound: $out"
+	fi
+
+	local pauses0 pauses
+	pauses0=$(grep -c 'msg="sockmap relay paused"' "$log1")
+	out=$(nm_pod_exec client "$SLOW" send --to "$pod:9101" --bytes $((24 << 20)) --probe-ms 100 --timeout-ms 60000)
+	pauses=$(($(grep -c 'msg="sockmap relay paused"' "$log1") - pauses0))
+	if [[ $(nm_json "$out" match) == true ]]; then
+		nm_pass "$mode-slow-reader (pauses $pauses)"
+	else
+		nm_fail "$mode-slow-reader" "pauses $pauses: $out"
 	fi
 
 	if [[ $mode != copy ]]; then

@@ -2,10 +2,11 @@
 /*
  * nm_slow - a slow receiver, for the relay's memory bound (test_36).
  *
- *   nm_slow serve --port P --delay-ms D
+ *   nm_slow serve --port P --delay-ms D [--read-pause-us U]
  *       Per connection (one at a time): reads nothing for D ms, then reads
  *       until EOF and answers "got N HASH\n" (N bytes, HASH their FNV-1a
- *       64) and closes.
+ *       64) and closes. With U, it stays slow: one 16 KiB read every U us
+ *       (a relay in front of it keeps pausing and resuming).
  *   nm_slow send --to IP:PORT --bytes N --probe-ms T [--timeout-ms W]
  *       Sends N pseudo-random bytes as fast as the connection takes them;
  *       T ms after connecting (before the receiver reads) it notes how many
@@ -57,7 +58,7 @@ static void fill(uint8_t *buf, size_t n, uint64_t off)
 	}
 }
 
-static int serve(int port, int delay_ms)
+static int serve(int port, int delay_ms, int read_pause_us)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 	static uint8_t buf[65536];
@@ -79,9 +80,11 @@ static int serve(int port, int delay_ms)
 		printf("accept\n");
 		fflush(stdout);
 		usleep((useconds_t)delay_ms * 1000);
-		while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		while ((r = read(fd, buf, read_pause_us ? 16384 : sizeof(buf))) > 0) {
 			h = fnv(h, buf, r);
 			n += r;
+			if (read_pause_us)
+				usleep((useconds_t)read_pause_us);
 		}
 		snprintf(ans, sizeof(ans), "got %" PRIu64 " %016" PRIx64 "\n", n, h);
 		if (write(fd, ans, strlen(ans)) < 0)
@@ -191,13 +194,15 @@ int main(int argc, char **argv)
 {
 	const char *to = NULL;
 	uint64_t bytes = 0;
-	int port = 0, delay = 0, probe = 1000, timeout = 30000;
+	int port = 0, delay = 0, probe = 1000, timeout = 30000, read_pause = 0;
 
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--port"))
 			port = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--delay-ms"))
 			delay = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--read-pause-us"))
+			read_pause = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--to"))
 			to = argv[i + 1];
 		else if (!strcmp(argv[i], "--bytes"))
@@ -208,9 +213,9 @@ int main(int argc, char **argv)
 			timeout = atoi(argv[i + 1]);
 	}
 	if (argc >= 2 && !strcmp(argv[1], "serve") && port)
-		return serve(port, delay);
+		return serve(port, delay, read_pause);
 	if (argc >= 2 && !strcmp(argv[1], "send") && to && bytes)
 		return send_slow(to, bytes, probe, timeout);
-	fprintf(stderr, "usage: nm_slow serve --port P --delay-ms D | send --to IP:PORT --bytes N --probe-ms T [--timeout-ms W]\n");
+	fprintf(stderr, "usage: nm_slow serve --port P --delay-ms D [--read-pause-us U] | send --to IP:PORT --bytes N --probe-ms T [--timeout-ms W]\n");
 	return 2;
 }
