@@ -475,7 +475,13 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail)
 		return 0;
 	if (z->running[i] && queued > ZC_SM_HIGH) {
 		/* A slow receiver: stop taking the source's bytes; TCP's
-		 * window holds the sender. */
+		 * window holds the sender. Leaving the verdict map while
+		 * the source still receives carries the risk sm_to_tail()
+		 * describes (an skb in the kernel's hands at that instant
+		 * can be dropped). It is rare here: on 6.1+ the source's
+		 * window closes before 1 MiB waits (the skbs waiting on the
+		 * peer look charged to the source; test_36's slow readers
+		 * pause once or never). */
 		err = nm_sockmap_stop(sm, z->cookie[i]);
 		if (err)
 			return err;
