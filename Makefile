@@ -121,9 +121,11 @@ $(NM_LIB): $(NM_LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# --as-needed: the agent loads libcurl itself when the Kubernetes source
+# starts (agent/k8s/curl_dl.h), so it must not be a NEEDED entry.
 $(OUT)/nodemeshd: $(OUT)/agent/core/main.o $(AGENT_LIB) $(NM_LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 
 $(OUT)/nodemesh: $(CLI_OBJS) $(CLI_PURE_OBJS) $(CLI_DEPS) $(NM_LIB)
 	$(call msg,LINK,$@)

@@ -33,9 +33,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <curl/curl.h>
 
 #include "config/config.h"
+#include "k8s/curl_dl.h"
 #include "k8s/internal.h"
 #include "lib/log.h"
 #include "lib/mountinfo.h"
@@ -650,6 +650,7 @@ static void *run(void *arg)
 int nm_k8s_start(const struct nm_k8s_opts *o, const struct nm_cluster *base,
 		 struct nm_k8s **out)
 {
+	char why[160];
 	struct nm_k8s *k;
 	int ret;
 
@@ -657,6 +658,11 @@ int nm_k8s_start(const struct nm_k8s_opts *o, const struct nm_cluster *base,
 	if (!o->node || !o->node[0] || strlen(o->node) >= NM_NAME_MAX) {
 		pr_warn("msg=\"--kubernetes needs this node's name: set NODE_NAME or pass --node\"");
 		return -EINVAL;
+	}
+	ret = nm_curl_load(why, sizeof(why));
+	if (ret) {
+		pr_warn("msg=\"kubernetes source needs libcurl\" err=\"%s\"", why);
+		return ret;
 	}
 	k = calloc(1, sizeof(*k));
 	if (!k)

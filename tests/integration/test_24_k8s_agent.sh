@@ -315,6 +315,16 @@ else
 	nm_fail k8s-start "$bad"
 fi
 
+# libcurl is loaded by the Kubernetes source itself (agent/k8s/curl_dl.h):
+# not a NEEDED entry of the agent, mapped in these two agents that use it.
+bad=""
+readelf -d "$NODEMESHD" | grep -q 'NEEDED.*libcurl' && bad+=" nodemeshd has libcurl in NEEDED;"
+for n in 1 2; do
+	pid_var=NM_AGENT_PID_$n
+	grep -q 'libcurl\.so' "/proc/${!pid_var}/maps" 2>/dev/null || bad+=" node-$n: libcurl not mapped;"
+done
+if [[ -z $bad ]]; then nm_pass k8s-curl-loaded-on-start; else nm_fail k8s-curl-loaded-on-start "$bad"; fi
+
 # --------------------------------------------------------------- 1. maps
 
 want1="$(pod_cgid client) $(pod_cgid local-echo)"
