@@ -409,7 +409,7 @@ static int sm_watch(struct nm_flow *f, int i)
  * kernel's data_ready took just before the verdict left can meet no
  * program and be dropped, or be redirected after the agent read the
  * counters and then be purged with the peer's psock. So a FIN never sends
- * a flow here (sm_fin() forwards it inside the maps), and a running
+ * a flow here (sm_dir() forwards it inside the maps), and a running
  * source whose own FIN came (nothing more can arrive on it) is the only
  * kind this stops without that risk.
  */
@@ -457,8 +457,9 @@ static int sm_to_tail(struct nm_flow *f, bool *done)
 }
 
 /* Direction i while running: pause its source above ZC_SM_HIGH waiting,
- * resume it below ZC_SM_LOW. Sets *tail when it cannot resume. */
-static int sm_dir(struct nm_flow *f, int i, bool *tail)
+ * resume it below ZC_SM_LOW, forward its end. Sets *tail when it cannot
+ * resume, *drain while its end waits for its bytes. */
+static int sm_dir(struct nm_flow *f, int i, bool *tail, bool *drain)
 {
 	struct nm_zc_flow *z = f->zc;
 	struct nm_sockmap *sm = f->agent->zc.sm;
@@ -469,10 +470,29 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail)
 	if (err)
 		return err;
 	sm_count(f, i, arrived);
-	/* Its FIN came while it ran: nothing more arrives to pause for, and
-	 * a socket past ESTABLISHED could not join the map again. */
-	if (f->side[i].rd_eof)
-		return 0;
+	/*
+	 * Its FIN came while it ran: nothing more arrives to pause for (a
+	 * socket past ESTABLISHED could not join the map again). The end is
+	 * forwarded inside the maps: once every byte it redirected is in side
+	 * 1-i's socket, side 1-i sends its FIN behind them, as the copy relay
+	 * does. The sources stay in the map until both ends came (sm_remove()
+	 * at the flow's end): stopping one whose peer still sends could lose
+	 * an skb (sm_to_tail()). *drain while the bytes are on their way.
+	 */
+	if (f->side[i].rd_eof) {
+		struct nm_side *dst = &f->side[1 - i];
+
+		if (dst->wr_shut)
+			return 0;
+		err = queued ? -EAGAIN : nm_side_shutdown(dst);
+		if (err == -EAGAIN) {
+			*drain = true;
+			return 0;
+		}
+		if (!err)
+			dst->wr_shut = true;
+		return err;
+	}
 	if (z->running[i] && queued > ZC_SM_HIGH) {
 		/* A slow receiver: stop taking the source's bytes; TCP's
 		 * window holds the sender. Leaving the verdict map while
@@ -504,41 +524,6 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail)
 	return 0;
 }
 
-/*
- * Direction i's end, inside the maps: once side i read its FIN and every
- * byte it redirected is in side 1-i's socket, side 1-i sends its FIN
- * (behind those bytes, as the copy relay does). The sources stay in the
- * map until both ends came (sm_remove() at the flow's end): stopping one
- * whose peer still sends could lose an skb (sm_to_tail()). Sets *drain
- * while the redirected bytes are still on their way.
- */
-static int sm_fin(struct nm_flow *f, int i, bool *drain)
-{
-	struct nm_side *dst = &f->side[1 - i];
-	uint64_t queued, arrived;
-	int err;
-
-	if (!f->side[i].rd_eof || dst->wr_shut)
-		return 0;
-	err = sm_backlog(f, i, &queued, &arrived);
-	if (err)
-		return err;
-	sm_count(f, i, arrived);
-	if (queued) {
-		*drain = true;
-		return 0;
-	}
-	err = nm_side_shutdown(dst);
-	if (err == -EAGAIN) {
-		*drain = true;
-		return 0;
-	}
-	if (err)
-		return err;
-	dst->wr_shut = true;
-	return 0;
-}
-
 static int sm_pump(struct nm_flow *f)
 {
 	struct nm_zc_flow *z = f->zc;
@@ -554,12 +539,7 @@ static int sm_pump(struct nm_flow *f)
 		}
 	}
 	for (int i = 0; i < 2 && !z->tail; i++) {
-		err = sm_dir(f, i, &z->tail);
-		if (err)
-			return err;
-	}
-	for (int i = 0; i < 2 && !z->tail; i++) {
-		err = sm_fin(f, i, &drain);
+		err = sm_dir(f, i, &z->tail, &drain);
 		if (err)
 			return err;
 	}
