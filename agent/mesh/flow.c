@@ -124,11 +124,12 @@ static void flow_log_close(struct nm_flow *f, const char *how)
 	 * that is the client's upload, for an inbound flow the same upload
 	 * arriving from the tunnel. */
 	if (nm_log_get_level() >= NM_LOG_DEBUG)
-		pr_debug("msg=\"flow close\" dir=%s flow=%llu bytes_up=%llu bytes_down=%llu duration_ms=%lld end=%s",
+		pr_debug("msg=\"flow close\" dir=%s flow=%llu bytes_up=%llu bytes_down=%llu duration_ms=%lld end=%s relay=%s",
 		f->dir == NM_DIR_OUTBOUND ? "outbound" : "inbound",
 		(unsigned long long)f->id, (unsigned long long)up,
 		(unsigned long long)down,
-		(long long)(nm_loop_now_ms() - f->start_ms), how);
+		(long long)(nm_loop_now_ms() - f->start_ms), how,
+		f->relayed ? f->relayed : "copy");
 	f->agent->stats.bytes_up += up;
 	f->agent->stats.bytes_down += down;
 }

@@ -73,6 +73,7 @@ struct nm_flow {
 	/* The relay runs in the kernel (mesh/zerocopy.h); tried once. */
 	struct nm_zc_flow *zc;
 	bool zc_tried;
+	const char *relayed; /* the kernel relay's mode it began in, or NULL */
 };
 
 void nm_flow_accept(struct nm_listener *l, int fd,

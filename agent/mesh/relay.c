@@ -181,8 +181,11 @@ int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len)
 	n = recv(s->fd, buf, len, 0);
 	if (n > 0) {
 		/* A short read means the socket is drained; level-triggered
-		 * epoll reports it again if more arrived meanwhile. */
-		if ((size_t)n < len)
+		 * epoll reports it again if more arrived meanwhile. A full
+		 * one may have stopped inside an skb (zerocopy.c's switch
+		 * must then wait for an empty queue). */
+		s->rd_split = (size_t)n == len;
+		if (!s->rd_split)
 			s->readable = false;
 		s->bytes_read += n;
 		return (int)n;
@@ -191,6 +194,7 @@ int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len)
 		return 0;
 	if (errno == EAGAIN || errno == EWOULDBLOCK) {
 		s->readable = false;
+		s->rd_split = false;
 		return -EAGAIN;
 	}
 	if (errno == EINTR)

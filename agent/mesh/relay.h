@@ -60,6 +60,8 @@ struct nm_side {
 	bool ktls;           /* records in the kernel both ways: plain I/O */
 	bool ssl_wpend;      /* an SSL_write waits to be retried (no switch) */
 	struct nm_path_state *ktls_path; /* counts switched flows */
+	bool rd_split;       /* the last plain read filled its buffer: an skb
+			      * may be left half read at the queue's head */
 	uint64_t bytes_read;
 };
 

@@ -624,13 +624,16 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 	struct nm_sockmap *sm = f->agent->zc.sm;
 	int err;
 
-	/* Bytes already in a receive queue go to the copy relay first (it
-	 * counts them as it writes them): the switch waits for empty queues,
-	 * checked first as it is the cheap test that fails on a busy flow.
-	 * A byte that arrives after it is the verdict's (the switch kicks it),
-	 * counted against bases taken once the copy relay wrote its last. */
+	/* Bytes waiting in a receive queue are the verdict's (the switch
+	 * kicks them to it; it counts them as redirected, against bases
+	 * taken once the copy relay wrote its last), but only as whole skbs:
+	 * the verdict takes an skb from its start, so one the copy relay
+	 * left half read (its last read filled the buffer) would be sent
+	 * twice in part. Such a side waits for an empty queue. A busy
+	 * stream rarely shows one, so the rule is not "empty queues". */
 	for (int i = 0; i < 2; i++)
-		if (!f->side[i].rd_eof && sock_inq(f->side[i].fd) != 0)
+		if (!f->side[i].rd_eof && f->side[i].rd_split &&
+		    sock_inq(f->side[i].fd) != 0)
 			return -EAGAIN;
 	for (int i = 0; i < 2; i++) {
 		socklen_t len = sizeof(z->cookie[i]);
@@ -704,6 +707,7 @@ bool nm_zc_begin(struct nm_flow *f)
 		err = sm_begin(f, z);
 		if (!err) {
 			a->paths.relay.flows++;
+			f->relayed = nm_relay_mode_name(z->mode);
 			return true;
 		}
 		sm_remove(f);
@@ -731,6 +735,7 @@ bool nm_zc_begin(struct nm_flow *f)
 	}
 	f->zc = z;
 	a->paths.relay.flows++;
+	f->relayed = nm_relay_mode_name(z->mode);
 	return true;
 fallback:
 	a->zc.fallbacks++;
