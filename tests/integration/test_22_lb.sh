@@ -100,44 +100,9 @@ pid1=$NM_AGENT_PID_1
 pid2=$NM_AGENT_PID_2
 canary_idx=$(jq '.services | map(.name) | index("canary")' "$cfg")
 
-# The connection driver: N sequential connects to IP:PORT, each sends
-# "lb", half-closes and must read "lb" back; prints ok=, fail=, ms=.
-cat >"$NM_STATE/conns.py" <<'PY'
-import socket, sys, time
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ok = fail = slow = 0
-t0 = time.monotonic()
-worst = 0.0
-for i in range(n):
-    t = time.monotonic()
-    try:
-        s = socket.create_connection((host, port), timeout=5)
-        s.sendall(b"lb")
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            d = s.recv(64)
-            if not d:
-                break
-            got += d
-        port_used = s.getsockname()[1]
-        s.close()
-        if got == b"lb":
-            ok += 1
-        else:
-            fail += 1
-            if fail <= 3:
-                print("short %d: local port %d got %r" % (i, port_used, got), file=sys.stderr)
-    except OSError as e:
-        fail += 1
-        if fail <= 3:
-            print("error %d: %s" % (i, e), file=sys.stderr)
-    t = time.monotonic() - t
-    worst = max(worst, t)
-    slow += t > 0.5
-print("ok=%d fail=%d ms=%d worst_ms=%d slow=%d" % (ok, fail, (time.monotonic() - t0) * 1000,
-                                                   worst * 1000, slow))
-PY
+# The connection driver (lib/oneshot.py): N sequential connects to IP:PORT,
+# each sends "lb", half-closes and must read "lb" back; prints ok=, fail=, ms=.
+ONESHOT=$NM_REPO/tests/integration/lib/oneshot.py
 
 accepts() { grep -c '^accept' "$NM_STATE/echo-$1.out" 2>/dev/null; }
 snap() { local p s=""; for p in "${EPS[@]}"; do s+="$(accepts "$p") "; done; echo "$s"; }
@@ -146,7 +111,7 @@ snap() { local p s=""; for p in "${EPS[@]}"; do s+="$(accepts "$p") "; done; ech
 run() {
 	local pod=$1 vip=$2 n=$3 before after out i
 	before=($(snap))
-	out=$(nm_pod_exec "$pod" "$PY" "$NM_STATE/conns.py" "$vip" 80 "$n" 2>>"$NM_STATE/conns.err")
+	out=$(nm_pod_exec "$pod" "$PY" "$ONESHOT" "$vip" 80 "$n" lb 2>>"$NM_STATE/conns.err")
 	after=($(snap))
 	R_OK=$(nm_kv "$out" ok) || R_OK=0
 	R_FAIL=$(nm_kv "$out" fail) || R_FAIL=$n

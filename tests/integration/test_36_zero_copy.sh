@@ -80,35 +80,9 @@ restart_with() {
 	return $rc
 }
 
-# One-request connections: N sequential connects to HOST:PORT, each sends
-# 16 bytes, half-closes and must read them back; prints ok= and fail=.
-cat >"$NM_STATE/short.py" <<'PY'
-import socket, sys
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ok = fail = 0
-for i in range(n):
-    msg = b"%016d" % i
-    try:
-        s = socket.create_connection((host, port), timeout=5)
-        s.sendall(msg)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            d = s.recv(64)
-            if not d:
-                break
-            got += d
-        s.close()
-    except OSError as e:
-        got = repr(e).encode()
-    if got == msg:
-        ok += 1
-    else:
-        fail += 1
-        if fail <= 3:
-            print("connect %d got %r" % (i, got), file=sys.stderr)
-print("ok=%d fail=%d" % (ok, fail))
-PY
+# One-request connections (lib/oneshot.py): N sequential connects to
+# HOST:PORT, each sends 16 bytes, half-closes and must read them back.
+ONESHOT=$NM_REPO/tests/integration/lib/oneshot.py
 PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
 
 relay_field() { jq -r ".paths.relay.$1" "$agent_json" 2>/dev/null; }
@@ -160,7 +134,7 @@ run_mode() {
 	out=$(nm_pod_exec client "$CLOSER" halfclose --to "$pod:9000" --bytes "$n" 2>&1)
 	nm_check "$mode-halfclose" "$out" grep -q "answer \"got $n\"" <<<"$out"
 
-	out=$(nm_pod_exec client "$PY" "$NM_STATE/short.py" 198.19.0.11 80 5000 2>&1)
+	out=$(nm_pod_exec client "$PY" "$ONESHOT" 198.19.0.11 80 5000 2>&1)
 	if [[ $(nm_kv "$out" ok) == 5000 ]]; then
 		nm_pass "$mode-short-flows"
 	else
