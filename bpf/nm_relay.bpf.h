@@ -7,19 +7,24 @@
  * Maps (the agent's own, not pinned: not shared with the datapath objects,
  * so this header does not include nm_maps.bpf.h):
  *   nm_relay_src   sockets whose incoming skbs are redirected; the verdict
- *                  program is attached to this map. The agent removes a
- *                  socket to stop its redirection (the kernel restores
- *                  its data_ready, bytes stay in the TCP receive queue and
- *                  its window closes: that is the relay's backpressure).
+ *                  program is attached to this map. A socket stays in it
+ *                  until its flow ends (see nm_relay_ctl's `parked`).
  *   nm_relay_dst   the sockets skbs are redirected to, by cookie; no
  *                  program, so leaving nm_relay_src never loses what waits
  *                  in a socket's psock queue.
  *   nm_relay_dirs  per source socket: the peer and the bytes redirected.
  *   nm_relay_ctl   per source socket, the agent's: bytes that reached the
- *                  peer socket, the signal threshold and its latch.
+ *                  peer socket, the signal threshold and its latch, and
+ *                  `parked`: the source's skbs are no longer redirected
+ *                  but pass to its own socket (psock ingress, charged to
+ *                  its receive buffer, so its window closes), where the
+ *                  agent reads them in order. This is how a slow
+ *                  receiver holds its sender: taking the source out of
+ *                  nm_relay_src instead can drop an skb the kernel was
+ *                  handing to the verdict at that instant.
  *   nm_relay_sig   ring buffer: a source whose skbs waiting on the peer
  *                  (redirected - sent) passed `high`; the agent then looks
- *                  at the peer's socket and pauses the source if the peer
+ *                  at the peer's socket and parks the source if the peer
  *                  is really that far behind (a slow receiver). The kernel
  *                  has no bound of its own on that queue.
  */
@@ -90,6 +95,8 @@ static __always_inline int nm_relay_decide(struct __sk_buff *skb)
 	 * has RCV_SHUTDOWN, which is what the agent reads. */
 	if (!len)
 		return SK_DROP;
+	if (c->parked)
+		return SK_PASS;
 	verdict = bpf_sk_redirect_hash(skb, &nm_relay_dst, &d->peer, 0);
 	if (verdict != SK_PASS)
 		return verdict;

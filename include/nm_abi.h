@@ -425,7 +425,7 @@ struct nm_relay_ctl {
 	__u64 sent;       /* of those, bytes the agent saw in the peer socket */
 	__u64 high;       /* redirected - sent above this: signal the agent */
 	__u32 signaled;   /* 1 once signalled; the agent clears it */
-	__u32 pad;
+	__u32 parked;     /* 1: the source's skbs pass to its own socket */
 };
 
 #ifndef __bpf__

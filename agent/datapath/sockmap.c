@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,15 @@ int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
 
 	/* The whole record: the program only sets signaled, and one it set
 	 * meanwhile has already sent its signal. */
+	return bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_EXIST) ? -errno : 0;
+}
+
+int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent)
+{
+	/* signaled stays set: a parked source redirects nothing more. */
+	struct nm_relay_ctl c = { .sent = sent, .high = UINT64_MAX,
+				  .signaled = 1, .parked = 1 };
+
 	return bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_EXIST) ? -errno : 0;
 }
 

@@ -53,6 +53,10 @@ int nm_sockmap_get_dir(struct nm_sockmap *sm, uint64_t cookie,
  * the signal. */
 int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
 			uint64_t high);
+/* From now on the verdict passes cookie's skbs to its own socket (SK_PASS:
+ * psock ingress, read with recv() in order) instead of redirecting them;
+ * for good. 0 or -errno. */
+int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent);
 /* Forgets cookie everywhere (stop first, then the record and dst entry). */
 void nm_sockmap_forget(struct nm_sockmap *sm, uint64_t cookie);
 

@@ -32,13 +32,14 @@
 /*
  * Sockmap: bytes of one direction waiting in the peer's psock queue (the
  * kernel queues them there without bound) above which its source is
- * paused, and below which it runs again; and how often the agent looks
- * while a direction is paused or draining (nothing signals the agent when
- * the queue empties).
+ * parked (sm_park()); how often the agent looks while a direction's end or
+ * a parked direction waits for that queue to empty (nothing signals the
+ * agent when it does); and the buffer a parked direction is copied
+ * through.
  */
 #define ZC_SM_HIGH (1024 * 1024)
-#define ZC_SM_LOW (256 * 1024)
 #define ZC_SM_POLL_MS 2
+#define ZC_PARK_BUF (64 * 1024)
 
 struct nm_zc_flow {
 	enum nm_relay_mode mode;
@@ -50,9 +51,12 @@ struct nm_zc_flow {
 	uint64_t cookie[2];    /* side i's socket */
 	uint64_t base[2];      /* bytes written into side 1-i before the switch */
 	uint64_t written0[2];  /* f->written[i] at the switch */
-	bool running[2];       /* side i in nm_relay_src */
+	bool running[2];       /* side i's skbs are redirected */
 	bool peeked[2];        /* side i held bytes the verdict had not taken */
-	bool tail;             /* leaving the maps for splice (sm_to_tail) */
+	bool parked[2];        /* side i's skbs pass to it; copied (sm_parked) */
+	bool flushed[2];       /* parked, and every redirected byte arrived */
+	uint8_t *cbuf[2];      /* parked direction i's copy buffer */
+	uint32_t clen[2], coff[2];
 	uint64_t timer;
 };
 
@@ -359,7 +363,7 @@ static int sm_peek(struct nm_flow *f, int i)
 		return 0;
 	}
 	if (n > 0) {
-		/* Queued before the switch or while paused: the verdict
+		/* Queued before the switch: the verdict
 		 * takes them on the next data_ready. */
 		f->zc->peeked[i] = true;
 		sock_kick(s->fd);
@@ -381,103 +385,142 @@ static void sm_remove(struct nm_flow *f);
 static int sm_watch(struct nm_flow *f, int i)
 {
 	struct nm_side *s = &f->side[i];
-	int soerr = 0, err;
-	socklen_t len = sizeof(soerr);
 
-	if (!s->readable || s->rd_eof)
+	/* A parked source is read for real (sm_parked()). */
+	if (!s->readable || s->rd_eof || f->zc->parked[i])
 		return 0;
 	if (f->zc->running[i])
 		return sm_peek(f, i);
-	/* Not redirected now: its bytes wait for the tail; only an error
-	 * matters. */
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
-		soerr = errno;
-	err = soerr ? -soerr : 0;
 	s->readable = false;
-	return err == -EPIPE ? -ECONNRESET : err;
-}
-
-/*
- * The tail: a paused source that cannot run again (a socket that is no
- * longer ESTABLISHED cannot join a sockmap: its FIN came while paused).
- * Both sources stop, and when every redirected byte is in its peer's
- * socket the flow leaves the maps and splice finishes it (the bytes still
- * in the receive queues, the FINs). Without pipe descriptors the copy
- * relay finishes it instead.
- *
- * Stopping a source whose peer still sends is not free: an skb the
- * kernel's data_ready took just before the verdict left can meet no
- * program and be dropped, or be redirected after the agent read the
- * counters and then be purged with the peer's psock. So a FIN never sends
- * a flow here (sm_dir() forwards it inside the maps), and a running
- * source whose own FIN came (nothing more can arrive on it) is the only
- * kind this stops without that risk.
- */
-static int sm_to_tail(struct nm_flow *f, bool *done)
-{
-	struct nm_zc_flow *z = f->zc;
-	struct nm_agent *a = f->agent;
-	uint64_t queued[2], arrived[2];
-	int err;
-
-	*done = false;
-	for (int i = 0; i < 2; i++)
-		if (z->running[i]) {
-			err = nm_sockmap_stop(a->zc.sm, z->cookie[i]);
-			if (err)
-				return err;
-			z->running[i] = false;
-		}
-	for (int i = 0; i < 2; i++) {
-		err = sm_backlog(f, i, &queued[i], &arrived[i]);
-		if (err)
-			return err;
-		sm_count(f, i, arrived[i]);
-	}
-	if (queued[0] || queued[1])
-		return 0;
-	pr_debug("msg=\"sockmap relay hands over to splice\" flow=%llu arrived=%llu,%llu eof=%d,%d",
-		 (unsigned long long)f->id, (unsigned long long)arrived[0],
-		 (unsigned long long)arrived[1], f->side[0].rd_eof, f->side[1].rd_eof);
-	sm_remove(f);
-	z->mode = NM_RELAY_SPLICE;
-	*done = true;
-	err = zc_open_pipes(z);
-	/* What the verdict left is in the receive queues: splice looks at
-	 * once; the copy relay's masks ask epoll. */
-	for (int i = 0; i < 2; i++)
-		f->side[i].readable = f->side[i].writable = !err;
-	if (err) {
-		zc_close_pipes(z);
-		free(z);
-		f->zc = NULL;
-		a->zc.fallbacks++;
-	}
 	return 0;
 }
 
-/* Direction i while running: pause its source above ZC_SM_HIGH waiting,
- * resume it below ZC_SM_LOW, forward its end. Sets *tail when it cannot
- * resume, *drain while its end waits for its bytes. */
-static int sm_dir(struct nm_flow *f, int i, bool *tail, bool *drain)
+/*
+ * A slow receiver: direction i's bytes pile up in side 1-i's psock queue.
+ * Its source is parked: the verdict passes its skbs to its own socket from
+ * now on (psock ingress, charged to its receive buffer: its window closes
+ * and TCP holds the sender), and the agent copies them in order once every
+ * byte redirected before has reached side 1-i (sm_parked()). It is for
+ * good: going back to redirection could pass a parked byte.
+ *
+ * The source stays in nm_relay_src: taking it out while its peer sends can
+ * lose an skb (the kernel drops one that meets no verdict, or purges a
+ * late redirect with the peer's psock).
+ */
+static int sm_park(struct nm_flow *f, int i, uint64_t queued, uint64_t arrived)
 {
 	struct nm_zc_flow *z = f->zc;
-	struct nm_sockmap *sm = f->agent->zc.sm;
+	int err;
+
+	z->cbuf[i] = malloc(ZC_PARK_BUF);
+	if (!z->cbuf[i])
+		return -ENOMEM;
+	err = nm_sockmap_park(f->agent->zc.sm, z->cookie[i], arrived);
+	if (err) {
+		free(z->cbuf[i]);
+		z->cbuf[i] = NULL;
+		return err;
+	}
+	z->parked[i] = true;
+	z->running[i] = false;
+	z->clen[i] = z->coff[i] = 0;
+	pr_debug("msg=\"sockmap relay parked a direction\" flow=%llu dir=%d queued=%llu",
+		 (unsigned long long)f->id, i, (unsigned long long)queued);
+	/* What already waits in its receive queue meets the parked verdict. */
+	f->side[i].readable = true;
+	sock_kick(f->side[i].fd);
+	return 0;
+}
+
+/*
+ * A parked direction: read side i (recv returns the passed skbs in order),
+ * write side 1-i. No byte goes out before every redirected one arrived;
+ * that count is final once a parked byte or the end was read (the source's
+ * skbs meet the verdict one at a time under its socket lock, which the
+ * read takes too). Sets *drain while it waits for them. 0 or -errno.
+ */
+static int sm_parked(struct nm_flow *f, int i, bool *drain)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_side *src = &f->side[i], *dst = &f->side[1 - i];
+	uint64_t queued, arrived;
+	bool progress;
+	int n, err;
+
+	do {
+		progress = false;
+		if (z->coff[i] == z->clen[i] && !src->rd_eof && src->readable) {
+			n = nm_side_read(src, z->cbuf[i], ZC_PARK_BUF);
+			if (n > 0) {
+				z->clen[i] = (uint32_t)n;
+				z->coff[i] = 0;
+				progress = true;
+			} else if (n == 0) {
+				src->rd_eof = true;
+				progress = true;
+			} else if (n != -EAGAIN) {
+				return n;
+			}
+		}
+		if (!z->flushed[i]) {
+			if (z->coff[i] == z->clen[i] && !src->rd_eof)
+				return 0; /* nothing passed yet: epoll says */
+			err = sm_backlog(f, i, &queued, &arrived);
+			if (err)
+				return err;
+			sm_count(f, i, arrived);
+			if (queued) {
+				*drain = true;
+				return 0;
+			}
+			z->flushed[i] = true;
+		}
+		if (z->coff[i] < z->clen[i] && dst->writable) {
+			n = nm_side_write(dst, z->cbuf[i] + z->coff[i],
+					  z->clen[i] - z->coff[i]);
+			if (n > 0) {
+				z->coff[i] += (uint32_t)n;
+				f->written[i] += (uint64_t)n;
+				if (f->res.idle_timeout_ms)
+					f->res.last_io_ms = nm_loop_now_ms();
+				progress = true;
+			} else if (n != -EAGAIN) {
+				return n;
+			}
+		}
+		if (src->rd_eof && z->coff[i] == z->clen[i] && !dst->wr_shut) {
+			err = nm_side_shutdown(dst);
+			if (!err)
+				dst->wr_shut = true;
+			else if (err != -EAGAIN)
+				return err;
+		}
+	} while (progress);
+	return 0;
+}
+
+/* Direction i: park its source above ZC_SM_HIGH waiting, forward its end,
+ * copy it once parked. Sets *drain while bytes it waits for are on their
+ * way. */
+static int sm_dir(struct nm_flow *f, int i, bool *drain)
+{
+	struct nm_zc_flow *z = f->zc;
 	uint64_t queued, arrived;
 	int err;
 
+	if (z->parked[i])
+		return sm_parked(f, i, drain);
 	err = sm_backlog(f, i, &queued, &arrived);
 	if (err)
 		return err;
 	sm_count(f, i, arrived);
 	/*
-	 * Its FIN came while it ran: nothing more arrives to pause for (a
-	 * socket past ESTABLISHED could not join the map again). The end is
-	 * forwarded inside the maps: once every byte it redirected is in side
-	 * 1-i's socket, side 1-i sends its FIN behind them, as the copy relay
-	 * does. The sources stay in the map until both ends came (sm_remove()
-	 * at the flow's end): stopping one whose peer still sends could lose
-	 * an skb (sm_to_tail()). *drain while the bytes are on their way.
+	 * Its FIN came while it ran: the end is forwarded inside the maps:
+	 * once every byte it redirected is in side 1-i's socket, side 1-i
+	 * sends its FIN behind them, as the copy relay does. The sources
+	 * stay in the map until both ends came (sm_remove() at the flow's
+	 * end), for the reason sm_park() gives. *drain while the bytes are
+	 * on their way.
 	 */
 	if (f->side[i].rd_eof) {
 		struct nm_side *dst = &f->side[1 - i];
@@ -493,41 +536,20 @@ static int sm_dir(struct nm_flow *f, int i, bool *tail, bool *drain)
 			dst->wr_shut = true;
 		return err;
 	}
-	if (z->running[i] && queued > ZC_SM_HIGH) {
-		/* A slow receiver: stop taking the source's bytes; TCP's
-		 * window holds the sender. Leaving the verdict map while
-		 * the source still receives carries the risk sm_to_tail()
-		 * describes (an skb in the kernel's hands at that instant
-		 * can be dropped). It is rare here: on 6.1+ the source's
-		 * window closes before 1 MiB waits (the skbs waiting on the
-		 * peer look charged to the source; test_36's slow readers
-		 * pause once or never). */
-		err = nm_sockmap_stop(sm, z->cookie[i]);
-		if (err)
-			return err;
-		z->running[i] = false;
-		pr_debug("msg=\"sockmap relay paused\" flow=%llu dir=%d queued=%llu",
-			 (unsigned long long)f->id, i, (unsigned long long)queued);
-	} else if (!z->running[i] && queued <= ZC_SM_LOW) {
-		pr_debug("msg=\"sockmap relay resumed\" flow=%llu dir=%d queued=%llu",
-			 (unsigned long long)f->id, i, (unsigned long long)queued);
-		if (nm_sockmap_start(sm, f->side[i].fd, z->cookie[i])) {
-			*tail = true;
-			return 0;
-		}
-		z->running[i] = true;
-		sock_kick(f->side[i].fd);
-	} else if (z->running[i]) {
-		/* Re-arms the signal from what really waits. */
-		nm_sockmap_set_sent(sm, z->cookie[i], arrived, ZC_SM_HIGH);
+	if (!z->running[i])
+		return 0;
+	if (queued > ZC_SM_HIGH) {
+		err = sm_park(f, i, queued, arrived);
+		return err ? err : sm_parked(f, i, drain);
 	}
-	return 0;
+	/* Re-arms the signal from what really waits. */
+	return nm_sockmap_set_sent(f->agent->zc.sm, z->cookie[i], arrived, ZC_SM_HIGH);
 }
 
 static int sm_pump(struct nm_flow *f)
 {
 	struct nm_zc_flow *z = f->zc;
-	bool busy = false, drain = false, done;
+	bool busy, drain = false;
 	int err;
 
 	for (int i = 0; i < 2; i++) {
@@ -538,22 +560,14 @@ static int sm_pump(struct nm_flow *f)
 			return err;
 		}
 	}
-	for (int i = 0; i < 2 && !z->tail; i++) {
-		err = sm_dir(f, i, &z->tail, &drain);
+	for (int i = 0; i < 2; i++) {
+		err = sm_dir(f, i, &drain);
 		if (err)
 			return err;
 	}
-	if (z->tail) {
-		err = sm_to_tail(f, &done);
-		if (err)
-			return err;
-		if (done) /* sm_remove() took the timer; z may be gone */
-			return f->zc ? splice_pump(f) : 0;
-	}
-	/* Paused or draining: nothing wakes the agent when the queue
-	 * empties, so it looks again shortly. */
-	busy = drain || !z->running[0] || !z->running[1] || z->peeked[0] ||
-	       z->peeked[1];
+	/* Waiting for a queue to empty, or bytes the verdict has not taken:
+	 * nothing wakes the agent for those, so it looks again shortly. */
+	busy = drain || z->peeked[0] || z->peeked[1];
 	z->peeked[0] = z->peeked[1] = false;
 	if (busy && !z->timer)
 		z->timer = nm_loop_add_timer(f->agent->loop, ZC_SM_POLL_MS,
@@ -593,12 +607,20 @@ static void zc_on_signal(uint64_t cookie, void *arg)
 static unsigned int sm_mask(const struct nm_flow *f, int i)
 {
 	const struct nm_zc_flow *z = f->zc;
-	const struct nm_side *s = &f->side[i];
+	const struct nm_side *s = &f->side[i], *o = &f->side[1 - i];
+	unsigned int m = 0;
 
 	/* Readable means an end, an error or bytes the verdict has not taken
-	 * yet: never the relayed bytes themselves. While paused the bytes
-	 * wait in the queue and would wake the loop in vain. */
-	return !s->readable && !s->rd_eof && z->running[i] ? NM_EV_READ : 0;
+	 * yet: never the relayed bytes themselves. A parked source is read
+	 * while its copy buffer is empty. */
+	if (!s->readable && !s->rd_eof &&
+	    (z->running[i] || (z->parked[i] && z->coff[i] == z->clen[i])))
+		m |= NM_EV_READ;
+	/* Side i takes the parked direction 1-i's copied bytes, then its end. */
+	if (!s->writable && z->flushed[1 - i] &&
+	    (z->coff[1 - i] < z->clen[1 - i] || (o->rd_eof && !s->wr_shut)))
+		m |= NM_EV_WRITE;
+	return m;
 }
 
 static void sm_remove(struct nm_flow *f)
@@ -673,11 +695,11 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 
 /*
  * Both legs plain TCP at the socket level. A kTLS leg (relay.h
- * nm_side_ktls(), once it lands) reads and writes plaintext too, but only
- * splice may take it: its close_notify arrives as a control record that a
- * plain read or splice reports as EIO (it must end the direction, not reset
- * the flow), and a socket with the tls ULP is not a sockmap member on every
- * kernel this agent supports. Until that is handled, TLS legs stay on copy.
+ * nm_side_ktls()) reads and writes plaintext too, but only splice may take
+ * it: its close_notify arrives as a control record that splice refuses
+ * (EINVAL; it must end the direction, not reset the flow), and a socket
+ * with the tls ULP is not a sockmap member on every kernel this agent
+ * supports. Until that is handled, TLS legs stay on copy.
  */
 static bool zc_eligible(const struct nm_flow *f)
 {
@@ -772,8 +794,8 @@ void nm_zc_sync(struct nm_flow *f)
 	if (f->zc->mode != NM_RELAY_SOCKMAP)
 		return;
 	for (int i = 0; i < 2; i++)
-		if (!sm_backlog(f, i, &queued, &arrived))
-			sm_count(f, i, arrived);
+		if (!f->zc->flushed[i] && !sm_backlog(f, i, &queued, &arrived))
+			sm_count(f, i, arrived); /* flushed: sm_parked() counts */
 }
 
 void nm_zc_end(struct nm_flow *f)
@@ -786,6 +808,8 @@ void nm_zc_end(struct nm_flow *f)
 	if (z->mode == NM_RELAY_SOCKMAP)
 		sm_remove(f);
 	zc_close_pipes(z);
+	free(z->cbuf[0]);
+	free(z->cbuf[1]);
 	free(z);
 	f->zc = NULL;
 }

@@ -92,7 +92,7 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	ms=$(median <<<"$times")
 	[[ $mode == copy ]] && copy_ms=$ms
 	ratio=
-	[[ -n $copy_ms ]] && ratio=" vs_copy=$(awk -v c="$copy_ms" -v m="$ms" 'BEGIN { printf "%.2f", m > 0 ? c / m : 0 }')x"
+	[[ -n $copy_ms ]] && ratio=" vs_copy=$(awk -v c="$copy_ms" -v m="$ms" 'BEGIN { printf "%.2f", (m > 0 ? c / m : 0) }')x"
 	echo "RELAY mode=$mode bytes=$relay_bytes each way runs=$relay_runs elapsed_ms=$ms (all:$times)$ratio"
 done
 echo "FLOW PASS bytes=$bytes flow=$flow"
