@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# busypoll.sh -- what mesh.busyPoll buys and costs on the hop (issue 14).
+#
+#   bench/busypoll.sh [--values "0 50"] [--duration S] [--runs N]
+#
+# The kit's loopback hop (candidate-hop.sh: two nodemeshd, TLS 1.3 + NMTP
+# between them, both pinned to CPU 1, sockperf on CPU 0). For each value of
+# mesh.busyPoll (microseconds; 0 = off, the default) it starts the hop,
+# runs sockperf ping-pong (64 bytes) for S seconds, N times, and prints per
+# run the round-trip p50/p99 and the CPU the two agents used meanwhile
+# (utime+stime from /proc, as a share of one core), then the medians, and
+# direct (no hop) in the same run. Each value's hop is started afresh.
+# Output: one "BUSYPOLL value=... p50_us=... p99_us=... agents_cpu_pct=..."
+# line per value (medians) after the per-run lines. Ports 32100-32190 on
+# 127.0.0.1 only; everything started here is stopped on exit.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KIT=${BENCH_KIT:-$BENCH_DIR/../../shared/bench}
+
+VALUES="0 50"
+DURATION=5
+RUNS=3
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--values) VALUES=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "busypoll.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+for v in $VALUES; do
+	[[ $v =~ ^[0-9]+$ ]] || { echo "busypoll.sh: --values: '$v' is not a number" >&2; exit 2; }
+done
+[[ $DURATION =~ ^[1-9][0-9]*$ && $RUNS =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "busypoll.sh: --duration and --runs take positive integers" >&2; exit 2; }
+for t in sockperf taskset; do
+	command -v "$t" >/dev/null || { echo "busypoll.sh: $t missing (tools/install-deps.sh)" >&2; exit 1; }
+done
+[[ -x $KIT/certs.sh ]] || { echo "busypoll.sh: bench kit not found at $KIT (BENCH_KIT)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/nm-busypoll.XXXXXX)
+SRV_PID="" HOP_PID=""
+cleanup() {
+	[[ -n $HOP_PID ]] && kill -TERM -- "-$HOP_PID" 2>/dev/null
+	[[ -n $SRV_PID ]] && kill -TERM "$SRV_PID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$KIT/certs.sh" "$WORK/certs" >/dev/null
+export BENCH_CERT_DIR=$WORK/certs BENCH_WORK_DIR=$WORK BENCH_PROXY_CPU=1
+export BENCH_SRV_LAT=32100 BENCH_SRV_TPUT=32101 BENCH_SRV_CONN=32102
+export BENCH_OUT_LAT=32110 BENCH_OUT_TPUT=32111 BENCH_OUT_CONN=32112
+export BENCH_IN_LAT=32120 BENCH_IN_TPUT=32121 BENCH_IN_CONN=32122
+taskset -c 0 sockperf server --tcp -i 127.0.0.1 -p "$BENCH_SRV_LAT" >"$WORK/sockperf-srv.log" 2>&1 &
+SRV_PID=$!
+
+listening() { ss -Htln "sport = :$1" | grep -q .; }
+wait_port() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		listening "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+cpu_ticks() { # PID... -> utime+stime summed, clock ticks
+	local p sum=0 f
+	for p; do
+		read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat")"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+ping_pong() { # PORT -> "p50 p99" in µs
+	local out
+	out=$(taskset -c 0 timeout $((DURATION + 20)) sockperf ping-pong --tcp -i 127.0.0.1 \
+		-p "$1" -m 64 -t "$DURATION" --full-rtt 2>&1) || { echo "NA NA"; return; }
+	echo "$(awk '/percentile 50.000 =/{print $NF}' <<<"$out") $(awk '/percentile 99.000 =/{print $NF}' <<<"$out")"
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "NA" }'; }
+
+wait_port "$BENCH_SRV_LAT" || { echo "busypoll.sh: sockperf server did not listen" >&2; exit 1; }
+hz=$(getconf CLK_TCK)
+d50=()
+for ((r = 0; r < RUNS; r++)); do
+	read -r p50 _ <<<"$(ping_pong "$BENCH_SRV_LAT")"
+	d50+=("$p50")
+done
+direct=$(printf '%s\n' "${d50[@]}" | median)
+echo "direct p50_us=$direct (runs: ${d50[*]})"
+
+for v in $VALUES; do
+	name=nm-bp$v
+	bp=()
+	((v > 0)) && bp=(BENCH_BUSY_POLL="$v")
+	setsid env BENCH_HOP_NAME="$name" "${bp[@]}" "$BENCH_DIR/candidate-hop.sh" \
+		>"$WORK/$name.out" 2>&1 &
+	HOP_PID=$!
+	wait_port "$BENCH_OUT_LAT" && wait_port "$BENCH_IN_LAT" ||
+		{ echo "busypoll.sh: hop with busyPoll $v did not start:" >&2; cat "$WORK/$name.out" >&2; exit 1; }
+	pids=$(cat "$WORK/$name-out.pid" "$WORK/$name-in.pid")
+	# shellcheck disable=SC2086 # two pids
+	mode=$(tr -d ' \n' <"/run/nodemesh/$(ls /run/nodemesh | grep -m1 "bench-$name-.*-out")/agent.json" |
+		grep -o '"busy_poll":{[^}]*}' || true)
+	p50s=() p99s=() cpus=()
+	for ((r = 0; r < RUNS; r++)); do
+		# shellcheck disable=SC2086
+		t0=$(cpu_ticks $pids) s0=$(date +%s%N)
+		read -r p50 p99 <<<"$(ping_pong "$BENCH_OUT_LAT")"
+		# shellcheck disable=SC2086
+		t1=$(cpu_ticks $pids) s1=$(date +%s%N)
+		cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v ns=$((s1 - s0)) 'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) }')
+		echo "run value=$v p50_us=$p50 p99_us=$p99 agents_cpu_pct=$cpu"
+		p50s+=("$p50") p99s+=("$p99") cpus+=("$cpu")
+	done
+	kill -TERM -- "-$HOP_PID" 2>/dev/null
+	wait "$HOP_PID" 2>/dev/null || true
+	HOP_PID=""
+	for ((i = 0; i < 50; i++)); do listening "$BENCH_OUT_LAT" || break; sleep 0.1; done
+	m50=$(printf '%s\n' "${p50s[@]}" | median)
+	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$(printf '%s\n' "${p99s[@]}" | median)" \
+		"agents_cpu_pct=$(printf '%s\n' "${cpus[@]}" | median)" \
+		"p50_vs_direct=$(awk -v a="$m50" -v b="$direct" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x" \
+		"path=${mode:-?}"
+done
