@@ -695,11 +695,14 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 
 /*
  * Both legs plain TCP at the socket level. A kTLS leg (relay.h
- * nm_side_ktls()) reads and writes plaintext too, but only splice may take
- * it: its close_notify arrives as a control record that splice refuses
- * (EINVAL; it must end the direction, not reset the flow), and a socket
- * with the tls ULP is not a sockmap member on every kernel this agent
- * supports. Until that is handled, TLS legs stay on copy.
+ * nm_side_ktls()) reads and writes plaintext too, but stays on copy.
+ * Splice takes a kTLS receive side (a control record makes it fail with
+ * EINVAL, then recvmsg reads it), but splicing into a kTLS send side
+ * stalled 2 of the 7 half-closed flows it ran in the 6.1 VM. Likely
+ * cause: a partial splice leaves the kernel's TX record open
+ * (MSG_SENDPAGE_NOTLAST) and no EPOLLOUT comes to finish it; 6.1 has no
+ * splice_eof to push it. A socket with the tls ULP is not a sockmap member
+ * on every kernel this agent supports either.
  */
 static bool zc_eligible(const struct nm_flow *f)
 {
