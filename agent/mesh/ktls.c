@@ -456,3 +456,20 @@ ssize_t nm_ktls_recv(int fd, void *buf, size_t len)
 		pr_debug("msg=\"kTLS FIN without close_notify\" fd=%d len=%zu", fd, len);
 	return n == 0 ? -ECONNRESET : n;
 }
+
+int nm_ktls_push(int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+	struct msghdr m = { .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+
+	memset(cbuf, 0, sizeof(cbuf));
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+	*CMSG_DATA(cm) = REC_APPDATA;
+	if (sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return 0;
+}

@@ -76,4 +76,16 @@ int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p);
  */
 ssize_t nm_ktls_recv(int fd, void *buf, size_t len);
 
+/*
+ * Closes and sends the record the kernel holds open on a switched socket.
+ * A splice into it that stopped short (EAGAIN, or fewer bytes than asked)
+ * can leave one: its last page went with MSG_SENDPAGE_NOTLAST / MSG_MORE,
+ * so the record waits for more bytes, holds send-buffer memory and is
+ * never sent, and the peer waits for bytes that this side holds back. A
+ * zero-length sendmsg naming the record type pushes it (the kernel closes
+ * an open record before it takes a record type). 0, -EAGAIN (try again on
+ * the next event) or -errno.
+ */
+int nm_ktls_push(int fd);
+
 #endif

@@ -18,6 +18,7 @@
 #include "datapath/sockmap.h"
 #include "lib/log.h"
 #include "mesh/flow.h"
+#include "mesh/ktls.h"
 #include "mesh/proxy.h"
 #include "mesh/zerocopy.h"
 
@@ -189,6 +190,41 @@ static int splice_err(int err)
 	return err == EPIPE ? -ECONNRESET : -err;
 }
 
+/*
+ * A kTLS source whose next record is not application data: splice refuses
+ * it (EINVAL, the record stays at the head; EIO is what a plain read says,
+ * taken the same way), a recvmsg takes it with its type or the socket's
+ * real error. close_notify ends the direction; any other alert or record
+ * type resets the flow, as on the copy relay. The pipe is empty here, so
+ * bytes (none are expected: a recvmsg returns one record type) go into it.
+ */
+static int splice_ktls_control(struct nm_flow *f, int i, bool *progress)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_side *src = &f->side[i];
+	uint8_t rec[256];
+	ssize_t n = nm_ktls_recv(src->fd, rec, sizeof(rec));
+
+	pr_debug("msg=\"kTLS splice met a control record\" flow=%llu side=%d result=%zd",
+		 (unsigned long long)f->id, i, n);
+	if (n == -EAGAIN) {
+		src->readable = false;
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	*progress = true;
+	if (n == 0) {
+		src->rd_eof = true;
+		return 0;
+	}
+	if (write(z->pipe[i][1], rec, (size_t)n) != n)
+		return -EIO;
+	z->in_pipe[i] = (uint32_t)n;
+	src->bytes_read += n;
+	return 0;
+}
+
 /* Moves direction i as far as it goes; sets *progress. 0 or -errno. */
 static int splice_dir(struct nm_flow *f, int i, bool *progress)
 {
@@ -197,7 +233,9 @@ static int splice_dir(struct nm_flow *f, int i, bool *progress)
 	ssize_t n;
 
 	if (z->in_pipe[i] && dst->writable) {
-		n = splice(z->pipe[i][0], NULL, dst->fd, NULL, z->in_pipe[i],
+		uint32_t want = z->in_pipe[i];
+
+		n = splice(z->pipe[i][0], NULL, dst->fd, NULL, want,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			z->in_pipe[i] -= n;
@@ -208,6 +246,13 @@ static int splice_dir(struct nm_flow *f, int i, bool *progress)
 				dst->writable = false;
 		} else {
 			return n < 0 ? splice_err(errno) : -EIO;
+		}
+		/* kTLS: a short splice can leave the record open (ktls.h) */
+		if (nm_side_ktls(dst) && n < (ssize_t)want) {
+			int r = nm_ktls_push(dst->fd);
+
+			if (r && r != -EAGAIN)
+				return r == -EPIPE ? -ECONNRESET : r;
 		}
 	}
 	/* Read only into an empty pipe: a partly full one may be full by
@@ -220,10 +265,19 @@ static int splice_dir(struct nm_flow *f, int i, bool *progress)
 			src->bytes_read += n;
 			*progress = true;
 		} else if (n == 0) {
+			/* kTLS: a FIN without close_notify truncates the
+			 * stream, a reset as on every TLS path. */
+			if (nm_side_ktls(src))
+				return -ECONNRESET;
 			src->rd_eof = true;
 			*progress = true;
 		} else if (errno == EAGAIN) {
 			src->readable = false;
+		} else if ((errno == EINVAL || errno == EIO) && nm_side_ktls(src)) {
+			int err = splice_ktls_control(f, i, progress);
+
+			if (err)
+				return err;
 		} else if (errno != EINTR) {
 			return splice_err(errno);
 		}
@@ -694,22 +748,25 @@ static int sm_begin(struct nm_flow *f, struct nm_zc_flow *z)
 /* ---------------------------------------------------------------- flows */
 
 /*
- * Both legs plain TCP at the socket level. A kTLS leg (relay.h
- * nm_side_ktls()) reads and writes plaintext too, but stays on copy.
- * Splice takes a kTLS receive side (a control record makes it fail with
- * EINVAL, then recvmsg reads it), but splicing into a kTLS send side
- * stalled 2 of the 7 half-closed flows it ran in the 6.1 VM. Likely
- * cause: a partial splice leaves the kernel's TX record open
- * (MSG_SENDPAGE_NOTLAST) and no EPOLLOUT comes to finish it; 6.1 has no
- * splice_eof to push it. A socket with the tls ULP is not a sockmap member
- * on every kernel this agent supports either.
+ * Each leg a plain byte stream at the socket level: plain TCP, or a tunnel
+ * whose records the kernel handles both ways (kTLS) with nothing held in
+ * OpenSSL (it switched with nothing unread, and writes nothing itself
+ * until the end's close_notify). A kTLS leg goes to splice only: sockmap's
+ * verdict would see its encrypted skbs, and a socket with the tls ULP is
+ * not a sockmap member on every kernel this agent supports.
  */
+static bool zc_side_eligible(const struct nm_side *s)
+{
+	if (s->fd < 0)
+		return false;
+	return !s->ssl || (nm_side_ktls(s) && !s->ssl_wpend && !s->rd_err &&
+			   !nm_side_wpending(s));
+}
+
 static bool zc_eligible(const struct nm_flow *f)
 {
-	for (int i = 0; i < 2; i++)
-		if (f->side[i].fd < 0 || f->side[i].ssl)
-			return false;
-	return f->phase == NM_PH_RELAY && !f->buf[0].data && !f->buf[1].data;
+	return f->phase == NM_PH_RELAY && !f->buf[0].data && !f->buf[1].data &&
+	       zc_side_eligible(&f->side[0]) && zc_side_eligible(&f->side[1]);
 }
 
 bool nm_zc_begin(struct nm_flow *f)
@@ -727,6 +784,8 @@ bool nm_zc_begin(struct nm_flow *f)
 		goto fallback;
 	memset(z->pipe, -1, sizeof(z->pipe));
 	z->mode = a->zc.mode;
+	if (z->mode == NM_RELAY_SOCKMAP && (f->side[0].ssl || f->side[1].ssl))
+		z->mode = NM_RELAY_SPLICE; /* a kTLS leg (zc_side_eligible) */
 	if (z->mode == NM_RELAY_SOCKMAP) {
 		f->zc = z;
 		err = sm_begin(f, z);

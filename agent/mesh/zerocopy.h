@@ -11,8 +11,10 @@
  *   copy     the buffer relay of flow.c (recv/send).
  *
  * A flow is handed over only once its relay buffers are empty and both
- * sides are plain TCP; semantics are those of the copy relay: the same
- * bytes, FIN only after every byte went out, RST for RST, the same counts.
+ * sides are plain byte streams at the socket level (plain TCP, or kTLS
+ * both ways with nothing held in OpenSSL: spliced, never sockmap);
+ * semantics are those of the copy relay: the same bytes, FIN only after
+ * every byte went out, RST for RST, the same counts.
  */
 #ifndef NM_MESH_ZEROCOPY_H
 #define NM_MESH_ZEROCOPY_H
@@ -46,8 +48,8 @@ const char *nm_relay_mode_name(enum nm_relay_mode m);
 void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted);
 void nm_zc_teardown(struct nm_agent *a);
 
-/* Hands f over when it can go (relay phase, both legs plain, buffers
- * empty): true when f->zc is set from now on. */
+/* Hands f over when it can go (relay phase, both legs plain or kTLS,
+ * buffers empty): true when f->zc is set from now on. */
 bool nm_zc_begin(struct nm_flow *f);
 /* The relay step of a handed-over flow: 0, or -errno to reset the flow. */
 int nm_zc_pump(struct nm_flow *f);
