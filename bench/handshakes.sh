@@ -3,8 +3,9 @@
 # handshakes.sh -- new connections per second through the nodemesh hop
 # (bench/candidate-hop.sh: two agents, static forwards, TLS 1.3 + NMTP on
 # loopback) with full handshakes and with resumption, in one run, and with
-# --profile the share of the inbound agent's CPU in each OpenSSL function
-# that decodes certificates or sessions (perf, DWARF call graphs).
+# --profile where the agents' CPU goes in OpenSSL (perf, DWARF call
+# graphs): session and certificate decoding with resumption, and the parts
+# of a full handshake.
 #
 #   bench/handshakes.sh [--seconds N] [--profile]
 #
@@ -13,8 +14,10 @@
 # as in the kit's split pinning. Prints one line per mode:
 #   mode=full conns_per_s=<f>          mode=resumed conns_per_s=<f>
 #   ratio resumed/full=<f>
-# and with --profile, for the resumed mode:
+# and with --profile, for the resumed mode (inbound agent) and for full
+# handshakes (both agents), the share of CPU under each function named:
 #   profile inbound (resumed) d2i_SSL_SESSION=<pct>% d2i_X509=<pct>%
+#   profile both agents (full) ASN1_item_d2i_ex=<pct>% ...
 # Ports 27101-27303 on 127.0.0.1. Not a test: nothing is asserted.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,7 +65,8 @@ run() {
 		sleep 0.1
 	done
 	inpid=$(cat "$dir/nodemesh-in.pid" 2>/dev/null)
-	if [[ $mode == profiled ]]; then
+	if [[ $mode == profiled* ]]; then
+		[[ $mode == profiled-full ]] && inpid+=",$(cat "$dir/nodemesh-out.pid")"
 		perf record -F 499 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$inpid" \
 			-- sleep "$SECS" >"$dir/perf.log" 2>&1 &
 		perfpid=$!
@@ -80,14 +84,27 @@ resumed=$(run resumed 1)
 echo "$resumed"
 f=${full#*conns_per_s=} r=${resumed#*conns_per_s=}
 awk -v f="${f%% *}" -v r="${r%% *}" 'BEGIN { if (f > 0) printf "ratio resumed/full=%.2f\n", r / f }'
-if ((PROFILE)); then
-	# A third run under perf, so the figures above are not slowed by it.
-	run profiled 1 >/dev/null
-	line="profile inbound (resumed)"
-	rep=$(perf report -i "$W/profiled/perf.data" --children --sort symbol --stdio 2>/dev/null | grep -v '^ *|')
-	for fn in d2i_SSL_SESSION d2i_X509; do
+# prof_line DIR LABEL FUNCTION...: each function's share of the profiled
+# agents' CPU with what it calls (perf --children).
+prof_line() {
+	local rep fn pct line=$2
+	rep=$(perf report -i "$1/perf.data" --children --sort symbol --stdio 2>/dev/null | grep -v '^ *|')
+	shift 2
+	for fn; do
 		pct=$(awk -v fn="$fn" '$3 == "[.]" && $4 == fn { print $1; exit }' <<<"$rep")
 		line+=" $fn=${pct:-0%}"
 	done
 	echo "$line"
+}
+if ((PROFILE)); then
+	# More runs under perf, so the figures above are not slowed by it.
+	run profiled 1 >/dev/null
+	prof_line "$W/profiled" "profile inbound (resumed)" d2i_SSL_SESSION d2i_X509
+	# Full handshakes, both agents: what a new connection's CPU goes to
+	# (certificate decoding, OpenSSL 3.0's decoder set-up inside it, chain
+	# verification, the EC arithmetic of signatures and key exchange).
+	run profiled-full 0 >/dev/null
+	prof_line "$W/profiled-full" "profile both agents (full)" ASN1_item_d2i_ex \
+		OSSL_DECODER_CTX_new_for_pkey X509_verify_cert EVP_DigestVerifyFinal \
+		EVP_DigestSignFinal EC_POINT_mul EVP_PKEY_generate
 fi
