@@ -12,10 +12,11 @@
 # (utime+stime from /proc, as a share of one core), then the medians, and
 # direct (no hop) in the same run. Each value's hop is started afresh.
 # Output: one "BUSYPOLL value=... p50_us=... p99_us=... agents_cpu_pct=..."
-# line per value (medians) after the per-run lines. Ports 32100-32190 on
+# line per value (medians) after the per-run lines. Ports 32100-32122 on
 # 127.0.0.1 only; everything started here is stopped on exit.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_DIR/lib.sh"
 KIT=${BENCH_KIT:-$BENCH_DIR/../../shared/bench}
 
 VALUES="0 50"
@@ -58,21 +59,9 @@ export BENCH_IN_LAT=32120 BENCH_IN_TPUT=32121 BENCH_IN_CONN=32122
 taskset -c 0 sockperf server --tcp -i 127.0.0.1 -p "$BENCH_SRV_LAT" >"$WORK/sockperf-srv.log" 2>&1 &
 SRV_PID=$!
 
-listening() { ss -Htln "sport = :$1" | grep -q .; }
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		listening "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-cpu_ticks() { # PID... -> utime+stime summed, clock ticks
-	local p sum=0 f
-	for p; do
-		read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat")"
-		sum=$((sum + f[11] + f[12]))
-	done
+cpu_ticks() { # PID... -> their utime+stime summed, clock ticks
+	local p sum=0
+	for p; do sum=$((sum + $(bench_cpu_ticks "$p"))); done
 	echo "$sum"
 }
 ping_pong() { # PORT -> "p50 p99" in µs
@@ -81,16 +70,15 @@ ping_pong() { # PORT -> "p50 p99" in µs
 		-p "$1" -m 64 -t "$DURATION" --full-rtt 2>&1) || { echo "NA NA"; return; }
 	echo "$(awk '/percentile 50.000 =/{print $NF}' <<<"$out") $(awk '/percentile 99.000 =/{print $NF}' <<<"$out")"
 }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "NA" }'; }
 
-wait_port "$BENCH_SRV_LAT" || { echo "busypoll.sh: sockperf server did not listen" >&2; exit 1; }
+bench_wait_listen "$BENCH_SRV_LAT" || { echo "busypoll.sh: sockperf server did not listen" >&2; exit 1; }
 hz=$(getconf CLK_TCK)
 d50=()
 for ((r = 0; r < RUNS; r++)); do
 	read -r p50 _ <<<"$(ping_pong "$BENCH_SRV_LAT")"
 	d50+=("$p50")
 done
-direct=$(printf '%s\n' "${d50[@]}" | median)
+direct=$(bench_median "${d50[@]}")
 echo "direct p50_us=$direct (runs: ${d50[*]})"
 
 for v in $VALUES; do
@@ -100,8 +88,13 @@ for v in $VALUES; do
 	setsid env BENCH_HOP_NAME="$name" "${bp[@]}" "$BENCH_DIR/candidate-hop.sh" \
 		>"$WORK/$name.out" 2>&1 &
 	HOP_PID=$!
-	wait_port "$BENCH_OUT_LAT" && wait_port "$BENCH_IN_LAT" ||
+	bench_wait_listen "$BENCH_OUT_LAT" && bench_wait_listen "$BENCH_IN_LAT" ||
 		{ echo "busypoll.sh: hop with busyPoll $v did not start:" >&2; cat "$WORK/$name.out" >&2; exit 1; }
+	# candidate-hop.sh writes the agents' pids once they run.
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $WORK/$name-out.pid && -s $WORK/$name-in.pid ]] && break
+		sleep 0.1
+	done
 	pids=$(cat "$WORK/$name-out.pid" "$WORK/$name-in.pid")
 	# shellcheck disable=SC2086 # two pids
 	mode=$(tr -d ' \n' <"/run/nodemesh/$(ls /run/nodemesh | grep -m1 "bench-$name-.*-out")/agent.json" |
@@ -120,10 +113,10 @@ for v in $VALUES; do
 	kill -TERM -- "-$HOP_PID" 2>/dev/null
 	wait "$HOP_PID" 2>/dev/null || true
 	HOP_PID=""
-	for ((i = 0; i < 50; i++)); do listening "$BENCH_OUT_LAT" || break; sleep 0.1; done
-	m50=$(printf '%s\n' "${p50s[@]}" | median)
-	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$(printf '%s\n' "${p99s[@]}" | median)" \
-		"agents_cpu_pct=$(printf '%s\n' "${cpus[@]}" | median)" \
-		"p50_vs_direct=$(awk -v a="$m50" -v b="$direct" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x" \
+	for ((i = 0; i < 50; i++)); do bench_port_busy "$BENCH_OUT_LAT" || break; sleep 0.1; done
+	m50=$(bench_median "${p50s[@]}")
+	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$(bench_median "${p99s[@]}")" \
+		"agents_cpu_pct=$(bench_median "${cpus[@]}")" \
+		"p50_vs_direct=$(bench_ratio "$m50" "$direct")x" \
 		"path=${mode:-?}"
 done
