@@ -225,6 +225,33 @@ static int splice_ktls_control(struct nm_flow *f, int i, bool *progress)
 	return 0;
 }
 
+/*
+ * kTLS hands splice one record per call (16 KiB of plaintext at most):
+ * after a first record, take more while the pipe has room for another
+ * with slots to spare (half its capacity), so one wake-up moves about what
+ * the copy relay's 64 KiB read does. It stops at anything but bytes: the
+ * next pass meets that again with an empty pipe, where EAGAIN may clear
+ * readable (a partly full pipe's EAGAIN could mean a pipe out of slots).
+ */
+#define ZC_TLS_RECORD 16384
+
+static void splice_ktls_more(struct nm_flow *f, int i)
+{
+	struct nm_zc_flow *z = f->zc;
+	struct nm_side *src = &f->side[i];
+	ssize_t n;
+
+	while (z->in_pipe[i] + ZC_TLS_RECORD <= z->pipe_cap[i] / 2) {
+		n = splice(src->fd, NULL, z->pipe[i][1], NULL,
+			   z->pipe_cap[i] - z->in_pipe[i],
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n <= 0)
+			return;
+		z->in_pipe[i] += (uint32_t)n;
+		src->bytes_read += n;
+	}
+}
+
 /* Moves direction i as far as it goes; sets *progress. 0 or -errno. */
 static int splice_dir(struct nm_flow *f, int i, bool *progress)
 {
@@ -264,6 +291,8 @@ static int splice_dir(struct nm_flow *f, int i, bool *progress)
 			z->in_pipe[i] = n;
 			src->bytes_read += n;
 			*progress = true;
+			if (nm_side_ktls(src))
+				splice_ktls_more(f, i);
 		} else if (n == 0) {
 			/* kTLS: a FIN without close_notify truncates the
 			 * stream, a reset as on every TLS path. */
