@@ -380,6 +380,19 @@ static int sock_written(int fd, uint64_t *out)
 	return 0;
 }
 
+/* Payload bytes TCP ever received on fd, in order. */
+static int sock_received(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -errno;
+	*out = ti.tcpi_bytes_received;
+	return 0;
+}
+
 static int sock_inq(int fd)
 {
 	int n = 0;
@@ -516,6 +529,32 @@ static int sm_park(struct nm_flow *f, int i, uint64_t queued, uint64_t arrived)
 }
 
 /*
+ * A parked source's end: recv() says 0 once its psock's message queue is
+ * empty and the FIN came, but a passed skb can still wait in the psock's
+ * skb queue (behind the other direction's redirected skbs, when those
+ * fill side i's send buffer) for the kernel's worker to move it. Every
+ * byte TCP received on side i is one the agent read (before the switch
+ * or parked) or one the verdict redirected; the end is real only when
+ * those add up. *done false: look again shortly.
+ */
+static int sm_parked_end(struct nm_flow *f, int i, bool *done)
+{
+	struct nm_relay_dir d;
+	uint64_t got = 0;
+	int err;
+
+	err = nm_sockmap_get_dir(f->agent->zc.sm, f->zc->cookie[i], &d);
+	if (!err)
+		err = sock_received(f->side[i].fd, &got);
+	if (err)
+		return err;
+	/* bytes_received counts the FIN's sequence number too: recv() said
+	 * 0, so it came. */
+	*done = got <= f->side[i].bytes_read + d.redirected + 1;
+	return 0;
+}
+
+/*
  * A parked direction: read side i (recv returns the passed skbs in order),
  * write side 1-i. No byte goes out before every redirected one arrived;
  * that count is final once a parked byte or the end was read (the source's
@@ -539,6 +578,15 @@ static int sm_parked(struct nm_flow *f, int i, bool *drain)
 				z->coff[i] = 0;
 				progress = true;
 			} else if (n == 0) {
+				bool done;
+
+				err = sm_parked_end(f, i, &done);
+				if (err)
+					return err;
+				if (!done) {
+					*drain = true;
+					return 0;
+				}
 				src->rd_eof = true;
 				progress = true;
 			} else if (n != -EAGAIN) {
