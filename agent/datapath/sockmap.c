@@ -187,11 +187,11 @@ int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
 	return bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_EXIST) ? -errno : 0;
 }
 
-int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent)
+int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie)
 {
-	/* signaled stays set: a parked source redirects nothing more. */
-	struct nm_relay_ctl c = { .sent = sent, .high = UINT64_MAX,
-				  .signaled = 1, .parked = 1 };
+	/* signaled stays set: a parked source redirects nothing more, so its
+	 * sent count is never read again. */
+	struct nm_relay_ctl c = { .high = UINT64_MAX, .signaled = 1, .parked = 1 };
 
 	return bpf_map_update_elem(sm->ctl_fd, &cookie, &c, BPF_EXIST) ? -errno : 0;
 }

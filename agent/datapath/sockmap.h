@@ -56,7 +56,7 @@ int nm_sockmap_set_sent(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent,
 /* From now on the verdict passes cookie's skbs to its own socket (SK_PASS:
  * psock ingress, read with recv() in order) instead of redirecting them;
  * for good. 0 or -errno. */
-int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie, uint64_t sent);
+int nm_sockmap_park(struct nm_sockmap *sm, uint64_t cookie);
 /* Forgets cookie everywhere (stop first, then the record and dst entry). */
 void nm_sockmap_forget(struct nm_sockmap *sm, uint64_t cookie);
 

@@ -365,32 +365,37 @@ static unsigned int splice_mask(const struct nm_flow *f, int i)
  * order, an ACK between the two reads makes the sum low, never high (the
  * drain waits a poll longer rather than sending FIN early).
  */
+static int sock_tcp_info(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) ? -errno : 0;
+}
+
 static int sock_written(int fd, uint64_t *out)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	int outq = 0;
+	int outq = 0, err;
 
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		return -errno;
+	err = sock_tcp_info(fd, &ti);
+	if (err)
+		return err;
 	if (ioctl(fd, SIOCOUTQ, &outq))
 		return -errno;
 	*out = ti.tcpi_bytes_acked + (uint64_t)outq;
 	return 0;
 }
 
-/* Payload bytes TCP ever received on fd, in order. */
+/* Payload bytes TCP ever received on fd, in order (and a FIN's 1). */
 static int sock_received(int fd, uint64_t *out)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
+	int err = sock_tcp_info(fd, &ti);
 
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		return -errno;
-	*out = ti.tcpi_bytes_received;
-	return 0;
+	if (!err)
+		*out = ti.tcpi_bytes_received;
+	return err;
 }
 
 static int sock_inq(int fd)
@@ -503,7 +508,7 @@ static int sm_watch(struct nm_flow *f, int i)
  * lose an skb (the kernel drops one that meets no verdict, or purges a
  * late redirect with the peer's psock).
  */
-static int sm_park(struct nm_flow *f, int i, uint64_t queued, uint64_t arrived)
+static int sm_park(struct nm_flow *f, int i, uint64_t queued)
 {
 	struct nm_zc_flow *z = f->zc;
 	int err;
@@ -511,7 +516,7 @@ static int sm_park(struct nm_flow *f, int i, uint64_t queued, uint64_t arrived)
 	z->cbuf[i] = malloc(ZC_PARK_BUF);
 	if (!z->cbuf[i])
 		return -ENOMEM;
-	err = nm_sockmap_park(f->agent->zc.sm, z->cookie[i], arrived);
+	err = nm_sockmap_park(f->agent->zc.sm, z->cookie[i]);
 	if (err) {
 		free(z->cbuf[i]);
 		z->cbuf[i] = NULL;
@@ -670,7 +675,7 @@ static int sm_dir(struct nm_flow *f, int i, bool *drain)
 	if (!z->running[i])
 		return 0;
 	if (queued > ZC_SM_HIGH) {
-		err = sm_park(f, i, queued, arrived);
+		err = sm_park(f, i, queued);
 		return err ? err : sm_parked(f, i, drain);
 	}
 	/* Re-arms the signal from what really waits. */

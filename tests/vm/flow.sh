@@ -70,6 +70,7 @@ in_line=$(nm_flow_line "$(nm_agent_log 2)" inbound flow "$flow" 10) ||
 relay_bytes=${NM_VM_RELAY_BYTES:-16777216}
 relay_runs=${NM_VM_RELAY_RUNS:-3}
 median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; } # A/B
 copy_ms=
 for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	sed -i "s/\"failMode\": \"closed\"[^}]*}/\"failMode\": \"closed\", \"relay\": \"$mode\", \"kernelPath\": false }/" \
@@ -91,9 +92,9 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	done
 	ms=$(median <<<"$times")
 	[[ $mode == copy ]] && copy_ms=$ms
-	ratio=
-	[[ -n $copy_ms ]] && ratio=" vs_copy=$(awk -v c="$copy_ms" -v m="$ms" 'BEGIN { printf "%.2f", (m > 0 ? c / m : 0) }')x"
-	echo "RELAY mode=$mode bytes=$relay_bytes each way runs=$relay_runs elapsed_ms=$ms (all:$times)$ratio"
+	vs=
+	[[ -n $copy_ms ]] && vs=" vs_copy=$(ratio "$copy_ms" "$ms")x"
+	echo "RELAY mode=$mode bytes=$relay_bytes each way runs=$relay_runs elapsed_ms=$ms (all:$times)$vs"
 done
 echo "FLOW PASS bytes=$bytes flow=$flow"
 
@@ -200,6 +201,5 @@ restart 1 "$NM_STATE/cluster-ktls-copy.json"
 restart 2 "$NM_STATE/cluster-ktls-copy.json"
 t_kcopy=$(echo_med "$kbytes" kcopy) || ktls_fail "throughput run (kTLS, copy relay) did not echo intact"
 mbps() { echo $((2 * $1 * 8 / 1000 / ($2 > 0 ? $2 : 1))); }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 (($(spliced kcopy) == 0)) || ktls_fail "mesh.relay copy spliced: $(tr '\n' ';' <"$NM_STATE/relays-kcopy")"
 echo "KTLS PASS spliced=$(spliced on)/$relay_runs bytes=$kbytes runs=$relay_runs echo_mbit_s_ktls=$(mbps "$kbytes" "$t_on") echo_mbit_s_ktls_copy=$(mbps "$kbytes" "$t_kcopy") echo_mbit_s_off=$(mbps "$kbytes" "$t_off") on_vs_off=$(ratio "$t_off" "$t_on")x ms_ktls=$t_on ms_ktls_copy=$t_kcopy ms_off=$t_off"
