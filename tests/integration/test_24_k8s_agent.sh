@@ -473,8 +473,10 @@ fi
 
 # Back, with history of its own (a restarted server's watch cache starts
 # at a newer revision than the agents resume from: 410, relist), without
-# idle-2, and answering the first two pods lists with 500 (the kept state then lasts over a second, long enough to observe under load): a failed
-# relist keeps the objects the agent had while the other kinds relist.
+# idle-2, and answering the first two pods lists with 500: a failed relist
+# keeps the objects the agent had while the other kinds relist. The kept
+# state lasts two backoffs (0.3 s at the very least) after an agent's first
+# failure.
 failed='msg="list failed, keeping the last good objects" kind=pods http=500'
 fail1=$(count "$log1" "$failed")
 fail2=$(count "$log2" "$failed")
@@ -485,11 +487,25 @@ for n in 1 2; do
 	api_start "$n" --objects "$K8S_DIR/objects" --rv-start 50000 \
 		--scenario "$K8S_DIR/scenarios/restart-list-fails.json" || nm_fail k8s-api-back "apiserver $n restart"
 done
-list_failed() { (($(count "$log1" "$failed") > fail1 && $(count "$log2" "$failed") > fail2)); }
-if ! wait_for 10000 list_failed >/dev/null; then
-	nm_fail k8s-relist-fails "no failed pods relist logged after the restart"
-elif ! has_endpoint 1 198.18.2.13 || ! has_workload 2 "$idle_id"; then
-	nm_fail k8s-relist-fails "a failed relist dropped idle-2: node-1 endpoints '$(endpoint_ips 1)'"
+# Each node is looked at as soon as its own failed list is logged: the two
+# agents come back from their backoff at different times, and a node whose
+# lists failed early may already have relisted (without idle-2) by the time
+# the other one logs its failure.
+kept1=unseen kept2=unseen
+kept_after_failure() {
+	if [[ $kept1 == unseen ]] && (($(count "$log1" "$failed") > fail1)); then
+		has_endpoint 1 198.18.2.13 && kept1=yes || kept1="no (node-1 endpoints '$(endpoint_ips 1)')"
+	fi
+	if [[ $kept2 == unseen ]] && (($(count "$log2" "$failed") > fail2)); then
+		has_workload 2 "$idle_id" && has_endpoint 2 198.18.2.13 && kept2=yes ||
+			kept2="no (node-2 endpoints '$(endpoint_ips 2)', workloads '$(workload_cgroups 2 | tr '\n' ' ')')"
+	fi
+	[[ $kept1 != unseen && $kept2 != unseen ]]
+}
+if ! wait_for 10000 kept_after_failure >/dev/null; then
+	nm_fail k8s-relist-fails "no failed pods relist logged after the restart (node-1 $kept1, node-2 $kept2)"
+elif [[ $kept1 != yes || $kept2 != yes ]]; then
+	nm_fail k8s-relist-fails "a failed relist dropped idle-2: node-1 $kept1, node-2 $kept2"
 else
 	nm_pass k8s-relist-fails
 fi
