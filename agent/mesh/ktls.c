@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/sockios.h>
 #include <linux/tls.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -472,4 +474,18 @@ int nm_ktls_push(int fd)
 	if (sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return 0;
+}
+
+int nm_ktls_tcp_push(int fd)
+{
+	int unsent = 0, queued = 0, one = 1;
+
+	if (ioctl(fd, SIOCOUTQNSD, &unsent))
+		return -errno;
+	if (unsent > 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		return -errno;
+	if (ioctl(fd, SIOCOUTQ, &queued))
+		return -errno;
+	return queued;
 }

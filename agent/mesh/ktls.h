@@ -88,4 +88,17 @@ ssize_t nm_ktls_recv(int fd, void *buf, size_t len);
  */
 int nm_ktls_push(int fd);
 
+/*
+ * Makes TCP send what it holds unsent on a switched socket. A record that
+ * fills up in the middle of a splice goes to TCP with
+ * MSG_SENDPAGE_NOTLAST; when the send buffer was full, its last bytes
+ * leave later from the TLS layer's own tx work, still with that flag, and
+ * TCP is never told to push them. With nothing in flight no ACK comes to
+ * send them either: the tail waits for good (seen on 6.1: 49218 bytes
+ * below the GSO size goal, the peer's half-close never answered). Setting
+ * TCP_NODELAY pushes pending frames. Returns the bytes still in the
+ * socket's send queue (sent or not), or -errno.
+ */
+int nm_ktls_tcp_push(int fd);
+
 #endif

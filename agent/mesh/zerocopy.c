@@ -58,7 +58,8 @@ struct nm_zc_flow {
 	bool flushed[2];       /* parked, and every redirected byte arrived */
 	uint8_t *cbuf[2];      /* parked direction i's copy buffer */
 	uint32_t clen[2], coff[2];
-	uint64_t timer;
+	uint64_t timer;        /* sockmap: sm_on_timer; splice: ktls_tx_watch */
+	int64_t ktls_tx_ms;    /* splice: last bytes into a kTLS side */
 };
 
 const char *nm_relay_mode_name(enum nm_relay_mode m)
@@ -235,6 +236,43 @@ static int splice_ktls_control(struct nm_flow *f, int i, bool *progress)
  */
 #define ZC_TLS_RECORD 16384
 
+/*
+ * The tail TCP may hold unsent after a splice into kTLS (nm_ktls_tcp_push):
+ * while a kTLS side the relay spliced into still has bytes queued, or was
+ * written in the last ZC_KTLS_WATCH_MS (the TLS layer's tx work can hand
+ * TCP a record after the queue emptied), look every ZC_KTLS_POLL_MS and
+ * push. A stalled tail costs at most that poll.
+ */
+#define ZC_KTLS_POLL_MS 5
+#define ZC_KTLS_WATCH_MS 200
+
+static int64_t ktls_tx_watch(struct nm_loop *loop, uint64_t id, void *data)
+{
+	struct nm_flow *f = data;
+	struct nm_zc_flow *z = f->zc;
+	bool again = nm_loop_now_ms() - z->ktls_tx_ms < ZC_KTLS_WATCH_MS;
+
+	(void)loop;
+	(void)id;
+	for (int i = 0; i < 2; i++)
+		if (nm_side_ktls(&f->side[i]) && nm_ktls_tcp_push(f->side[i].fd) > 0)
+			again = true;
+	if (again)
+		return ZC_KTLS_POLL_MS;
+	z->timer = 0;
+	return NM_TIMER_STOP;
+}
+
+static void ktls_tx_wrote(struct nm_flow *f)
+{
+	struct nm_zc_flow *z = f->zc;
+
+	z->ktls_tx_ms = nm_loop_now_ms();
+	if (!z->timer)
+		z->timer = nm_loop_add_timer(f->agent->loop, ZC_KTLS_POLL_MS,
+					     ktls_tx_watch, f);
+}
+
 static void splice_ktls_more(struct nm_flow *f, int i)
 {
 	struct nm_zc_flow *z = f->zc;
@@ -268,6 +306,8 @@ static int splice_dir(struct nm_flow *f, int i, bool *progress)
 			z->in_pipe[i] -= n;
 			f->written[i] += n;
 			*progress = true;
+			if (nm_side_ktls(dst))
+				ktls_tx_wrote(f);
 		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (errno == EAGAIN)
 				dst->writable = false;
@@ -951,6 +991,8 @@ void nm_zc_end(struct nm_flow *f)
 	nm_zc_sync(f);
 	if (z->mode == NM_RELAY_SOCKMAP)
 		sm_remove(f);
+	if (z->timer)
+		nm_loop_del_timer(f->agent->loop, z->timer);
 	zc_close_pipes(z);
 	free(z->cbuf[0]);
 	free(z->cbuf[1]);

@@ -14,9 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <linux/tls.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -754,6 +758,61 @@ START_TEST(test_ktls_rx_keys)
 	pair_close(&p);
 	nm_tls_free(t1);
 	nm_tls_free(t2);
+}
+END_TEST
+
+/*
+ * nm_ktls_tcp_push on a plain loopback TCP pair: bytes TCP holds unsent
+ * (here behind TCP_CORK, as a record tail sent with NOTLAST is on a kTLS
+ * socket) leave at once, and the count it returns is the send queue.
+ */
+START_TEST(test_ktls_tcp_push_sends_held_bytes)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int l, c, s, one = 1, unsent = -1, q;
+	char buf[256];
+	ssize_t n = 0;
+
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	s = accept(l, NULL, NULL);
+	ck_assert_int_ge(s, 0);
+
+	ck_assert_int_eq(setsockopt(c, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)), 0);
+	ck_assert_int_eq(write(c, "tail of a record", 16), 16);
+	ck_assert_int_eq(ioctl(c, SIOCOUTQNSD, &unsent), 0);
+	ck_assert_int_eq(unsent, 16); /* held: corked, below one segment */
+	ck_assert_int_eq(recv(s, buf, sizeof(buf), MSG_DONTWAIT), -1);
+
+	q = nm_ktls_tcp_push(c);
+	ck_assert_int_ge(q, 0);
+	ck_assert_int_le(q, 16);
+	ck_assert_int_eq(ioctl(c, SIOCOUTQNSD, &unsent), 0);
+	ck_assert_int_eq(unsent, 0);
+	for (int i = 0; i < 100 && n < 16; i++) {
+		ssize_t r = recv(s, buf + n, sizeof(buf) - (size_t)n, MSG_DONTWAIT);
+
+		if (r > 0)
+			n += r;
+		else
+			usleep(10000);
+	}
+	ck_assert_int_eq(n, 16);
+	ck_assert_mem_eq(buf, "tail of a record", 16);
+
+	/* Nothing held: nothing to do, and a bad fd is an error. */
+	ck_assert_int_ge(nm_ktls_tcp_push(c), 0);
+	ck_assert_int_eq(nm_ktls_tcp_push(-1), -EBADF);
+	close(s);
+	close(c);
+	close(l);
 }
 END_TEST
 
@@ -1549,6 +1608,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(hs, test_client_without_alpn_refused);
 	tcase_add_test(hs, test_resumption);
 	tcase_add_test(hs, test_ktls_rx_keys);
+	tcase_add_test(hs, test_ktls_tcp_push_sends_held_bytes);
 	tcase_add_test(hs, test_resumption_per_node);
 	tcase_add_test(hs, test_new_errors);
 	tcase_add_test(hs, test_ca_leaf_refused_both_ways);
