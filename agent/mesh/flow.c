@@ -1167,6 +1167,7 @@ static int flow_step_handshake(struct nm_flow *f)
 	struct nm_side *s = &f->side[f->tunnel];
 	const char *why = NULL;
 	char ebuf[160], s1[64];
+	uint64_t cpu_ns;
 	int ret, err;
 
 	if (!s->ssl) {
@@ -1176,8 +1177,8 @@ static int flow_step_handshake(struct nm_flow *f)
 		if (err)
 			return err;
 	}
-	ERR_clear_error();
-	ret = SSL_do_handshake(s->ssl);
+	ret = nm_tls_handshake_step(s->ssl, &cpu_ns);
+	nm_tel_tls_handshake_cpu(a->tel, f->dir == NM_DIR_OUTBOUND, cpu_ns);
 	if (ret <= 0) {
 		switch (SSL_get_error(s->ssl, ret)) {
 		case SSL_ERROR_WANT_READ:

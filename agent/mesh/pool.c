@@ -193,10 +193,11 @@ static void conn_handshake(struct nm_pool *p, struct nm_pool_conn *c)
 	struct nm_spiffe_id got;
 	const char *why = NULL;
 	char ebuf[160];
+	uint64_t cpu_ns;
 	int ret;
 
-	ERR_clear_error();
-	ret = SSL_do_handshake(c->ssl);
+	ret = nm_tls_handshake_step(c->ssl, &cpu_ns);
+	nm_tel_tls_handshake_cpu(a->tel, true, cpu_ns);
 	if (ret <= 0) {
 		switch (SSL_get_error(c->ssl, ret)) {
 		case SSL_ERROR_WANT_READ:

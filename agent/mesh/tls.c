@@ -1443,6 +1443,27 @@ int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
 	return finish_ssl(ssl, ret, fd, true, out);
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int nm_tls_handshake_step(SSL *ssl, uint64_t *cpu_ns)
+{
+	uint64_t t0 = thread_cpu_ns(), t1;
+	int ret;
+
+	ERR_clear_error();
+	ret = SSL_do_handshake(ssl);
+	t1 = thread_cpu_ns();
+	*cpu_ns = t0 && t1 > t0 ? t1 - t0 : 0;
+	return ret;
+}
+
 int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 		      struct nm_spiffe_id *peer, const char **why)
 {

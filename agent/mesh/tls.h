@@ -148,6 +148,12 @@ int nm_tls_server_new(struct nm_tls *t, const char *default_ns,
  * when expected is non-NULL (or was set by nm_tls_client_new), equals it
  * exactly. Fills *peer. Returns 0 or -EPERM with *why.
  */
+/*
+ * One SSL_do_handshake() step: its return value, and in *cpu_ns the CPU
+ * time this thread spent in it (telemetry's handshake CPU; 0 when the
+ * clock is unavailable). ERR_clear_error() first, as SSL_get_error() wants.
+ */
+int nm_tls_handshake_step(SSL *ssl, uint64_t *cpu_ns);
 int nm_tls_check_peer(SSL *ssl, const struct nm_spiffe_id *expected,
 		      struct nm_spiffe_id *peer, const char **why);
 /*

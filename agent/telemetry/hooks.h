@@ -61,6 +61,10 @@ void nm_tel_flow_close(struct nm_telemetry *t, struct nm_flow *f,
 		       const char *how);
 void nm_tel_tls_handshake(struct nm_telemetry *t, bool outbound, bool ok,
 			  bool resumed);
+/* CPU time (this thread's) one handshake step took inside OpenSSL: the
+ * share of the agent's CPU new connections cost (bench/handshakes.sh). */
+void nm_tel_tls_handshake_cpu(struct nm_telemetry *t, bool outbound,
+			      uint64_t cpu_ns);
 /* policy: "ns/name", or "-" when no policy decided (default allow/deny). */
 void nm_tel_policy_decision(struct nm_telemetry *t, const char *policy,
 			    bool allow);

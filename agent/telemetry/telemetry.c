@@ -77,6 +77,7 @@ struct nm_telemetry {
 	struct nm_metrics reg;
 	struct nm_metric_family *tcp_opened, *tcp_closed, *tcp_sent, *tcp_recv;
 	struct nm_metric_family *policy, *tls, *cert_expiry, *flows_active;
+	struct nm_metric_family *tls_cpu;
 	struct nm_metric_family *limit_refused, *limit_max, *limit_used;
 	/* The tunnel pool (mesh/pool.h). */
 	struct nm_metric_family *pool_hits, *pool_misses, *pool_discards,
@@ -635,6 +636,15 @@ void nm_tel_tls_handshake(struct nm_telemetry *t, bool outbound, bool ok,
 				     resumed ? "true" : "false"), 1);
 }
 
+void nm_tel_tls_handshake_cpu(struct nm_telemetry *t, bool outbound,
+			      uint64_t cpu_ns)
+{
+	if (!t || !cpu_ns)
+		return;
+	nm_metric_add(nm_metric_getv(t->tls_cpu, outbound ? "outbound" : "inbound"),
+		      (double)cpu_ns / 1e9);
+}
+
 void nm_tel_policy_decision(struct nm_telemetry *t, const char *policy,
 			    bool allow)
 {
@@ -1104,6 +1114,9 @@ static int add_families(struct nm_telemetry *t)
 	t->tls = nm_metrics_add(m, "nodemesh_tls_handshakes_total",
 				"TLS handshakes by direction, result and session resumption",
 				NM_METRIC_COUNTER, tls, 3, NULL, 0, 16);
+	t->tls_cpu = nm_metrics_add(m, "nodemesh_tls_handshake_cpu_seconds_total",
+				    "CPU time the agent spent inside TLS handshake steps, by direction",
+				    NM_METRIC_COUNTER, dir, 1, NULL, 0, 4);
 	t->cert_expiry = nm_metrics_add(m, "nodemesh_certificate_expiry_seconds",
 					"Seconds until the certificate of the identity expires (negative: expired)",
 					NM_METRIC_GAUGE, ident, 1, NULL, 0, cap);

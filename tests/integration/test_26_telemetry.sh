@@ -202,6 +202,13 @@ check("metrics-tls-handshakes", total(s1, "nodemesh_tls_handshakes_total",
                                       direction="outbound", result="success") >= 1 and
       total(s2, "nodemesh_tls_handshakes_total", direction="inbound", result="success") >= 1,
       "no successful handshakes counted")
+# Handshake CPU: some per side (a full P-256 handshake takes hundreds of
+# microseconds), and less than the wall time a handshake could have taken.
+for ss, d in ((s1, "outbound"), (s2, "inbound")):
+    cpu = total(ss, "nodemesh_tls_handshake_cpu_seconds_total", direction=d)
+    n = total(ss, "nodemesh_tls_handshakes_total", direction=d)
+    check("metrics-tls-handshake-cpu-%s" % d, n >= 1 and 0 < cpu < 0.5 * n,
+          "%s handshake CPU %s s over %s handshakes" % (d, cpu, n))
 check("metrics-policy-decisions", total(s1, "nodemesh_policy_decisions_total", result="allow") >= 1 and
       total(s2, "nodemesh_policy_decisions_total", result="allow") >= 1,
       "no allow decisions counted")
