@@ -312,15 +312,18 @@ static struct MHD_Daemon *serve(struct nm_tel_http *h, const char *role,
 	nm_addr_to_sockaddr(ip, htons(port), &ss);
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/*
+	 * No MHD_OPTION_LISTENING_ADDRESS_REUSE: left out, MHD sets
+	 * SO_REUSEADDR alone, so a restarted agent binds again over the
+	 * TIME_WAITs its scrapes left (set to false, it sets nothing and the
+	 * bind fails for a minute). Never SO_REUSEPORT: a second agent in
+	 * this netns would share the port and answer half the scrapes.
+	 */
 	d = MHD_start_daemon(flags | MHD_USE_INTERNAL_POLLING_THREAD, port, NULL, NULL,
 			     fn, h,
 			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			     MHD_OPTION_CONNECTION_LIMIT, conns,
 			     MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-			     /* Never SO_REUSEPORT: a second agent in this
-			      * netns would share the port and answer half
-			      * the scrapes with its own figures. */
-			     MHD_OPTION_LISTENING_ADDRESS_REUSE, 0u,
 			     MHD_OPTION_END);
 	if (!d)
 		pr_warn("msg=\"cannot serve\" role=%s addr=%s err=\"%s\"", role,
