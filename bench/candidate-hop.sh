@@ -25,6 +25,13 @@
 # agent's default, 0 = no pool: a second candidate with 0 compares the pool
 # with full connects in the same run), BENCH_BUSY_POLL (mesh.busyPoll of
 # both agents, microseconds; unset = off).
+# Telemetry: each agent serves /metrics and its admin API on 127.0.0.1, on
+# ports the kit's layout leaves free beside the hop's own (metrics: the
+# CONN port + 1, admin: the LAT port - 1, per side; BENCH_HOP_{METRICS,
+# ADMIN}_{OUT,IN} override them; a port something already listens on
+# turns that server off). The metrics port in use, or 0, is written to
+# $BENCH_WORK_DIR/nodemesh-{out,in}.metrics-port (bench/handshakes.sh reads
+# the agents' handshake CPU there).
 set -euo pipefail
 
 : "${BENCH_CERT_DIR:?run me from peers.sh --candidate (BENCH_CERT_DIR unset)}"
@@ -47,6 +54,19 @@ RESUME=on
 	{ echo "candidate-hop: BENCH_TUNNEL_POOL is not a number: '$BENCH_TUNNEL_POOL'" >&2; exit 2; }
 [[ -z ${BENCH_BUSY_POLL:-} || $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] ||
 	{ echo "candidate-hop: BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'" >&2; exit 2; }
+# PORT if nothing listens on it (any address), else 0: that server stays off.
+free_port() {
+	[[ -z $(ss -Htln "sport = :$1" 2>/dev/null) ]] && echo "$1" || echo 0
+}
+METRICS_OUT=$(free_port "${BENCH_HOP_METRICS_OUT:-$((BENCH_OUT_CONN + 1))}")
+METRICS_IN=$(free_port "${BENCH_HOP_METRICS_IN:-$((BENCH_IN_CONN + 1))}")
+ADMIN_OUT=$(free_port "${BENCH_HOP_ADMIN_OUT:-$((BENCH_OUT_LAT - 1))}")
+ADMIN_IN=$(free_port "${BENCH_HOP_ADMIN_IN:-$((BENCH_IN_LAT - 1))}")
+# The "telemetry" member of a cluster file: TELEMETRY_JSON METRICS ADMIN.
+telemetry_json() {
+	printf '  "telemetry": { "metricsPort": %d, "metricsAddress": "127.0.0.1", "adminPort": %d },\n' "$1" "$2"
+}
+
 # The "mesh" member of a cluster file: POOL_JSON is the pool's part.
 mesh_json() { # POOL_JSON
 	local parts=() IFS=,
@@ -79,6 +99,7 @@ done
 	[[ -n ${BENCH_TUNNEL_POOL:-} ]] &&
 		pool=$(printf '"tunnelPool": { "size": %d }' "$BENCH_TUNNEL_POOL")
 	mesh_json "$pool"
+	telemetry_json "$METRICS_OUT" "$ADMIN_OUT"
 	printf '  "forwards": [\n'
 	sep=""
 	for svc in LAT TPUT CONN; do
@@ -94,6 +115,7 @@ done
 {
 	printf '{\n  "trustDomain": "%s",\n  "certDir": "certs-in",\n' "$TD"
 	mesh_json ""
+	telemetry_json "$METRICS_IN" "$ADMIN_IN"
 	printf '  "forwards": [\n'
 	sep=""
 	for svc in LAT TPUT CONN; do
@@ -144,6 +166,8 @@ start_agent() { # start_agent SIDE
 		>"$BENCH_WORK_DIR/$NAME-$side.log" 2>&1 </dev/null &
 	PIDS+=("$!")
 }
+echo "$METRICS_OUT" >"$BENCH_WORK_DIR/$NAME-out.metrics-port"
+echo "$METRICS_IN" >"$BENCH_WORK_DIR/$NAME-in.metrics-port"
 # Inbound first, so the outbound side's first tunnel finds it listening.
 start_agent in
 start_agent out

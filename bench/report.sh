@@ -8,7 +8,8 @@
 #
 # Tables: the loopback peer comparison (direct, HAProxy, nginx, stunnel and
 # the nodemesh hop side by side, ratios vs direct from the same run) with
-# the issue's goal row below it, the real mesh path (ratios vs direct pod
+# the issue's goal row below it, what bounds its new connections
+# (handshakes.sh), the real mesh path (ratios vs direct pod
 # to pod), and the resource figures.
 set -euo pipefail
 
@@ -66,7 +67,7 @@ if [[ $MODE == summary ]]; then
 	"",
 	"Resources: idle RSS \(f(.resources.rss_idle_kb.out)) / \(f(.resources.rss_idle_kb.in)) kB (hop out/in), \(f(.mesh.agents.rss_idle_kb."node-1")) kB (mesh agent); \(f(.resources.hold.bytes_per_conn.sum)) B per idle proxied connection (both agents, at \(f(.resources.hold.held)) connections); \(f(.resources.cpu.cpu_s_per_gb)) CPU s/GB (hop), \(f(.mesh.agents.cpu_s_per_gb_mesh_cross)) (mesh); BPF hook adds \(f(.mesh.hook.added_ns)) ns per meshed connect() (connect4 run time \(f(.mesh.hook.connect4_run_ns)) ns with bpf_stats on).",
 	"",
-	"Goals: " + (.goals | map("\(.name) \(if .met == true then "met" elif .met == false then "MISSED" else "n/a" end) (\(f(.value)) vs \(.target))") | join("; ")),
+	"Goals: " + (.goals | map("\(.name) \(if .met == true then "met" elif .met == false then "MISSED" else "n/a" end) (\(f(.value)) vs \(.target))\(if .bound and .met == false then "; bound: \(.bound)" else "" end)") | join("; ")),
 	""' --argjson ROOT "$(cat "$F")"
 	exit 0
 fi
@@ -97,6 +98,21 @@ note "$(j '"run spread (min-max of the runs): " + ([.peers.results[] | select(.p
 	def rng(a): (a | map(select(. != null))) as $v | if ($v | length) == 0 then "NA" else "\($v | min)-\($v | max)" end;
 	"\(.path) p50 \(rng(.runs.p50_us)) us, cps \(rng(.runs.conns_per_s))"] | join("; "))')"
 note "$(j '"(latency: sockperf TCP ping-pong round trip, 64 B; x = ratio vs direct in the same run; cps_x_res: a second, shorter peers.sh pass with BENCH_TLS_RESUME=1 (\(if .peers_resume then "\(.peers_resume.meta.duration_s)s x \(.peers_resume.meta.runs)" else "not run" end)); goal row: nodemesh p50_x <= best peer, gbps1_x >= best peer, cps_x >= best peer with full handshakes, cps_x_res >= 2x the best peer full-handshake cps_x; mtls: nodemesh checked by bench/mtls-check.sh)"')"
+
+# ------------------------------------------------------- handshakes
+if [[ $(j '.handshakes != null') == true ]]; then
+	title "What bounds the hop's new connections (handshakes.sh, $(j '"\(.handshakes.seconds)s per mode"'))"
+	row mode conns_per_s x_direct core_busy agent_us hs_us hs_share ceiling ceiling_x
+	sep 9
+	j '.handshakes as $h | ["full", "resumed"][] as $m | $h[$m] |
+	   [$m, .conns_per_s, .ratio_vs_direct, (if .core_busy_pct then "\(.core_busy_pct)%" else null end),
+	    .agents_cpu_us_per_conn, .handshake_cpu_us_per_conn,
+	    (if .handshake_share then "\(.handshake_share * 100 | round)%" else null end),
+	    .ceiling_handshakes_only_cps, .ceiling_handshakes_only_ratio]
+	   | map(if . == null then "NA" else tostring end) | join("\u001f")' |
+		while IFS=$'\x1f' read -r -a c; do row "${c[@]}"; done
+	note "$(j '"(a sequential connrate client through the hop, both agents on CPU 1 with the tunnel pool at its default, direct \(.handshakes.direct_conns_per_s) conns/s; agent_us: both agents\u0027 CPU per connection (/proc); hs_us: of it inside OpenSSL\u0027s handshake steps (nodemesh_tls_handshake_cpu_seconds_total, both ends of each tunnel); ceiling: 1 s / hs_us, the rate if nothing but the handshakes cost CPU)" + (if .handshakes.profile.both_full_pct then " Full handshakes under perf, share of both agents\u0027 CPU: " + (.handshakes.profile.both_full_pct | to_entries | map("\(.key) \(.value)%") | join(", ")) + "." else "" end)')"
+fi
 
 # ------------------------------------------------------------- mesh
 if [[ $(j '.mesh != null') == true ]]; then

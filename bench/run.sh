@@ -15,6 +15,10 @@
 #      0: full handshakes)
 #   3. a shorter second peers.sh pass with BENCH_TLS_RESUME=1 (conns/s with
 #      session resumption; skipped in --smoke)
+#   3b. handshakes.sh: what bounds the hop's conns/s, full and resumed: the
+#      agents' CPU per connection, the part in TLS handshakes and the rate
+#      the handshakes alone would allow (with perf: where it goes); skipped
+#      in --smoke
 #   4. mesh.sh (root): the real mesh path in the simulated cluster, idle RSS
 #      of the mesh agents, CPU/GB, the BPF hook's cost per connect
 #   5. resources.sh: idle RSS, bytes per idle proxied connection, CPU/GB
@@ -49,10 +53,13 @@ while [[ $# -gt 0 ]]; do
 done
 case $MODE in
 full)  PEERS_ARGS=(--runs 3 --duration 10); RES_ARGS=(--runs 3 --duration 2); TEL_ARGS=(--runs 3 --duration 5)
+       HS_ARGS=(--seconds 5)
        MESH_ARGS=(--runs 3 --duration 4); RSRC_ARGS=(--conns 10000 --duration 5) ;;
 quick) PEERS_ARGS=(--quick --runs 1); RES_ARGS=(--runs 1 --duration 1); TEL_ARGS=(--runs 2 --duration 2)
+       HS_ARGS=(--seconds 2)
        MESH_ARGS=(--runs 1 --duration 2 --connects 10000); RSRC_ARGS=(--conns 2000 --duration 3) ;;
 smoke) PEERS_ARGS=(--peers haproxy --runs 1 --duration 1); RES_ARGS=(); TEL_ARGS=(--runs 2 --duration 1)
+       HS_ARGS=(--seconds 1)
        MESH_ARGS=(--runs 1 --duration 1 --connects 2000); RSRC_ARGS=(--conns 200 --duration 1) ;;
 esac
 TLS_RESUME=${BENCH_TLS_RESUME:-0}
@@ -137,6 +144,15 @@ if [[ ${#RES_ARGS[@]} -gt 0 && $TLS_RESUME == 0 ]]; then
 fi
 [[ -s $TMP/peers-resume.json ]] || echo null >"$TMP/peers-resume.json"
 
+# 3b. What bounds new connections through the hop.
+if [[ ${#HS_ARGS[@]} -gt 0 ]]; then
+	[[ $MODE == full ]] && command -v perf >/dev/null && HS_ARGS+=(--profile)
+	bench_log "step 3b: handshakes.sh ${HS_ARGS[*]}"
+	step 600 "$BENCH_DIR/handshakes.sh" "${HS_ARGS[@]}" --json "$TMP/handshakes.json" >&2 ||
+		bench_log "handshakes.sh failed; its figures stay NA"
+fi
+[[ -s $TMP/handshakes.json ]] || echo null >"$TMP/handshakes.json"
+
 # 4. The real mesh path.
 MESH_SKIPPED=""
 if ((SKIP_MESH)); then
@@ -179,12 +195,13 @@ jq -n \
 	--slurpfile mtls "$TMP/mtls.json" --slurpfile peers "$TMP/peers.json" \
 	--slurpfile res "$TMP/peers-resume.json" --slurpfile mesh "$TMP/mesh.json" \
 	--slurpfile rsrc "$TMP/resources.json" --slurpfile tel "$TMP/telemetry.json" \
+	--slurpfile hs "$TMP/handshakes.json" \
 	--arg date "$DATE" --arg mode "$MODE" --arg git "$GIT" --arg ver "$NMVER" \
 	--arg kernel "$(uname -r)" --argjson ncpu "$(nproc)" --arg pin "${BENCH_PIN:-split}" \
 	--argjson resume "$TLS_RESUME" --arg l0 "$LOAD_START" --arg l1 "$LOAD_END" \
 	--argjson elapsed "$ELAPSED" --arg note "$NOTE" --arg meshskip "$MESH_SKIPPED" \
 	--arg retried "$PEERS_RETRIED" '
-	($peers[0]) as $p | ($res[0]) as $r | ($mesh[0]) as $m | ($rsrc[0]) as $x |
+	($peers[0]) as $p | ($res[0]) as $r | ($mesh[0]) as $m | ($rsrc[0]) as $x | ($hs[0]) as $h |
 	($p.results | map(select(.path != "direct" and .path != "nodemesh" and .ok))) as $peer |
 	($p.results | map(select(.path == "nodemesh")) | .[0]) as $nm |
 	(($r // {results: []}).results | map(select(.path == "nodemesh")) | .[0]) as $nmr |
@@ -204,7 +221,7 @@ jq -n \
 	        pin: $pin, tls_resume: $resume, loadavg_start: $l0, loadavg_end: $l1,
 	        elapsed_s: $elapsed, note: (if $note == "" then null else $note end),
 	        peers_retried: (if $retried == "" then null else $retried end)},
-	 mtls: $mtls[0], peers: $p, peers_resume: $r, mesh: $m, telemetry: $tel[0],
+	 mtls: $mtls[0], peers: $p, peers_resume: $r, mesh: $m, telemetry: $tel[0], handshakes: $h,
 	 mesh_skipped: (if $meshskip == "" then null else $meshskip end), resources: $x,
 	 goals_row: {p50: "<=\($best_p50 // "NA")", gbps_1: ">=\($best_g1 // "NA")",
 	             cps: ">=\($best_cps // "NA")", cps_res: ">=\(if $best_cps then ($best_cps * 2 | r3) else "NA" end)",
@@ -230,8 +247,13 @@ jq -n \
 	    value: $nm.ratio_vs_direct.gbps_4, met: ge($nm.ratio_vs_direct.gbps_4; $best_g4)},
 	   {name: "hop 1-stream throughput at least 0.21x direct (issue 14)", target: "gbps1_x >= 0.21",
 	    value: $nm.ratio_vs_direct.gbps_1, met: ge($nm.ratio_vs_direct.gbps_1; 0.21)},
-	   {name: "hop new connections at least 0.06x direct with the tunnel pool (issue 14)", target: "cps_x >= 0.06",
-	    value: $nm.ratio_vs_direct.conns_per_s, met: ge($nm.ratio_vs_direct.conns_per_s; 0.06)},
+	   {name: "hop new connections at least 0.06x direct with the tunnel pool and resumption, the agent defaults (issue 14)",
+	    target: "cps_x >= 0.06", value: $nmr.ratio_vs_direct.conns_per_s,
+	    met: ge($nmr.ratio_vs_direct.conns_per_s; 0.06)},
+	   {name: "hop new connections at least 0.06x direct with the tunnel pool, full handshakes (issue 14)", target: "cps_x >= 0.06",
+	    value: $nm.ratio_vs_direct.conns_per_s, met: ge($nm.ratio_vs_direct.conns_per_s; 0.06),
+	    bound: (if $h == null or $h.full.ceiling_handshakes_only_ratio == null then null else
+	      "handshakes.sh: \($h.full.handshake_cpu_us_per_conn) us of handshake CPU per connection on the one proxy core (\($h.full.handshake_share * 100 | round)% of the agents \($h.full.agents_cpu_us_per_conn) us, core \($h.full.core_busy_pct)% busy): the handshakes alone allow \($h.full.ceiling_handshakes_only_ratio)x direct" end)},
 	   {name: "mesh-cross new connections at least 0.06x direct with the tunnel pool (issue 14)", target: "cps_x >= 0.06",
 	    value: $mx.ratio_vs_direct.conns_per_s, met: ge($mx.ratio_vs_direct.conns_per_s; 0.06)},
 	   {name: "same-node meshed 1-stream throughput at least 0.9x direct (issue 14)", target: "gbps1_x >= 0.9",

@@ -42,6 +42,12 @@ check bench-smoke-nodemesh-numbers \
 	"nodemesh figures are not numbers"
 check bench-smoke-resources '.resources.hold.held > 0 and (.resources.rss_idle_kb.out | type == "number") and (.resources.cpu.cpu_s_per_gb | type == "number")' \
 	"resource figures missing"
+check bench-smoke-handshakes '.handshakes.direct_conns_per_s > 0 and
+	([.handshakes.full, .handshakes.resumed] | all(.conns_per_s > 0 and .agents_cpu_us_per_conn > 0 and
+	 .handshake_cpu_us_per_conn > 0 and .handshake_cpu_us_per_conn < .agents_cpu_us_per_conn and
+	 .handshakes_per_conn >= 1)) and
+	(.goals | map(select(.name | test("full handshakes \\(issue 14\\)"))) | .[0].bound | type == "string")' \
+	"handshakes.sh figures missing (conns/s, CPU per connection, handshake CPU) or the pool goal has no bound"
 check bench-smoke-goals '(.goals | length) >= 5 and (.goals_row | has("p50_met"))' "goals missing"
 if [[ $(id -u) -eq 0 ]]; then
 	check bench-smoke-telemetry '[.telemetry.scrape.p99_us.no_scrape, .telemetry.scrape.p99_us.scrape, .telemetry.scrape.p99_us.noise, .telemetry.cost.gbps_1.on, .telemetry.cost.gbps_1.off, .telemetry.cost.conns_per_s.on, .telemetry.cost.conns_per_s.off] | all(type == "number")' \
