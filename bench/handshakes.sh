@@ -46,7 +46,7 @@ while (($#)); do
 done
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "handshakes: --seconds must be a positive integer" >&2; exit 2; }
 command -v curl >/dev/null || { echo "handshakes: needs curl (the agents' /metrics)" >&2; exit 1; }
-[[ -x $REPO/${OUT:-build}/nodemeshd ]] || { echo "handshakes: build nodemeshd first (make)" >&2; exit 1; }
+[[ -x $NODEMESHD ]] || { echo "handshakes: no agent at $NODEMESHD (make, or NODEMESHD=)" >&2; exit 1; }
 [[ -f $KIT/connrate.c && -f $KIT/certs.sh ]] || { echo "handshakes: the bench kit is not at $KIT" >&2; exit 1; }
 ((PROFILE)) && ! command -v perf >/dev/null && { echo "handshakes: --profile needs perf (linux-perf)" >&2; exit 1; }
 
@@ -62,7 +62,7 @@ trap cleanup EXIT
 [[ ${NM_KEEP:-0} == 1 ]] && trap - EXIT
 bash "$KIT/certs.sh" "$W/certs" >/dev/null || exit 1
 gcc -O2 -o "$W/connrate" "$KIT/connrate.c" || exit 1
-export NODEMESHD=$REPO/${OUT:-build}/nodemeshd BENCH_CERT_DIR=$W/certs BENCH_PROXY_CPU=1
+export NODEMESHD BENCH_CERT_DIR=$W/certs BENCH_PROXY_CPU=1
 export BENCH_OUT_LAT=27101 BENCH_OUT_TPUT=27102 BENCH_OUT_CONN=27103
 export BENCH_IN_LAT=27201 BENCH_IN_TPUT=27202 BENCH_IN_CONN=27203
 export BENCH_SRV_LAT=27301 BENCH_SRV_TPUT=27302 BENCH_SRV_CONN=27303

@@ -14,20 +14,20 @@ pass() { printf 'PASS %s\n' "$1"; }
 fail() { printf 'FAIL %s: %s\n' "$1" "$2"; FAILS=$((FAILS + 1)); }
 
 command -v jq >/dev/null || { fail bench-smoke "jq not found (tools/install-deps.sh)"; exit 1; }
-OUT=$(mktemp -d /tmp/nm-bench-smoke.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
-LOG=$OUT/run.log
+SMOKE_DIR=$(mktemp -d /tmp/nm-bench-smoke.XXXXXX)
+trap 'rm -rf "$SMOKE_DIR"' EXIT
+LOG=$SMOKE_DIR/run.log
 
-if timeout -k 10 900 "$HERE/run.sh" --smoke --out "$OUT" --no-results >"$LOG" 2>&1; then
+if timeout -k 10 900 "$HERE/run.sh" --smoke --out "$SMOKE_DIR" --no-results >"$LOG" 2>&1; then
 	pass bench-smoke-run
 else
 	fail bench-smoke-run "bench/run.sh --smoke exited $?; log tail: $(tail -n 15 "$LOG" | tr '\n' ' ')"
 fi
-JSON=$(ls "$OUT"/*.json 2>/dev/null | head -n 1)
+JSON=$(ls "$SMOKE_DIR"/*.json 2>/dev/null | head -n 1)
 if [[ -n $JSON ]] && jq -e . "$JSON" >/dev/null 2>&1; then
 	pass bench-smoke-json-parses
 else
-	fail bench-smoke-json-parses "no parsable JSON in $OUT"
+	fail bench-smoke-json-parses "no parsable JSON in $SMOKE_DIR"
 	exit 1
 fi
 
