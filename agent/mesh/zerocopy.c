@@ -128,21 +128,26 @@ void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted)
 	char why[96] = "";
 
 	/*
-	 * auto: sockmap where the verdict runs alone (5.13+: the kernels the
-	 * relay's tests run on, 6.1 to 6.18), and it was the fastest there
-	 * (docs/bench.md); splice before, where only the parser-behind mode
-	 * exists, and wherever the program does not load.
+	 * auto: splice on every kernel. sockmap had the lowest latency, but
+	 * once it parks a direction (a receiver more than ZC_SM_HIGH behind)
+	 * the receiver can get a stretch of bytes twice: about one 16 MiB
+	 * echo in 40 on 6.18 (docs/architecture.md, "Zero-copy relay"). A
+	 * relay that may corrupt a stream is never a default, so sockmap runs
+	 * only when asked for, with a warning.
 	 */
-	a->zc.mode = wanted;
-	if (wanted == NM_RELAY_AUTO)
-		a->zc.mode = nm_sockmap_needs_parser() ? NM_RELAY_SPLICE : NM_RELAY_SOCKMAP;
+	a->zc.mode = wanted == NM_RELAY_AUTO ? NM_RELAY_SPLICE : wanted;
 	if (wanted == NM_RELAY_COPY)
 		snprintf(why, sizeof(why), "mesh.relay is copy");
-	if (wanted == NM_RELAY_AUTO && a->zc.mode == NM_RELAY_SPLICE)
-		snprintf(why, sizeof(why), "kernel before 5.13: sockmap verdict needs a parser");
-	if (a->zc.mode == NM_RELAY_SOCKMAP && zc_sockmap_open(a, why, sizeof(why))) {
-		pr_warn("msg=\"sockmap relay unavailable, using splice\" reason=\"%s\"", why);
-		a->zc.mode = NM_RELAY_SPLICE;
+	if (wanted == NM_RELAY_AUTO)
+		snprintf(why, sizeof(why), "auto is splice: sockmap's parked directions can repeat bytes");
+	if (a->zc.mode == NM_RELAY_SOCKMAP) {
+		if (zc_sockmap_open(a, why, sizeof(why))) {
+			pr_warn("msg=\"sockmap relay unavailable, using splice\" reason=\"%s\"", why);
+			a->zc.mode = NM_RELAY_SPLICE;
+		} else {
+			snprintf(why, sizeof(why), "experimental: a parked direction can repeat bytes");
+			pr_warn("msg=\"mesh.relay sockmap is experimental: under a slow receiver a stream can get bytes twice; auto uses splice\"");
+		}
 	}
 	zc_report(a, why);
 	pr_info("msg=\"relay mode\" wanted=%s mode=%s", nm_relay_mode_name(wanted),

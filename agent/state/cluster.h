@@ -233,7 +233,7 @@ struct nm_pool_cfg {
 
 /* "relay": how flows with two plain legs move bytes (mesh/zerocopy.h). */
 enum nm_relay_mode {
-	NM_RELAY_AUTO = 0, /* the fastest this kernel offers */
+	NM_RELAY_AUTO = 0, /* splice: the fastest correct relay (nm_zc_setup) */
 	NM_RELAY_SOCKMAP,
 	NM_RELAY_SPLICE,
 	NM_RELAY_COPY,

@@ -120,8 +120,10 @@ if [ -x "$R/flow/flow.sh" ]; then
 	step "$R/flow/flow.sh" > "$W/flow.out"
 	cat "$W/flow.out"
 	if grep -q '^  | FLOW PASS' "$W/flow.out"; then
-		# The relay modes' median times (ms), e.g. copy:412,splice:260
-		rl=$(sed -n 's/^  | RELAY mode=\([a-z]*\) .* elapsed_ms=\([0-9]*\) .*/\1:\2/p' "$W/flow.out" |
+		# The relay modes' median times (ms), e.g. copy:412,splice:260;
+		# a mode timed on another size says it (sockmap@786432:40)
+		rl=$(sed -n -e 's/^  | RELAY mode=\([a-z]*\) bytes=16777216 .* elapsed_ms=\([0-9]*\) .*/\1:\2/p' \
+			-e 's/^  | RELAY mode=\([a-z]*\) bytes=\([0-9]*\) .* elapsed_ms=\([0-9]*\) .*/\1@\2:\3/p' "$W/flow.out" |
 			tr '\n' ',' | sed 's/,$//')
 		result flow PASS "${rl:+relay_ms=$rl}"
 	else
