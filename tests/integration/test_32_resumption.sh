@@ -16,25 +16,12 @@
 #                        the check can tell the difference)
 set -uo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-B=$REPO/${OUT:-build}
-WORK=$(mktemp -d /tmp/nm-resume.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/standalone.sh" resume
 
-FAILS=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; FAILS=$((FAILS + 1)); }
 for b in nodemeshd nodemesh tests/tools/nm_peer; do
 	[[ -x $B/$b ]] || { fail resume-setup "$B/$b not built"; exit 1; }
 done
 
-BASE=$((20000 + RANDOM % 8000))
 OUTA=$BASE OUTB=$((BASE + 1)) INP=$((BASE + 2)) SRVP=$((BASE + 3))
 ROUNDS=8
 CLIENT_ID=spiffe://cluster.local/ns/default/sa/client

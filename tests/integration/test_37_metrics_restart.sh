@@ -14,22 +14,8 @@
 #                        says so, and the first keeps answering
 set -uo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-B=$REPO/${OUT:-build}
-WORK=$(mktemp -d /tmp/nm-metrics-restart.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/standalone.sh" metrics-restart
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-
-# Ports from a range the kernel does not hand out as ephemeral by default.
-BASE=$((20000 + RANDOM % 8000))
 INP=$BASE SRVP=$((BASE + 1)) METP=$((BASE + 2)) ADMP=$((BASE + 3))
 
 cd "$WORK" || exit 1

@@ -13,22 +13,8 @@
 #   fwd_sigterm         SIGTERM makes both agents exit 0
 set -uo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-B=$REPO/${OUT:-build}
-WORK=$(mktemp -d /tmp/nm-fwd.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/standalone.sh" fwd
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-
-# Ports from a range the kernel does not hand out as ephemeral by default.
-BASE=$((20000 + RANDOM % 8000))
 OUTP=$BASE INP=$((BASE + 1)) SRVP=$((BASE + 2)) OUT2P=$((BASE + 3))
 
 cd "$WORK" || exit 1
