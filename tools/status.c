@@ -388,13 +388,17 @@ static void collect_names(const char *dir, json_t *names)
 /* The documents of the instances named by names' keys, sorted by name. */
 static json_t *instances_json(const struct status_opts *o, json_t *names)
 {
-	const char *keys[1024], *name;
+	size_t n = 0, total = json_object_size(names);
 	json_t *arr = json_array(), *v;
-	size_t n = 0;
+	const char **keys, *name;
 
+	/* Every name: a host with many stale run directories must not
+	 * hide a live instance behind a fixed-size list. */
+	keys = calloc(total ? total : 1, sizeof(*keys));
+	if (!keys)
+		return arr;
 	json_object_foreach(names, name, v)
-		if (n < sizeof(keys) / sizeof(keys[0]))
-			keys[n++] = name;
+		keys[n++] = name;
 	qsort(keys, n, sizeof(keys[0]), cmp_strs);
 	for (size_t i = 0; i < n; i++) {
 		json_t *in = instance_json(o, keys[i]);
@@ -402,6 +406,7 @@ static json_t *instances_json(const struct status_opts *o, json_t *names)
 		if (in)
 			json_array_append_new(arr, in);
 	}
+	free(keys);
 	return arr;
 }
 

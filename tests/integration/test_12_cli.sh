@@ -27,8 +27,14 @@
 #                         node, listeners, its pinned links (as many as
 #                         link_* pins, at least 3), its state map
 #                         (ABI, heartbeat) and the features it probed
+#   status-many-stale     a run directory holding 20000 empty instance
+#                         directories (what killed agents of old releases
+#                         left) still lists the live instance, running:
+#                         no fixed-size name list drops it
 #   status-stopped        after SIGTERM the instance reads "stopped" and
 #                         its pins are still reported
+#   stop-removes-rundir   and the agent removed its run directory
+#                         (/run/nodemesh/<instance>) with all it wrote there
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -192,6 +198,20 @@ else
 	nm_fail status-running "$(head -c 1500 <<<"$out")"
 fi
 
+# Many empty instance directories beside a copy of the live one's.
+stale=$NM_STATE/stale-run
+mkdir -p "$stale/$inst1"
+cp /run/nodemesh/"$inst1"/*.json "$stale/$inst1"/
+(cd "$stale" && seq -f "stale%05g" 0 19999 | xargs mkdir)
+out=$("$cli" --json status --run-dir "$stale")
+if jq -e --arg i1 "$inst1" '[.instances[] | select(.instance == $i1 and .state == "running")] | length == 1' \
+	<<<"$out" >/dev/null 2>&1; then
+	nm_pass "status-many-stale ($(jq '.instances | length' <<<"$out") instances listed)"
+else
+	nm_fail status-many-stale "$inst1 not listed as running: $(jq -c '[.instances[] | {instance, state}] | .[:5]' <<<"$out" 2>&1 | head -c 500)"
+fi
+rm -rf "$stale"
+
 nm_agent_stop 2 5
 out=$("$cli" --json status --instance "$inst2")
 if jq -e --argjson nl "$(find "$NM_PIN_BASE/$inst2" -maxdepth 1 -name 'link_*' | wc -l)" \
@@ -200,6 +220,11 @@ if jq -e --argjson nl "$(find "$NM_PIN_BASE/$inst2" -maxdepth 1 -name 'link_*' |
 	nm_pass status-stopped
 else
 	nm_fail status-stopped "$(head -c 1500 <<<"$out")"
+fi
+if [[ ! -e /run/nodemesh/$inst2 ]]; then
+	nm_pass stop-removes-rundir
+else
+	nm_fail stop-removes-rundir "after SIGTERM (exit $NM_AGENT_RC) /run/nodemesh/$inst2 holds: $(find "/run/nodemesh/$inst2" | tr '\n' ' ')"
 fi
 
 ((NM_FAILS == 0))
