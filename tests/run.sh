@@ -122,7 +122,7 @@ list_runs() {
 		for p in /sys/fs/cgroup/*/nodemesh-nm* /sys/fs/cgroup/nodemesh-nm*; do
 			[[ -d $p ]] && echo "${p##*/nodemesh-}"
 		done
-		for p in /sys/fs/bpf/nodemesh/nm*-*; do
+		for p in /sys/fs/bpf/nodemesh/nm*-* /run/nodemesh/nm*-*; do
 			[[ -e $p ]] && echo "${p##*/}" | sed 's/-.*//'
 		done
 		for p in /run/nodemesh-test/nm* /run/nodemesh-demo/run/nm*; do
@@ -151,6 +151,7 @@ leftover_sweep() { # RUNS-BEFORE
 		left+="$run: $(ip netns list 2>/dev/null | awk '{print $1}' | grep -c "^$run-") netns,"
 		left+=" cgroup $(ls -d /sys/fs/cgroup/*/nodemesh-"$run" /sys/fs/cgroup/nodemesh-"$run" 2>/dev/null | head -n 1),"
 		left+=" pins $(ls -d /sys/fs/bpf/nodemesh/"$run"-* 2>/dev/null | tr '\n' ' ')"
+		left+=" agent run dirs $(ls -d /run/nodemesh/"$run"-* 2>/dev/null | tr '\n' ' ')"
 		left+=" state $(ls -d /run/nodemesh-test/"$run" /run/nodemesh-demo/run/"$run" 2>/dev/null); "
 	done
 	if [[ -z $left ]]; then
@@ -160,9 +161,27 @@ leftover_sweep() { # RUNS-BEFORE
 	fi
 }
 
+# Agent run directories of test runs that no longer exist (the harness's
+# instance names, nm<4 hex>-n<node>, and no state dir of the run left).
+# Agents used to leave one per instance even on SIGTERM, and teardown did
+# not remove a SIGKILLed agent's; enough of them made `nodemesh status`
+# lose live instances.
+sweep_stale_run_dirs() {
+	local d run
+	for d in /run/nodemesh/nm[0-9a-f][0-9a-f][0-9a-f][0-9a-f]-n[0-9]*; do
+		[[ -d $d ]] || continue
+		run=${d##*/}
+		run=${run%%-*}
+		[[ -d /run/nodemesh-test/$run || -d /run/nodemesh-demo/run/$run ]] && continue
+		rm -rf "$d"
+	done
+	return 0
+}
+
 suite_integration() {
 	local script name log rc n_pass n_fail any=0 runs_before
 	section integration
+	sweep_stale_run_dirs
 	runs_before=$(list_runs)
 	mkdir -p "$LOGS/integration"
 	if ! is_root; then

@@ -53,6 +53,8 @@ NM_STATE_BASE=${NM_STATE_BASE:-/run/nodemesh-test}
 NM_AGENT_LOG_LEVEL=${NM_AGENT_LOG_LEVEL:-debug}
 NM_BPFFS=${NM_BPFFS:-/sys/fs/bpf}
 NM_PIN_BASE=${NM_PIN_BASE:-$NM_BPFFS/nodemesh}
+# Where the agents keep their run state (lib/pins.h NM_RUN_DIR).
+NM_AGENT_RUN_BASE=/run/nodemesh
 NM_TRUST_DOMAIN=${NM_TRUST_DOMAIN:-cluster.local}
 NM_VERBOSE=${NM_VERBOSE:-0}
 
@@ -688,6 +690,11 @@ nm_cluster_down_from_env() (
 	for inst in "$NM_PIN_BASE/$NM_RUN"-*; do
 		[[ -e $inst ]] && nm__unpin "${inst##*/}"
 	done
+	# An agent removes its run directory on SIGTERM (test_12 checks
+	# that); one killed with SIGKILL cannot.
+	for inst in "$NM_AGENT_RUN_BASE/$NM_RUN"-*; do
+		[[ -d $inst ]] && rm -rf "$inst"
+	done
 
 	# 6. Keep logs if asked, then drop the state dir and any index entry.
 	if [[ -n ${NM_ARTIFACTS:-} && -d $state ]]; then
@@ -725,8 +732,8 @@ nm_cluster_leftovers() (
 		[[ ${link%%@*} == "$NM_RUN"* ]] && { echo "link ${link%%@*} in the root netns"; bad=1; }
 	done
 	[[ -n $NM_CG && -e $NM_CG ]] && { echo "cgroup $NM_CG"; bad=1; }
-	for p in "$NM_PIN_BASE/$NM_RUN"-*; do
-		[[ -e $p ]] && { echo "pin dir $p"; bad=1; }
+	for p in "$NM_PIN_BASE/$NM_RUN"-* "$NM_AGENT_RUN_BASE/$NM_RUN"-*; do
+		[[ -e $p ]] && { echo "agent dir $p"; bad=1; }
 	done
 	[[ -n $NM_STATE && -e $NM_STATE ]] && { echo "state dir $NM_STATE"; bad=1; }
 	# Any process still inside one of the run's network namespaces.
