@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,6 +651,7 @@ static void *run(void *arg)
 int nm_k8s_start(const struct nm_k8s_opts *o, const struct nm_cluster *base,
 		 struct nm_k8s **out)
 {
+	sigset_t all, old_mask;
 	char why[160];
 	struct nm_k8s *k;
 	int ret;
@@ -700,7 +702,14 @@ int nm_k8s_start(const struct nm_k8s_opts *o, const struct nm_cluster *base,
 	if (!k->multi)
 		goto fail;
 	curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	/* The thread takes no process signal: it is created before the main
+	 * thread blocks SIGTERM for its signalfd, and a thread that inherited
+	 * an open mask would take the kubelet's SIGTERM and die of it, with
+	 * no shutdown (connections, pins, run state). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old_mask);
 	ret = -pthread_create(&k->thread, NULL, run, k);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (ret)
 		goto fail;
 	k->thread_started = true;

@@ -37,6 +37,12 @@
 #                         objects the agents had are kept
 #   k8s-api-back          restarted without that pod: the agents relist and
 #                         catch up; traffic works
+#   k8s-stop-cleans       SIGTERM (the kubelet's stop): the agent shuts down
+#                         and exits 0, and removes its run directory with the
+#                         policies it copied from the API
+#                         (authorizationpolicies/kubernetes.json). The API
+#                         client's thread must not take the signal: it did,
+#                         and the agent died of it with nothing cleaned up
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -524,6 +530,20 @@ else
 	ms=$(($(now_ms) - t0))
 	echo "    caught up ${ms} ms after the restart (after a failed pods list)" >&2
 	if flow_ok client; then nm_pass k8s-api-back; else nm_fail k8s-api-back "after the restart: $FLOW_ERR"; fi
+fi
+
+rundir=/run/nodemesh/$(nm_instance 1)
+if [[ ! -f $rundir/authorizationpolicies/kubernetes.json ]]; then
+	nm_fail k8s-stop-cleans "no policy copy in $rundir while running: $(find "$rundir" 2>&1 | tr '\n' ' ')"
+else
+	nm_agent_stop 1 5
+	if [[ $NM_AGENT_RC != 0 ]]; then
+		nm_fail k8s-stop-cleans "SIGTERM: exit $NM_AGENT_RC, not a clean shutdown (0)"
+	elif [[ -e $rundir ]]; then
+		nm_fail k8s-stop-cleans "after SIGTERM (exit $NM_AGENT_RC) $rundir holds: $(find "$rundir" | tr '\n' ' ')"
+	else
+		nm_pass k8s-stop-cleans
+	fi
 fi
 
 ((NM_FAILS)) && nm_dump_logs 40
