@@ -356,20 +356,6 @@ static int k8s_first(const struct nm_k8s_opts *ko, const char *instance,
 	return 0;
 }
 
-/* The policy folder the source wrote (kubernetes.json, k8s/client.c) is
- * a copy of what the API served, not a cache: the next start waits for a
- * fresh snapshot, so it goes with the agent. */
-static void remove_k8s_policies(const char *dir)
-{
-	char path[NM_PATH_MAX + 32];
-
-	snprintf(path, sizeof(path), "%s/kubernetes.json", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/.kubernetes.json.tmp", dir);
-	unlink(path);
-	rmdir(dir);
-}
-
 /*
  * The readiness endpoint on the node's address (mesh.healthPort). Not
  * fatal: the mesh works without it, and two agents sharing a network
@@ -420,7 +406,7 @@ int main(int argc, char **argv)
 	int opt, ret, rc = 1;
 	bool kubernetes = false;
 	struct nm_k8s_opts ko = { 0 };
-	char k8s_policy_dir[NM_PATH_MAX] = "";
+	char k8s_policy_dir[NM_PATH_MAX];
 
 	a->instance = "default";
 	while ((opt = getopt_long(argc, argv, "c:n:i:l:h", opts, NULL)) != -1) {
@@ -660,10 +646,9 @@ out:
 	if (feat_path[0])
 		unlink(feat_path);
 	nm_policydir_unpublish(a->instance);
-	if (k8s_policy_dir[0])
-		remove_k8s_policies(k8s_policy_dir);
-	/* Last of the run directory's files: it removes the directory too,
-	 * which fails while anything above is still in it. */
+	/* Last of the run directory's files (nm_k8s_stop() removed the
+	 * Kubernetes policy copy): it removes the directory too, which fails
+	 * while anything above is still in it. */
 	nm_runstate_remove(a);
 	if (d.policy_fd >= 0)
 		close(d.policy_fd);

@@ -757,6 +757,20 @@ void nm_k8s_set_base(struct nm_k8s *k, const struct nm_cluster *base)
 	curl_multi_wakeup(k->multi);
 }
 
+/* What write_policies() wrote is a copy of what the API served, not a
+ * cache (the next start waits for a fresh snapshot): it goes with the
+ * source. */
+static void remove_policies(const struct nm_k8s *k)
+{
+	char path[NM_PATH_MAX + 32];
+
+	if (!k->policy_dir[0])
+		return;
+	snprintf(path, sizeof(path), "%s/kubernetes.json", k->policy_dir);
+	unlink(path);
+	rmdir(k->policy_dir);
+}
+
 void nm_k8s_stop(struct nm_k8s *k)
 {
 	if (!k)
@@ -766,6 +780,7 @@ void nm_k8s_stop(struct nm_k8s *k)
 		curl_multi_wakeup(k->multi);
 		pthread_join(k->thread, NULL);
 	}
+	remove_policies(k);
 	for (int i = 0; i < NM_K8S_KIND_MAX; i++) {
 		struct stream *s = &k->streams[i];
 
