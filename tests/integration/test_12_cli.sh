@@ -201,7 +201,7 @@ fi
 # Many empty instance directories beside a copy of the live one's.
 stale=$NM_STATE/stale-run
 mkdir -p "$stale/$inst1"
-cp /run/nodemesh/"$inst1"/*.json "$stale/$inst1"/
+cp "$NM_AGENT_RUN_BASE/$inst1"/*.json "$stale/$inst1"/
 (cd "$stale" && seq -f "stale%05g" 0 19999 | xargs mkdir)
 out=$("$cli" --json status --run-dir "$stale")
 if jq -e --arg i1 "$inst1" '[.instances[] | select(.instance == $i1 and .state == "running")] | length == 1' \
@@ -221,10 +221,10 @@ if jq -e --argjson nl "$(find "$NM_PIN_BASE/$inst2" -maxdepth 1 -name 'link_*' |
 else
 	nm_fail status-stopped "$(head -c 1500 <<<"$out")"
 fi
-if [[ ! -e /run/nodemesh/$inst2 ]]; then
+if [[ ! -e $NM_AGENT_RUN_BASE/$inst2 ]]; then
 	nm_pass stop-removes-rundir
 else
-	nm_fail stop-removes-rundir "after SIGTERM (exit $NM_AGENT_RC) /run/nodemesh/$inst2 holds: $(find "/run/nodemesh/$inst2" | tr '\n' ' ')"
+	nm_fail stop-removes-rundir "after SIGTERM (exit $NM_AGENT_RC) $NM_AGENT_RUN_BASE/$inst2 holds: $(find "$NM_AGENT_RUN_BASE/$inst2" | tr '\n' ' ')"
 fi
 
 ((NM_FAILS == 0))

@@ -532,7 +532,7 @@ else
 	if flow_ok client; then nm_pass k8s-api-back; else nm_fail k8s-api-back "after the restart: $FLOW_ERR"; fi
 fi
 
-rundir=/run/nodemesh/$(nm_instance 1)
+rundir=$NM_AGENT_RUN_BASE/$(nm_instance 1)
 if [[ ! -f $rundir/authorizationpolicies/kubernetes.json ]]; then
 	nm_fail k8s-stop-cleans "no policy copy in $rundir while running: $(find "$rundir" 2>&1 | tr '\n' ' ')"
 else
