@@ -219,8 +219,9 @@ static int get_relay(struct nm_cfg_parser *p, const json_t *mesh,
 
 /*
  * "ktls": "auto" (the kernel's record layer where the probe finds it,
- * mesh/ktls.h) or "off"; "busyPoll": microseconds of SO_BUSY_POLL on the
- * relay's sockets, 0 = off. Both read at agent start.
+ * mesh/ktls.h) or "off"; "busyPoll": microseconds the event loop polls
+ * before it sleeps, and of SO_BUSY_POLL on the relay's sockets, 0 = off.
+ * Both read at agent start.
  */
 static int parse_fastpath(struct nm_cfg_parser *p, const json_t *mesh,
 			  struct nm_mesh_cfg *m)

@@ -7,6 +7,7 @@
  * than a heap and easy to reason about.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ struct nm_loop {
 	uint64_t next_timer_id;
 	nm_hook_fn before_sleep;
 	void *before_sleep_data;
+	uint32_t spin_us; /* nm_loop_set_spin(); 0 = sleep at once */
 	struct epoll_event events[NM_LOOP_BATCH];
 };
 
@@ -233,6 +235,39 @@ static void loop_run_timers(struct nm_loop *loop)
 	}
 }
 
+void nm_loop_set_spin(struct nm_loop *loop, uint32_t us)
+{
+	loop->spin_us = us;
+}
+
+static uint64_t loop_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* epoll_wait(), after up to spin_us of zero-timeout polls when spinning is
+ * on and the loop would sleep at all. The spin is far shorter than the
+ * millisecond timers, so their deadlines are not adjusted for it. */
+static int loop_wait(struct nm_loop *loop, int timeout_ms)
+{
+	if (loop->spin_us && timeout_ms != 0) {
+		uint64_t end = loop_now_us() + loop->spin_us;
+
+		do {
+			int n = epoll_wait(loop->epfd, loop->events,
+					   NM_LOOP_BATCH, 0);
+
+			if (n)
+				return n;
+			sched_yield();
+		} while (loop_now_us() < end);
+	}
+	return epoll_wait(loop->epfd, loop->events, NM_LOOP_BATCH, timeout_ms);
+}
+
 int nm_loop_run(struct nm_loop *loop)
 {
 	loop->stop = false;
@@ -241,8 +276,7 @@ int nm_loop_run(struct nm_loop *loop)
 
 		if (loop->before_sleep)
 			loop->before_sleep(loop, loop->before_sleep_data);
-		n = epoll_wait(loop->epfd, loop->events, NM_LOOP_BATCH,
-			       loop_timeout_ms(loop));
+		n = loop_wait(loop, loop_timeout_ms(loop));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -587,6 +587,7 @@ int main(int argc, char **argv)
 		a->paths.ktls.reason);
 	if (nm_relay_busy_poll_setup(&a->paths, a->cluster->mesh.busy_poll_us))
 		keep_caps |= 1ull << CAP_NET_ADMIN; /* raising SO_BUSY_POLL */
+	nm_loop_set_spin(a->loop, a->cluster->mesh.busy_poll_us);
 	if (a->cluster->mesh.busy_poll_us)
 		pr_info("msg=\"busy polling\" active=%s reason=\"%s\"",
 			a->paths.busy_poll.active ? "yes" : "no",

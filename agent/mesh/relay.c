@@ -398,7 +398,7 @@ void nm_side_tls_adopt(struct nm_side *s, struct nm_path_state *ktls)
 bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us)
 {
 	int fd, one = 1, v = (int)us;
-	char why[96];
+	char why[sizeof(fp->busy_poll.reason)];
 	bool prefer;
 
 	fp->busy_poll_us = 0;
@@ -406,12 +406,15 @@ bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us)
 		nm_path_set(&fp->busy_poll, false, "off", "mesh.busyPoll is 0");
 		return false;
 	}
+	/* The event loop's spin (core/loop.h) needs nothing from the kernel:
+	 * the path is active whatever the socket option says. */
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof(v))) {
-		snprintf(why, sizeof(why), "SO_BUSY_POLL: %s", strerror(errno));
+		snprintf(why, sizeof(why), "SO_BUSY_POLL: %s; event loop spins %u us",
+			 strerror(errno), us);
 		if (fd >= 0)
 			close(fd);
-		nm_path_set(&fp->busy_poll, false, "off", why);
+		nm_path_set(&fp->busy_poll, true, "loop_spin", why);
 		return false;
 	}
 	/* 5.11+; without it busy polling still works, just not preferred
@@ -419,8 +422,8 @@ bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us)
 	prefer = !setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one,
 			     sizeof(one));
 	close(fd);
-	snprintf(why, sizeof(why), "SO_BUSY_POLL %u us%s", us,
-		 prefer ? " + SO_PREFER_BUSY_POLL" : "");
+	snprintf(why, sizeof(why), "SO_BUSY_POLL %u us%s; event loop spins %u us",
+		 us, prefer ? " + SO_PREFER_BUSY_POLL" : "", us);
 	nm_path_set(&fp->busy_poll, true, prefer ? "busy_poll+prefer" : "busy_poll",
 		    why);
 	fp->busy_poll_us = us;
@@ -431,7 +434,7 @@ void nm_side_busy_poll(const struct nm_fastpaths *fp, int fd)
 {
 	int one = 1, v = (int)fp->busy_poll_us;
 
-	if (!fp->busy_poll.active || fd < 0)
+	if (!fp->busy_poll_us || fd < 0)
 		return;
 	/* Best effort: a socket without it is only slower. */
 	setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof(v));

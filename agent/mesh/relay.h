@@ -109,10 +109,13 @@ int nm_side_arm_reset(struct nm_side *s);
 void nm_side_close(struct nm_side *s, bool reset);
 /*
  * mesh.busyPoll: at start, checks SO_BUSY_POLL (and SO_PREFER_BUSY_POLL)
- * on a test socket and fills fp->busy_poll; then nm_side_busy_poll() sets
- * them on every relay socket while active. Raising SO_BUSY_POLL above the
- * net.core.busy_read default needs CAP_NET_ADMIN, which the agent then
- * keeps. Returns fp->busy_poll.active.
+ * on a test socket and fills fp->busy_poll, which is active whenever
+ * mesh.busyPoll is set because the event loop spins then too (the caller
+ * sets that up, core/loop.h). nm_side_busy_poll() sets the socket options
+ * on every relay socket when the test socket took them. Raising
+ * SO_BUSY_POLL above the net.core.busy_read default needs CAP_NET_ADMIN,
+ * which the agent then keeps. Returns whether the socket options are in
+ * use (so, whether to keep that capability).
  */
 bool nm_relay_busy_poll_setup(struct nm_fastpaths *fp, uint32_t us);
 void nm_side_busy_poll(const struct nm_fastpaths *fp, int fd);

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /* check_loop.c - the event loop: fd events, masks, timers, stop. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/loop.h"
@@ -123,6 +126,86 @@ START_TEST(test_bad_fd)
 }
 END_TEST
 
+/* Context switches of the calling thread: voluntary ones are sleeps. */
+static long thread_sleeps(void)
+{
+	struct rusage ru;
+
+	ck_assert_int_eq(getrusage(RUSAGE_THREAD, &ru), 0);
+	return ru.ru_nvcsw;
+}
+
+static int64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void *write_later(void *arg)
+{
+	int fd = *(int *)arg;
+
+	usleep(20 * 1000);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	return NULL;
+}
+
+/* mesh.busyPoll's loop half: data that arrives within the spin window is
+ * found by polling, so the loop thread never goes to sleep for it. */
+START_TEST(test_spin_finds_data_awake)
+{
+	struct nm_loop *loop;
+	struct probe p = { .stop_after = 1 };
+	pthread_t writer;
+	int fds[2];
+	long sleeps;
+
+	ck_assert_int_eq(nm_loop_create(&loop), 0);
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(nm_loop_add(loop, fds[0], NM_EV_READ, on_fd, &p), 0);
+	nm_loop_set_spin(loop, 2 * 1000 * 1000); /* far beyond the 20 ms */
+	ck_assert_int_eq(pthread_create(&writer, NULL, write_later, &fds[1]), 0);
+	sleeps = thread_sleeps();
+	ck_assert_int_eq(nm_loop_run(loop), 0);
+	ck_assert_int_eq(thread_sleeps() - sleeps, 0);
+	ck_assert_int_eq(p.reads, 1);
+	pthread_join(writer, NULL);
+	nm_loop_del(loop, fds[0]);
+	close(fds[0]);
+	close(fds[1]);
+	nm_loop_free(loop);
+}
+END_TEST
+
+/* The spin is bounded: past it the loop sleeps until the timer, so an
+ * idle agent does not burn its core, and timers still run. Without spin
+ * the same run sleeps too (the control). */
+START_TEST(test_spin_then_sleep)
+{
+	for (int spin = 0; spin < 2; spin++) {
+		struct nm_loop *loop;
+		int64_t cpu, t0;
+		long sleeps;
+
+		ck_assert_int_eq(nm_loop_create(&loop), 0);
+		nm_loop_set_spin(loop, spin ? 1000 : 0); /* 1 ms */
+		ck_assert_int_ne(nm_loop_add_timer(loop, 60, stop_timer, NULL), 0);
+		sleeps = thread_sleeps();
+		cpu = thread_cpu_us();
+		t0 = nm_loop_now_ms();
+		ck_assert_int_eq(nm_loop_run(loop), 0);
+		ck_assert_int_ge(nm_loop_now_ms() - t0, 59);
+		ck_assert_int_ge(thread_sleeps() - sleeps, 1);
+		/* 1 ms of spin per wait, a few waits: well under the 60 ms a
+		 * spin without end would burn. */
+		ck_assert_int_lt(thread_cpu_us() - cpu, 25 * 1000);
+		nm_loop_free(loop);
+	}
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -132,6 +215,8 @@ static Suite *loop_suite(void)
 	tcase_add_test(tc, test_mask_change);
 	tcase_add_test(tc, test_timers);
 	tcase_add_test(tc, test_bad_fd);
+	tcase_add_test(tc, test_spin_finds_data_awake);
+	tcase_add_test(tc, test_spin_then_sleep);
 	suite_add_tcase(s, tc);
 	return s;
 }
