@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # busypoll.sh -- what mesh.busyPoll buys and costs on the hop (issue 14).
 #
-#   bench/busypoll.sh [--values "0 50"] [--duration S] [--runs N]
+#   bench/busypoll.sh [--values "0 50"] [--duration S] [--runs N] [--json PATH]
 #
 # The kit's loopback hop (candidate-hop.sh: two nodemeshd, TLS 1.3 + NMTP
 # between them, both pinned to CPU 1, sockperf on CPU 0). For each value of
@@ -10,10 +10,14 @@
 # runs sockperf ping-pong (64 bytes) for S seconds, N times, and prints per
 # run the round-trip p50/p99 and the CPU the two agents used meanwhile
 # (utime+stime from /proc, as a share of one core), then the medians, and
-# direct (no hop) in the same run. Each value's hop is started afresh.
-# Output: one "BUSYPOLL value=... p50_us=... p99_us=... agents_cpu_pct=..."
-# line per value (medians) after the per-run lines. Ports 32100-32122 on
-# 127.0.0.1 only; everything started here is stopped on exit.
+# direct (no hop) in the same run: client and server on CPU 0, and once
+# more with the client on CPU 1 (what one cross-core wakeup costs here; the
+# hop's round trip crosses cores four times). Each value's hop is started
+# afresh. Output: one "BUSYPOLL value=... p50_us=... p99_us=...
+# agents_cpu_pct=..." line per value (medians) after the per-run lines;
+# --json writes the same figures (bench/run.sh puts them in its report).
+# Ports 32100-32122 on 127.0.0.1 only; everything started here is stopped
+# on exit.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/lib.sh"
@@ -22,12 +26,14 @@ KIT=${BENCH_KIT:-$BENCH_DIR/../../shared/bench}
 VALUES="0 50"
 DURATION=5
 RUNS=3
+JSON=""
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--values) VALUES=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
-	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--json) JSON=$2; shift 2 ;;
+	-h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "busypoll.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -36,7 +42,7 @@ for v in $VALUES; do
 done
 [[ $DURATION =~ ^[1-9][0-9]*$ && $RUNS =~ ^[1-9][0-9]*$ ]] ||
 	{ echo "busypoll.sh: --duration and --runs take positive integers" >&2; exit 2; }
-for t in sockperf taskset; do
+for t in sockperf taskset jq; do
 	command -v "$t" >/dev/null || { echo "busypoll.sh: $t missing (tools/install-deps.sh)" >&2; exit 1; }
 done
 [[ -x $KIT/certs.sh ]] || { echo "busypoll.sh: bench kit not found at $KIT (BENCH_KIT)" >&2; exit 1; }
@@ -64,22 +70,31 @@ cpu_ticks() { # PID... -> their utime+stime summed, clock ticks
 	for p; do sum=$((sum + $(bench_cpu_ticks "$p"))); done
 	echo "$sum"
 }
-ping_pong() { # PORT -> "p50 p99" in µs
+ping_pong() { # PORT [CLIENT_CPU] -> "p50 p99" in µs
 	local out
-	out=$(taskset -c 0 timeout $((DURATION + 20)) sockperf ping-pong --tcp -i 127.0.0.1 \
+	out=$(taskset -c "${2:-0}" timeout $((DURATION + 20)) sockperf ping-pong --tcp -i 127.0.0.1 \
 		-p "$1" -m 64 -t "$DURATION" --full-rtt 2>&1) || { echo "NA NA"; return; }
 	echo "$(awk '/percentile 50.000 =/{print $NF}' <<<"$out") $(awk '/percentile 99.000 =/{print $NF}' <<<"$out")"
 }
 
 bench_wait_listen "$BENCH_SRV_LAT" || { echo "busypoll.sh: sockperf server did not listen" >&2; exit 1; }
 hz=$(getconf CLK_TCK)
-d50=()
+d50=() d99=()
 for ((r = 0; r < RUNS; r++)); do
-	read -r p50 _ <<<"$(ping_pong "$BENCH_SRV_LAT")"
-	d50+=("$p50")
+	read -r p50 p99 <<<"$(ping_pong "$BENCH_SRV_LAT")"
+	d50+=("$p50") d99+=("$p99")
 done
+direct_p99=$(bench_median "${d99[@]}")
 direct=$(bench_median "${d50[@]}")
 echo "direct p50_us=$direct (runs: ${d50[*]})"
+x50=()
+for ((r = 0; r < RUNS; r++)); do
+	read -r p50 _ <<<"$(ping_pong "$BENCH_SRV_LAT" 1)"
+	x50+=("$p50")
+done
+cross=$(bench_median "${x50[@]}")
+echo "direct_cross_core p50_us=$cross (client on CPU 1; runs: ${x50[*]})"
+ROWS=()
 
 for v in $VALUES; do
 	name=nm-bp$v
@@ -97,8 +112,8 @@ for v in $VALUES; do
 	done
 	pids=$(cat "$WORK/$name-out.pid" "$WORK/$name-in.pid")
 	# shellcheck disable=SC2086 # two pids
-	mode=$(tr -d ' \n' <"/run/nodemesh/$(ls /run/nodemesh | grep -m1 "bench-$name-.*-out")/agent.json" |
-		grep -o '"busy_poll":{[^}]*}' || true)
+	mode=$(jq -c '.paths.busy_poll' \
+		"/run/nodemesh/$(ls /run/nodemesh | grep -m1 "bench-$name-.*-out")/agent.json" 2>/dev/null || true)
 	p50s=() p99s=() cpus=()
 	for ((r = 0; r < RUNS; r++)); do
 		# shellcheck disable=SC2086
@@ -118,5 +133,20 @@ for v in $VALUES; do
 	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$(bench_median "${p99s[@]}")" \
 		"agents_cpu_pct=$(bench_median "${cpus[@]}")" \
 		"p50_vs_direct=$(bench_ratio "$m50" "$direct")x" \
-		"path=${mode:-?}"
+		"busy_poll=${mode:-?}"
+	ROWS+=("$(jq -nc --argjson v "$v" --argjson p50 "$(bench_jnum "$m50")" \
+		--argjson p99 "$(bench_jnum "$(bench_median "${p99s[@]}")")" \
+		--argjson cpu "$(bench_jnum "$(bench_median "${cpus[@]}")")" \
+		--argjson x "$(bench_jnum "$(bench_ratio "$m50" "$direct")")" \
+		--argjson p99x "$(bench_jnum "$(bench_ratio "$(bench_median "${p99s[@]}")" "$direct_p99")")" \
+		--argjson path "${mode:-null}" \
+		'{busy_poll_us: $v, p50_us: $p50, p99_us: $p99, agents_cpu_pct: $cpu,
+		  p50_x: $x, p99_x: $p99x, path: $path}')")
 done
+if [[ -n $JSON ]]; then
+	printf '%s\n' "${ROWS[@]}" | jq -s --argjson d "$(bench_jnum "$direct")" \
+		--argjson d99 "$(bench_jnum "$direct_p99")" --argjson x "$(bench_jnum "$cross")" \
+		--argjson dur "$DURATION" --argjson runs "$RUNS" \
+		'{duration_s: $dur, runs: $runs, direct_p50_us: $d, direct_p99_us: $d99,
+		  direct_cross_core_p50_us: $x, values: .}' >"$JSON"
+fi

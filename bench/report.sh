@@ -9,7 +9,8 @@
 # Tables: the loopback peer comparison (direct, HAProxy, nginx, stunnel and
 # the nodemesh hop side by side, ratios vs direct from the same run) with
 # the issue's goal row below it, what bounds its new connections
-# (handshakes.sh), the real mesh path (ratios vs direct pod
+# (handshakes.sh), its round trip with and without busy polling
+# (busypoll.sh), the real mesh path (ratios vs direct pod
 # to pod), and the resource figures.
 set -euo pipefail
 
@@ -112,6 +113,18 @@ if [[ $(j '.handshakes != null') == true ]]; then
 	   | map(if . == null then "NA" else tostring end) | join("\u001f")' |
 		while IFS=$'\x1f' read -r -a c; do row "${c[@]}"; done
 	note "$(j '"(a sequential connrate client through the hop, both agents on CPU 1 with the tunnel pool at its default, direct \(.handshakes.direct_conns_per_s) conns/s; agent_us: both agents\u0027 CPU per connection (/proc); hs_us: of it inside OpenSSL\u0027s handshake steps (nodemesh_tls_handshake_cpu_seconds_total, both ends of each tunnel); ceiling: 1 s / hs_us, the rate if nothing but the handshakes cost CPU)" + (if .handshakes.profile.both_full_pct then " Full handshakes under perf, share of both agents\u0027 CPU: " + (.handshakes.profile.both_full_pct | to_entries | map("\(.key) \(.value)%") | join(", ")) + "." else "" end)')"
+fi
+
+# ------------------------------------------------------- busy polling
+if [[ $(j '.busypoll != null') == true ]]; then
+	title "The hop's round trip and mesh.busyPoll (busypoll.sh, $(j '"\(.busypoll.duration_s)s x \(.busypoll.runs) runs, medians"'))"
+	row busy_poll_us p50_us p99_us p50_x p99_x agents_cpu mode
+	sep 7
+	j '.busypoll.values[] | [.busy_poll_us, .p50_us, .p99_us, .p50_x, .p99_x,
+	   (if .agents_cpu_pct then "\(.agents_cpu_pct)%" else null end), .path.mode]
+	   | map(if . == null then "NA" else tostring end) | join("\u001f")' |
+		while IFS=$'\x1f' read -r -a c; do row "${c[@]}"; done
+	note "$(j '"(the kit\u0027s hop, sockperf on CPU 0, both agents on CPU 1; direct p50 \(.busypoll.direct_p50_us) us on one core, \(.busypoll.direct_cross_core_p50_us) us with the client on the other core; agents_cpu: both agents\u0027 CPU over each sockperf run, as a share of one core; busy polling is off by default)"')"
 fi
 
 # ------------------------------------------------------------- mesh

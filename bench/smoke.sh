@@ -48,6 +48,11 @@ check bench-smoke-handshakes '.handshakes.direct_conns_per_s > 0 and
 	 .handshakes_per_conn >= 1)) and
 	(.goals | map(select(.name | test("full handshakes \\(issue 14\\)"))) | .[0].bound | type == "string")' \
 	"handshakes.sh figures missing (conns/s, CPU per connection, handshake CPU) or the pool goal has no bound"
+check bench-smoke-busypoll '(.busypoll.direct_cross_core_p50_us > 0) and
+	([.busypoll.values[] | .p50_us, .agents_cpu_pct] | all(type == "number")) and
+	([.busypoll.values[].path.active] == [false, true]) and
+	(.goals | map(select(.name == "hop p50 no worse than the best peer")) | .[0].bound | type == "string")' \
+	"busypoll.sh figures missing (off and 50 us: p50, CPU, status) or the p50 goal has no bound"
 check bench-smoke-goals '(.goals | length) >= 5 and (.goals_row | has("p50_met"))' "goals missing"
 if [[ $(id -u) -eq 0 ]]; then
 	check bench-smoke-telemetry '[.telemetry.scrape.p99_us.no_scrape, .telemetry.scrape.p99_us.scrape, .telemetry.scrape.p99_us.noise, .telemetry.cost.gbps_1.on, .telemetry.cost.gbps_1.off, .telemetry.cost.conns_per_s.on, .telemetry.cost.conns_per_s.off] | all(type == "number")' \
