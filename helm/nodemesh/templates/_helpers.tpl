@@ -74,6 +74,12 @@ and limits left at 0 (= derived) are left out.
 {{- end -}}
 {{- $mesh := dict "outboundPort" (int64 $m.outboundPort) "inboundPort" (int64 $m.inboundPort) "adminPort" (int64 $m.adminPort) "failMode" $m.failMode "rootNamespace" $m.rootNamespace "healthPort" (int64 .Values.ports.health) -}}
 {{- if $limits -}}{{- $_ := set $mesh "limits" $limits -}}{{- end -}}
+{{- $tp := $m.tunnelPool -}}
+{{- $_ := set $mesh "kernelPath" $m.kernelPath -}}
+{{- $_ := set $mesh "relay" $m.relay -}}
+{{- $_ := set $mesh "ktls" $m.ktls -}}
+{{- $_ := set $mesh "busyPoll" (int64 $m.busyPoll) -}}
+{{- $_ := set $mesh "tunnelPool" (dict "size" (int64 $tp.size) "idleTimeoutMs" (int64 $tp.idleTimeoutMs) "maxConnections" (int64 $tp.maxConnections)) -}}
 {{- $cfg := dict "trustDomain" $m.trustDomain "certDir" .Values.certs.mountPath "mesh" $mesh "policy" (dict "applyToExisting" .Values.policy.applyToExisting) -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}
