@@ -20,6 +20,7 @@
 #   relay-busy-poll       mesh.busyPoll 50 on node-1 (restarted): status
 #                         says active with its value (socket option and
 #                         the event loop's spin), and 1 MiB still echoes
+#   relay-busy-poll-close the same close checks as above with busyPoll on
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -165,6 +166,19 @@ if [[ $active == yes && $mode == busy_poll* && $reason == "SO_BUSY_POLL 50 us"* 
 	nm_pass relay-busy-poll
 else
 	nm_fail relay-busy-poll "status '$row'; send: $out"
+fi
+# The spinning loop keeps the close semantics: half-close, both resets.
+hc=$(nm_pod_exec client "$CLOSER" halfclose --to "$to" --bytes 300000 2>&1)
+rst=$(nm_pod_exec client "$CLOSER" reset --to "$to" 2>&1)
+# The server's log already holds the first client reset: wait for one more.
+resets() { grep -c '^wait: ECONNRESET' "$NM_STATE/closer-echo.out"; }
+before=$(resets)
+nm_pod_exec client "$CLOSER" client-reset --to "$to" >/dev/null 2>&1
+for ((i = 0; i < 100; i++)); do (($(resets) > before)) && break; sleep 0.05; done
+if [[ $hc == *'answer "got 300000"'* && $rst == *ECONNRESET* ]] && (($(resets) > before)); then
+	nm_pass relay-busy-poll-close
+else
+	nm_fail relay-busy-poll-close "halfclose: $hc; reset: $rst; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
 fi
 
 ((NM_FAILS)) && nm_dump_logs
