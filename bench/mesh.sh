@@ -38,7 +38,8 @@
 #                       agent's default; off: mesh-same through the agent)
 # Env: BENCH_TLS_RESUME=0|1 (default 0: --tls-resumption off on both agents),
 #      BENCH_PIN=split|none, BENCH_RELAY=auto|sockmap|splice|copy (both
-#      agents' mesh.relay, default: the agent's default).
+#      agents' mesh.relay, default: the agent's default),
+#      BENCH_BUSY_POLL=US (both agents' mesh.busyPoll, default off).
 #      BENCH_PATHS="direct-same mesh-same" (a subset of the four paths).
 # Root only. Everything is removed on exit.
 set -euo pipefail
@@ -138,6 +139,11 @@ nm_cluster_certs
 if [[ -n ${BENCH_RELAY:-} ]]; then
 	jq --arg m "$BENCH_RELAY" '.mesh.relay = $m' "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
 		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set mesh.relay"
+fi
+if [[ -n ${BENCH_BUSY_POLL:-} ]]; then
+	[[ $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] || bench_die "BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'"
+	jq --argjson us "$BENCH_BUSY_POLL" '.mesh.busyPoll = $us' "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
+		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set mesh.busyPoll"
 fi
 # nm_agent_start waits for the info-level msg="ready" line, which a warn
 # level agent never prints; this starts the agent the same way (same cgroup,
