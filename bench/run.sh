@@ -268,7 +268,9 @@ jq -n \
 	    value: $nm.ratio_vs_direct.gbps_1, met: ge($nm.ratio_vs_direct.gbps_1; 0.21)},
 	   {name: "hop new connections at least 0.06x direct with the tunnel pool and resumption, the agent defaults (issue 14)",
 	    target: "cps_x >= 0.06", value: $nmr.ratio_vs_direct.conns_per_s,
-	    met: ge($nmr.ratio_vs_direct.conns_per_s; 0.06)},
+	    met: ge($nmr.ratio_vs_direct.conns_per_s; 0.06),
+	    bound: (if $h == null or $h.resumed.ceiling_handshakes_only_ratio == null then null else
+	      "handshakes.sh: \($h.resumed.handshake_cpu_us_per_conn) us of handshake CPU per resumed connection on the one proxy core (\($h.resumed.handshake_share * 100 | round)% of the agents \($h.resumed.agents_cpu_us_per_conn) us, core \($h.resumed.core_busy_pct)% busy): the resumed handshakes alone allow \($h.resumed.ceiling_handshakes_only_ratio)x direct" end)},
 	   {name: "hop new connections at least 0.06x direct with the tunnel pool, full handshakes (issue 14)", target: "cps_x >= 0.06",
 	    value: $nm.ratio_vs_direct.conns_per_s, met: ge($nm.ratio_vs_direct.conns_per_s; 0.06),
 	    bound: (if $h == null or $h.full.ceiling_handshakes_only_ratio == null then null else

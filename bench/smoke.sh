@@ -46,7 +46,8 @@ check bench-smoke-handshakes '.handshakes.direct_conns_per_s > 0 and
 	([.handshakes.full, .handshakes.resumed] | all(.conns_per_s > 0 and .agents_cpu_us_per_conn > 0 and
 	 .handshake_cpu_us_per_conn > 0 and .handshake_cpu_us_per_conn < .agents_cpu_us_per_conn and
 	 .handshakes_per_conn >= 1)) and
-	(.goals | map(select(.name | test("full handshakes \\(issue 14\\)"))) | .[0].bound | type == "string")' \
+	(.goals | map(select(.name | test("full handshakes \\(issue 14\\)"))) | .[0].bound | type == "string") and
+	(.goals | map(select(.name | test("resumption, the agent defaults"))) | .[0].bound | type == "string")' \
 	"handshakes.sh figures missing (conns/s, CPU per connection, handshake CPU) or the pool goal has no bound"
 check bench-smoke-busypoll '(.busypoll.direct_cross_core_p50_us > 0) and
 	([.busypoll.values[] | .p50_us, .agents_cpu_pct] | all(type == "number")) and
