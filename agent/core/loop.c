@@ -48,12 +48,18 @@ struct nm_loop {
 	struct epoll_event events[NM_LOOP_BATCH];
 };
 
-int64_t nm_loop_now_ms(void)
+/* Monotonic clock in us: the spin's deadline, and ms for the timers. */
+static int64_t loop_now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t nm_loop_now_ms(void)
+{
+	return loop_now_us() / 1000;
 }
 
 int nm_loop_create(struct nm_loop **out)
@@ -240,21 +246,13 @@ void nm_loop_set_spin(struct nm_loop *loop, uint32_t us)
 	loop->spin_us = us;
 }
 
-static uint64_t loop_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* epoll_wait(), after up to spin_us of zero-timeout polls when spinning is
  * on and the loop would sleep at all. The spin is far shorter than the
  * millisecond timers, so their deadlines are not adjusted for it. */
 static int loop_wait(struct nm_loop *loop, int timeout_ms)
 {
 	if (loop->spin_us && timeout_ms != 0) {
-		uint64_t end = loop_now_us() + loop->spin_us;
+		int64_t end = loop_now_us() + loop->spin_us;
 
 		do {
 			int n = epoll_wait(loop->epfd, loop->events,
