@@ -114,24 +114,29 @@ nm_pod_spawn echo closer-echo "$CLOSER" serve --port 9000
 nm_pod_info echo
 nm_wait_listen "$NM_P_NS" 9000 5 || nm_fail relay-tls "closer in echo did not listen"
 to="$(nm_pod_ip echo):9000"
-if out=$(nm_pod_exec client "$CLOSER" halfclose --to "$to" --bytes 300000 2>&1) &&
-	[[ $out == *'answer "got 300000"'* ]]; then
-	nm_pass relay-halfclose
-else
-	nm_fail relay-halfclose "$out"
-fi
-out=$(nm_pod_exec client "$CLOSER" reset --to "$to" 2>&1)
-if [[ $out == *ECONNRESET* ]]; then
-	nm_pass relay-server-reset
-else
-	nm_fail relay-server-reset "$out"
-fi
-nm_pod_exec client "$CLOSER" client-reset --to "$to" >/dev/null 2>&1
-if nm_wait_file_match "$NM_STATE/closer-echo.out" '^wait: ECONNRESET' 5; then
-	nm_pass relay-client-reset
-else
-	nm_fail relay-client-reset "server saw: $(tail -n 1 "$NM_STATE/closer-echo.out")"
-fi
+# close_checks: a half-close, a server reset and a client reset through the
+# relay to $to. Sets HC_OK/HC (half-close answered, its output), RST_OK/RST
+# and CLIENT_RST_OK (the server logged one more ECONNRESET within 5 s).
+resets() { grep -c '^wait: ECONNRESET' "$NM_STATE/closer-echo.out" 2>/dev/null; }
+close_checks() {
+	local before i
+	HC_OK=0 RST_OK=0 CLIENT_RST_OK=0
+	HC=$(nm_pod_exec client "$CLOSER" halfclose --to "$to" --bytes 300000 2>&1) &&
+		[[ $HC == *'answer "got 300000"'* ]] && HC_OK=1
+	RST=$(nm_pod_exec client "$CLOSER" reset --to "$to" 2>&1)
+	[[ $RST == *ECONNRESET* ]] && RST_OK=1
+	before=$(resets)
+	nm_pod_exec client "$CLOSER" client-reset --to "$to" >/dev/null 2>&1
+	for ((i = 0; i < 100; i++)); do
+		(($(resets) > before)) && { CLIENT_RST_OK=1; break; }
+		sleep 0.05
+	done
+}
+close_checks
+nm_check relay-halfclose "$HC" test "$HC_OK" -eq 1
+nm_check relay-server-reset "$RST" test "$RST_OK" -eq 1
+nm_check relay-client-reset "server saw: $(tail -n 1 "$NM_STATE/closer-echo.out")" \
+	test "$CLIENT_RST_OK" -eq 1
 
 # --- flows that switched to kTLS (agent.json is rewritten within a second) ---
 sleep 1.5
@@ -168,17 +173,11 @@ else
 	nm_fail relay-busy-poll "status '$row'; send: $out"
 fi
 # The spinning loop keeps the close semantics: half-close, both resets.
-hc=$(nm_pod_exec client "$CLOSER" halfclose --to "$to" --bytes 300000 2>&1)
-rst=$(nm_pod_exec client "$CLOSER" reset --to "$to" 2>&1)
-# The server's log already holds the first client reset: wait for one more.
-resets() { grep -c '^wait: ECONNRESET' "$NM_STATE/closer-echo.out"; }
-before=$(resets)
-nm_pod_exec client "$CLOSER" client-reset --to "$to" >/dev/null 2>&1
-for ((i = 0; i < 100; i++)); do (($(resets) > before)) && break; sleep 0.05; done
-if [[ $hc == *'answer "got 300000"'* && $rst == *ECONNRESET* ]] && (($(resets) > before)); then
+close_checks
+if ((HC_OK && RST_OK && CLIENT_RST_OK)); then
 	nm_pass relay-busy-poll-close
 else
-	nm_fail relay-busy-poll-close "halfclose: $hc; reset: $rst; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
+	nm_fail relay-busy-poll-close "halfclose: $HC; reset: $RST; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
 fi
 
 ((NM_FAILS)) && nm_dump_logs
