@@ -136,14 +136,19 @@ NMB=$TMP/bin/nmbench
 nm_cluster_init
 nm_cluster_create
 nm_cluster_certs
+# mesh_set FIELD JQ-ARGS...: one edit of the cluster file (named FIELD in
+# the error), before any agent starts.
+mesh_set() {
+	local field=$1; shift
+	jq "$@" "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
+		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set $field"
+}
 if [[ -n ${BENCH_RELAY:-} ]]; then
-	jq --arg m "$BENCH_RELAY" '.mesh.relay = $m' "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
-		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set mesh.relay"
+	mesh_set mesh.relay --arg m "$BENCH_RELAY" '.mesh.relay = $m'
 fi
 if [[ -n ${BENCH_BUSY_POLL:-} ]]; then
 	[[ $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] || bench_die "BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'"
-	jq --argjson us "$BENCH_BUSY_POLL" '.mesh.busyPoll = $us' "$NM_STATE/cluster.json" >"$TMP/cluster.json" &&
-		cp "$TMP/cluster.json" "$NM_STATE/cluster.json" || bench_die "cannot set mesh.busyPoll"
+	mesh_set mesh.busyPoll --argjson us "$BENCH_BUSY_POLL" '.mesh.busyPoll = $us'
 fi
 # nm_agent_start waits for the info-level msg="ready" line, which a warn
 # level agent never prints; this starts the agent the same way (same cgroup,
