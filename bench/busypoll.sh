@@ -129,16 +129,14 @@ for v in $VALUES; do
 	wait "$HOP_PID" 2>/dev/null || true
 	HOP_PID=""
 	for ((i = 0; i < 50; i++)); do bench_port_busy "$BENCH_OUT_LAT" || break; sleep 0.1; done
-	m50=$(bench_median "${p50s[@]}")
-	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$(bench_median "${p99s[@]}")" \
-		"agents_cpu_pct=$(bench_median "${cpus[@]}")" \
-		"p50_vs_direct=$(bench_ratio "$m50" "$direct")x" \
-		"busy_poll=${mode:-?}"
+	m50=$(bench_median "${p50s[@]}") m99=$(bench_median "${p99s[@]}")
+	mcpu=$(bench_median "${cpus[@]}") ratio50=$(bench_ratio "$m50" "$direct")
+	echo "BUSYPOLL value=$v p50_us=$m50 p99_us=$m99 agents_cpu_pct=$mcpu" \
+		"p50_vs_direct=${ratio50}x busy_poll=${mode:-?}"
 	ROWS+=("$(jq -nc --argjson v "$v" --argjson p50 "$(bench_jnum "$m50")" \
-		--argjson p99 "$(bench_jnum "$(bench_median "${p99s[@]}")")" \
-		--argjson cpu "$(bench_jnum "$(bench_median "${cpus[@]}")")" \
-		--argjson x "$(bench_jnum "$(bench_ratio "$m50" "$direct")")" \
-		--argjson p99x "$(bench_jnum "$(bench_ratio "$(bench_median "${p99s[@]}")" "$direct_p99")")" \
+		--argjson p99 "$(bench_jnum "$m99")" --argjson cpu "$(bench_jnum "$mcpu")" \
+		--argjson x "$(bench_jnum "$ratio50")" \
+		--argjson p99x "$(bench_jnum "$(bench_ratio "$m99" "$direct_p99")")" \
 		--argjson path "${mode:-null}" \
 		'{busy_poll_us: $v, p50_us: $p50, p99_us: $p99, agents_cpu_pct: $cpu,
 		  p50_x: $x, p99_x: $p99x, path: $path}')")

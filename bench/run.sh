@@ -231,6 +231,10 @@ jq -n \
 	def ge(a; b): if a == null or b == null then null else a >= b end;
 	def le(a; b): if a == null or b == null then null else a <= b end;
 	def r3: if . == null then null else (. * 1000 | round / 1000) end;
+	# What the handshakes of one handshakes.sh mode (K: "" or "resumed ")
+	# alone allow: the bound of a new-connection goal, or null.
+	def hs_bound(m; k): if m == null or m.ceiling_handshakes_only_ratio == null then null else
+	  "handshakes.sh: \(m.handshake_cpu_us_per_conn) us of handshake CPU per \(k)connection on the one proxy core (\(m.handshake_share * 100 | round)% of the agents \(m.agents_cpu_us_per_conn) us, core \(m.core_busy_pct)% busy): the \(k)handshakes alone allow \(m.ceiling_handshakes_only_ratio)x direct" end;
 	([$x.rss_idle_kb.out, $x.rss_idle_kb.in, $m.agents.rss_idle_kb."node-1", $m.agents.rss_idle_kb."node-2"]
 	  | map(select(. != null)) | if length > 0 then max else null end) as $rss |
 	{meta: {date: $date, mode: $mode, git: $git, nodemesh: $ver, kernel: $kernel, ncpu: $ncpu,
@@ -269,12 +273,10 @@ jq -n \
 	   {name: "hop new connections at least 0.06x direct with the tunnel pool and resumption, the agent defaults (issue 14)",
 	    target: "cps_x >= 0.06", value: $nmr.ratio_vs_direct.conns_per_s,
 	    met: ge($nmr.ratio_vs_direct.conns_per_s; 0.06),
-	    bound: (if $h == null or $h.resumed.ceiling_handshakes_only_ratio == null then null else
-	      "handshakes.sh: \($h.resumed.handshake_cpu_us_per_conn) us of handshake CPU per resumed connection on the one proxy core (\($h.resumed.handshake_share * 100 | round)% of the agents \($h.resumed.agents_cpu_us_per_conn) us, core \($h.resumed.core_busy_pct)% busy): the resumed handshakes alone allow \($h.resumed.ceiling_handshakes_only_ratio)x direct" end)},
+	    bound: hs_bound($h.resumed; "resumed ")},
 	   {name: "hop new connections at least 0.06x direct with the tunnel pool, full handshakes (issue 14)", target: "cps_x >= 0.06",
 	    value: $nm.ratio_vs_direct.conns_per_s, met: ge($nm.ratio_vs_direct.conns_per_s; 0.06),
-	    bound: (if $h == null or $h.full.ceiling_handshakes_only_ratio == null then null else
-	      "handshakes.sh: \($h.full.handshake_cpu_us_per_conn) us of handshake CPU per connection on the one proxy core (\($h.full.handshake_share * 100 | round)% of the agents \($h.full.agents_cpu_us_per_conn) us, core \($h.full.core_busy_pct)% busy): the handshakes alone allow \($h.full.ceiling_handshakes_only_ratio)x direct" end)},
+	    bound: hs_bound($h.full; "")},
 	   {name: "mesh-cross new connections at least 0.06x direct with the tunnel pool (issue 14)", target: "cps_x >= 0.06",
 	    value: $mx.ratio_vs_direct.conns_per_s, met: ge($mx.ratio_vs_direct.conns_per_s; 0.06)},
 	   {name: "same-node meshed 1-stream throughput at least 0.9x direct (issue 14)", target: "gbps1_x >= 0.9",
