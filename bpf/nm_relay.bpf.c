@@ -2,18 +2,27 @@
 /*
  * nm_relay.bpf.c - sk_skb programs of the sockmap relay, attached to
  * nm_relay_src by agent/datapath/sockmap.c: the stream verdict (decision in
- * nm_relay.bpf.h) and, for kernels before 5.13 that need one, a stream
- * parser that takes each skb whole.
+ * nm_relay.bpf.h; the one that cuts repeated bytes, or before 5.13 the one
+ * behind a stream parser) and that parser, which takes each skb whole.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 #include "nm_relay.bpf.h"
 
+/* Kernels that run the verdict alone (read_skb): cuts repeated bytes. */
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict(struct __sk_buff *skb)
 {
-	return nm_relay_decide(skb);
+	return nm_relay_decide(skb, true);
+}
+
+/* Behind the stream parser (before 5.13): the parser reads from
+ * copied_seq, so no skb repeats a byte; no kfunc there either. */
+SEC("sk_skb/stream_verdict")
+int nm_relay_verdict_strp(struct __sk_buff *skb)
+{
+	return nm_relay_decide(skb, false);
 }
 
 SEC("sk_skb/stream_parser")

@@ -72,13 +72,76 @@ struct {
 } nm_relay_sig SEC(".maps");
 
 /*
+ * TCP can queue an skb that starts before bytes it already queued: a
+ * retransmission that the sender built bigger than what was lost (it
+ * merged segments, or re-cut them) overlaps the bytes that did arrive.
+ * recv() skips the overlap (it reads from copied_seq); the kernel's
+ * read_skb, which hands skbs to this verdict since 5.13, passes the whole
+ * skb, so without this the peer would get the overlap twice. Seen on 6.18
+ * in about one 16 MiB echo in 100 under a slow receiver, always with a
+ * D-SACK for a partly old segment (TcpExt TCPDSACKOldSent above
+ * DelayedACKLost).
+ *
+ * So the verdict keeps the sequence of the next new byte per source and
+ * cuts what an skb repeats off its front. The skb's sequence is in the
+ * kernel's control block, reached through bpf_cast_to_kern_ctx (6.2+);
+ * the first verdict starts from copied_seq, what the agent read before
+ * the switch. bpf_skb_adjust_room pops at most 0xfff bytes a call.
+ */
+#define NM_RELAY_TRIM_STEP 0xfff
+#define NM_RELAY_TRIM_CALLS 32 /* 131040 bytes: above a 64 KiB GSO skb */
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+static __always_inline int nm_relay_trim(struct __sk_buff *skb,
+					 struct nm_relay_dir *d, __u32 *len)
+{
+	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)k->cb;
+	__u32 seq = cb->seq, over;
+
+	if (!d->seq_known) {
+		struct bpf_sock *sk = skb->sk;
+		struct tcp_sock *tp;
+
+		if (!sk)
+			return -1;
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp)
+			return -1;
+		d->next_seq = tp->copied_seq;
+		d->seq_known = 1;
+	}
+	over = d->next_seq - seq;
+	if ((__s32)over <= 0) {
+		/* New bytes only (a gap cannot be: TCP queues in order). */
+		d->next_seq = seq + *len;
+		return 0;
+	}
+	if (over >= *len)
+		return -1; /* all old: TCP drops such segments before here */
+	d->next_seq = seq + *len;
+	for (int i = 0; i < NM_RELAY_TRIM_CALLS && over; i++) {
+		__u32 step = over < NM_RELAY_TRIM_STEP ? over : NM_RELAY_TRIM_STEP;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)step, 0, 0))
+			return -1;
+		over -= step;
+		*len -= step;
+		__sync_fetch_and_add(&d->trimmed, step);
+	}
+	return over ? -1 : 0;
+}
+
+/*
  * The verdict for one skb of a source socket. A socket without a record
  * (not the relay's: cannot happen, the map holds only the agent's) passes
  * to its own receive queue. A redirect to a missing peer would drop the
  * bytes: the agent removes a peer from nm_relay_dst only after its source
- * left nm_relay_src.
+ * left nm_relay_src. trim: cut repeated bytes (nm_relay_trim); false
+ * behind a stream parser (before 5.13), which hands over new bytes only.
  */
-static __always_inline int nm_relay_decide(struct __sk_buff *skb)
+static __always_inline int nm_relay_decide(struct __sk_buff *skb, bool trim)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct nm_relay_dir *d = bpf_map_lookup_elem(&nm_relay_dirs, &cookie);
@@ -95,6 +158,13 @@ static __always_inline int nm_relay_decide(struct __sk_buff *skb)
 	 * has RCV_SHUTDOWN, which is what the agent reads. */
 	if (!len)
 		return SK_DROP;
+	if (trim && nm_relay_trim(skb, d, &len)) {
+		/* Neither sent whole nor cut: the stream is broken here. The
+		 * agent resets the flow (a reset, never repeated bytes). */
+		d->fault = 1;
+		bpf_ringbuf_output(&nm_relay_sig, &cookie, sizeof(cookie), 0);
+		return SK_DROP;
+	}
 	if (c->parked)
 		return SK_PASS;
 	verdict = bpf_sk_redirect_hash(skb, &nm_relay_dst, &d->peer, 0);

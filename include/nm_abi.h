@@ -419,6 +419,11 @@ enum nm_map_id {
 struct nm_relay_dir {
 	__u64 peer;       /* cookie of the socket its skbs go out on */
 	__u64 redirected; /* bytes redirected so far */
+	__u64 trimmed;    /* bytes cut off skbs that repeated earlier ones */
+	__u32 next_seq;   /* TCP sequence of the next new byte, once known */
+	__u32 seq_known;  /* 1 once next_seq is set (the first verdict) */
+	__u32 fault;      /* 1: an skb could not be trimmed: reset the flow */
+	__u32 pad;
 };
 
 struct nm_relay_ctl {
@@ -429,7 +434,7 @@ struct nm_relay_ctl {
 };
 
 #ifndef __bpf__
-_Static_assert(sizeof(struct nm_relay_dir) == 16, "nm_relay_dir");
+_Static_assert(sizeof(struct nm_relay_dir) == 40, "nm_relay_dir");
 _Static_assert(sizeof(struct nm_relay_ctl) == 24, "nm_relay_ctl");
 #endif
 

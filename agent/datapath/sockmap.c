@@ -23,19 +23,26 @@ struct nm_sockmap {
 	struct ring_buffer *rb;
 	nm_sockmap_sig_fn fn;
 	void *arg;
+	struct bpf_program *verdict; /* the one loaded (nm_relay.bpf.c) */
 	int src_fd, dst_fd, dirs_fd, ctl_fd;
 	bool parser;
 };
 
+/* The running kernel is older than maj.min (from uname; unknown: older). */
+static bool kernel_before(unsigned int maj, unsigned int min)
+{
+	struct utsname u;
+	unsigned int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &a, &b) != 2)
+		return true;
+	return a < maj || (a == maj && b < min);
+}
+
 /* Before 5.13 an sk_skb verdict runs only behind a stream parser. */
 bool nm_sockmap_needs_parser(void)
 {
-	struct utsname u;
-	unsigned int maj = 0, min = 0;
-
-	if (uname(&u) || sscanf(u.release, "%u.%u", &maj, &min) != 2)
-		return true;
-	return maj < 5 || (maj == 5 && min < 13);
+	return kernel_before(5, 13);
 }
 
 static int on_sig(void *ctx, void *data, size_t size)
@@ -69,11 +76,23 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 	}
 	sm->parser = nm_sockmap_needs_parser();
 	bpf_program__set_autoload(sm->skel->progs.nm_relay_parser, sm->parser);
+	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict_strp, sm->parser);
+	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict, !sm->parser);
 	ret = nm_relay_bpf__load(sm->skel);
+	if (ret && !sm->parser && kernel_before(6, 2)) {
+		/* 5.13-6.1: read_skb without bpf_cast_to_kern_ctx. A verdict
+		 * that cannot see an skb's sequence would repeat the bytes of
+		 * overlapping retransmissions (bpf/nm_relay.bpf.h). */
+		nm_set_err(err, errlen, "needs 6.2+ to cut retransmitted overlaps (%s)",
+			   strerror(-ret));
+		goto fail;
+	}
 	if (ret) {
 		nm_set_err(err, errlen, "load nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
+	sm->verdict = sm->parser ? sm->skel->progs.nm_relay_verdict_strp :
+				   sm->skel->progs.nm_relay_verdict;
 	sm->src_fd = bpf_map__fd(sm->skel->maps.nm_relay_src);
 	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
 	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);
@@ -85,7 +104,7 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		nm_set_err(err, errlen, "attach stream parser: %s", strerror(-ret));
 		goto fail;
 	}
-	if (bpf_prog_attach(bpf_program__fd(sm->skel->progs.nm_relay_verdict),
+	if (bpf_prog_attach(bpf_program__fd(sm->verdict),
 			    sm->src_fd, BPF_SK_SKB_STREAM_VERDICT, 0)) {
 		ret = -errno;
 		nm_set_err(err, errlen, "attach stream verdict: %s", strerror(-ret));

@@ -20,8 +20,14 @@
  *                 a plain read of a gets every one, then EOF
  *   signal        passing `high` bytes redirected and not yet `sent` puts
  *                 a's cookie on the signal ring, once until re-armed
+ *   overlap       a retransmission that repeats bytes a already got goes
+ *                 on without them (redirected, and parked: passed to a)
+ * On 5.13-6.1 only: the relay refuses to load (refused_before_6_2).
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
@@ -31,6 +37,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
@@ -298,6 +305,179 @@ START_TEST(test_signal)
 }
 END_TEST
 
+/* nft in the test's own network namespace: drops TCP from sport to dport
+ * while table `name` exists. */
+static void drop_tcp(const char *name, uint16_t sport, uint16_t dport)
+{
+	char cmd[320];
+
+	snprintf(cmd, sizeof(cmd),
+		 "nft 'add table ip %s; add chain ip %s out { type filter hook output priority 0; }; "
+		 "add rule ip %s out tcp sport %u tcp dport %u drop'",
+		 name, name, name, sport, dport);
+	ck_assert_msg(system(cmd) == 0, "%s", cmd);
+}
+
+static void undrop(const char *name)
+{
+	char cmd[96];
+
+	snprintf(cmd, sizeof(cmd), "nft delete table ip %s", name);
+	ck_assert_msg(system(cmd) == 0, "%s", cmd);
+}
+
+static uint32_t queue_seq(int fd, int queue)
+{
+	uint32_t seq = 0;
+	socklen_t len = sizeof(seq);
+
+	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)), 0);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &len), 0);
+	return seq;
+}
+
+static void set_queue_seq(int fd, int queue, uint32_t seq)
+{
+	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)), 0);
+	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)), 0);
+}
+
+/*
+ * c, rebuilt with TCP_REPAIR as a socket whose last `back` bytes were
+ * sent but never acknowledged (they were: a has them), holding those and
+ * `more` new bytes unacknowledged; a's acknowledgements are dropped. Its
+ * retransmission timer then sends all back + more bytes in one segment
+ * that starts before what a already has: the overlapping retransmission a
+ * sender that merges or re-cuts segments makes (as real losses do).
+ */
+static void resend_overlapping(size_t sent, size_t back, size_t more, unsigned int seed)
+{
+	struct sockaddr_in caddr, aaddr;
+	socklen_t len = sizeof(caddr);
+	struct tcp_repair_window win;
+	struct tcp_info ti;
+	uint32_t snd, rcv;
+	int one = 1, zero = 0, mss = 0, n;
+
+	ck_assert_int_eq(getsockname(c_fd, (struct sockaddr *)&caddr, &len), 0);
+	len = sizeof(aaddr);
+	ck_assert_int_eq(getpeername(c_fd, (struct sockaddr *)&aaddr, &len), 0);
+	ck_assert_int_eq(setsockopt(c_fd, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)), 0);
+	snd = queue_seq(c_fd, TCP_SEND_QUEUE);
+	rcv = queue_seq(c_fd, TCP_RECV_QUEUE);
+	len = sizeof(win);
+	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &len), 0);
+	len = sizeof(mss);
+	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &len), 0);
+	len = sizeof(ti);
+	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+	close(c_fd); /* in repair mode: silently, a sees nothing */
+
+	n = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(n, 0);
+	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)), 0);
+	ck_assert_int_eq(bind(n, (struct sockaddr *)&caddr, sizeof(caddr)), 0);
+	set_queue_seq(n, TCP_SEND_QUEUE, snd - (uint32_t)back);
+	set_queue_seq(n, TCP_RECV_QUEUE, rcv);
+	ck_assert_int_eq(connect(n, (struct sockaddr *)&aaddr, sizeof(aaddr)), 0);
+	{
+		struct tcp_repair_opt opts[] = {
+			{ TCPOPT_MAXSEG, (uint32_t)mss },
+			{ TCPOPT_WINDOW, ti.tcpi_snd_wscale | (uint32_t)ti.tcpi_rcv_wscale << 16 },
+		};
+
+		ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, sizeof(opts)), 0);
+	}
+	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)), 0);
+	/* In repair mode the send queue takes bytes as already sent. */
+	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_QUEUE,
+				    &(int){ TCP_SEND_QUEUE }, sizeof(int)), 0);
+	send_pattern(n, back + more, seed, sent - back);
+	drop_tcp("nm_ack", ntohs(aaddr.sin_port), ntohs(caddr.sin_port));
+	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR, &zero, sizeof(zero)), 0);
+	c_fd = n;
+}
+
+/*
+ * bpf/nm_relay.bpf.h, nm_relay_trim: a gets 1000 bytes, then one segment
+ * [700, 1200). The verdict must pass on the 200 new bytes only, and count
+ * the 300 it cut. `out` is where a's bytes go: s (redirected) or a itself
+ * (parked).
+ */
+static void overlap_run(int out, bool parked)
+{
+	const unsigned int seed = 9;
+	/* back + more in one segment of the default MSS (536): the rebuilt
+	 * socket retransmits with it. */
+	const size_t sent = 1000, back = 300, more = 200;
+	struct nm_relay_dir d;
+	uint8_t c;
+
+	if (parked)
+		ck_assert_int_eq(nm_sockmap_park(sm, a_ck), 0);
+	send_pattern(c_fd, sent, seed, 0);
+	ck_assert_uint_eq(recv_pattern(out, sent, seed, 0, 2000), sent);
+	resend_overlapping(sent, back, more, seed);
+	/* The first retransmission comes after the initial RTO (1 s). */
+	ck_assert_uint_eq(recv_pattern(out, more, seed, sent, 8000), more);
+	undrop("nm_ack");
+	usleep(200 * 1000);
+	ck_assert_int_eq(recv(out, &c, 1, MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(nm_sockmap_get_dir(sm, a_ck, &d), 0);
+	ck_assert_uint_eq(d.fault, 0);
+	ck_assert_uint_eq(d.trimmed, back);
+	ck_assert_uint_eq(d.redirected, parked ? 0 : sent + more);
+}
+
+START_TEST(test_overlap)
+{
+	overlap_run(s_fd, false);
+}
+END_TEST
+
+START_TEST(test_overlap_parked)
+{
+	overlap_run(a_fd, true);
+}
+END_TEST
+
+/*
+ * 5.13 to 6.1 run the verdict alone (read_skb) but have no
+ * bpf_cast_to_kern_ctx, so the verdict cannot see an skb's sequence: the
+ * relay must refuse to load there, saying why, rather than repeat the
+ * bytes of overlapping retransmissions (the agent then splices).
+ */
+START_TEST(test_refused_before_6_2)
+{
+	char err[160] = "";
+
+	ck_assert_int_ne(nm_sockmap_open(&sm, on_sig, NULL, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "6.2+") != NULL, "error: %s", err);
+	fprintf(stderr, "test_relay: refused as it must on this kernel: %s\n", err);
+}
+END_TEST
+
+static bool kernel_before(unsigned int maj, unsigned int min)
+{
+	struct utsname u;
+	unsigned int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &a, &b) != 2)
+		return false;
+	return a < maj || (a == maj && b < min);
+}
+
+static Suite *refused_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("sockmap");
+
+	tcase_add_test(tc, test_refused_before_6_2);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -310,6 +490,8 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_pause);
 	tcase_add_test(tc, test_tail);
 	tcase_add_test(tc, test_signal);
+	tcase_add_test(tc, test_overlap);
+	tcase_add_test(tc, test_overlap_parked);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -332,10 +514,15 @@ static int loopback_up(void)
 
 int main(void)
 {
-	if (unshare(CLONE_NEWNET) || loopback_up()) {
+	/* Timestamps off in this namespace: test_overlap rebuilds a
+	 * connection with TCP_REPAIR and so need not carry them over. */
+	if (unshare(CLONE_NEWNET) || loopback_up() ||
+	    system("sysctl -qw net.ipv4.tcp_timestamps=0")) {
 		fprintf(stderr, "test_relay: private network namespace: %s\n",
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
+	if (!nm_sockmap_needs_parser() && kernel_before(6, 2))
+		return nm_check_run(refused_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 	return nm_check_run(relay_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
