@@ -110,7 +110,7 @@ static int zc_sockmap_open(struct nm_agent *a, char *why, size_t len)
 	}
 	ret = nm_sockmap_open(&a->zc.sm, zc_on_signal, a, err, sizeof(err));
 	if (ret) {
-		snprintf(why, len, "sockmap unavailable: %.70s", err);
+		snprintf(why, len, "sockmap unavailable: %.74s", err);
 		return ret;
 	}
 	ret = nm_loop_add(a->loop, nm_sockmap_sig_fd(a->zc.sm), NM_EV_READ,
@@ -128,25 +128,23 @@ void nm_zc_setup(struct nm_agent *a, enum nm_relay_mode wanted)
 	char why[96] = "";
 
 	/*
-	 * auto: splice on every kernel. sockmap had the lowest latency, but
-	 * once it parks a direction (a receiver more than ZC_SM_HIGH behind)
-	 * the receiver can get a stretch of bytes twice: about one 16 MiB
-	 * echo in 40 on 6.18 (docs/architecture.md, "Zero-copy relay"). A
-	 * relay that may corrupt a stream is never a default, so sockmap runs
-	 * only when asked for, with a warning.
+	 * auto: splice on every kernel. sockmap has the lowest latency but
+	 * is slower for bulk streams: a receiver more than ZC_SM_HIGH behind
+	 * parks the direction, which then goes through the agent's copy
+	 * (bench/RESULTS.md, "Relay modes against their ceiling"). So it
+	 * runs only when asked for.
 	 */
 	a->zc.mode = wanted == NM_RELAY_AUTO ? NM_RELAY_SPLICE : wanted;
 	if (wanted == NM_RELAY_COPY)
 		snprintf(why, sizeof(why), "mesh.relay is copy");
 	if (wanted == NM_RELAY_AUTO)
-		snprintf(why, sizeof(why), "auto is splice: sockmap's parked directions can repeat bytes");
+		snprintf(why, sizeof(why), "auto is splice: sockmap is slower for bulk streams");
 	if (a->zc.mode == NM_RELAY_SOCKMAP) {
 		if (zc_sockmap_open(a, why, sizeof(why))) {
 			pr_warn("msg=\"sockmap relay unavailable, using splice\" reason=\"%s\"", why);
 			a->zc.mode = NM_RELAY_SPLICE;
 		} else {
-			snprintf(why, sizeof(why), "experimental: a parked direction can repeat bytes");
-			pr_warn("msg=\"mesh.relay sockmap is experimental: under a slow receiver a stream can get bytes twice; auto uses splice\"");
+			snprintf(why, sizeof(why), "opt-in: lowest latency, slower for bulk streams");
 		}
 	}
 	zc_report(a, why);
@@ -727,12 +725,50 @@ static int sm_dir(struct nm_flow *f, int i, bool *drain)
 	return nm_sockmap_set_sent(f->agent->zc.sm, z->cookie[i], arrived, ZC_SM_HIGH);
 }
 
+/*
+ * The verdict met an skb that repeats bytes it could neither send whole
+ * nor cut (bpf/nm_relay.bpf.h, nm_relay_trim): it dropped it and
+ * signalled. The stream has a hole there, so the flow ends with a reset
+ * on both legs rather than go on without those bytes.
+ */
+static int sm_check_fault(struct nm_flow *f)
+{
+	struct nm_relay_dir d;
+
+	for (int i = 0; i < 2; i++)
+		if (!nm_sockmap_get_dir(f->agent->zc.sm, f->zc->cookie[i], &d) && d.fault) {
+			pr_warn("msg=\"sockmap relay could not cut a repeated skb, resetting the flow\" flow=%llu side=%d",
+				(unsigned long long)f->id, i);
+			return -EPROTO;
+		}
+	return 0;
+}
+
+/* Bytes the verdict cut off retransmissions that repeated earlier ones. */
+static void sm_log_trimmed(const struct nm_flow *f)
+{
+	struct nm_relay_dir d[2];
+
+	if (nm_log_get_level() < NM_LOG_DEBUG)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (nm_sockmap_get_dir(f->agent->zc.sm, f->zc->cookie[i], &d[i]))
+			return;
+	if (d[0].trimmed || d[1].trimmed)
+		pr_debug("msg=\"sockmap relay cut repeated bytes\" flow=%llu up=%llu down=%llu",
+			 (unsigned long long)f->id, (unsigned long long)d[0].trimmed,
+			 (unsigned long long)d[1].trimmed);
+}
+
 static int sm_pump(struct nm_flow *f)
 {
 	struct nm_zc_flow *z = f->zc;
 	bool busy, drain = false;
 	int err;
 
+	err = sm_check_fault(f);
+	if (err)
+		return err;
 	for (int i = 0; i < 2; i++) {
 		err = sm_watch(f, i);
 		if (err) {
@@ -994,8 +1030,10 @@ void nm_zc_end(struct nm_flow *f)
 	if (!z)
 		return;
 	nm_zc_sync(f);
-	if (z->mode == NM_RELAY_SOCKMAP)
+	if (z->mode == NM_RELAY_SOCKMAP) {
+		sm_log_trimmed(f);
 		sm_remove(f);
+	}
 	if (z->timer)
 		nm_loop_del_timer(f->agent->loop, z->timer);
 	zc_close_pipes(z);

@@ -33,14 +33,16 @@
 #                       whole path's windows (sockmap: the parks the
 #                       agent logged are printed; often none)
 #   <mode>-flows        paths.relay.flows counted the long flows (not copy)
-#   sockmap-experimental mesh.relay sockmap says in paths.relay.reason and
-#                       in a warning that it is experimental (a parked
-#                       direction can repeat bytes)
+#   sockmap-opt-in      mesh.relay sockmap says in paths.relay.reason that
+#                       it is opt-in (slower for bulk streams)
+#   sockmap-bulk-repeat 20 echoes of 16 MiB on sockmap each come back byte
+#                       for byte (the workload on which overlapping
+#                       retransmissions came out twice before the verdict
+#                       cut them, bpf/nm_relay.bpf.h; tests/bpf/test_relay
+#                       makes one such retransmission on purpose)
 #   auto-is-splice      mesh.relay auto runs splice on this kernel, with
 #                       the reason naming sockmap
-#   auto-bulk-repeat    20 echoes of 16 MiB under auto each come back
-#                       byte for byte on splice (the workload on which
-#                       sockmap repeated bytes, about 1 in 40)
+#   auto-bulk-repeat    the same 20 echoes under auto, on splice
 #   sockmap-fallback    with sockmap unavailable (NODEMESH_NO_SOCKMAP, the
 #                       probe's test hook) mesh.relay sockmap runs splice,
 #                       and says why
@@ -107,6 +109,26 @@ wait_flows() {
 	return 1
 }
 
+# bulk_repeat NAME MODE: 20 echoes of 16 MiB, each byte for byte, all of
+# them run on relay MODE (their close lines).
+bulk_repeat() {
+	local name=$1 mode=$2 bad="" big=$((16 << 20)) reps=20 from rep i out
+	from=$(($(wc -l <"$log1") + 1))
+	for ((rep = 0; rep < reps; rep++)); do
+		out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$big" --timeout-ms 20000)
+		[[ $(nm_json "$out" match) == true ]] || { bad="echo $rep: $out"; break; }
+	done
+	closes() { tail -n "+$from" "$log1" | grep 'msg="flow close"' | grep -F " bytes_up=$big " ; }
+	for ((i = 0; i < 50; i++)); do
+		[[ -n $bad ]] || (($(closes | wc -l) >= reps)) && break
+		sleep 0.1
+	done
+	if [[ -z $bad ]] && (($(closes | grep -c " relay=$mode") < reps)); then
+		bad="not all $reps echoes ran on $mode: $(closes | grep -v " relay=$mode" | head -n 2)"
+	fi
+	nm_check "$name ($reps x 16 MiB, $mode)" "$bad" test -z "$bad"
+}
+
 run_mode() {
 	local mode=$1 out src line id st
 
@@ -123,12 +145,12 @@ run_mode() {
 	fi
 
 	if [[ $mode == sockmap ]]; then
-		if [[ $(relay_field reason) == *experimental* ]] &&
-			grep -q 'msg="mesh.relay sockmap is experimental' "$log1"; then
-			nm_pass "sockmap-experimental ($(relay_field reason))"
+		if [[ $(relay_field reason) == *opt-in* ]]; then
+			nm_pass "sockmap-opt-in ($(relay_field reason))"
 		else
-			nm_fail sockmap-experimental "relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
+			nm_fail sockmap-opt-in "relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
 		fi
+		bulk_repeat sockmap-bulk-repeat sockmap
 	fi
 
 	out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$n" --timeout-ms 20000)
@@ -215,26 +237,11 @@ for mode in ${NM_RELAY_MODES:-copy splice sockmap}; do
 	run_mode "$mode"
 done
 
-# auto never picks sockmap (nm_zc_setup), and the mode it picks stays
-# byte-exact where sockmap was not: repeated 16 MiB echoes.
+# auto never picks sockmap (nm_zc_setup: slower for bulk streams), and
+# the mode it picks carries the same repeated 16 MiB echoes.
 if restart_with auto && [[ $(relay_field mode) == splice && $(relay_field reason) == *sockmap* ]]; then
 	nm_pass "auto-is-splice ($(relay_field reason))"
-	bad="" big=$((16 << 20)) reps=20
-	from=$(($(wc -l <"$log1") + 1))
-	for ((rep = 0; rep < reps; rep++)); do
-		out=$(nm_pod_exec client "$NM_PEER" send --to 198.19.0.11:80 --bytes "$big" --timeout-ms 20000)
-		[[ $(nm_json "$out" match) == true ]] || { bad="echo $rep: $out"; break; }
-	done
-	# Their close lines: each 16 MiB flow ran on splice.
-	closes() { tail -n "+$from" "$log1" | grep 'msg="flow close"' | grep -F " bytes_up=$big " ; }
-	for ((i = 0; i < 50; i++)); do
-		[[ -n $bad ]] || (($(closes | wc -l) >= reps)) && break
-		sleep 0.1
-	done
-	if [[ -z $bad ]] && (($(closes | grep -c ' relay=splice') < reps)); then
-		bad="not all $reps echoes spliced: $(closes | grep -v ' relay=splice' | head -n 2)"
-	fi
-	nm_check "auto-bulk-repeat ($reps x 16 MiB, spliced)" "$bad" test -z "$bad"
+	bulk_repeat auto-bulk-repeat splice
 else
 	nm_fail auto-is-splice "relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
 fi
