@@ -55,7 +55,7 @@ static const struct nm_feature_info feature_info[] = {
 	  "no per-socket srtt/retransmit stats; byte counts come from the agent" },
 	{ "netns_cookie", "5.7", false, "telling pod network namespaces apart in BPF",
 	  "workloads are keyed by cgroup id only (the default)" },
-	{ "sockmap", "4.18", false, "the experimental sockmap relay (mesh.relay sockmap: sk_skb verdict redirects)",
+	{ "sockmap", "4.18", false, "the opt-in sockmap relay (mesh.relay sockmap: sk_skb verdict redirects; 6.2+ or before 5.13)",
 	  "mesh.relay sockmap runs splice, the default relay" },
 	{ "ktls", "4.13", false, "TLS record layer in the kernel (module tls)",
 	  "TLS in user space (OpenSSL), the default" },
