@@ -45,6 +45,11 @@ bool nm_sockmap_needs_parser(void)
 	return kernel_before(5, 13);
 }
 
+bool nm_sockmap_cannot_cut(void)
+{
+	return !nm_sockmap_needs_parser() && kernel_before(6, 2);
+}
+
 static int on_sig(void *ctx, void *data, size_t size)
 {
 	struct nm_sockmap *sm = ctx;
@@ -79,7 +84,7 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict_strp, sm->parser);
 	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict, !sm->parser);
 	ret = nm_relay_bpf__load(sm->skel);
-	if (ret && !sm->parser && kernel_before(6, 2)) {
+	if (ret && nm_sockmap_cannot_cut()) {
 		/* 5.13-6.1: read_skb without bpf_cast_to_kern_ctx. A verdict
 		 * that cannot see an skb's sequence would repeat the bytes of
 		 * overlapping retransmissions (bpf/nm_relay.bpf.h). */

@@ -8,7 +8,8 @@
  * Kernels: sockhash, sk_skb stream verdict and bpf_sk_redirect_hash exist
  * since 4.18; a verdict without a stream parser since 5.13 (before, the
  * parser that takes each skb whole is attached too); the ring buffer the
- * signals use since 5.8.
+ * signals use since 5.8; bpf_cast_to_kern_ctx, which the verdict without
+ * a parser needs, since 6.2.
  */
 #ifndef NM_DATAPATH_SOCKMAP_H
 #define NM_DATAPATH_SOCKMAP_H
@@ -35,6 +36,10 @@ void nm_sockmap_sig_poll(struct nm_sockmap *sm);
 /* This kernel runs an sk_skb verdict only behind a stream parser (before
  * 5.13, from uname). */
 bool nm_sockmap_needs_parser(void);
+/* This kernel hands the verdict whole skbs (read_skb, 5.13+) but has no
+ * bpf_cast_to_kern_ctx (6.2): the verdict cannot cut the bytes an
+ * overlapping retransmission repeats, so the relay does not load. */
+bool nm_sockmap_cannot_cut(void);
 /* Whether the stream parser is attached too (kernel before 5.13). */
 bool nm_sockmap_has_parser(const struct nm_sockmap *sm);
 

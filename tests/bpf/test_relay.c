@@ -37,7 +37,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
@@ -458,16 +457,6 @@ START_TEST(test_refused_before_6_2)
 }
 END_TEST
 
-static bool kernel_before(unsigned int maj, unsigned int min)
-{
-	struct utsname u;
-	unsigned int a = 0, b = 0;
-
-	if (uname(&u) || sscanf(u.release, "%u.%u", &a, &b) != 2)
-		return false;
-	return a < maj || (a == maj && b < min);
-}
-
 static Suite *refused_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -536,7 +525,7 @@ int main(void)
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
-	if (!nm_sockmap_needs_parser() && kernel_before(6, 2))
+	if (nm_sockmap_cannot_cut())
 		return nm_check_run(refused_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 	return nm_check_run(relay_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
