@@ -58,6 +58,7 @@ struct nm_zc_flow {
 	bool flushed[2];       /* parked, and every redirected byte arrived */
 	uint8_t *cbuf[2];      /* parked direction i's copy buffer */
 	uint32_t clen[2], coff[2];
+	bool signalled;        /* sockmap: a ring signal came (sm_check_fault) */
 	uint64_t timer;        /* sockmap: sm_on_timer; splice: ktls_tx_watch */
 	int64_t ktls_tx_ms;    /* splice: last bytes into a kTLS side */
 };
@@ -728,8 +729,9 @@ static int sm_dir(struct nm_flow *f, int i, bool *drain)
 /*
  * The verdict met an skb that repeats bytes it could neither send whole
  * nor cut (bpf/nm_relay.bpf.h, nm_relay_trim): it dropped it and
- * signalled. The stream has a hole there, so the flow ends with a reset
- * on both legs rather than go on without those bytes.
+ * signalled (so this looks only after a signal, beside the ZC_SM_HIGH
+ * ones). The stream has a hole there, so the flow ends with a reset on
+ * both legs rather than go on without those bytes.
  */
 static int sm_check_fault(struct nm_flow *f)
 {
@@ -766,9 +768,12 @@ static int sm_pump(struct nm_flow *f)
 	bool busy, drain = false;
 	int err;
 
-	err = sm_check_fault(f);
-	if (err)
-		return err;
+	if (z->signalled) {
+		z->signalled = false;
+		err = sm_check_fault(f);
+		if (err)
+			return err;
+	}
 	for (int i = 0; i < 2; i++) {
 		err = sm_watch(f, i);
 		if (err) {
@@ -816,6 +821,7 @@ static void zc_on_signal(uint64_t cookie, void *arg)
 		if (!f->zc || f->zc->mode != NM_RELAY_SOCKMAP ||
 		    (f->zc->cookie[0] != cookie && f->zc->cookie[1] != cookie))
 			continue;
+		f->zc->signalled = true;
 		nm_flow_advance(f);
 		return;
 	}
