@@ -106,6 +106,28 @@ bool nm_probe_get(const struct nm_features *f, const char *name)
 	return p ? *p : false;
 }
 
+/* The running kernel is older than maj.min (unknown: older). */
+static bool kernel_before(unsigned int maj, unsigned int min)
+{
+	struct utsname u;
+	unsigned int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &a, &b) != 2)
+		return true;
+	return a < maj || (a == maj && b < min);
+}
+
+const char *nm_probe_relay_verdict(bool *parser)
+{
+	bool strp = kernel_before(5, 13);
+
+	if (parser)
+		*parser = strp;
+	if (strp)
+		return "nm_relay_verdict_strp";
+	return kernel_before(6, 2) ? NULL : "nm_relay_verdict";
+}
+
 const char *nm_probe_required_missing(const struct nm_features *f)
 {
 	if (!f->sock_addr)

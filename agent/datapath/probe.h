@@ -83,6 +83,16 @@ const struct nm_feature_info *nm_probe_info(size_t *n);
 bool nm_probe_get(const struct nm_features *f, const char *name);
 
 /*
+ * The sockmap relay's stream verdict this kernel takes (bpf/nm_relay.bpf.c,
+ * by kernel release): "nm_relay_verdict", which cuts the bytes overlapping
+ * retransmissions repeat (bpf_cast_to_kern_ctx, 6.2+), or before 5.13
+ * "nm_relay_verdict_strp" behind the stream parser (*parser true). NULL on
+ * 5.13-6.1: read_skb hands the verdict whole skbs and the verdict cannot
+ * see their sequence, so the relay does not load. parser may be NULL.
+ */
+const char *nm_probe_relay_verdict(bool *parser);
+
+/*
  * The agent's choices given the kernel: each acceleration is on only when
  * asked for (want) and supported. want == NULL asks for everything.
  */

@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "datapath/probe.h"
 #include "datapath/sockmap.h"
 #include "lib/errbuf.h"
 #include "nm_relay.skel.h"
@@ -27,28 +27,6 @@ struct nm_sockmap {
 	int src_fd, dst_fd, dirs_fd, ctl_fd;
 	bool parser;
 };
-
-/* The running kernel is older than maj.min (from uname; unknown: older). */
-static bool kernel_before(unsigned int maj, unsigned int min)
-{
-	struct utsname u;
-	unsigned int a = 0, b = 0;
-
-	if (uname(&u) || sscanf(u.release, "%u.%u", &a, &b) != 2)
-		return true;
-	return a < maj || (a == maj && b < min);
-}
-
-/* Before 5.13 an sk_skb verdict runs only behind a stream parser. */
-bool nm_sockmap_needs_parser(void)
-{
-	return kernel_before(5, 13);
-}
-
-bool nm_sockmap_cannot_cut(void)
-{
-	return !nm_sockmap_needs_parser() && kernel_before(6, 2);
-}
 
 static int on_sig(void *ctx, void *data, size_t size)
 {
@@ -66,6 +44,8 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		    char *err, size_t errlen)
 {
 	struct nm_sockmap *sm = calloc(1, sizeof(*sm));
+	struct bpf_program *prog;
+	const char *verdict;
 	int ret;
 
 	*out = NULL;
@@ -79,25 +59,23 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		nm_set_err(err, errlen, "open nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
-	sm->parser = nm_sockmap_needs_parser();
-	bpf_program__set_autoload(sm->skel->progs.nm_relay_parser, sm->parser);
-	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict_strp, sm->parser);
-	bpf_program__set_autoload(sm->skel->progs.nm_relay_verdict, !sm->parser);
-	ret = nm_relay_bpf__load(sm->skel);
-	if (ret && nm_sockmap_cannot_cut()) {
-		/* 5.13-6.1: read_skb without bpf_cast_to_kern_ctx. A verdict
-		 * that cannot see an skb's sequence would repeat the bytes of
-		 * overlapping retransmissions (bpf/nm_relay.bpf.h). */
-		nm_set_err(err, errlen, "needs 6.2+ to cut retransmitted overlaps (%s)",
-			   strerror(-ret));
+	verdict = nm_probe_relay_verdict(&sm->parser);
+	if (!verdict) {
+		/* 5.13-6.1: a verdict that cannot see an skb's sequence would
+		 * repeat the bytes of overlapping retransmissions. */
+		ret = -EOPNOTSUPP;
+		nm_set_err(err, errlen, "needs 6.2+ to cut retransmitted overlaps");
 		goto fail;
 	}
+	bpf_object__for_each_program(prog, sm->skel->obj)
+		bpf_program__set_autoload(prog, !strcmp(bpf_program__name(prog), verdict) ||
+					  (sm->parser && prog == sm->skel->progs.nm_relay_parser));
+	ret = nm_relay_bpf__load(sm->skel);
 	if (ret) {
 		nm_set_err(err, errlen, "load nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
-	sm->verdict = sm->parser ? sm->skel->progs.nm_relay_verdict_strp :
-				   sm->skel->progs.nm_relay_verdict;
+	sm->verdict = bpf_object__find_program_by_name(sm->skel->obj, verdict);
 	sm->src_fd = bpf_map__fd(sm->skel->maps.nm_relay_src);
 	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
 	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);

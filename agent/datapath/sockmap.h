@@ -33,13 +33,6 @@ void nm_sockmap_close(struct nm_sockmap *sm);
 int nm_sockmap_sig_fd(const struct nm_sockmap *sm);
 /* Runs fn for each waiting signal. */
 void nm_sockmap_sig_poll(struct nm_sockmap *sm);
-/* This kernel runs an sk_skb verdict only behind a stream parser (before
- * 5.13, from uname). */
-bool nm_sockmap_needs_parser(void);
-/* This kernel hands the verdict whole skbs (read_skb, 5.13+) but has no
- * bpf_cast_to_kern_ctx (6.2): the verdict cannot cut the bytes an
- * overlapping retransmission repeats, so the relay does not load. */
-bool nm_sockmap_cannot_cut(void);
 /* Whether the stream parser is attached too (kernel before 5.13). */
 bool nm_sockmap_has_parser(const struct nm_sockmap *sm);
 

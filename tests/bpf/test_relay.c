@@ -43,6 +43,7 @@
 
 #include <net/if.h>
 
+#include "datapath/probe.h"
 #include "datapath/sockmap.h"
 #include "../unit/nm_check.h"
 
@@ -520,7 +521,7 @@ int main(void)
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
-	if (nm_sockmap_cannot_cut())
+	if (!nm_probe_relay_verdict(NULL))
 		return nm_check_run(refused_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 	return nm_check_run(relay_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -5,7 +5,8 @@
  * Prints the feature table of agent/probe.c as marker lines the runner
  * parses from the serial console, then loads every BPF object given on the
  * command line (programs verified and loaded, maps created, nothing pinned or
- * attached) and reports how many programs each kernel accepted.
+ * attached; the programs the agent loads on this kernel) and reports how
+ * many programs each kernel accepted.
  *
  *   vmprobe [-k LABEL] [-v] [OBJ.bpf.o ...]
  *   vmprobe -i      the feature table (name, since, fallback) as markdown,
@@ -14,7 +15,7 @@
  * Marker lines (one per line, space-separated key=value):
  *   VMFEATURE kernel=K name=N value=0|1
  *   VMREQUIRED kernel=K result=PASS|FAIL [missing="..."]
- *   VMPROGS kernel=K object=O loaded=N total=M [error=E]
+ *   VMPROGS kernel=K object=O loaded=N total=M [not_for_this_kernel=S] [error=E]
  * Exit status: 0 when every required feature is present and every object
  * loaded, 1 otherwise.
  */
@@ -41,13 +42,32 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/*
+ * Whether the agent loads program prog of object on this kernel: every
+ * one, except in nm_relay.bpf.o, whose verdict depends on the kernel
+ * (probe.h, nm_probe_relay_verdict; none on 5.13-6.1) and whose stream
+ * parser runs only before 5.13. The others are not loaded here either.
+ */
+static bool agent_loads(const char *object, const char *prog)
+{
+	const char *verdict;
+	bool parser;
+
+	if (strcmp(object, "nm_relay.bpf.o"))
+		return true;
+	verdict = nm_probe_relay_verdict(&parser);
+	if (!strcmp(prog, "nm_relay_parser"))
+		return parser;
+	return verdict && !strcmp(prog, verdict);
+}
+
 /* Opens and loads one object without pinning: 0 or -errno. */
 static int load_object(const char *label, const char *path)
 {
 	struct bpf_program *prog;
 	struct bpf_object *obj;
 	struct bpf_map *map;
-	int total = 0, loaded = 0, err;
+	int total = 0, loaded = 0, skipped = 0, err;
 
 	obj = bpf_object__open_file(path, NULL);
 	if (!obj) {
@@ -59,8 +79,12 @@ static int load_object(const char *label, const char *path)
 	/* LIBBPF_PIN_BY_NAME maps would pin under /sys/fs/bpf: not here. */
 	bpf_object__for_each_map(map, obj)
 		bpf_map__set_pin_path(map, NULL);
-	bpf_object__for_each_program(prog, obj)
-		total++;
+	bpf_object__for_each_program(prog, obj) {
+		bool on = agent_loads(base_name(path), bpf_program__name(prog));
+
+		bpf_program__set_autoload(prog, on);
+		on ? total++ : skipped++;
+	}
 	err = bpf_object__load(obj);
 	if (!err)
 		bpf_object__for_each_program(prog, obj)
@@ -68,6 +92,8 @@ static int load_object(const char *label, const char *path)
 				loaded++;
 	printf("VMPROGS kernel=%s object=%s loaded=%d total=%d", label,
 	       base_name(path), loaded, total);
+	if (skipped)
+		printf(" not_for_this_kernel=%d", skipped);
 	if (err)
 		printf(" error=load:%d", err);
 	printf("\n");
