@@ -128,6 +128,16 @@ const char *nm_probe_relay_verdict(bool *parser)
 	return kernel_before(6, 2) ? NULL : "nm_relay_verdict";
 }
 
+bool nm_probe_relay_loads(const char *prog)
+{
+	bool parser;
+	const char *verdict = nm_probe_relay_verdict(&parser);
+
+	if (!strcmp(prog, "nm_relay_parser"))
+		return parser;
+	return verdict && !strcmp(prog, verdict);
+}
+
 const char *nm_probe_required_missing(const struct nm_features *f)
 {
 	if (!f->sock_addr)

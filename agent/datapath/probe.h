@@ -91,6 +91,9 @@ bool nm_probe_get(const struct nm_features *f, const char *name);
  * see their sequence, so the relay does not load. parser may be NULL.
  */
 const char *nm_probe_relay_verdict(bool *parser);
+/* Whether nm_relay.bpf.o's program named prog loads on this kernel: the
+ * verdict above, and the stream parser where it needs one. */
+bool nm_probe_relay_loads(const char *prog);
 
 /*
  * The agent's choices given the kernel: each acceleration is on only when

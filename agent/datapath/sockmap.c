@@ -23,7 +23,6 @@ struct nm_sockmap {
 	struct ring_buffer *rb;
 	nm_sockmap_sig_fn fn;
 	void *arg;
-	struct bpf_program *verdict; /* the one loaded (nm_relay.bpf.c) */
 	int src_fd, dst_fd, dirs_fd, ctl_fd;
 	bool parser;
 };
@@ -44,7 +43,7 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		    char *err, size_t errlen)
 {
 	struct nm_sockmap *sm = calloc(1, sizeof(*sm));
-	struct bpf_program *prog;
+	struct bpf_program *prog, *vprog;
 	const char *verdict;
 	int ret;
 
@@ -68,14 +67,13 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		goto fail;
 	}
 	bpf_object__for_each_program(prog, sm->skel->obj)
-		bpf_program__set_autoload(prog, !strcmp(bpf_program__name(prog), verdict) ||
-					  (sm->parser && prog == sm->skel->progs.nm_relay_parser));
+		bpf_program__set_autoload(prog, nm_probe_relay_loads(bpf_program__name(prog)));
 	ret = nm_relay_bpf__load(sm->skel);
 	if (ret) {
 		nm_set_err(err, errlen, "load nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
-	sm->verdict = bpf_object__find_program_by_name(sm->skel->obj, verdict);
+	vprog = bpf_object__find_program_by_name(sm->skel->obj, verdict);
 	sm->src_fd = bpf_map__fd(sm->skel->maps.nm_relay_src);
 	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
 	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);
@@ -87,7 +85,7 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		nm_set_err(err, errlen, "attach stream parser: %s", strerror(-ret));
 		goto fail;
 	}
-	if (bpf_prog_attach(bpf_program__fd(sm->verdict),
+	if (bpf_prog_attach(bpf_program__fd(vprog),
 			    sm->src_fd, BPF_SK_SKB_STREAM_VERDICT, 0)) {
 		ret = -errno;
 		nm_set_err(err, errlen, "attach stream verdict: %s", strerror(-ret));

@@ -42,23 +42,11 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
-/*
- * Whether the agent loads program prog of object on this kernel: every
- * one, except in nm_relay.bpf.o, whose verdict depends on the kernel
- * (probe.h, nm_probe_relay_verdict; none on 5.13-6.1) and whose stream
- * parser runs only before 5.13. The others are not loaded here either.
- */
+/* Whether the agent loads program prog of object on this kernel: every
+ * one, except in nm_relay.bpf.o (probe.h, nm_probe_relay_loads). */
 static bool agent_loads(const char *object, const char *prog)
 {
-	const char *verdict;
-	bool parser;
-
-	if (strcmp(object, "nm_relay.bpf.o"))
-		return true;
-	verdict = nm_probe_relay_verdict(&parser);
-	if (!strcmp(prog, "nm_relay_parser"))
-		return parser;
-	return verdict && !strcmp(prog, verdict);
+	return strcmp(object, "nm_relay.bpf.o") || nm_probe_relay_loads(prog);
 }
 
 /* Opens and loads one object without pinning: 0 or -errno. */
