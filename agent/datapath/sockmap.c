@@ -125,11 +125,6 @@ void nm_sockmap_sig_poll(struct nm_sockmap *sm)
 	ring_buffer__consume(sm->rb);
 }
 
-bool nm_sockmap_has_parser(const struct nm_sockmap *sm)
-{
-	return sm->parser;
-}
-
 static int sock_add(int map_fd, int fd, uint64_t cookie)
 {
 	uint64_t v = (uint64_t)fd;

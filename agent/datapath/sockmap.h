@@ -33,8 +33,6 @@ void nm_sockmap_close(struct nm_sockmap *sm);
 int nm_sockmap_sig_fd(const struct nm_sockmap *sm);
 /* Runs fn for each waiting signal. */
 void nm_sockmap_sig_poll(struct nm_sockmap *sm);
-/* Whether the stream parser is attached too (kernel before 5.13). */
-bool nm_sockmap_has_parser(const struct nm_sockmap *sm);
 
 /* fd may receive redirected skbs (nm_relay_dst). 0 or -errno. */
 int nm_sockmap_add_dst(struct nm_sockmap *sm, int fd, uint64_t cookie);
