@@ -136,12 +136,12 @@ $(OUT)/tests/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(TEST_LIBS) | $(
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(TEST_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@
 
-$(OUT)/tests/tools/%: tests/tools/%.c $(TEST_LIBS) | $(OUT)
+$(OUT)/tests/tools/%: tests/tools/%.c $(wildcard tests/lib/*.h) $(TEST_LIBS) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $< $(TEST_LIBS) $(LDLIBS) -o $@
 
-$(OUT)/tests/bpf/%: tests/bpf/%.c $(wildcard tests/unit/*.h tests/bpf/*.h) $(TEST_LIBS) | $(OUT)
+$(OUT)/tests/bpf/%: tests/bpf/%.c $(wildcard tests/unit/*.h tests/bpf/*.h tests/lib/*.h) $(TEST_LIBS) | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) $< $(TEST_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@

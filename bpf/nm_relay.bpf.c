@@ -2,19 +2,28 @@
 /*
  * nm_relay.bpf.c - sk_skb programs of the sockmap relay, attached to
  * nm_relay_src by agent/datapath/sockmap.c: the stream verdict (decision in
- * nm_relay.bpf.h; the one that cuts repeated bytes, or before 5.13 the one
- * behind a stream parser) and that parser, which takes each skb whole.
+ * nm_relay.bpf.h; one of the two that cut repeated bytes, or before 5.13
+ * the one behind a stream parser) and that parser, which takes each skb whole.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 #include "nm_relay.bpf.h"
 
-/* Kernels that run the verdict alone (read_skb): cuts repeated bytes. */
+/* Kernels that run the verdict alone (read_skb) from 6.2: cuts repeated
+ * bytes, reading their sequence through bpf_cast_to_kern_ctx. */
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict(struct __sk_buff *skb)
 {
-	return nm_relay_decide(skb, true);
+	return nm_relay_decide(skb, NM_RELAY_SEQ_KFUNC);
+}
+
+/* The same on 5.13-6.1, which have read_skb but not the kfunc: reads the
+ * sequence with bpf_probe_read_kernel. */
+SEC("sk_skb/stream_verdict")
+int nm_relay_verdict_probe(struct __sk_buff *skb)
+{
+	return nm_relay_decide(skb, NM_RELAY_SEQ_PROBE);
 }
 
 /* Behind the stream parser (before 5.13): the parser reads from
@@ -22,7 +31,7 @@ int nm_relay_verdict(struct __sk_buff *skb)
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict_strp(struct __sk_buff *skb)
 {
-	return nm_relay_decide(skb, false);
+	return nm_relay_decide(skb, NM_RELAY_SEQ_NONE);
 }
 
 SEC("sk_skb/stream_parser")

@@ -32,6 +32,7 @@
 #define NM_RELAY_BPF_H
 
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
 #include "nm_abi.h"
@@ -84,9 +85,9 @@ struct {
  *
  * So the verdict keeps the sequence of the next new byte per source and
  * cuts what an skb repeats off its front. The skb's sequence is in the
- * kernel's control block, reached through bpf_cast_to_kern_ctx (6.2+);
- * the first verdict starts from copied_seq, what the agent read before
- * the switch. bpf_skb_adjust_room pops at most 0xfff bytes a call.
+ * kernel's control block (tcp_skb_cb, at the start of skb->cb); the first
+ * verdict starts from copied_seq, what the agent read before the switch.
+ * bpf_skb_adjust_room pops at most 0xfff bytes a call.
  */
 #define NM_RELAY_TRIM_STEP 0xfff
 /* 655200 bytes: above the largest skb TCP queues (coalesced from 17 frags
@@ -94,15 +95,50 @@ struct {
  * overlap above that. */
 #define NM_RELAY_TRIM_CALLS 160
 
+/* Calls the verdict may make, up to NM_RELAY_TRIM_CALLS. Set lower only by
+ * tests, so that an overlap cannot be cut and the flow must be reset
+ * (tests/bpf/test_relay, test_fault). */
+const volatile __u32 nm_relay_trim_calls = NM_RELAY_TRIM_CALLS;
+
+/* How the verdict reads an skb's sequence. */
+enum nm_relay_seq_src {
+	NM_RELAY_SEQ_NONE,  /* behind a stream parser: nothing to cut */
+	NM_RELAY_SEQ_KFUNC, /* bpf_cast_to_kern_ctx (6.2+) */
+	NM_RELAY_SEQ_PROBE, /* bpf_probe_read_kernel (5.13-6.1) */
+};
+
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
+/*
+ * An sk_skb program's context is the kernel's sk_buff itself (the
+ * verifier rewrites __sk_buff fields into sk_buff offsets), so where the
+ * kfunc is missing the sequence is read through that address. The
+ * verifier lets a context address reach a helper only for a program
+ * allowed to leak pointers (CAP_PERFMON at load, which the agent has
+ * during set-up); the offsets are CO-RE relocated for the running kernel.
+ */
+static __always_inline int nm_relay_skb_seq(struct __sk_buff *skb,
+					    enum nm_relay_seq_src src, __u32 *seq)
+{
+	if (src == NM_RELAY_SEQ_KFUNC) {
+		struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+
+		*seq = ((struct tcp_skb_cb *)k->cb)->seq;
+		return 0;
+	}
+	return bpf_probe_read_kernel(seq, sizeof(*seq),
+				     (void *)skb + bpf_core_field_offset(struct sk_buff, cb) +
+				     bpf_core_field_offset(struct tcp_skb_cb, seq));
+}
+
 static __always_inline int nm_relay_trim(struct __sk_buff *skb,
+					 enum nm_relay_seq_src src,
 					 struct nm_relay_dir *d, __u32 *len)
 {
-	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
-	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)k->cb;
-	__u32 seq = cb->seq, over;
+	__u32 seq, over;
 
+	if (nm_relay_skb_seq(skb, src, &seq))
+		return -1;
 	if (!d->seq_known) {
 		struct bpf_sock *sk = skb->sk;
 		struct tcp_sock *tp;
@@ -124,7 +160,7 @@ static __always_inline int nm_relay_trim(struct __sk_buff *skb,
 	if (over >= *len)
 		return -1; /* all old: TCP drops such segments before here */
 	d->next_seq = seq + *len;
-	for (int i = 0; i < NM_RELAY_TRIM_CALLS && over; i++) {
+	for (__u32 i = 0; i < NM_RELAY_TRIM_CALLS && i < nm_relay_trim_calls && over; i++) {
 		__u32 step = over < NM_RELAY_TRIM_STEP ? over : NM_RELAY_TRIM_STEP;
 
 		if (bpf_skb_adjust_room(skb, -(__s32)step, 0, 0))
@@ -141,10 +177,12 @@ static __always_inline int nm_relay_trim(struct __sk_buff *skb,
  * (not the relay's: cannot happen, the map holds only the agent's) passes
  * to its own receive queue. A redirect to a missing peer would drop the
  * bytes: the agent removes a peer from nm_relay_dst only after its source
- * left nm_relay_src. trim: cut repeated bytes (nm_relay_trim); false
- * behind a stream parser (before 5.13), which hands over new bytes only.
+ * left nm_relay_src. src: how to read an skb's sequence to cut repeated
+ * bytes (nm_relay_trim); NM_RELAY_SEQ_NONE behind a stream parser (before
+ * 5.13), which hands over new bytes only.
  */
-static __always_inline int nm_relay_decide(struct __sk_buff *skb, bool trim)
+static __always_inline int nm_relay_decide(struct __sk_buff *skb,
+					   enum nm_relay_seq_src src)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct nm_relay_dir *d = bpf_map_lookup_elem(&nm_relay_dirs, &cookie);
@@ -161,7 +199,7 @@ static __always_inline int nm_relay_decide(struct __sk_buff *skb, bool trim)
 	 * has RCV_SHUTDOWN, which is what the agent reads. */
 	if (!len)
 		return SK_DROP;
-	if (trim && nm_relay_trim(skb, d, &len)) {
+	if (src != NM_RELAY_SEQ_NONE && nm_relay_trim(skb, src, d, &len)) {
 		/* Neither sent whole nor cut: the stream is broken here. The
 		 * agent resets the flow (a reset, never repeated bytes). */
 		d->fault = 1;

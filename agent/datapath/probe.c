@@ -55,7 +55,7 @@ static const struct nm_feature_info feature_info[] = {
 	  "no per-socket srtt/retransmit stats; byte counts come from the agent" },
 	{ "netns_cookie", "5.7", false, "telling pod network namespaces apart in BPF",
 	  "workloads are keyed by cgroup id only (the default)" },
-	{ "sockmap", "4.18", false, "the opt-in sockmap relay (mesh.relay sockmap: sk_skb verdict redirects; 6.2+ or before 5.13)",
+	{ "sockmap", "4.18", false, "the opt-in sockmap relay (mesh.relay sockmap: sk_skb verdict redirects)",
 	  "mesh.relay sockmap runs splice, the default relay" },
 	{ "ktls", "4.13", false, "TLS record layer in the kernel (module tls)",
 	  "TLS in user space (OpenSSL), the default" },
@@ -125,7 +125,7 @@ const char *nm_probe_relay_verdict(bool *parser)
 		*parser = strp;
 	if (strp)
 		return "nm_relay_verdict_strp";
-	return kernel_before(6, 2) ? NULL : "nm_relay_verdict";
+	return kernel_before(6, 2) ? "nm_relay_verdict_probe" : "nm_relay_verdict";
 }
 
 bool nm_probe_relay_loads(const char *prog)
@@ -135,7 +135,7 @@ bool nm_probe_relay_loads(const char *prog)
 
 	if (!strcmp(prog, "nm_relay_parser"))
 		return parser;
-	return verdict && !strcmp(prog, verdict);
+	return !strcmp(prog, verdict);
 }
 
 const char *nm_probe_required_missing(const struct nm_features *f)

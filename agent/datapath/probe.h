@@ -84,11 +84,13 @@ bool nm_probe_get(const struct nm_features *f, const char *name);
 
 /*
  * The sockmap relay's stream verdict this kernel takes (bpf/nm_relay.bpf.c,
- * by kernel release): "nm_relay_verdict", which cuts the bytes overlapping
- * retransmissions repeat (bpf_cast_to_kern_ctx, 6.2+), or before 5.13
- * "nm_relay_verdict_strp" behind the stream parser (*parser true). NULL on
- * 5.13-6.1: read_skb hands the verdict whole skbs and the verdict cannot
- * see their sequence, so the relay does not load. parser may be NULL.
+ * by kernel release). From 5.13 the kernel hands a verdict without a
+ * parser whole skbs, so it must cut the bytes overlapping retransmissions
+ * repeat, reading each skb's sequence: "nm_relay_verdict" through
+ * bpf_cast_to_kern_ctx (6.2+), "nm_relay_verdict_probe" through
+ * bpf_probe_read_kernel on 5.13-6.1 (loads only with CAP_PERFMON). Before
+ * 5.13, "nm_relay_verdict_strp" behind the stream parser (*parser true),
+ * which hands over new bytes only. parser may be NULL.
  */
 const char *nm_probe_relay_verdict(bool *parser);
 /* Whether nm_relay.bpf.o's program named prog loads on this kernel: the

@@ -39,8 +39,8 @@ static int on_sig(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
-		    char *err, size_t errlen)
+int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
+		    nm_sockmap_sig_fn fn, void *arg, char *err, size_t errlen)
 {
 	struct nm_sockmap *sm = calloc(1, sizeof(*sm));
 	struct bpf_program *prog, *vprog;
@@ -59,21 +59,27 @@ int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
 		goto fail;
 	}
 	verdict = nm_probe_relay_verdict(&sm->parser);
-	if (!verdict) {
-		/* 5.13-6.1: a verdict that cannot see an skb's sequence would
-		 * repeat the bytes of overlapping retransmissions. */
-		ret = -EOPNOTSUPP;
-		nm_set_err(err, errlen, "needs 6.2+ to cut retransmitted overlaps");
+	if (opts && opts->verdict) {
+		verdict = opts->verdict;
+		sm->parser = false;
+	}
+	vprog = bpf_object__find_program_by_name(sm->skel->obj, verdict);
+	if (!vprog) {
+		ret = -ENOENT;
+		nm_set_err(err, errlen, "nm_relay has no program %s", verdict);
 		goto fail;
 	}
 	bpf_object__for_each_program(prog, sm->skel->obj)
-		bpf_program__set_autoload(prog, nm_probe_relay_loads(bpf_program__name(prog)));
+		bpf_program__set_autoload(prog, prog == vprog ||
+					  (sm->parser && prog == sm->skel->progs.nm_relay_parser));
+	if (opts && opts->no_trim)
+		sm->skel->rodata->nm_relay_trim_calls = 0;
 	ret = nm_relay_bpf__load(sm->skel);
 	if (ret) {
-		nm_set_err(err, errlen, "load nm_relay: %s", strerror(-ret));
+		/* EPERM for nm_relay_verdict_probe: it needs CAP_PERFMON. */
+		nm_set_err(err, errlen, "load nm_relay (%s): %s", verdict, strerror(-ret));
 		goto fail;
 	}
-	vprog = bpf_object__find_program_by_name(sm->skel->obj, verdict);
 	sm->src_fd = bpf_map__fd(sm->skel->maps.nm_relay_src);
 	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
 	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);

@@ -8,8 +8,9 @@
  * Kernels: sockhash, sk_skb stream verdict and bpf_sk_redirect_hash exist
  * since 4.18; a verdict without a stream parser since 5.13 (before, the
  * parser that takes each skb whole is attached too); the ring buffer the
- * signals use since 5.8; bpf_cast_to_kern_ctx, which the verdict without
- * a parser needs, since 6.2.
+ * signals use since 5.8. The verdict without a parser reads each skb's
+ * sequence through bpf_cast_to_kern_ctx from 6.2, bpf_probe_read_kernel
+ * before (datapath/probe.h, nm_probe_relay_verdict).
  */
 #ifndef NM_DATAPATH_SOCKMAP_H
 #define NM_DATAPATH_SOCKMAP_H
@@ -25,9 +26,19 @@ struct nm_sockmap;
 /* Called per signal: the source socket's cookie. */
 typedef void (*nm_sockmap_sig_fn)(uint64_t cookie, void *arg);
 
-/* Loads and attaches; 0 or -errno with err filled. */
-int nm_sockmap_open(struct nm_sockmap **out, nm_sockmap_sig_fn fn, void *arg,
-		    char *err, size_t errlen);
+/* What tests change; all zero (or opts NULL) is the normal load. */
+struct nm_sockmap_opts {
+	/* A program of bpf/nm_relay.bpf.c other than this kernel's pick
+	 * (nm_probe_relay_verdict), with no parser; NULL: the pick. */
+	const char *verdict;
+	/* The verdict may cut nothing (nm_relay_trim_calls 0), so any skb
+	 * that repeats bytes faults: the path that resets a flow. */
+	bool no_trim;
+};
+
+/* Loads and attaches; 0 or -errno with err filled. opts may be NULL. */
+int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
+		    nm_sockmap_sig_fn fn, void *arg, char *err, size_t errlen);
 void nm_sockmap_close(struct nm_sockmap *sm);
 /* The signal ring's descriptor (readable when signals wait). */
 int nm_sockmap_sig_fd(const struct nm_sockmap *sm);

@@ -109,7 +109,7 @@ static int zc_sockmap_open(struct nm_agent *a, char *why, size_t len)
 		snprintf(why, len, "sockmap unavailable (NODEMESH_NO_SOCKMAP)");
 		return -EOPNOTSUPP;
 	}
-	ret = nm_sockmap_open(&a->zc.sm, zc_on_signal, a, err, sizeof(err));
+	ret = nm_sockmap_open(&a->zc.sm, NULL, zc_on_signal, a, err, sizeof(err));
 	if (ret) {
 		snprintf(why, len, "sockmap unavailable: %.74s", err);
 		return ret;

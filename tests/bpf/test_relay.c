@@ -22,7 +22,11 @@
  *                 a's cookie on the signal ring, once until re-armed
  *   overlap       a retransmission that repeats bytes a already got goes
  *                 on without them (redirected, and parked: passed to a)
- * On 5.13-6.1 only: the relay refuses to load (refused_before_6_2).
+ *   fault         one the verdict cannot cut is dropped, flagged and
+ *                 signalled (the agent resets the flow)
+ * Each suite runs this kernel's verdict (nm_probe_relay_verdict); 6.2+ runs
+ * the 5.13-6.1 one too. overlap and fault only where the verdict cuts (not
+ * before 5.13, where the stream parser never repeats a byte).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,7 +41,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <linux/filter.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
@@ -45,11 +48,13 @@
 
 #include "datapath/probe.h"
 #include "datapath/sockmap.h"
+#include "../lib/tcp_repair.h"
 #include "../unit/nm_check.h"
 
 #define HIGH_DEFAULT (1u << 30)
 
 static struct nm_sockmap *sm;
+static struct nm_sockmap_opts sm_opts; /* the verdict under test */
 static int c_fd = -1, a_fd = -1, b_fd = -1, s_fd = -1;
 static uint64_t a_ck, b_ck, signals[8];
 static unsigned int n_signals;
@@ -103,7 +108,8 @@ static void setup_with(uint64_t high)
 	char err[160] = "";
 
 	n_signals = 0;
-	ck_assert_msg(nm_sockmap_open(&sm, on_sig, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nm_sockmap_open(&sm, &sm_opts, on_sig, NULL, err, sizeof(err)) == 0,
+		      "%s", err);
 	tcp_pair(&c_fd, &a_fd);
 	tcp_pair(&b_fd, &s_fd);
 	a_ck = cookie_of(a_fd);
@@ -306,91 +312,26 @@ START_TEST(test_signal)
 }
 END_TEST
 
-/* A classic socket filter that drops every packet fd receives (on),
- * or none (off): TCP discards them before it looks at them. */
-static void drop_input(int fd, bool on)
-{
-	struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
-	struct sock_fprog prog = { .len = 1, .filter = &drop };
-	int zero = 0;
-
-	if (on)
-		ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)), 0);
-	else
-		ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof(zero)), 0);
-}
-
-static uint32_t queue_seq(int fd, int queue)
-{
-	uint32_t seq = 0;
-	socklen_t len = sizeof(seq);
-
-	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)), 0);
-	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &len), 0);
-	return seq;
-}
-
-static void set_queue_seq(int fd, int queue, uint32_t seq)
-{
-	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)), 0);
-	ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)), 0);
-}
-
 /*
- * c, rebuilt with TCP_REPAIR as a socket whose last `back` bytes were
- * sent but never acknowledged (they were: a has them), holding those and
- * `more` new bytes unacknowledged; a's acknowledgements are dropped (a
- * socket filter on the new socket, so none trims its queue). Its
- * retransmission timer then sends all back + more bytes in one segment
- * that starts before what a already has: the overlapping retransmission a
- * sender that merges or re-cuts segments makes (as real losses do).
+ * c rebuilt (tests/lib/tcp_repair.h) to send back + more bytes from
+ * sent - back in one retransmission that starts before what a already has;
+ * a's acknowledgements are dropped until drop_input(c_fd, false).
  */
 static void resend_overlapping(size_t sent, size_t back, size_t more, unsigned int seed)
 {
-	struct sockaddr_in caddr, aaddr;
-	socklen_t len = sizeof(caddr);
-	struct tcp_repair_window win;
-	struct tcp_info ti;
-	uint32_t snd, rcv;
-	int one = 1, zero = 0, mss = 0, n;
+	uint8_t buf[1024];
+	int err;
 
-	ck_assert_int_eq(getsockname(c_fd, (struct sockaddr *)&caddr, &len), 0);
-	len = sizeof(aaddr);
-	ck_assert_int_eq(getpeername(c_fd, (struct sockaddr *)&aaddr, &len), 0);
-	ck_assert_int_eq(setsockopt(c_fd, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)), 0);
-	snd = queue_seq(c_fd, TCP_SEND_QUEUE);
-	rcv = queue_seq(c_fd, TCP_RECV_QUEUE);
-	len = sizeof(win);
-	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &len), 0);
-	len = sizeof(mss);
-	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &len), 0);
-	len = sizeof(ti);
-	ck_assert_int_eq(getsockopt(c_fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
-	close(c_fd); /* in repair mode: silently, a sees nothing */
+	ck_assert_uint_le(back + more, sizeof(buf));
+	for (size_t i = 0; i < back + more; i++)
+		buf[i] = pat(sent - back + i, seed);
+	err = nm_tcp_resend_overlapping(&c_fd, back, buf, back + more);
+	ck_assert_msg(err == 0, "TCP_REPAIR rebuild: %s", strerror(-err));
+}
 
-	n = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(n, 0);
-	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)), 0);
-	drop_input(n, true);
-	ck_assert_int_eq(bind(n, (struct sockaddr *)&caddr, sizeof(caddr)), 0);
-	set_queue_seq(n, TCP_SEND_QUEUE, snd - (uint32_t)back);
-	set_queue_seq(n, TCP_RECV_QUEUE, rcv);
-	ck_assert_int_eq(connect(n, (struct sockaddr *)&aaddr, sizeof(aaddr)), 0);
-	{
-		struct tcp_repair_opt opts[] = {
-			{ TCPOPT_MAXSEG, (uint32_t)mss },
-			{ TCPOPT_WINDOW, ti.tcpi_snd_wscale | (uint32_t)ti.tcpi_rcv_wscale << 16 },
-		};
-
-		ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, sizeof(opts)), 0);
-	}
-	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)), 0);
-	/* In repair mode the send queue takes bytes as already sent. */
-	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR_QUEUE,
-				    &(int){ TCP_SEND_QUEUE }, sizeof(int)), 0);
-	send_pattern(n, back + more, seed, sent - back);
-	ck_assert_int_eq(setsockopt(n, IPPROTO_TCP, TCP_REPAIR, &zero, sizeof(zero)), 0);
-	c_fd = n;
+static void drop_input(int fd, bool on)
+{
+	ck_assert_int_eq(nm_tcp_drop_input(fd, on), 0);
 }
 
 /*
@@ -438,36 +379,54 @@ START_TEST(test_overlap_parked)
 END_TEST
 
 /*
- * 5.13 to 6.1 run the verdict alone (read_skb) but have no
- * bpf_cast_to_kern_ctx, so the verdict cannot see an skb's sequence: the
- * relay must refuse to load there, saying why, rather than repeat the
- * bytes of overlapping retransmissions (the agent then splices).
+ * An skb that repeats bytes and cannot be cut (here: the verdict may make
+ * no cut at all) is dropped whole, new bytes with it, so the verdict marks
+ * the direction faulty and signals: the agent must reset the flow
+ * (mesh/zerocopy.c, sm_check_fault) rather than go on past a hole.
  */
-START_TEST(test_refused_before_6_2)
+START_TEST(test_fault)
 {
-	char err[160] = "";
+	const unsigned int seed = 11;
+	const size_t sent = 1000, back = 300, more = 200;
+	struct nm_relay_dir d;
+	uint8_t c;
 
-	ck_assert_int_ne(nm_sockmap_open(&sm, on_sig, NULL, err, sizeof(err)), 0);
-	ck_assert_msg(strstr(err, "6.2+") != NULL, "error: %s", err);
-	fprintf(stderr, "test_relay: refused as it must on this kernel: %s\n", err);
+	teardown();
+	sm_opts.no_trim = true;
+	setup();
+	sm_opts.no_trim = false;
+	send_pattern(c_fd, sent, seed, 0);
+	ck_assert_uint_eq(recv_pattern(s_fd, sent, seed, 0, 2000), sent);
+	ck_assert_int_eq(nm_sockmap_get_dir(sm, a_ck, &d), 0);
+	ck_assert_uint_eq(d.fault, 0);
+	resend_overlapping(sent, back, more, seed);
+	/* The first retransmission comes after the initial RTO (1 s). */
+	for (int i = 0; i < 80 && !d.fault; i++) {
+		usleep(100 * 1000);
+		ck_assert_int_eq(nm_sockmap_get_dir(sm, a_ck, &d), 0);
+	}
+	ck_assert_uint_eq(d.fault, 1);
+	ck_assert_uint_eq(d.trimmed, 0);
+	ck_assert_uint_eq(d.redirected, sent);
+	nm_sockmap_sig_poll(sm);
+	ck_assert_uint_ge(n_signals, 1);
+	ck_assert_uint_eq(signals[0], a_ck);
+	/* Neither the repeated nor the new bytes went anywhere. */
+	ck_assert_int_eq(recv(s_fd, &c, 1, MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(recv(a_fd, &c, 1, MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
 }
 END_TEST
 
-static Suite *refused_suite(void)
+/* The suite for one verdict program: opts.verdict, NULL for the kernel's
+ * pick. cuts: it cuts repeated bytes (not the one behind a parser). */
+static Suite *relay_suite(const char *verdict, bool cuts)
 {
-	Suite *s = suite_create("relay");
+	Suite *s = suite_create(verdict);
 	TCase *tc = tcase_create("sockmap");
 
-	tcase_add_test(tc, test_refused_before_6_2);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
-static Suite *relay_suite(void)
-{
-	Suite *s = suite_create("relay");
-	TCase *tc = tcase_create("sockmap");
-
+	sm_opts.verdict = verdict;
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_redirect);
@@ -475,8 +434,11 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_pause);
 	tcase_add_test(tc, test_tail);
 	tcase_add_test(tc, test_signal);
-	tcase_add_test(tc, test_overlap);
-	tcase_add_test(tc, test_overlap_parked);
+	if (cuts) {
+		tcase_add_test(tc, test_overlap);
+		tcase_add_test(tc, test_overlap_parked);
+		tcase_add_test(tc, test_fault);
+	}
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -497,31 +459,24 @@ static int loopback_up(void)
 	return ret;
 }
 
-static int write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	int ret = 0;
-
-	if (!f)
-		return -errno;
-	if (fputs(text, f) < 0)
-		ret = -EIO;
-	if (fclose(f) && !ret)
-		ret = -errno;
-	return ret;
-}
-
 int main(void)
 {
-	/* Timestamps off in this namespace: test_overlap rebuilds a
-	 * connection with TCP_REPAIR and so need not carry them over. */
-	if (unshare(CLONE_NEWNET) || loopback_up() ||
-	    write_file("/proc/sys/net/ipv4/tcp_timestamps", "0")) {
+	const char *pick;
+	bool parser;
+	int failed;
+
+	if (unshare(CLONE_NEWNET) || loopback_up()) {
 		fprintf(stderr, "test_relay: private network namespace: %s\n",
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
-	if (!nm_probe_relay_verdict(NULL))
-		return nm_check_run(refused_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
-	return nm_check_run(relay_suite(), CK_FORK_GETENV) ? EXIT_FAILURE : EXIT_SUCCESS;
+	pick = nm_probe_relay_verdict(&parser);
+	fprintf(stderr, "test_relay: this kernel's verdict: %s\n", pick);
+	failed = nm_check_run(relay_suite(pick, !parser), CK_FORK_GETENV);
+	/* 6.2+ also runs the verdict of 5.13-6.1 (bpf_probe_read_kernel), so
+	 * a host without those kernels still proves it. */
+	if (strcmp(pick, "nm_relay_verdict") == 0)
+		failed |= nm_check_run(relay_suite("nm_relay_verdict_probe", true),
+				       CK_FORK_GETENV);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -137,13 +137,6 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	nm_agent_stop 1
 	nm_agent_start 1 || flow_fail "agent node-1 did not start with mesh.relay $mode"
 	got=$(tr -d ' \n\t' <"/run/nodemesh/$(nm_instance 1)/agent.json" | grep -o '"relay":{[^}]*}')
-	if [[ $mode == sockmap && $got == *'"mode":"splice"'* && $got == *6.2+* ]]; then
-		# 5.13-6.1: the verdict cannot see an skb's sequence, so the
-		# agent refuses sockmap rather than repeat retransmitted bytes
-		# (bpf/nm_relay.bpf.h) and splices. Refused for that reason only.
-		echo "RELAY mode=sockmap refused on this kernel, splice runs: $got"
-		continue
-	fi
 	[[ $got == *"\"mode\":\"$mode\""* ]] || flow_fail "mesh.relay $mode runs: $got"
 	# Every mode's 16 MiB echoes are checked byte for byte (nm_peer): for
 	# sockmap the workload on which overlapping retransmissions once came
