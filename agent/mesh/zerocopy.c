@@ -101,6 +101,7 @@ static void zc_on_ring(struct nm_loop *loop, int fd, unsigned int events,
 /* Loads the sockmap relay; 0, or -errno with why filled. */
 static int zc_sockmap_open(struct nm_agent *a, char *why, size_t len)
 {
+	struct nm_sockmap_opts opts = { 0 };
 	char err[160];
 	int ret;
 
@@ -109,7 +110,12 @@ static int zc_sockmap_open(struct nm_agent *a, char *why, size_t len)
 		snprintf(why, len, "sockmap unavailable (NODEMESH_NO_SOCKMAP)");
 		return -EOPNOTSUPP;
 	}
-	ret = nm_sockmap_open(&a->zc.sm, NULL, zc_on_signal, a, err, sizeof(err));
+	/* For tests: a verdict that may cut nothing, so a retransmission
+	 * that repeats bytes resets its flow (test_36 sockmap-fault). */
+	opts.no_trim = getenv("NODEMESH_SOCKMAP_NO_TRIM") != NULL;
+	if (opts.no_trim)
+		pr_warn("msg=\"sockmap relay cuts no repeated bytes (NODEMESH_SOCKMAP_NO_TRIM): flows that meet them reset\"");
+	ret = nm_sockmap_open(&a->zc.sm, &opts, zc_on_signal, a, err, sizeof(err));
 	if (ret) {
 		snprintf(why, len, "sockmap unavailable: %.74s", err);
 		return ret;

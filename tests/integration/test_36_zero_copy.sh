@@ -43,6 +43,12 @@
 #   auto-is-splice      mesh.relay auto runs splice on this kernel, with
 #                       the reason naming sockmap
 #   auto-bulk-repeat    the same 20 echoes under auto, on splice
+#   sockmap-overlap     a client's retransmission repeating 300 relayed bytes
+#                       with 200 new ones (nm_overlap): only the new ones
+#                       are echoed, once
+#   sockmap-fault       the same with a verdict that may cut nothing
+#                       (NODEMESH_SOCKMAP_NO_TRIM): the agent resets the
+#                       flow (the client reads ECONNRESET) and logs why
 #   sockmap-fallback    with sockmap unavailable (NODEMESH_NO_SOCKMAP, the
 #                       probe's test hook) mesh.relay sockmap runs splice,
 #                       and says why
@@ -51,7 +57,8 @@ set -uo pipefail
 
 CLOSER=$NM_BUILD/tests/tools/nm_closer
 SLOW=$NM_BUILD/tests/tools/nm_slow
-for b in "$CLOSER" "$SLOW"; do
+OVERLAP=$NM_BUILD/tests/tools/nm_overlap
+for b in "$CLOSER" "$SLOW" "$OVERLAP"; do
 	[[ -x $b ]] || { nm_fail zero-copy "$b missing (run make)"; exit 1; }
 done
 nm_scenario_up zero-copy
@@ -244,6 +251,30 @@ if restart_with auto && [[ $(relay_field mode) == splice && $(relay_field reason
 	bulk_repeat auto-bulk-repeat splice
 else
 	nm_fail auto-is-splice "relay: $(jq -c .paths.relay "$agent_json" 2>&1)"
+fi
+
+# A client pod's retransmission that repeats 300 bytes the agent already
+# relayed (nm_overlap, TCP_REPAIR), with 200 new ones: the verdict cuts the
+# repeat, so only the new bytes are echoed, once.
+overlap() { nm_pod_exec client "$OVERLAP" --to 198.19.0.11:80 --bytes 100000 --back 300 --more 200 --timeout-ms 8000; }
+if restart_with sockmap; then
+	out=$(overlap)
+	nm_check "sockmap-overlap (repeated bytes cut: $out)" "$out" \
+		test "$(nm_json "$out" after)/$(nm_json "$out" match)" = echoed/true
+else
+	nm_fail sockmap-overlap "agent did not start with mesh.relay sockmap"
+fi
+# The same with a verdict that may cut nothing (the agent's test hook): the
+# skb is dropped, so the stream has a hole, and the agent must reset both
+# legs and say why, never deliver what follows the hole.
+if restart_with sockmap NODEMESH_SOCKMAP_NO_TRIM=1; then
+	from=$(($(wc -l <"$log1") + 1))
+	out=$(overlap)
+	resets=$(tail -n "+$from" "$log1" | grep -c 'msg="sockmap relay could not cut a repeated skb, resetting the flow"')
+	nm_check "sockmap-fault (client: $out; agent resets: $resets)" "$out; log: $(tail -n "+$from" "$log1" | tail -n 5)" \
+		test "$(nm_json "$out" after)/$resets" = reset/1
+else
+	nm_fail sockmap-fault "agent did not start with NODEMESH_SOCKMAP_NO_TRIM"
 fi
 
 if restart_with sockmap NODEMESH_NO_SOCKMAP=1 &&
