@@ -33,7 +33,6 @@
 #include <netinet/tcp.h>
 #include <stdbool.h>
 #include <errno.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +47,7 @@
 
 #include "datapath/probe.h"
 #include "datapath/sockmap.h"
+#include "../lib/pattern.h"
 #include "../lib/tcp_repair.h"
 #include "../unit/nm_check.h"
 
@@ -144,51 +144,22 @@ static void teardown(void)
 	sm = NULL;
 }
 
-static uint8_t pat(uint64_t off, unsigned int seed)
-{
-	uint64_t x = (off + seed) * 0x9e3779b97f4a7c15ull;
-
-	return (uint8_t)(x >> 56);
-}
-
 static void send_pattern(int fd, size_t n, unsigned int seed, uint64_t from)
 {
-	uint8_t buf[16384];
+	int err = nm_pattern_send(fd, n, seed, from);
 
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
-		ssize_t w;
-
-		for (size_t i = 0; i < k; i++)
-			buf[i] = pat(from + done + i, seed);
-		w = write(fd, buf, k);
-		ck_assert_int_gt(w, 0);
-		done += (size_t)w;
-	}
+	ck_assert_msg(err == 0, "send: %s", strerror(-err));
 }
 
-/* Reads n bytes within ms and checks them against the pattern. Returns the
- * bytes that arrived (n unless the time ran out). */
+/* Reads n bytes of the pattern, waiting at most ms for each one; every byte
+ * that arrives must be right. Returns the bytes that arrived (n unless the
+ * wait ran out or the stream ended). */
 static size_t recv_pattern(int fd, size_t n, unsigned int seed, uint64_t from, int ms)
 {
-	uint8_t buf[16384];
-	size_t got = 0;
+	size_t got;
+	int err = nm_pattern_recv(fd, n, seed, from, ms, &got);
 
-	while (got < n) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		size_t k = n - got < sizeof(buf) ? n - got : sizeof(buf);
-		ssize_t r;
-
-		if (poll(&p, 1, ms) <= 0)
-			break;
-		r = read(fd, buf, k);
-		if (r <= 0)
-			break;
-		for (ssize_t i = 0; i < r; i++)
-			ck_assert_msg(buf[i] == pat(from + got + i, seed),
-				      "byte %zu differs", (size_t)(from + got + i));
-		got += (size_t)r;
-	}
+	ck_assert_msg(err != -EBADMSG, "byte %zu differs", (size_t)(from + got));
 	return got;
 }
 
@@ -324,7 +295,7 @@ static void resend_overlapping(size_t sent, size_t back, size_t more, unsigned i
 
 	ck_assert_uint_le(back + more, sizeof(buf));
 	for (size_t i = 0; i < back + more; i++)
-		buf[i] = pat(sent - back + i, seed);
+		buf[i] = nm_pattern_byte(sent - back + i, seed);
 	err = nm_tcp_resend_overlapping(&c_fd, back, buf, back + more);
 	ck_assert_msg(err == 0, "TCP_REPAIR rebuild: %s", strerror(-err));
 }

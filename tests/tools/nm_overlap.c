@@ -10,95 +10,33 @@
  * TCP_REPAIR (tests/lib/tcp_repair.h) so that its next segment carries the
  * last B of those bytes again and M new ones, with the peer's packets
  * dropped until that segment has gone out twice (initial RTO, 1 s, then
- * 2 s). Then it reads for T ms and prints one JSON line:
+ * 2 s). Then it reads until T ms pass without a byte and prints one JSON
+ * line:
  *   {"echo":true,"after":"echoed","match":true}   the M new bytes came back
  *                                                 once each, in order
  *   {"echo":true,"after":"reset"}                 the connection was reset
- *   {"echo":true,"after":"timeout","got":K}       neither within T ms
+ *   {"echo":true,"after":"timeout","got":K}       neither, T ms without a byte
  * or {"echo":false,"error":"..."}. Exit 0 when it could run the scenario
  * (whatever came after), 1 otherwise, 2 for usage. Needs CAP_NET_ADMIN.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/addr.h"
+#include "../lib/pattern.h"
 #include "../lib/tcp_repair.h"
-
-static uint8_t pat(uint64_t off)
-{
-	return (uint8_t)((off * 0x9e3779b97f4a7c15ull) >> 56);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int fail(const char *what, int e)
 {
 	printf("{\"echo\":false,\"error\":\"%s: %s\"}\n", what, strerror(e));
 	return 1;
-}
-
-/* Reads n bytes from fd within ms, checking them against the pattern from
- * off. 0, -ECONNRESET, -ETIMEDOUT (with *got), -EBADMSG, or -errno. */
-static int read_pattern(int fd, size_t n, uint64_t off, int ms, size_t *got)
-{
-	int64_t end = now_ms() + ms;
-	uint8_t buf[16384];
-
-	*got = 0;
-	while (*got < n) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = end - now_ms();
-		size_t want = n - *got < sizeof(buf) ? n - *got : sizeof(buf);
-		ssize_t r;
-
-		if (left <= 0 || poll(&p, 1, (int)left) == 0)
-			return -ETIMEDOUT;
-		r = recv(fd, buf, want, MSG_DONTWAIT);
-		if (r < 0 && errno == EAGAIN)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EPIPE;
-		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pat(off + *got + (size_t)i))
-				return -EBADMSG;
-		*got += (size_t)r;
-	}
-	return 0;
-}
-
-static int send_pattern(int fd, size_t n, uint64_t off)
-{
-	uint8_t buf[16384];
-
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < sizeof(buf) ? n - done : sizeof(buf);
-		ssize_t w;
-
-		for (size_t i = 0; i < k; i++)
-			buf[i] = pat(off + done + i);
-		w = send(fd, buf, k, 0);
-		if (w <= 0)
-			return -errno;
-		done += (size_t)w;
-	}
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -152,16 +90,16 @@ int main(int argc, char **argv)
 	if (connect(fd, (struct sockaddr *)&to, to.ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)))
 		return fail("connect", errno);
-	err = send_pattern(fd, n, 0);
+	err = nm_pattern_send(fd, n, 0, 0);
 	if (!err)
-		err = read_pattern(fd, n, 0, timeout, &got);
+		err = nm_pattern_recv(fd, n, 0, 0, timeout, &got);
 	if (err)
 		return fail("first echo", -err);
 	/* The echo is back, so the server has every byte; a moment more
 	 * for the last acknowledgement, so nothing is left unacknowledged. */
 	usleep(100 * 1000);
 	for (size_t i = 0; i < back + more; i++)
-		rebuilt[i] = pat(n - back + i);
+		rebuilt[i] = nm_pattern_byte(n - back + i, 0);
 	err = nm_tcp_resend_overlapping(&fd, back, rebuilt, back + more);
 	if (err)
 		return fail("TCP_REPAIR rebuild", -err);
@@ -171,7 +109,7 @@ int main(int argc, char **argv)
 	err = nm_tcp_drop_input(fd, false);
 	if (err)
 		return fail("detach filter", -err);
-	err = read_pattern(fd, more, n, timeout, &got);
+	err = nm_pattern_recv(fd, more, 0, n, timeout, &got);
 	if (!err)
 		printf("{\"echo\":true,\"after\":\"echoed\",\"match\":true}\n");
 	else if (err == -ECONNRESET)
