@@ -443,6 +443,12 @@ int main(void)
 	}
 	pick = nm_probe_relay_verdict(&parser);
 	fprintf(stderr, "test_relay: this kernel's verdict: %s\n", pick);
+	/* A verdict behind a stream parser redirects whole skbs the parser
+	 * framed: it never cuts one, so there is no overlap to trim. */
+	if (parser)
+		fprintf(stderr, "test_relay: %s sits behind a stream parser and "
+			"never cuts an skb: overlap, overlap_parked and fault "
+			"do not apply and are not run\n", pick);
 	failed = nm_check_run(relay_suite(pick, !parser), CK_FORK_GETENV);
 	/* 6.2+ also runs the verdict of 5.13-6.1 (bpf_probe_read_kernel), so
 	 * a host without those kernels still proves it. */
