@@ -69,9 +69,11 @@ int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
 		nm_set_err(err, errlen, "nm_relay has no program %s", verdict);
 		goto fail;
 	}
+	/* The kernel's own pick loads what the probe says (tests/vm/vmprobe
+	 * asks the same); an override loads its verdict alone. */
 	bpf_object__for_each_program(prog, sm->skel->obj)
-		bpf_program__set_autoload(prog, prog == vprog ||
-					  (sm->parser && prog == sm->skel->progs.nm_relay_parser));
+		bpf_program__set_autoload(prog, opts && opts->verdict ? prog == vprog :
+					  nm_probe_relay_loads(bpf_program__name(prog)));
 	if (opts && opts->no_trim)
 		sm->skel->rodata->nm_relay_trim_calls = 0;
 	ret = nm_relay_bpf__load(sm->skel);
