@@ -10,7 +10,7 @@
 
 #include "nm_relay.bpf.h"
 
-/* Kernels that run the verdict alone (read_skb) from 6.2: cuts repeated
+/* The verdict alone (tcp_read_skb) from 6.2: cuts repeated
  * bytes, reading their sequence through bpf_cast_to_kern_ctx. */
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict(struct __sk_buff *skb)
@@ -18,8 +18,8 @@ int nm_relay_verdict(struct __sk_buff *skb)
 	return nm_relay_decide(skb, NM_RELAY_SEQ_KFUNC);
 }
 
-/* The same on 5.13-6.1, which have read_skb but not the kfunc: reads the
- * sequence with bpf_probe_read_kernel. */
+/* The same on 5.13-6.1, which have no such kfunc: reads the sequence with
+ * bpf_probe_read_kernel. */
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict_probe(struct __sk_buff *skb)
 {

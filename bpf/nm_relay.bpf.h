@@ -76,9 +76,10 @@ struct {
  * TCP can queue an skb that starts before bytes it already queued: a
  * retransmission that the sender built bigger than what was lost (it
  * merged segments, or re-cut them) overlaps the bytes that did arrive.
- * recv() skips the overlap (it reads from copied_seq); the kernel's
- * read_skb, which hands skbs to this verdict since 5.13, passes the whole
- * skb, so without this the peer would get the overlap twice. Seen on 6.18
+ * recv() skips the overlap (it reads from copied_seq); what feeds a
+ * verdict without a parser (tcp_read_skb since 6.0, tcp_read_sock's actor
+ * before, which ignores its offset) passes the whole skb, so without this
+ * the peer would get the overlap twice. Seen on 6.18
  * in about one 16 MiB echo in 100 under a slow receiver, always with a
  * D-SACK for a partly old segment (TcpExt TCPDSACKOldSent above
  * DelayedACKLost).

@@ -84,9 +84,9 @@ bool nm_probe_get(const struct nm_features *f, const char *name);
 
 /*
  * The sockmap relay's stream verdict this kernel takes (bpf/nm_relay.bpf.c,
- * by kernel release). From 5.13 the kernel hands a verdict without a
- * parser whole skbs, so it must cut the bytes overlapping retransmissions
- * repeat, reading each skb's sequence: "nm_relay_verdict" through
+ * by kernel release). From 5.13 the verdict runs without a parser, where
+ * the kernel hands it whole skbs, so it must cut the bytes overlapping
+ * retransmissions repeat, reading each skb's sequence: "nm_relay_verdict" through
  * bpf_cast_to_kern_ctx (6.2+), "nm_relay_verdict_probe" through
  * bpf_probe_read_kernel on 5.13-6.1 (loads only with CAP_PERFMON). Before
  * 5.13, "nm_relay_verdict_strp" behind the stream parser (*parser true),

@@ -6,8 +6,9 @@
  * in mesh/zerocopy.c.
  *
  * Kernels: sockhash, sk_skb stream verdict and bpf_sk_redirect_hash exist
- * since 4.18; a verdict without a stream parser since 5.13 (before, the
- * parser that takes each skb whole is attached too); the ring buffer the
+ * since 4.18; the agent runs the verdict without a stream parser from 5.13
+ * (the kernel has that path before too, but the relay is tested alone on
+ * 6.1+ only; before 5.13 the parser that takes each skb whole is attached); the ring buffer the
  * signals use since 5.8. The verdict without a parser reads each skb's
  * sequence through bpf_cast_to_kern_ctx from 6.2, bpf_probe_read_kernel
  * before (datapath/probe.h, nm_probe_relay_verdict).
