@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * nm_relay.bpf.c - sk_skb programs of the sockmap relay, attached to
- * nm_relay_src by agent/datapath/sockmap.c: the stream verdict (decision in
- * nm_relay.bpf.h; one of the two that cut repeated bytes, or before 5.13
- * the one behind a stream parser) and that parser, which takes each skb whole.
+ * nm_relay_src by agent/datapath/sockmap.c: the stream verdict, without a
+ * stream parser (decision in nm_relay.bpf.h), in the one of its two forms
+ * that reads an skb's sequence the way the running kernel allows.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 #include "nm_relay.bpf.h"
 
-/* The verdict alone (tcp_read_skb) from 6.2: cuts repeated
- * bytes, reading their sequence through bpf_cast_to_kern_ctx. */
+/* 6.2+: cuts repeated bytes, reading their sequence through
+ * bpf_cast_to_kern_ctx. */
 SEC("sk_skb/stream_verdict")
 int nm_relay_verdict(struct __sk_buff *skb)
 {
@@ -24,20 +24,6 @@ SEC("sk_skb/stream_verdict")
 int nm_relay_verdict_probe(struct __sk_buff *skb)
 {
 	return nm_relay_decide(skb, NM_RELAY_SEQ_PROBE);
-}
-
-/* Behind the stream parser (before 5.13): the parser reads from
- * copied_seq, so no skb repeats a byte; no kfunc there either. */
-SEC("sk_skb/stream_verdict")
-int nm_relay_verdict_strp(struct __sk_buff *skb)
-{
-	return nm_relay_decide(skb, NM_RELAY_SEQ_NONE);
-}
-
-SEC("sk_skb/stream_parser")
-int nm_relay_parser(struct __sk_buff *skb)
-{
-	return skb->len;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

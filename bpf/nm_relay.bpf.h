@@ -103,7 +103,6 @@ const volatile __u32 nm_relay_trim_calls = NM_RELAY_TRIM_CALLS;
 
 /* How the verdict reads an skb's sequence. */
 enum nm_relay_seq_src {
-	NM_RELAY_SEQ_NONE,  /* behind a stream parser: nothing to cut */
 	NM_RELAY_SEQ_KFUNC, /* bpf_cast_to_kern_ctx (6.2+) */
 	NM_RELAY_SEQ_PROBE, /* bpf_probe_read_kernel (5.13-6.1) */
 };
@@ -179,8 +178,7 @@ static __always_inline int nm_relay_trim(struct __sk_buff *skb,
  * to its own receive queue. A redirect to a missing peer would drop the
  * bytes: the agent removes a peer from nm_relay_dst only after its source
  * left nm_relay_src. src: how to read an skb's sequence to cut repeated
- * bytes (nm_relay_trim); NM_RELAY_SEQ_NONE behind a stream parser (before
- * 5.13), which hands over new bytes only.
+ * bytes (nm_relay_trim).
  */
 static __always_inline int nm_relay_decide(struct __sk_buff *skb,
 					   enum nm_relay_seq_src src)
@@ -200,7 +198,7 @@ static __always_inline int nm_relay_decide(struct __sk_buff *skb,
 	 * has RCV_SHUTDOWN, which is what the agent reads. */
 	if (!len)
 		return SK_DROP;
-	if (src != NM_RELAY_SEQ_NONE && nm_relay_trim(skb, src, d, &len)) {
+	if (nm_relay_trim(skb, src, d, &len)) {
 		/* Neither sent whole nor cut: the stream is broken here. The
 		 * agent resets the flow (a reset, never repeated bytes). */
 		d->fault = 1;

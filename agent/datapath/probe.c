@@ -117,25 +117,18 @@ static bool kernel_before(unsigned int maj, unsigned int min)
 	return a < maj || (a == maj && b < min);
 }
 
-const char *nm_probe_relay_verdict(bool *parser)
+const char *nm_probe_relay_verdict(void)
 {
-	bool strp = kernel_before(5, 13);
-
-	if (parser)
-		*parser = strp;
-	if (strp)
-		return "nm_relay_verdict_strp";
+	if (kernel_before(5, 13))
+		return NULL;
 	return kernel_before(6, 2) ? "nm_relay_verdict_probe" : "nm_relay_verdict";
 }
 
 bool nm_probe_relay_loads(const char *prog)
 {
-	bool parser;
-	const char *verdict = nm_probe_relay_verdict(&parser);
+	const char *verdict = nm_probe_relay_verdict();
 
-	if (!strcmp(prog, "nm_relay_parser"))
-		return parser;
-	return !strcmp(prog, verdict);
+	return verdict && !strcmp(prog, verdict);
 }
 
 const char *nm_probe_required_missing(const struct nm_features *f)

@@ -84,17 +84,23 @@ bool nm_probe_get(const struct nm_features *f, const char *name);
 
 /*
  * The sockmap relay's stream verdict this kernel takes (bpf/nm_relay.bpf.c,
- * by kernel release). From 5.13 the verdict runs without a parser, where
- * the kernel hands it whole skbs, so it must cut the bytes overlapping
- * retransmissions repeat, reading each skb's sequence: "nm_relay_verdict" through
+ * by kernel release), run without a stream parser, where the kernel hands
+ * it whole skbs, so it cuts the bytes overlapping retransmissions repeat,
+ * reading each skb's sequence: "nm_relay_verdict" through
  * bpf_cast_to_kern_ctx (6.2+), "nm_relay_verdict_probe" through
- * bpf_probe_read_kernel on 5.13-6.1 (loads only with CAP_PERFMON). Before
- * 5.13, "nm_relay_verdict_strp" behind the stream parser (*parser true),
- * which hands over new bytes only. parser may be NULL.
+ * bpf_probe_read_kernel on 5.13-6.1 (loads only with CAP_PERFMON). NULL
+ * before 5.13: the relay is not offered there and the agent splices. On
+ * 5.10 a socket taken out of nm_relay_src keeps running the verdict (with
+ * or without a stream parser), so a direction the agent paused still
+ * redirects and the bytes it meant to read itself go on behind its back
+ * (tests/bpf/test_relay pause and tail fail there).
  */
-const char *nm_probe_relay_verdict(bool *parser);
+const char *nm_probe_relay_verdict(void);
+/* Short enough for paths.relay.reason after "sockmap unavailable: ". */
+#define NM_PROBE_RELAY_TOO_OLD \
+	"kernel before 5.13: a socket out of the source map keeps its verdict"
 /* Whether nm_relay.bpf.o's program named prog loads on this kernel: the
- * verdict above, and the stream parser where it needs one. */
+ * verdict above (none before 5.13). */
 bool nm_probe_relay_loads(const char *prog);
 
 /*

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * sockmap.c - loads bpf/nm_relay.bpf.c, attaches its verdict (and parser
- * where the kernel needs one) to nm_relay_src, and updates the relay's maps
- * for mesh/zerocopy.c (sockmap.h).
+ * sockmap.c - loads bpf/nm_relay.bpf.c, attaches its verdict to
+ * nm_relay_src, and updates the relay's maps for mesh/zerocopy.c
+ * (sockmap.h).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -24,7 +24,6 @@ struct nm_sockmap {
 	nm_sockmap_sig_fn fn;
 	void *arg;
 	int src_fd, dst_fd, dirs_fd, ctl_fd;
-	bool parser;
 };
 
 static int on_sig(void *ctx, void *data, size_t size)
@@ -58,10 +57,11 @@ int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
 		nm_set_err(err, errlen, "open nm_relay: %s", strerror(-ret));
 		goto fail;
 	}
-	verdict = nm_probe_relay_verdict(&sm->parser);
-	if (opts && opts->verdict) {
-		verdict = opts->verdict;
-		sm->parser = false;
+	verdict = opts && opts->verdict ? opts->verdict : nm_probe_relay_verdict();
+	if (!verdict) {
+		ret = -EOPNOTSUPP;
+		nm_set_err(err, errlen, "%s", NM_PROBE_RELAY_TOO_OLD);
+		goto fail;
 	}
 	vprog = bpf_object__find_program_by_name(sm->skel->obj, verdict);
 	if (!vprog) {
@@ -69,11 +69,10 @@ int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
 		nm_set_err(err, errlen, "nm_relay has no program %s", verdict);
 		goto fail;
 	}
-	/* The kernel's own pick loads what the probe says (tests/vm/vmprobe
-	 * asks the same); an override loads its verdict alone. */
+	/* The verdict alone: the pick is the one nm_probe_relay_loads names
+	 * (tests/vm/vmprobe loads by it), the others may not load here. */
 	bpf_object__for_each_program(prog, sm->skel->obj)
-		bpf_program__set_autoload(prog, opts && opts->verdict ? prog == vprog :
-					  nm_probe_relay_loads(bpf_program__name(prog)));
+		bpf_program__set_autoload(prog, prog == vprog);
 	if (opts && opts->no_trim)
 		sm->skel->rodata->nm_relay_trim_calls = 0;
 	ret = nm_relay_bpf__load(sm->skel);
@@ -86,13 +85,6 @@ int nm_sockmap_open(struct nm_sockmap **out, const struct nm_sockmap_opts *opts,
 	sm->dst_fd = bpf_map__fd(sm->skel->maps.nm_relay_dst);
 	sm->dirs_fd = bpf_map__fd(sm->skel->maps.nm_relay_dirs);
 	sm->ctl_fd = bpf_map__fd(sm->skel->maps.nm_relay_ctl);
-	if (sm->parser &&
-	    bpf_prog_attach(bpf_program__fd(sm->skel->progs.nm_relay_parser),
-			    sm->src_fd, BPF_SK_SKB_STREAM_PARSER, 0)) {
-		ret = -errno;
-		nm_set_err(err, errlen, "attach stream parser: %s", strerror(-ret));
-		goto fail;
-	}
 	if (bpf_prog_attach(bpf_program__fd(vprog),
 			    sm->src_fd, BPF_SK_SKB_STREAM_VERDICT, 0)) {
 		ret = -errno;

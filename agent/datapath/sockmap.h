@@ -6,12 +6,11 @@
  * in mesh/zerocopy.c.
  *
  * Kernels: sockhash, sk_skb stream verdict and bpf_sk_redirect_hash exist
- * since 4.18; the agent runs the verdict without a stream parser from 5.13
- * (the kernel has that path before too, but the relay is tested alone on
- * 6.1+ only; before 5.13 the parser that takes each skb whole is attached); the ring buffer the
- * signals use since 5.8. The verdict without a parser reads each skb's
- * sequence through bpf_cast_to_kern_ctx from 6.2, bpf_probe_read_kernel
- * before (datapath/probe.h, nm_probe_relay_verdict).
+ * since 4.18, the ring buffer the signals use since 5.8. The agent runs the
+ * verdict without a stream parser from 5.13 and offers the relay nowhere
+ * before (NM_PROBE_RELAY_TOO_OLD). The verdict reads each skb's sequence
+ * through bpf_cast_to_kern_ctx from 6.2, bpf_probe_read_kernel before
+ * (datapath/probe.h, nm_probe_relay_verdict).
  */
 #ifndef NM_DATAPATH_SOCKMAP_H
 #define NM_DATAPATH_SOCKMAP_H
@@ -29,8 +28,8 @@ typedef void (*nm_sockmap_sig_fn)(uint64_t cookie, void *arg);
 
 /* What tests change; all zero (or opts NULL) is the normal load. */
 struct nm_sockmap_opts {
-	/* A program of bpf/nm_relay.bpf.c other than this kernel's pick
-	 * (nm_probe_relay_verdict), with no parser; NULL: the pick. */
+	/* A verdict of bpf/nm_relay.bpf.c other than this kernel's pick
+	 * (nm_probe_relay_verdict), loaded on any kernel; NULL: the pick. */
 	const char *verdict;
 	/* The verdict may cut nothing (nm_relay_trim_calls 0), so any skb
 	 * that repeats bytes faults: the path that resets a flow. */

@@ -25,8 +25,9 @@
  *   fault         one the verdict cannot cut is dropped, flagged and
  *                 signalled (the agent resets the flow)
  * Each suite runs this kernel's verdict (nm_probe_relay_verdict); 6.2+ runs
- * the 5.13-6.1 one too. overlap and fault only where the verdict cuts (not
- * before 5.13, where the stream parser never repeats a byte).
+ * the 5.13-6.1 one too. Before 5.13 the relay is not offered (on 5.10 pause
+ * and tail fail: a socket out of nm_relay_src keeps its verdict), and the
+ * one suite there checks that nm_sockmap_open refuses, saying so.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -390,9 +391,8 @@ START_TEST(test_fault)
 }
 END_TEST
 
-/* The suite for one verdict program: opts.verdict, NULL for the kernel's
- * pick. cuts: it cuts repeated bytes (not the one behind a parser). */
-static Suite *relay_suite(const char *verdict, bool cuts)
+/* The suite for one verdict program (opts.verdict). */
+static Suite *relay_suite(const char *verdict)
 {
 	Suite *s = suite_create(verdict);
 	TCase *tc = tcase_create("sockmap");
@@ -405,11 +405,33 @@ static Suite *relay_suite(const char *verdict, bool cuts)
 	tcase_add_test(tc, test_pause);
 	tcase_add_test(tc, test_tail);
 	tcase_add_test(tc, test_signal);
-	if (cuts) {
-		tcase_add_test(tc, test_overlap);
-		tcase_add_test(tc, test_overlap_parked);
-		tcase_add_test(tc, test_fault);
-	}
+	tcase_add_test(tc, test_overlap);
+	tcase_add_test(tc, test_overlap_parked);
+	tcase_add_test(tc, test_fault);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* Before 5.13: the kernel's pick is none, and opening says why (the agent
+ * logs it and splices, paths.relay.reason). */
+START_TEST(test_refused)
+{
+	struct nm_sockmap *none = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(nm_sockmap_open(&none, NULL, on_sig, NULL, err, sizeof(err)),
+			 -EOPNOTSUPP);
+	ck_assert_ptr_null(none);
+	ck_assert_str_eq(err, NM_PROBE_RELAY_TOO_OLD);
+}
+END_TEST
+
+static Suite *refused_suite(void)
+{
+	Suite *s = suite_create("nm_relay not offered");
+	TCase *tc = tcase_create("sockmap");
+
+	tcase_add_test(tc, test_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -433,7 +455,6 @@ static int loopback_up(void)
 int main(void)
 {
 	const char *pick;
-	bool parser;
 	int failed;
 
 	if (unshare(CLONE_NEWNET) || loopback_up()) {
@@ -441,19 +462,18 @@ int main(void)
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
-	pick = nm_probe_relay_verdict(&parser);
+	pick = nm_probe_relay_verdict();
+	if (!pick) {
+		fprintf(stderr, "test_relay: %s; checking that it is refused\n",
+			NM_PROBE_RELAY_TOO_OLD);
+		failed = nm_check_run(refused_suite(), CK_FORK_GETENV);
+		return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	}
 	fprintf(stderr, "test_relay: this kernel's verdict: %s\n", pick);
-	/* A verdict behind a stream parser redirects whole skbs the parser
-	 * framed: it never cuts one, so there is no overlap to trim. */
-	if (parser)
-		fprintf(stderr, "test_relay: %s sits behind a stream parser and "
-			"never cuts an skb: overlap, overlap_parked and fault "
-			"do not apply and are not run\n", pick);
-	failed = nm_check_run(relay_suite(pick, !parser), CK_FORK_GETENV);
+	failed = nm_check_run(relay_suite(pick), CK_FORK_GETENV);
 	/* 6.2+ also runs the verdict of 5.13-6.1 (bpf_probe_read_kernel), so
 	 * a host without those kernels still proves it. */
 	if (strcmp(pick, "nm_relay_verdict") == 0)
-		failed |= nm_check_run(relay_suite("nm_relay_verdict_probe", true),
-				       CK_FORK_GETENV);
+		failed |= nm_check_run(relay_suite("nm_relay_verdict_probe"), CK_FORK_GETENV);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
