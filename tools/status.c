@@ -518,10 +518,10 @@ static void print_paths(json_t *paths)
 	if (!json_is_object(paths))
 		return;
 	printf("  paths:\n");
-	printf("    %-12s %-8s %-10s %-8s %s\n", "PATH", "ACTIVE", "MODE", "FLOWS",
+	printf("    %-14s %-8s %-10s %-8s %s\n", "PATH", "ACTIVE", "MODE", "FLOWS",
 	       "REASON");
 	json_object_foreach(paths, key, v)
-		printf("    %-12s %-8s %-10s %-8lld %s\n", key,
+		printf("    %-14s %-8s %-10s %-8lld %s\n", key,
 		       json_is_true(json_object_get(v, "active")) ? "yes" : "no",
 		       str_of(v, "mode", "-")[0] ? str_of(v, "mode", "-") : "-",
 		       (long long)json_integer_value(json_object_get(v, "flows")),

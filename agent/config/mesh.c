@@ -219,7 +219,9 @@ static int get_relay(struct nm_cfg_parser *p, const json_t *mesh,
 
 /*
  * "ktls": "auto" (the kernel's record layer where the probe finds it,
- * mesh/ktls.h) or "off"; "busyPoll": microseconds the event loop polls
+ * mesh/ktls.h) or "off"; "tlsRecords": "auto" (without kTLS the agent
+ * seals and opens the records itself after the handshake, mesh/tlsrec.h)
+ * or "openssl" (OpenSSL's records throughout); "busyPoll": microseconds the event loop polls
  * before it sleeps, and of SO_BUSY_POLL on the relay's sockets, 0 = off.
  * Both read at agent start.
  */
@@ -243,6 +245,18 @@ static int parse_fastpath(struct nm_cfg_parser *p, const json_t *mesh,
 					  nm_jw_show(s, q));
 		m->ktls_off = strcmp(s, "off") == 0;
 	}
+	ret = nm_jw_field(&p->j, mesh, "mesh", "tlsRecords", JSON_STRING, false, &f);
+	if (ret < 0)
+		return ret;
+	if (ret) {
+		const char *s = json_string_value(f.v);
+
+		if (strcmp(s, "auto") && strcmp(s, "openssl"))
+			return nm_jw_fail(&p->j, f.path,
+					  "%s is not \"auto\" or \"openssl\"",
+					  nm_jw_show(s, q));
+		m->tls_records_openssl = strcmp(s, "openssl") == 0;
+	}
 	ret = nm_jw_get_int(&p->j, mesh, "mesh", "busyPoll", false, 0, 1000000,
 			    "microseconds (0..1000000; 0 = no busy polling)", &v);
 	if (ret < 0)
@@ -262,7 +276,7 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "certExpiryWarning",
 					    "defaultMode", "probers",
 					    "tunnelPool", "relay", "ktls",
-					    "busyPoll", NULL };
+					    "tlsRecords", "busyPoll", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];

@@ -37,6 +37,7 @@
 #include "config/policydir.h"
 #include "mesh/proxy.h"
 #include "mesh/ktls.h"
+#include "mesh/records.h"
 #include "mesh/relay.h"
 #include "core/caps.h"
 #include "lib/log.h"
@@ -585,6 +586,7 @@ int main(int argc, char **argv)
 		      &a->paths.ktls);
 	pr_info("msg=\"kernel TLS\" mode=%s reason=\"%s\"", a->paths.ktls.mode,
 		a->paths.ktls.reason);
+	nm_records_choose(a->cluster->mesh.tls_records_openssl, &a->paths);
 	if (nm_relay_busy_poll_setup(&a->paths, a->cluster->mesh.busy_poll_us))
 		keep_caps |= 1ull << CAP_NET_ADMIN; /* raising SO_BUSY_POLL */
 	nm_loop_set_spin(a->loop, a->cluster->mesh.busy_poll_us);

@@ -23,6 +23,7 @@ struct nm_path_state {
 struct nm_fastpaths {
 	struct nm_path_state kernel_path; /* same-node connect4/6 rewrite */
 	struct nm_path_state ktls;        /* TLS record layer in the kernel */
+	struct nm_path_state agent_records; /* or in the agent (no kTLS) */
 	struct nm_path_state relay;       /* plaintext legs: sockmap, splice, copy */
 	struct nm_path_state tunnel_pool; /* pre-established mTLS connections */
 	struct nm_path_state busy_poll;   /* SO_BUSY_POLL on the agent's sockets */
@@ -44,7 +45,8 @@ static inline void nm_path_set(struct nm_path_state *p, bool active,
  * the heartbeat rewrites it at most once a second. */
 static inline bool nm_fastpaths_changed(struct nm_fastpaths *fp)
 {
-	uint64_t sum = fp->kernel_path.flows + fp->ktls.flows + fp->relay.flows +
+	uint64_t sum = fp->kernel_path.flows + fp->ktls.flows +
+		       fp->agent_records.flows + fp->relay.flows +
 		       fp->tunnel_pool.flows + fp->busy_poll.flows;
 
 	if (sum == fp->reported)

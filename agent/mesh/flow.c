@@ -663,7 +663,7 @@ static int flow_connect_pooled(struct nm_flow *f)
 	flow_res_keepalive(f, fd);
 	flow_res_attempt_started(f);
 	f->side[1] = (struct nm_side){ .fd = fd, .ssl = ssl, .writable = true };
-	nm_side_tls_adopt(&f->side[1], &a->paths.ktls);
+	nm_side_tls_adopt(&f->side[1], &a->paths, &a->pool);
 	f->pooled = true;
 	f->tunnel = 1;
 	f->phase = NM_PH_HANDSHAKE;
@@ -1045,7 +1045,7 @@ static int flow_tls_new(struct nm_flow *f, int side)
 	}
 	if (err)
 		return err;
-	return nm_side_tls_setup(s, &a->paths.ktls);
+	return nm_side_tls_setup(s, &a->paths, &a->pool);
 }
 
 /* Logs a connection a limit does not admit, per reason, rate-limited. */

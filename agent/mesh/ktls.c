@@ -50,10 +50,15 @@
 struct kt_conn {
 	uint8_t secret[SECRET_MAX]; /* the peer's traffic secret 0 */
 	uint8_t secret_len;
+	uint8_t own[SECRET_MAX];    /* this side's traffic secret 0 */
+	uint8_t own_len;
 	bool peer_finished;         /* records from here on: application key */
+	bool own_finished;          /* the same for the records written */
 	bool key_update;            /* the peer rotated: no switch */
 	bool done;                  /* switched or given up */
+	bool agent;                 /* the agent's record layer, not the kernel's */
 	uint64_t rx_seq;            /* records read under the application key */
+	uint64_t tx_seq;            /* records written under it */
 };
 
 static int kt_idx = -1;
@@ -168,28 +173,45 @@ static int hexval(char c)
 	return -1;
 }
 
-/* "<LABEL> <client random hex> <secret hex>": keeps the peer's secret 0. */
-static void keylog_cb(const SSL *ssl, const char *line)
+/* The secret of "<LABEL> <client random hex> <secret hex>" into out. */
+static uint8_t secret_of(const char *line, size_t label_len, uint8_t *out)
 {
-	struct kt_conn *k = kt_of(ssl);
-	const char *want = SSL_is_server(ssl) ? "CLIENT_TRAFFIC_SECRET_0 " :
-						"SERVER_TRAFFIC_SECRET_0 ";
-	const char *hex;
+	const char *hex = strchr(line + label_len, ' ');
 	size_t n = 0;
 
-	if (!k || strncmp(line, want, strlen(want)))
-		return;
-	hex = strchr(line + strlen(want), ' ');
 	if (!hex)
-		return;
+		return 0;
 	for (hex++; hex[0] && hex[1] && n < SECRET_MAX; hex += 2) {
 		int hi = hexval(hex[0]), lo = hexval(hex[1]);
 
 		if (hi < 0 || lo < 0)
 			break;
-		k->secret[n++] = (uint8_t)(hi << 4 | lo);
+		out[n++] = (uint8_t)(hi << 4 | lo);
 	}
-	k->secret_len = (uint8_t)n;
+	return (uint8_t)n;
+}
+
+/* Keeps the peer's application traffic secret 0 and this side's. */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+	static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ";
+	static const char server[] = "SERVER_TRAFFIC_SECRET_0 ";
+	struct kt_conn *k = kt_of(ssl);
+	bool is_server = SSL_is_server(ssl);
+
+	if (!k)
+		return;
+	if (!strncmp(line, client, sizeof(client) - 1)) {
+		if (is_server)
+			k->secret_len = secret_of(line, sizeof(client) - 1, k->secret);
+		else
+			k->own_len = secret_of(line, sizeof(client) - 1, k->own);
+	} else if (!strncmp(line, server, sizeof(server) - 1)) {
+		if (is_server)
+			k->own_len = secret_of(line, sizeof(server) - 1, k->own);
+		else
+			k->secret_len = secret_of(line, sizeof(server) - 1, k->secret);
+	}
 }
 
 static void msg_cb(int write_p, int version, int content_type, const void *buf,
@@ -199,8 +221,17 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf,
 	const uint8_t *b = buf;
 
 	(void)version, (void)arg;
-	if (!k || write_p || !len)
+	if (!k || !len)
 		return;
+	if (write_p) {
+		/* The same count for the records this side writes: OpenSSL
+		 * reports a record's inner type before the message in it. */
+		if (content_type == SSL3_RT_INNER_CONTENT_TYPE && k->own_finished)
+			k->tx_seq++;
+		else if (content_type == REC_HANDSHAKE && b[0] == HS_FINISHED)
+			k->own_finished = true;
+		return;
+	}
 	if (content_type == SSL3_RT_INNER_CONTENT_TYPE) {
 		/* One decrypted record; the Finished's own record was counted
 		 * before its message set peer_finished. */
@@ -214,7 +245,9 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf,
 	}
 }
 
-int nm_ktls_prepare(SSL *ssl, int fd)
+/* The bookkeeping both switches need: secrets, record counts, and reads
+ * of one record at a time so OpenSSL never holds bytes past the switch. */
+static int kt_attach(SSL *ssl, bool agent)
 {
 	struct kt_conn *k;
 
@@ -223,11 +256,6 @@ int nm_ktls_prepare(SSL *ssl, int fd)
 		if (kt_idx < 0)
 			return -ENOMEM;
 	}
-	/* The kernel must take the keys OpenSSL hands it (TX); an existing
-	 * ULP (OpenSSL sets it on sockets it wraps) is fine. */
-	if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) &&
-	    errno != EEXIST)
-		return -errno;
 	k = OPENSSL_zalloc(sizeof(*k));
 	if (!k)
 		return -ENOMEM;
@@ -235,13 +263,40 @@ int nm_ktls_prepare(SSL *ssl, int fd)
 		OPENSSL_free(k);
 		return -ENOMEM;
 	}
+	k->agent = agent;
 	/* Set on the context each time: idempotent, and the contexts of a
-	 * reloaded nm_tls get it with their first kTLS connection. */
+	 * reloaded nm_tls get it with their first such connection. */
 	SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), keylog_cb);
 	SSL_set_msg_callback(ssl, msg_cb);
-	SSL_set_options(ssl, SSL_OP_ENABLE_KTLS);
 	SSL_set_read_ahead(ssl, 0);
 	return 0;
+}
+
+int nm_ktls_prepare(SSL *ssl, int fd)
+{
+	int err;
+
+	/* The kernel must take the keys OpenSSL hands it (TX); an existing
+	 * ULP (OpenSSL sets it on sockets it wraps) is fine. */
+	if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) &&
+	    errno != EEXIST)
+		return -errno;
+	err = kt_attach(ssl, false);
+	if (!err)
+		SSL_set_options(ssl, SSL_OP_ENABLE_KTLS);
+	return err;
+}
+
+int nm_ktls_prepare_agent(SSL *ssl)
+{
+	return kt_attach(ssl, true);
+}
+
+bool nm_ktls_agent(const SSL *ssl)
+{
+	const struct kt_conn *k = ssl ? kt_of(ssl) : NULL;
+
+	return k && k->agent;
 }
 
 bool nm_ktls_prepared(const SSL *ssl)
@@ -292,18 +347,25 @@ static int expand_label(const char *md, const uint8_t *secret, size_t slen,
 	return ret;
 }
 
-int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p)
+/* The key, IV and next sequence number of one direction. */
+static int params_of(SSL *ssl, bool own, struct nm_ktls_params *p)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
 	struct kt_conn *k = kt_of(ssl);
 	const char *md = "SHA256";
+	const uint8_t *secret;
+	size_t secret_len;
 	int ret;
 
 	memset(p, 0, sizeof(*p));
-	if (!k || !c || SSL_version(ssl) != TLS1_3_VERSION || !k->peer_finished)
+	if (!k || !c || SSL_version(ssl) != TLS1_3_VERSION ||
+	    !(own ? k->own_finished : k->peer_finished))
 		return -EAGAIN;
+	/* A KeyUpdate either way: OpenSSL's keys moved on past secret 0. */
 	if (k->key_update)
 		return -EKEYREJECTED;
+	secret = own ? k->own : k->secret;
+	secret_len = own ? k->own_len : k->secret_len;
 	switch (SSL_CIPHER_get_id(c) & 0xffff) {
 	case 0x1301:
 		p->cipher = TLS_CIPHER_AES_GCM_128;
@@ -321,13 +383,23 @@ int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p)
 	default:
 		return -EOPNOTSUPP;
 	}
-	if (k->secret_len != (md[3] == '3' ? 48 : 32))
+	if (secret_len != (md[3] == '3' ? 48u : 32u))
 		return -ENOKEY;
-	ret = expand_label(md, k->secret, k->secret_len, "key", p->key, p->key_len);
+	ret = expand_label(md, secret, secret_len, "key", p->key, p->key_len);
 	if (!ret)
-		ret = expand_label(md, k->secret, k->secret_len, "iv", p->iv, 12);
-	p->seq = k->rx_seq;
+		ret = expand_label(md, secret, secret_len, "iv", p->iv, 12);
+	p->seq = own ? k->tx_seq : k->rx_seq;
 	return ret;
+}
+
+int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p)
+{
+	return params_of(ssl, false, p);
+}
+
+int nm_ktls_tx_params(SSL *ssl, struct nm_ktls_params *p)
+{
+	return params_of(ssl, true, p);
 }
 
 /* The kernel's crypto_info for p; returns its size. */
@@ -412,6 +484,34 @@ int nm_ktls_switch(SSL *ssl, int fd)
 	OPENSSL_cleanse(&info, sizeof(info));
 	/* A refused TLS_RX leaves the socket as it was: OpenSSL decrypts. */
 	return ret ? -1 : 1;
+}
+
+int nm_ktls_switch_agent(SSL *ssl, struct nm_ktls_params *tx,
+			 struct nm_ktls_params *rx)
+{
+	struct kt_conn *k = kt_of(ssl);
+	int ret;
+
+	if (!k || k->done || !k->agent)
+		return -1;
+	if (SSL_has_pending(ssl) || !SSL_is_init_finished(ssl) ||
+	    !k->own_finished || !k->peer_finished)
+		return 0;
+	k->done = true;
+	ret = nm_ktls_tx_params(ssl, tx);
+	if (!ret)
+		ret = nm_ktls_rx_params(ssl, rx);
+	OPENSSL_cleanse(k->secret, sizeof(k->secret));
+	OPENSSL_cleanse(k->own, sizeof(k->own));
+	pr_debug("msg=\"agent record layer switch\" tx_seq=%llu rx_seq=%llu server=%d result=%d",
+		 (unsigned long long)k->tx_seq, (unsigned long long)k->rx_seq,
+		 SSL_is_server(ssl), ret);
+	if (ret) {
+		OPENSSL_cleanse(tx, sizeof(*tx));
+		OPENSSL_cleanse(rx, sizeof(*rx));
+		return -1;
+	}
+	return 1;
 }
 
 ssize_t nm_ktls_recv(int fd, void *buf, size_t len)

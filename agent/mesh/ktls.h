@@ -43,6 +43,15 @@ bool nm_ktls_probe(enum nm_ktls_mode mode, struct nm_path_state *p);
  */
 int nm_ktls_prepare(SSL *ssl, int fd);
 
+/*
+ * The same bookkeeping for the agent's own record layer (mesh/tlsrec.h),
+ * for kernels without kTLS: no ULP, OpenSSL keeps its software records
+ * until nm_ktls_switch_agent(). 0 or -ENOMEM.
+ */
+int nm_ktls_prepare_agent(SSL *ssl);
+/* ssl was prepared by nm_ktls_prepare_agent(). */
+bool nm_ktls_agent(const SSL *ssl);
+
 /* nm_ktls_prepare() ran on ssl and it has not switched or given up. */
 bool nm_ktls_prepared(const SSL *ssl);
 
@@ -55,6 +64,17 @@ bool nm_ktls_prepared(const SSL *ssl);
  * TLS_RX refused: the socket is unchanged either way).
  */
 int nm_ktls_switch(SSL *ssl, int fd);
+
+/*
+ * The switch to the agent's record layer, at the same point as
+ * nm_ktls_switch() (and with the same rule that OpenSSL must hold no
+ * record it began to write): fills tx (this side's key and the records
+ * OpenSSL wrote under it) and rx (the peer's). 1 switched (never
+ * SSL_read/SSL_write again), 0 not yet, -1 stays on OpenSSL for good.
+ */
+struct nm_ktls_params;
+int nm_ktls_switch_agent(SSL *ssl, struct nm_ktls_params *tx,
+			 struct nm_ktls_params *rx);
 
 /* The peer's record protection as the kernel takes it (and a test can
  * check by decrypting a record by hand). */
@@ -69,6 +89,8 @@ struct nm_ktls_params {
 /* 0, -EAGAIN (handshake not done / not prepared), -EKEYREJECTED (the peer
  * sent a KeyUpdate), -ENOKEY, -EOPNOTSUPP (cipher), -errno. */
 int nm_ktls_rx_params(SSL *ssl, struct nm_ktls_params *p);
+/* This side's: key, IV and the records OpenSSL wrote under it. */
+int nm_ktls_tx_params(SSL *ssl, struct nm_ktls_params *p);
 
 /*
  * Reads from a switched socket: > 0 bytes, 0 close_notify (or FIN),

@@ -286,7 +286,7 @@ static void conn_on_event(struct nm_loop *loop, int fd, unsigned int events,
 			return;
 		}
 		/* As a flow's own tunnel: kTLS or the tuned OpenSSL path. */
-		err = nm_ssl_tune(c->ssl, c->fd, &p->agent->paths.ktls);
+		err = nm_ssl_tune(c->ssl, c->fd, &p->agent->paths);
 		if (err < 0) {
 			conn_failed(p, c, strerror(-err));
 			return;

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "lib/log.h"
 #include "mesh/ktls.h"
+#include "mesh/records.h"
 #include "mesh/relay.h"
 
 int nm_buf_get(struct nm_bufpool *pool, struct nm_buf *b)
@@ -22,7 +24,7 @@ int nm_buf_get(struct nm_bufpool *pool, struct nm_buf *b)
 	if (pool->n_free)
 		b->data = pool->free[--pool->n_free];
 	else
-		b->data = malloc(NM_BUF_SIZE);
+		b->data = malloc(NM_BUF_ALLOC);
 	if (!b->data)
 		return -ENOMEM;
 	b->off = b->len = 0;
@@ -96,23 +98,39 @@ static int ssl_result(struct nm_side *s, int ret, bool reading)
  * takes over the records (mesh/ktls.h), or this side stays on OpenSSL for
  * good and gets its read-ahead back.
  */
+/* The agent's records take over from OpenSSL's: 1, 0 not yet, -1 never. */
+static int records_switch(struct nm_side *s)
+{
+	struct nm_ktls_params tx, rx;
+	int r = nm_ktls_switch_agent(s->ssl, &tx, &rx);
+
+	if (r <= 0)
+		return r;
+	/* Failing here leaves OpenSSL's state as it was: it carries on. */
+	r = nm_records_new(s->bufpool, &tx, &rx, &s->recs) ? -1 : 1;
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	return r;
+}
+
 static void tls_try_switch(struct nm_side *s)
 {
+	bool agent = nm_ktls_agent(s->ssl);
 	int r;
 
 	/* A record OpenSSL began to send must be finished by OpenSSL (the
-	 * kernel already has part of it): switch after a later read. */
+	 * kernel, or the peer, already has part of it): switch after a
+	 * later read. */
 	if (s->ssl_wpend)
 		return;
-	r = nm_ktls_switch(s->ssl, s->fd);
-
+	r = agent ? records_switch(s) : nm_ktls_switch(s->ssl, s->fd);
 	if (r == 0)
 		return;
 	s->ktls_want = false;
 	if (r > 0) {
-		s->ktls = true;
-		if (s->ktls_path)
-			s->ktls_path->flows++;
+		s->ktls = !agent;
+		if (s->paths)
+			(agent ? &s->paths->agent_records : &s->paths->ktls)->flows++;
 	} else {
 		SSL_set_read_ahead(s->ssl, 1);
 	}
@@ -161,10 +179,25 @@ static int tls_read(struct nm_side *s, uint8_t *buf, size_t len)
 	return (int)total;
 }
 
+/* Through the agent's records: no copy but the cipher's. */
+static int records_read(struct nm_side *s, uint8_t *buf, size_t len)
+{
+	bool drained;
+	ssize_t n = nm_records_read(s->recs, s->fd, buf, len, &drained);
+
+	if (drained || n == -EAGAIN)
+		s->readable = false;
+	if (n > 0)
+		s->bytes_read += (uint64_t)n;
+	return (int)n;
+}
+
 int nm_side_read(struct nm_side *s, uint8_t *buf, size_t len)
 {
 	ssize_t n;
 
+	if (s->recs)
+		return records_read(s, buf, len);
 	if (s->ssl && !s->ktls)
 		return tls_read(s, buf, len);
 	if (s->ktls) {
@@ -218,6 +251,13 @@ int nm_side_flush(struct nm_side *s)
 {
 	BIO *w;
 
+	if (s->recs) {
+		int r = nm_records_flush(s->recs, s->fd);
+
+		if (r == -EAGAIN)
+			s->writable = false;
+		return r;
+	}
 	if (!s->ssl || !(w = SSL_get_wbio(s->ssl)) || !BIO_wpending(w))
 		return 0;
 	errno = 0;
@@ -228,8 +268,11 @@ int nm_side_flush(struct nm_side *s)
 
 bool nm_side_wpending(const struct nm_side *s)
 {
-	BIO *w = s->ssl ? SSL_get_wbio(s->ssl) : NULL;
+	BIO *w;
 
+	if (s->recs)
+		return nm_records_wpending(s->recs);
+	w = s->ssl ? SSL_get_wbio(s->ssl) : NULL;
 	return w && BIO_wpending(w) > 0;
 }
 
@@ -277,6 +320,12 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len)
 {
 	ssize_t n;
 
+	if (s->recs) {
+		n = nm_records_write(s->recs, s->fd, buf, len);
+		if (n == -EAGAIN || nm_records_wpending(s->recs))
+			s->writable = false;
+		return (int)n;
+	}
 	if (s->ssl && !s->ktls)
 		return tls_write(s, buf, len);
 	n = send(s->fd, buf, len, MSG_NOSIGNAL);
@@ -299,6 +348,14 @@ int nm_side_write(struct nm_side *s, const uint8_t *buf, size_t len)
 
 int nm_side_shutdown(struct nm_side *s)
 {
+	if (s->recs) {
+		/* close_notify, like SSL_shutdown(): the FIN comes at close. */
+		int r = nm_records_close_notify(s->recs, s->fd);
+
+		if (r == 0 && nm_records_wpending(s->recs))
+			s->writable = false;
+		return r;
+	}
 	if (s->ssl) {
 		int ret;
 
@@ -330,6 +387,8 @@ bool nm_side_pending(const struct nm_side *s)
 {
 	/* Decrypted bytes, or a read-ahead record not yet decrypted: both
 	 * can be read without the socket becoming readable again. */
+	if (s->recs)
+		return nm_records_pending(s->recs);
 	return s->ssl && !s->ktls && SSL_has_pending(s->ssl);
 }
 
@@ -340,7 +399,7 @@ bool nm_side_pending(const struct nm_side *s)
 #define NM_TLS_WBUF_SIZE (4 * (16384 + 64) + 64)
 #define NM_TLS_RBUF_SIZE (4 * (16384 + 64))
 
-int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls)
+int nm_ssl_tune(SSL *ssl, int fd, const struct nm_fastpaths *fp)
 {
 	BIO *sock = SSL_get_wbio(ssl), *buf;
 
@@ -350,7 +409,12 @@ int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls)
 	/* kTLS: OpenSSL writes straight to the socket (its TX offload needs
 	 * the socket BIO itself) and reads record by record until the
 	 * switch; a failed preparation is plain OpenSSL, tuned below. */
-	if (ktls && ktls->active && sock && !nm_ktls_prepare(ssl, fd))
+	if (fp && fp->ktls.active && sock && !nm_ktls_prepare(ssl, fd))
+		return 1;
+	/* The agent's records: the same until the switch (one record per
+	 * read, OpenSSL writing to the socket), which comes sooner or
+	 * later on every tunnel. */
+	if (fp && fp->agent_records.active && sock && !nm_ktls_prepare_agent(ssl))
 		return 1;
 	/* Read whole records, and up to four of them, in one recv(). */
 	SSL_set_read_ahead(ssl, 1);
@@ -371,20 +435,24 @@ int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls)
 	return 0;
 }
 
-int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls)
+int nm_side_tls_setup(struct nm_side *s, struct nm_fastpaths *fp,
+		      struct nm_bufpool *pool)
 {
-	int r = nm_ssl_tune(s->ssl, s->fd, ktls);
+	int r = nm_ssl_tune(s->ssl, s->fd, fp);
 
 	if (r < 0)
 		return r;
-	s->ktls_path = ktls;
+	s->paths = fp;
+	s->bufpool = pool;
 	s->ktls_want = r == 1;
 	return 0;
 }
 
-void nm_side_tls_adopt(struct nm_side *s, struct nm_path_state *ktls)
+void nm_side_tls_adopt(struct nm_side *s, struct nm_fastpaths *fp,
+		       struct nm_bufpool *pool)
 {
-	s->ktls_path = ktls;
+	s->paths = fp;
+	s->bufpool = pool;
 	s->ktls_want = nm_ktls_prepared(s->ssl);
 }
 
@@ -456,6 +524,8 @@ int nm_side_arm_reset(struct nm_side *s)
 
 void nm_side_close(struct nm_side *s, bool reset)
 {
+	nm_records_free(s->recs);
+	s->recs = NULL;
 	if (s->ssl) {
 		SSL_free(s->ssl);
 		s->ssl = NULL;

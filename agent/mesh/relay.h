@@ -16,6 +16,8 @@
 
 #include "mesh/fastpath.h"
 
+struct nm_records;
+
 /*
  * 64 KiB: one recv() from the plain side fills four full TLS records, which
  * leave in one write() (the tunnel's buffering write BIO), and the other
@@ -24,6 +26,12 @@
  */
 #define NM_BUF_SIZE (64 * 1024)
 #define NM_BUFPOOL_KEEP 64
+/*
+ * What a pool buffer really holds: the relay fills NM_BUF_SIZE, and the
+ * agent's record layer (mesh/records.h) seals those 64 KiB into four full
+ * records, 22 bytes longer each, plus a close_notify, in one buffer.
+ */
+#define NM_BUF_ALLOC (NM_BUF_SIZE + 512)
 
 struct nm_buf {
 	uint8_t *data; /* NULL while empty */
@@ -59,7 +67,9 @@ struct nm_side {
 	bool ktls_want;      /* prepared for kTLS, RX not switched yet */
 	bool ktls;           /* records in the kernel both ways: plain I/O */
 	bool ssl_wpend;      /* an SSL_write waits to be retried (no switch) */
-	struct nm_path_state *ktls_path; /* counts switched flows */
+	struct nm_records *recs; /* the agent's records after the switch */
+	struct nm_fastpaths *paths; /* counts switched flows */
+	struct nm_bufpool *bufpool; /* where recs takes its buffers */
 	bool rd_split;       /* the last plain read filled its buffer: an skb
 			      * may be left half read at the queue's head */
 	uint64_t bytes_read;
@@ -76,17 +86,25 @@ bool nm_side_pending(const struct nm_side *s);
 /*
  * Tunes a TLS side once its SSL has its connected socket. With ktls active
  * (the probe's verdict, mesh/ktls.h) the side is prepared for the kernel's
- * record layer and switches after its first application read; otherwise,
- * or if that preparation fails, 64 KiB read-ahead and a buffering write
- * BIO so the records of one nm_side_write() leave in one write(). 0 or
- * -ENOMEM.
+ * record layer, else with agent_records active for the agent's own
+ * (mesh/records.h); either switches after its first application read.
+ * Otherwise, or if that preparation fails, 64 KiB read-ahead and a
+ * buffering write BIO so the records of one nm_side_write() leave in one
+ * write(). pool: the relay's buffers. 0 or -ENOMEM.
  */
-int nm_side_tls_setup(struct nm_side *s, struct nm_path_state *ktls);
+int nm_side_tls_setup(struct nm_side *s, struct nm_fastpaths *fp,
+		      struct nm_bufpool *pool);
 /* The same for an SSL made outside a flow (the tunnel pool), before its
- * handshake: 1 prepared for kTLS, 0 tuned for OpenSSL, -ENOMEM. */
-int nm_ssl_tune(SSL *ssl, int fd, const struct nm_path_state *ktls);
+ * handshake: 1 prepared for a switch, 0 tuned for OpenSSL, -ENOMEM. */
+int nm_ssl_tune(SSL *ssl, int fd, const struct nm_fastpaths *fp);
 /* A flow takes over such an SSL (after nm_ssl_tune and its handshake). */
-void nm_side_tls_adopt(struct nm_side *s, struct nm_path_state *ktls);
+void nm_side_tls_adopt(struct nm_side *s, struct nm_fastpaths *fp,
+		       struct nm_bufpool *pool);
+/* The side's records are the agent's own (mesh/records.h). */
+static inline bool nm_side_agent_records(const struct nm_side *s)
+{
+	return s->recs != NULL;
+}
 /* The socket carries kTLS both ways: plain read()/write()/splice() on it
  * are encrypted and decrypted by the kernel (for the zero-copy relay). */
 static inline bool nm_side_ktls(const struct nm_side *s)

@@ -21,6 +21,17 @@
 #                         says active with its value (socket option and
 #                         the event loop's spin), and 1 MiB still echoes
 #   relay-busy-poll-close the same close checks as above with busyPoll on
+#   relay-agent-records   the agent's own record layer (mesh/tlsrec.h):
+#                         without kTLS both agents report agent_records
+#                         active, mode agent, and count the tunnels that
+#                         switched to it (> 0); with kTLS it is off
+#                         ("kernel TLS carries the records"), 0 flows
+#   relay-records-openssl node-1 restarted with mesh.tlsRecords openssl:
+#                         status says so (inactive, mode openssl) and no
+#                         tunnel of node-1 switches
+#   relay-records-mixed   node-1 on OpenSSL's records, node-2 on the
+#                         agent's (the same TLS 1.3 on the wire): 4 MiB
+#                         echo byte for byte, and the close checks above
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -156,6 +167,25 @@ else
 	nm_fail relay-ktls-flows "kernel tls ULP=$have_ktls;$bad"
 fi
 
+# --- the agent's record layer where the kernel has no kTLS ----------------------
+bad=""
+for n in 1 2; do
+	row=$(path_row "$n" agent_records)
+	read -r _ active mode flows reason <<<"$row"
+	if ((have_ktls)); then
+		[[ $active == no && $mode == off && $flows == 0 &&
+			$reason == "kernel TLS carries the records" ]] || bad+=" node-$n: '$row'"
+	else
+		[[ $active == yes && $mode == agent && $flows =~ ^[0-9]+$ ]] && ((flows > 0)) ||
+			bad+=" node-$n: '$row'"
+	fi
+done
+if [[ -z $bad ]]; then
+	nm_pass relay-agent-records
+else
+	nm_fail relay-agent-records "kernel tls ULP=$have_ktls;$bad"
+fi
+
 # --- busy polling on node-1 ----------------------------------------------------
 sed 's/"failMode": "closed"/"failMode": "closed", "busyPoll": 50/' "$NM_STATE/cluster.json" \
 	>"$NM_STATE/cluster-bp.json"
@@ -178,6 +208,29 @@ if ((HC_OK && RST_OK && CLIENT_RST_OK)); then
 	nm_pass relay-busy-poll-close
 else
 	nm_fail relay-busy-poll-close "halfclose: $HC; reset: $RST; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
+fi
+
+# --- node-1 on OpenSSL's records, node-2 on the agent's --------------------------
+sed 's/"failMode": "closed"/"failMode": "closed", "tlsRecords": "openssl"/' "$NM_STATE/cluster.json" \
+	>"$NM_STATE/cluster-ossl.json"
+nm_agent_stop 1
+nm_agent_start 1 --config "$NM_STATE/cluster-ossl.json" ||
+	nm_fail relay-records-openssl "node-1 did not restart with tlsRecords openssl"
+out=$(nm_pod_exec client "$NM_PEER" send --to "$VIP" --bytes 4194304 --timeout-ms 60000 2>&1)
+close_checks
+sleep 1.5
+row=$(path_row 1 agent_records)
+read -r _ active mode flows reason <<<"$row"
+if [[ $active == no && $mode == openssl && $flows == 0 && $reason == "mesh.tlsRecords is openssl" ]]; then
+	nm_pass relay-records-openssl
+else
+	nm_fail relay-records-openssl "node-1: '$row'"
+fi
+if [[ $(nm_json "$out" match) == true && $(nm_json "$out" bytes_received) == 4194304 ]] &&
+	((HC_OK && RST_OK && CLIENT_RST_OK)); then
+	nm_pass relay-records-mixed
+else
+	nm_fail relay-records-mixed "send: $out; halfclose: $HC; reset: $RST; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
 fi
 
 ((NM_FAILS)) && nm_dump_logs

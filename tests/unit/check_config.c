@@ -1349,6 +1349,20 @@ START_TEST(test_ktls_busy_poll)
 				     "mesh.busyPoll"));
 	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'busyPoll':1000001}}"),
 				     "mesh.busyPoll"));
+	/* mesh.tlsRecords: auto (default) or openssl. */
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert(!c->mesh.tls_records_openssl);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'tlsRecords':'openssl'}}", &c, err) == 0, "%s", err);
+	ck_assert(c->mesh.tls_records_openssl);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'tlsRecords':'auto'}}", &c, err) == 0, "%s", err);
+	ck_assert(!c->mesh.tls_records_openssl);
+	nm_cluster_free(c);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tlsRecords':'agent'}}"),
+			 NAME ": mesh.tlsRecords: \"agent\" is not \"auto\" or \"openssl\"");
+	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'tlsRecords':1}}"),
+				     "mesh.tlsRecords"));
 }
 END_TEST
 

@@ -31,7 +31,10 @@
 #include "lib/spiffe.h"
 #include "nm_check.h"
 #include "mesh/ktls.h"
+#include "mesh/records.h"
+#include "mesh/relay.h"
 #include "mesh/tls.h"
+#include "mesh/tlsrec.h"
 #include "mesh/tunnel.h"
 
 #define TD "cluster.local"
@@ -756,6 +759,385 @@ START_TEST(test_ktls_rx_keys)
 	ck_assert(transfer(p.s, p.c, "after update"));
 	ck_assert_int_eq(nm_ktls_rx_params(p.c, &kp), -EKEYREJECTED);
 	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+/* --- the agent's record layer (mesh/tlsrec.c, records.c) --------------------- */
+
+static void rec_params(struct nm_ktls_params *p, int cipher, uint64_t seq)
+{
+	memset(p, 0, sizeof(*p));
+	p->cipher = cipher;
+	p->key_len = cipher == TLS_CIPHER_AES_GCM_128 ? 16 : 32;
+	for (size_t i = 0; i < p->key_len; i++)
+		p->key[i] = (uint8_t)(7 * i + 1);
+	for (int i = 0; i < 12; i++)
+		p->iv[i] = (uint8_t)(3 * i + 5);
+	p->seq = seq;
+}
+
+/* Seal and open with every cipher; a changed byte, a replayed or reordered
+ * record and a header of another kind are all refused. */
+START_TEST(test_tlsrec_seal_open)
+{
+	static const int ciphers[] = { TLS_CIPHER_AES_GCM_128, TLS_CIPHER_AES_GCM_256,
+				       TLS_CIPHER_CHACHA20_POLY1305 };
+	static uint8_t plain[NM_TLSREC_PLAIN_MAX], rec[NM_TLSREC_SEALED_MAX],
+		rec2[NM_TLSREC_SEALED_MAX], out[NM_TLSREC_PLAIN_MAX + 256];
+	struct nm_tlsrec tx, rx;
+	struct nm_ktls_params p;
+	uint8_t type;
+	size_t len;
+	ssize_t n, n2;
+
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (uint8_t)(i * 31 + 7);
+	for (size_t c = 0; c < sizeof(ciphers) / sizeof(ciphers[0]); c++) {
+		rec_params(&p, ciphers[c], 41);
+		ck_assert_int_eq(nm_tlsrec_init(&tx, &p, true), 0);
+		ck_assert_int_eq(nm_tlsrec_init(&rx, &p, false), 0);
+		n = nm_tlsrec_seal(&tx, NM_TLSREC_APPDATA, plain, sizeof(plain), rec,
+				   sizeof(rec));
+		ck_assert_int_eq(n, NM_TLSREC_SEALED_MAX);
+		ck_assert_int_eq(nm_tlsrec_frame(rec, (size_t)n), n);
+		ck_assert_int_eq(nm_tlsrec_frame(rec, 4), -EAGAIN);
+		/* The header is the additional data, the tag covers it. */
+		ck_assert_uint_eq(rec[0], 23);
+		ck_assert_uint_eq(rec[3] << 8 | rec[4], (size_t)n - 5);
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec, (size_t)n, out, 100, &type, &len),
+				 -EMSGSIZE);
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec, (size_t)n, out, sizeof(out),
+						&type, &len), 0);
+		ck_assert_uint_eq(type, NM_TLSREC_APPDATA);
+		ck_assert_uint_eq(len, sizeof(plain));
+		ck_assert_mem_eq(out, plain, sizeof(plain));
+		ck_assert_uint_eq(rx.seq, 42);
+		/* The same record again (a replay): the nonce moved on. */
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec, (size_t)n, out, sizeof(out),
+						&type, &len), -EBADMSG);
+		ck_assert_uint_eq(rx.seq, 42);
+		/* Two records opened out of order fail; in order both open. */
+		n = nm_tlsrec_seal(&tx, NM_TLSREC_APPDATA, plain, 10, rec, sizeof(rec));
+		n2 = nm_tlsrec_seal(&tx, NM_TLSREC_ALERT, plain, 2, rec2, sizeof(rec2));
+		ck_assert_int_gt(n, 0);
+		ck_assert_int_gt(n2, 0);
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec2, (size_t)n2, out, sizeof(out),
+						&type, &len), -EBADMSG);
+		/* One flipped bit anywhere, header included. */
+		for (ssize_t i = 0; i < n; i += 7) {
+			rec[i] ^= 0x10;
+			ck_assert_int_lt(nm_tlsrec_open(&rx, rec, (size_t)n, out,
+							sizeof(out), &type, &len), 0);
+			rec[i] ^= 0x10;
+		}
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec, (size_t)n, out, sizeof(out),
+						&type, &len), 0);
+		ck_assert_uint_eq(len, 10);
+		/* In place: out = the record's ciphertext. */
+		ck_assert_int_eq(nm_tlsrec_open(&rx, rec2, (size_t)n2, rec2 + 5,
+						(size_t)n2 - 5 - 16, &type, &len), 0);
+		ck_assert_uint_eq(type, NM_TLSREC_ALERT);
+		ck_assert_uint_eq(len, 2);
+		ck_assert_mem_eq(rec2 + 5, plain, 2);
+		nm_tlsrec_free(&tx);
+		nm_tlsrec_free(&rx);
+	}
+	/* Headers no record after the handshake has. */
+	memcpy(rec, (const uint8_t[]){ 22, 3, 3, 0, 40 }, 5);
+	ck_assert_int_eq(nm_tlsrec_frame(rec, 45), -EPROTO);
+	memcpy(rec, (const uint8_t[]){ 23, 3, 1, 0, 40 }, 5);
+	ck_assert_int_eq(nm_tlsrec_frame(rec, 45), -EPROTO);
+	memcpy(rec, (const uint8_t[]){ 23, 3, 3, 0x41, 0x01 }, 5);
+	ck_assert_int_eq(nm_tlsrec_frame(rec, 5), -EMSGSIZE);
+	memcpy(rec, (const uint8_t[]){ 23, 3, 3, 0, 16 }, 5);
+	ck_assert_int_eq(nm_tlsrec_frame(rec, 21), -EPROTO);
+	/* A sequence number about to wrap ends the connection. */
+	rec_params(&p, TLS_CIPHER_AES_GCM_128, UINT64_MAX);
+	ck_assert_int_eq(nm_tlsrec_init(&tx, &p, true), 0);
+	ck_assert_int_eq(nm_tlsrec_seal(&tx, 23, plain, 1, rec, sizeof(rec)), -EOVERFLOW);
+	ck_assert_int_eq(nm_tlsrec_seal(&tx, 23, plain, NM_TLSREC_PLAIN_MAX + 1, rec,
+					sizeof(rec)), -EMSGSIZE);
+	nm_tlsrec_free(&tx);
+	p.cipher = 0x7777;
+	ck_assert_int_eq(nm_tlsrec_init(&tx, &p, true), -EOPNOTSUPP);
+}
+END_TEST
+
+/* A record padded with zeros (RFC 8446 §5.4), sealed by hand: the type is
+ * the last non-zero byte; all padding is refused. */
+START_TEST(test_tlsrec_padding)
+{
+	uint8_t inner[40] = "abc", rec[80], out[64], nonce[12], type;
+	struct nm_ktls_params p;
+	struct nm_tlsrec rx;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	size_t len;
+	int n;
+
+	for (int pass = 0; pass < 2; pass++) {
+		rec_params(&p, TLS_CIPHER_AES_GCM_128, 5);
+		ck_assert_int_eq(nm_tlsrec_init(&rx, &p, false), 0);
+		memset(inner + 3, 0, sizeof(inner) - 3);
+		if (pass == 0)
+			inner[3] = 23; /* "abc", type, 36 zeros */
+		else
+			memset(inner, 0, sizeof(inner)); /* no type at all */
+		memcpy(rec, (const uint8_t[]){ 23, 3, 3, 0, 40 + 16 }, 5);
+		memcpy(nonce, p.iv, 12);
+		nonce[11] ^= 5;
+		ck_assert(EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, p.key, nonce));
+		ck_assert(EVP_EncryptUpdate(c, NULL, &n, rec, 5));
+		ck_assert(EVP_EncryptUpdate(c, rec + 5, &n, inner, sizeof(inner)));
+		ck_assert(EVP_EncryptFinal_ex(c, rec + 45, &n));
+		ck_assert(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, rec + 45));
+		n = nm_tlsrec_open(&rx, rec, 61, out, sizeof(out), &type, &len);
+		if (pass == 0) {
+			ck_assert_int_eq(n, 0);
+			ck_assert_uint_eq(type, 23);
+			ck_assert_uint_eq(len, 3);
+			ck_assert_mem_eq(out, "abc", 3);
+		} else {
+			ck_assert_int_eq(n, -EPROTO);
+		}
+		nm_tlsrec_free(&rx);
+	}
+	EVP_CIPHER_CTX_free(c);
+}
+END_TEST
+
+/* One tunnel end as the relay holds it, on the agent's records. */
+struct rec_end {
+	struct nm_side s;
+	struct nm_fastpaths fp;
+	struct nm_bufpool pool;
+};
+
+/* A handshake between an nm_side prepared for the agent's records (the
+ * client if side_client, else the server) and a plain OpenSSL end. */
+static void rec_pair(struct nm_tls *tc, struct nm_tls *ts, bool side_client,
+		     struct pair *p, struct rec_end *e)
+{
+	pair_open(p);
+	ck_assert_int_eq(nm_tls_client_new(tc, "default", "client", &id_server,
+					   "node-r", p->fd[0], &p->c), 0);
+	ck_assert_int_eq(nm_tls_server_new(ts, NULL, NULL, p->fd[1], &p->s), 0);
+	memset(e, 0, sizeof(*e));
+	nm_path_set(&e->fp.agent_records, true, "agent", "");
+	e->s.fd = side_client ? p->fd[0] : p->fd[1];
+	e->s.ssl = side_client ? p->c : p->s;
+	e->s.readable = e->s.writable = true;
+	ck_assert_int_eq(nm_side_tls_setup(&e->s, &e->fp, &e->pool), 0);
+	ck_assert(e->s.ktls_want);
+	drive(p);
+	ck_assert_int_eq(p->c_st, 1);
+	ck_assert_int_eq(p->s_st, 1);
+}
+
+static void rec_end_close(struct pair *p, struct rec_end *e, bool side_client)
+{
+	nm_side_close(&e->s, false); /* frees the SSL, closes the fd */
+	if (side_client)
+		p->c = NULL, p->fd[0] = -1;
+	else
+		p->s = NULL, p->fd[1] = -1;
+	pair_close(p);
+	nm_bufpool_drain(&e->pool);
+}
+
+/* Reads until want bytes came or the side answers something else. */
+static int side_read_n(struct nm_side *s, uint8_t *buf, size_t want)
+{
+	size_t got = 0;
+
+	for (int i = 0; i < 20000 && got < want; i++) {
+		int r;
+
+		s->readable = true;
+		r = nm_side_read(s, buf + got, want - got);
+		if (r > 0)
+			got += (size_t)r;
+		else if (r != -EAGAIN)
+			return r;
+	}
+	return (int)got;
+}
+
+static uint8_t pat(size_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+/*
+ * The pump's two halves between the side and the OpenSSL peer: len
+ * pattern bytes from the side (side_sends) or to it, each end taking what
+ * the socketpair holds in turn; true when they arrived byte for byte.
+ */
+static bool rec_stream(struct nm_side *s, SSL *peer, bool side_sends, size_t len)
+{
+	static uint8_t out[NM_BUF_SIZE], in[NM_BUF_SIZE];
+	size_t sent = 0, got = 0;
+
+	for (int i = 0; i < 200000 && got < len; i++) {
+		size_t n = len - sent < sizeof(out) ? len - sent : sizeof(out);
+		int r;
+
+		for (size_t k = 0; k < n; k++)
+			out[k] = pat(sent + k);
+		if (side_sends) {
+			s->writable = true;
+			if (nm_side_wpending(s) && nm_side_flush(s) && !nm_side_wpending(s))
+				return false;
+			r = n ? nm_side_write(s, out, n) : 0;
+			if (r > 0)
+				sent += (size_t)r;
+			else if (r < 0 && r != -EAGAIN)
+				return false;
+			r = SSL_read(peer, in, sizeof(in));
+			if (r <= 0 && SSL_get_error(peer, r) != SSL_ERROR_WANT_READ)
+				return false;
+		} else {
+			if (n) {
+				r = SSL_write(peer, out, (int)n);
+				if (r > 0)
+					sent += (size_t)r;
+				else if (SSL_get_error(peer, r) != SSL_ERROR_WANT_WRITE)
+					return false;
+			}
+			s->readable = true;
+			r = nm_side_read(s, in, sizeof(in));
+			if (r < 0 && r != -EAGAIN)
+				return false;
+		}
+		for (int k = 0; k < r; k++)
+			if (in[k] != pat(got + (size_t)k))
+				return false;
+		if (r > 0)
+			got += (size_t)r;
+	}
+	return got == len && sent == len;
+}
+
+/*
+ * The agent's records against stock OpenSSL on the other end, as client
+ * and as server, with and without session tickets before the switch (the
+ * server then seals after the records OpenSSL wrote them in): the first
+ * exchange goes through OpenSSL, the switch follows the first read, then
+ * 3 MiB each way arrive byte for byte and close_notify ends each
+ * direction the way OpenSSL means it.
+ */
+START_TEST(test_records_interop)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct rec_end e;
+	struct pair p;
+	uint8_t buf[64];
+
+	for (int v = 0; v < 4; v++) {
+		bool side_client = v & 1, resume = v & 2;
+		SSL *peer;
+
+		nm_tls_set_resumption(t1, resume);
+		nm_tls_set_resumption(t2, resume);
+		rec_pair(t1, t2, side_client, &p, &e);
+		peer = side_client ? p.s : p.c;
+		if (side_client) {
+			ck_assert_int_eq(nm_side_write(&e.s, (const uint8_t *)"NMT1 pre", 8), 8);
+			ck_assert_int_eq(SSL_write(peer, "status", 6), 6);
+			ck_assert_int_eq(side_read_n(&e.s, buf, 6), 6);
+			ck_assert_mem_eq(buf, "status", 6);
+			ck_assert_int_eq(SSL_read(peer, buf, sizeof(buf)), 8);
+			ck_assert_mem_eq(buf, "NMT1 pre", 8);
+		} else {
+			ck_assert_int_eq(SSL_write(peer, "NMT1 pre", 8), 8);
+			ck_assert_int_eq(side_read_n(&e.s, buf, 8), 8);
+			ck_assert_mem_eq(buf, "NMT1 pre", 8);
+		}
+		ck_assert_msg(nm_side_agent_records(&e.s), "no switch (variant %d)", v);
+		ck_assert_uint_eq(e.fp.agent_records.flows, 1);
+		ck_assert_msg(rec_stream(&e.s, peer, true, 3 << 20), "to OpenSSL (variant %d)", v);
+		ck_assert_msg(rec_stream(&e.s, peer, false, 3 << 20), "from OpenSSL (variant %d)", v);
+		/* Small writes stay small records, one each. */
+		ck_assert_msg(rec_stream(&e.s, peer, true, 1), "1 byte (variant %d)", v);
+		/* The side's close_notify: OpenSSL reads a clean end. */
+		ck_assert_int_eq(nm_side_shutdown(&e.s), 0);
+		ck_assert(!nm_side_wpending(&e.s));
+		{
+			int r = SSL_read(peer, buf, sizeof(buf));
+
+			ck_assert_int_eq(r, 0);
+			ck_assert_int_eq(SSL_get_error(peer, r), SSL_ERROR_ZERO_RETURN);
+		}
+		/* Half-closed: the other direction still carries bytes. */
+		ck_assert(rec_stream(&e.s, peer, false, 100000));
+		/* The last bytes and the close_notify in one read: the end
+		 * waits as pending, as the socket will not wake the side
+		 * for it again. */
+		ck_assert_int_eq(SSL_write(peer, "tail", 4), 4);
+		ck_assert_int_ge(SSL_shutdown(peer), 0);
+		e.s.readable = true;
+		ck_assert_int_eq(nm_side_read(&e.s, buf, sizeof(buf)), 4);
+		ck_assert_mem_eq(buf, "tail", 4);
+		ck_assert(!e.s.readable);
+		ck_assert(nm_side_pending(&e.s));
+		ck_assert_int_eq(nm_side_read(&e.s, buf, sizeof(buf)), 0);
+		rec_end_close(&p, &e, side_client);
+	}
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+/* After the switch: a forged record, a FIN without close_notify, a
+ * KeyUpdate and an alert each end the stream with an error, after the
+ * bytes that came before them. */
+START_TEST(test_records_refusals)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	static const uint8_t forged[5 + 32] = { 23, 3, 3, 0, 32 };
+	struct rec_end e;
+	struct pair p;
+	uint8_t buf[64];
+
+	for (int v = 0; v < 4; v++) {
+		rec_pair(t1, t2, true, &p, &e);
+		ck_assert_int_eq(SSL_write(p.s, "status", 6), 6);
+		ck_assert_int_eq(side_read_n(&e.s, buf, 6), 6);
+		ck_assert(nm_side_agent_records(&e.s));
+		ck_assert_int_eq(SSL_write(p.s, "before", 6), 6);
+		switch (v) {
+		case 0:
+			ck_assert_int_eq(write(p.fd[1], forged, sizeof(forged)),
+					 (ssize_t)sizeof(forged));
+			break;
+		case 1:
+			ck_assert_int_eq(shutdown(p.fd[1], SHUT_WR), 0);
+			break;
+		case 2:
+			ck_assert_int_eq(SSL_key_update(p.s, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+			ck_assert_int_eq(SSL_write(p.s, "x", 1), 1);
+			break;
+		default:
+			/* An alert in the clear, as no TLS 1.3 peer sends
+			 * one after the handshake. */
+			ck_assert_int_eq(write(p.fd[1], (const uint8_t[]){ 21, 3, 3, 0, 2, 2, 40 }, 7), 7);
+			break;
+		}
+		ck_assert_int_eq(side_read_n(&e.s, buf, 6), 6);
+		ck_assert_mem_eq(buf, "before", 6);
+		{
+			int r = side_read_n(&e.s, buf, 1);
+
+			if (v == 0)
+				ck_assert_int_eq(r, -EBADMSG);
+			else if (v == 1)
+				ck_assert_int_eq(r, -ECONNRESET);
+			else
+				ck_assert_int_eq(r, -EPROTO);
+		}
+		rec_end_close(&p, &e, true);
+	}
 	nm_tls_free(t1);
 	nm_tls_free(t2);
 }
@@ -1609,6 +1991,10 @@ static Suite *tls_suite(void)
 	tcase_add_test(hs, test_resumption);
 	tcase_add_test(hs, test_ktls_rx_keys);
 	tcase_add_test(hs, test_ktls_tcp_push_sends_held_bytes);
+	tcase_add_test(hs, test_tlsrec_seal_open);
+	tcase_add_test(hs, test_tlsrec_padding);
+	tcase_add_test(hs, test_records_interop);
+	tcase_add_test(hs, test_records_refusals);
 	tcase_add_test(hs, test_resumption_per_node);
 	tcase_add_test(hs, test_new_errors);
 	tcase_add_test(hs, test_ca_leaf_refused_both_ways);
