@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mesh/bufpool.h"
 #include "mesh/fastpath.h"
-#include "mesh/relay.h"
 #include "mesh/tlsrec.h"
 
 struct nm_records {

@@ -16,7 +16,7 @@
  *    end must be the one that record means (0 for close_notify, an error
  *    for a damaged record, an alert or a KeyUpdate).
  */
-// fuzz-sources: agent/mesh/tlsrec.c agent/mesh/records.c agent/mesh/relay.c agent/mesh/ktls.c lib/log.c
+// fuzz-sources: agent/mesh/tlsrec.c agent/mesh/records.c agent/mesh/bufpool.c lib/log.c
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
