@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * ktls.c - kernel TLS for tunnel sockets: the start-up probe, the per-SSL
- * bookkeeping (peer's traffic secret, records read under it) and the RX
- * switch. See ktls.h for the order of things.
+ * bookkeeping (both traffic secrets, the records read and written under
+ * them), the RX switch and the switch to the agent's own records
+ * (mesh/records.h). See ktls.h for the order of things.
  *
  * Why the record count is exact: the message callback sees every record
  * OpenSSL decrypts (SSL3_RT_INNER_CONTENT_TYPE) and every handshake message
@@ -12,6 +13,9 @@
  * OpenSSL never holds a record it has not decrypted, and the switch only
  * runs when SSL_has_pending() says nothing decrypted waits either. A
  * KeyUpdate from the peer (never sent by nodemesh) rules the switch out.
+ * The records this side writes are counted the same way: OpenSSL reports
+ * each one's inner type before the handshake message it carries, so its
+ * own Finished is not counted and the server's tickets after it are.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -472,6 +476,7 @@ int nm_ktls_switch(SSL *ssl, int fd)
 		return -1;
 	ret = nm_ktls_rx_params(ssl, &p);
 	OPENSSL_cleanse(k->secret, sizeof(k->secret));
+	OPENSSL_cleanse(k->own, sizeof(k->own));
 	if (ret) {
 		OPENSSL_cleanse(&p, sizeof(p));
 		return -1;

@@ -55,11 +55,6 @@ static int ssl_result(struct nm_side *s, int ret, bool reading)
 	}
 }
 
-/*
- * After application data, with nothing left inside OpenSSL: the kernel
- * takes over the records (mesh/ktls.h), or this side stays on OpenSSL for
- * good and gets its read-ahead back.
- */
 /* The agent's records take over from OpenSSL's: 1, 0 not yet, -1 never. */
 static int records_switch(struct nm_side *s)
 {
@@ -75,6 +70,11 @@ static int records_switch(struct nm_side *s)
 	return r;
 }
 
+/*
+ * After application data, with nothing left inside OpenSSL: the kernel
+ * (mesh/ktls.h) or the agent (mesh/records.h) takes over the records, or
+ * this side stays on OpenSSL for good and gets its read-ahead back.
+ */
 static void tls_try_switch(struct nm_side *s)
 {
 	bool agent = nm_ktls_agent(s->ssl);
