@@ -39,7 +39,8 @@
 # Env: BENCH_TLS_RESUME=0|1 (default 0: --tls-resumption off on both agents),
 #      BENCH_PIN=split|none, BENCH_RELAY=auto|sockmap|splice|copy (both
 #      agents' mesh.relay, default: the agent's default),
-#      BENCH_BUSY_POLL=US (both agents' mesh.busyPoll, default off).
+#      BENCH_BUSY_POLL=US (both agents' mesh.busyPoll, default off),
+#      BENCH_TLS_RECORDS=auto|openssl (both agents' mesh.tlsRecords).
 #      BENCH_PATHS="direct-same mesh-same" (a subset of the four paths).
 # Root only. Everything is removed on exit.
 set -euo pipefail
@@ -145,6 +146,11 @@ mesh_set() {
 }
 if [[ -n ${BENCH_RELAY:-} ]]; then
 	mesh_set mesh.relay --arg m "$BENCH_RELAY" '.mesh.relay = $m'
+fi
+if [[ -n ${BENCH_TLS_RECORDS:-} ]]; then
+	[[ $BENCH_TLS_RECORDS == auto || $BENCH_TLS_RECORDS == openssl ]] ||
+		bench_die "BENCH_TLS_RECORDS is not auto or openssl: '$BENCH_TLS_RECORDS'"
+	mesh_set mesh.tlsRecords --arg m "$BENCH_TLS_RECORDS" '.mesh.tlsRecords = $m'
 fi
 if [[ -n ${BENCH_BUSY_POLL:-} ]]; then
 	[[ $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] || bench_die "BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'"
