@@ -217,46 +217,46 @@ static int get_relay(struct nm_cfg_parser *p, const json_t *mesh,
 			  nm_jw_show(s, q));
 }
 
+/* mesh.KEY: "auto" or OTHER; *is_other set only when present. 0 or -errno. */
+static int parse_auto_or(struct nm_cfg_parser *p, const json_t *mesh,
+			 const char *key, const char *other, bool *is_other)
+{
+	char q[NM_JW_SHOW_BUF];
+	struct nm_jw_field f;
+	const char *s;
+	int ret;
+
+	ret = nm_jw_field(&p->j, mesh, "mesh", key, JSON_STRING, false, &f);
+	if (ret <= 0)
+		return ret;
+	s = json_string_value(f.v);
+	if (strcmp(s, "auto") && strcmp(s, other))
+		return nm_jw_fail(&p->j, f.path, "%s is not \"auto\" or \"%s\"",
+				  nm_jw_show(s, q), other);
+	*is_other = strcmp(s, other) == 0;
+	return 0;
+}
+
 /*
  * "ktls": "auto" (the kernel's record layer where the probe finds it,
  * mesh/ktls.h) or "off"; "tlsRecords": "auto" (without kTLS the agent
  * seals and opens the records itself after the handshake, mesh/tlsrec.h)
- * or "openssl" (OpenSSL's records throughout); "busyPoll": microseconds the event loop polls
- * before it sleeps, and of SO_BUSY_POLL on the relay's sockets, 0 = off.
- * Both read at agent start.
+ * or "openssl" (OpenSSL's records throughout); "busyPoll": microseconds
+ * the event loop polls before it sleeps, and of SO_BUSY_POLL on the
+ * relay's sockets, 0 = off. All read at agent start.
  */
 static int parse_fastpath(struct nm_cfg_parser *p, const json_t *mesh,
 			  struct nm_mesh_cfg *m)
 {
-	char q[NM_JW_SHOW_BUF];
-	struct nm_jw_field f;
 	long long v;
 	int ret;
 
-	ret = nm_jw_field(&p->j, mesh, "mesh", "ktls", JSON_STRING, false, &f);
-	if (ret < 0)
+	ret = parse_auto_or(p, mesh, "ktls", "off", &m->ktls_off);
+	if (!ret)
+		ret = parse_auto_or(p, mesh, "tlsRecords", "openssl",
+				    &m->tls_records_openssl);
+	if (ret)
 		return ret;
-	if (ret) {
-		const char *s = json_string_value(f.v);
-
-		if (strcmp(s, "auto") && strcmp(s, "off"))
-			return nm_jw_fail(&p->j, f.path,
-					  "%s is not \"auto\" or \"off\"",
-					  nm_jw_show(s, q));
-		m->ktls_off = strcmp(s, "off") == 0;
-	}
-	ret = nm_jw_field(&p->j, mesh, "mesh", "tlsRecords", JSON_STRING, false, &f);
-	if (ret < 0)
-		return ret;
-	if (ret) {
-		const char *s = json_string_value(f.v);
-
-		if (strcmp(s, "auto") && strcmp(s, "openssl"))
-			return nm_jw_fail(&p->j, f.path,
-					  "%s is not \"auto\" or \"openssl\"",
-					  nm_jw_show(s, q));
-		m->tls_records_openssl = strcmp(s, "openssl") == 0;
-	}
 	ret = nm_jw_get_int(&p->j, mesh, "mesh", "busyPoll", false, 0, 1000000,
 			    "microseconds (0..1000000; 0 = no busy polling)", &v);
 	if (ret < 0)
