@@ -25,7 +25,9 @@
 # agent's default, 0 = no pool: a second candidate with 0 compares the pool
 # with full connects in the same run), BENCH_BUSY_POLL (mesh.busyPoll of
 # both agents, microseconds; unset = off), BENCH_TLS_RECORDS (mesh.tlsRecords
-# of both agents: auto or openssl; unset = the agent's default, auto).
+# of both agents: auto or openssl; unset = the agent's default, auto),
+# BENCH_TLS_EC (mesh.tlsEcMethods of both agents: auto or provider; unset =
+# the agent's default, auto).
 # Telemetry: each agent serves /metrics and its admin API on 127.0.0.1, on
 # ports the kit's layout leaves free beside the hop's own (metrics: the
 # CONN port + 1, admin: the LAT port - 1, per side; BENCH_HOP_{METRICS,
@@ -55,6 +57,8 @@ RESUME=on
 	{ echo "candidate-hop: BENCH_TUNNEL_POOL is not a number: '$BENCH_TUNNEL_POOL'" >&2; exit 2; }
 [[ -z ${BENCH_TLS_RECORDS:-} || $BENCH_TLS_RECORDS == auto || $BENCH_TLS_RECORDS == openssl ]] ||
 	{ echo "candidate-hop: BENCH_TLS_RECORDS is not auto or openssl: '$BENCH_TLS_RECORDS'" >&2; exit 2; }
+[[ -z ${BENCH_TLS_EC:-} || $BENCH_TLS_EC == auto || $BENCH_TLS_EC == provider ]] ||
+	{ echo "candidate-hop: BENCH_TLS_EC is not auto or provider: '$BENCH_TLS_EC'" >&2; exit 2; }
 [[ -z ${BENCH_BUSY_POLL:-} || $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] ||
 	{ echo "candidate-hop: BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'" >&2; exit 2; }
 # PORT if nothing listens on it (any address), else 0: that server stays off.
@@ -76,6 +80,7 @@ mesh_json() { # POOL_JSON
 	[[ -n $1 ]] && parts+=("$1")
 	[[ -n ${BENCH_BUSY_POLL:-} ]] && parts+=("\"busyPoll\": $BENCH_BUSY_POLL")
 	[[ -n ${BENCH_TLS_RECORDS:-} ]] && parts+=("\"tlsRecords\": \"$BENCH_TLS_RECORDS\"")
+	[[ -n ${BENCH_TLS_EC:-} ]] && parts+=("\"tlsEcMethods\": \"$BENCH_TLS_EC\"")
 	((${#parts[@]})) && printf '  "mesh": { %s },\n' "${parts[*]}"
 	return 0
 }

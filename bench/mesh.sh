@@ -40,7 +40,8 @@
 #      BENCH_PIN=split|none, BENCH_RELAY=auto|sockmap|splice|copy (both
 #      agents' mesh.relay, default: the agent's default),
 #      BENCH_BUSY_POLL=US (both agents' mesh.busyPoll, default off),
-#      BENCH_TLS_RECORDS=auto|openssl (both agents' mesh.tlsRecords).
+#      BENCH_TLS_RECORDS=auto|openssl (both agents' mesh.tlsRecords),
+#      BENCH_TLS_EC=auto|provider (both agents' mesh.tlsEcMethods).
 #      BENCH_PATHS="direct-same mesh-same" (a subset of the four paths).
 # Root only. Everything is removed on exit.
 set -euo pipefail
@@ -151,6 +152,11 @@ if [[ -n ${BENCH_TLS_RECORDS:-} ]]; then
 	[[ $BENCH_TLS_RECORDS == auto || $BENCH_TLS_RECORDS == openssl ]] ||
 		bench_die "BENCH_TLS_RECORDS is not auto or openssl: '$BENCH_TLS_RECORDS'"
 	mesh_set mesh.tlsRecords --arg m "$BENCH_TLS_RECORDS" '.mesh.tlsRecords = $m'
+fi
+if [[ -n ${BENCH_TLS_EC:-} ]]; then
+	[[ $BENCH_TLS_EC == auto || $BENCH_TLS_EC == provider ]] ||
+		bench_die "BENCH_TLS_EC is not auto or provider: '$BENCH_TLS_EC'"
+	mesh_set mesh.tlsEcMethods --arg m "$BENCH_TLS_EC" '.mesh.tlsEcMethods = $m'
 fi
 if [[ -n ${BENCH_BUSY_POLL:-} ]]; then
 	[[ $BENCH_BUSY_POLL =~ ^[0-9]+$ ]] || bench_die "BENCH_BUSY_POLL is not a number: '$BENCH_BUSY_POLL'"

@@ -64,7 +64,10 @@ static int check_names(const char *td, const char *ns, const char *sa,
 
 int nm_ca_new_key(EVP_PKEY **out)
 {
-	EVP_PKEY *key = EVP_EC_gen("P-256");
+	/* The curve's SN, not its NIST alias "P-256": under the agent's
+	 * built-in EC methods (mesh/ecmeth.h) OpenSSL 3.0 reads the name
+	 * through OBJ_sn2nid(), which knows only "prime256v1". */
+	EVP_PKEY *key = EVP_EC_gen(SN_X9_62_prime256v1);
 
 	if (!key)
 		return -EIO;

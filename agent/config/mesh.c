@@ -241,7 +241,9 @@ static int parse_auto_or(struct nm_cfg_parser *p, const json_t *mesh,
  * "ktls": "auto" (the kernel's record layer where the probe finds it,
  * mesh/ktls.h) or "off"; "tlsRecords": "auto" (without kTLS the agent
  * seals and opens the records itself after the handshake, mesh/tlsrec.h)
- * or "openssl" (OpenSSL's records throughout); "busyPoll": microseconds
+ * or "openssl" (OpenSSL's records throughout); "tlsEcMethods": "auto"
+ * (OpenSSL 3.0's built-in EC code for certificate keys, mesh/ecmeth.h) or
+ * "provider" (OpenSSL's default); "busyPoll": microseconds
  * the event loop polls before it sleeps, and of SO_BUSY_POLL on the
  * relay's sockets, 0 = off. All read at agent start.
  */
@@ -255,6 +257,9 @@ static int parse_fastpath(struct nm_cfg_parser *p, const json_t *mesh,
 	if (!ret)
 		ret = parse_auto_or(p, mesh, "tlsRecords", "openssl",
 				    &m->tls_records_openssl);
+	if (!ret)
+		ret = parse_auto_or(p, mesh, "tlsEcMethods", "provider",
+				    &m->tls_ec_provider);
 	if (ret)
 		return ret;
 	ret = nm_jw_get_int(&p->j, mesh, "mesh", "busyPoll", false, 0, 1000000,
@@ -276,7 +281,8 @@ int nm_cfg_parse_mesh(struct nm_cfg_parser *p, const json_t *root)
 					    "certExpiryWarning",
 					    "defaultMode", "probers",
 					    "tunnelPool", "relay", "ktls",
-					    "tlsRecords", "busyPoll", NULL };
+					    "tlsRecords", "tlsEcMethods",
+					    "busyPoll", NULL };
 	struct nm_mesh_cfg *m = &p->c->mesh;
 	struct nm_jw_field f, mode;
 	char q[NM_JW_SHOW_BUF];

@@ -36,6 +36,7 @@
 #include "config/config.h"
 #include "config/policydir.h"
 #include "mesh/proxy.h"
+#include "mesh/ecmeth.h"
 #include "mesh/ktls.h"
 #include "mesh/records.h"
 #include "mesh/relay.h"
@@ -506,6 +507,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a->state->policies = ps;
+	/* Before the first certificate is parsed: it decides how every
+	 * certificate key is decoded (mesh/ecmeth.h). */
+	if (nm_ecmeth_setup(a->cluster->mesh.tls_ec_provider, &a->paths.ec_builtin))
+		pr_warn("msg=\"certificate keys stay on OpenSSL's decoders\" reason=\"%s\"",
+			a->paths.ec_builtin.reason);
+	else
+		pr_info("msg=\"certificate keys\" mode=%s reason=\"%s\"",
+			a->paths.ec_builtin.mode, a->paths.ec_builtin.reason);
 	ret = nm_tls_create(a->cluster->cert_dir, a->cluster->trust_domain,
 			    &a->tls, err, sizeof(err));
 	if (ret) {
@@ -658,6 +667,7 @@ out:
 	nm_srcaddr_teardown(&a->srcaddr);
 	nm_datapath_close(a->dp);
 	nm_tls_free(a->tls);
+	nm_ecmeth_teardown();
 	if (a->loop)
 		nm_loop_free(a->loop);
 	if (d.sigfd >= 0)

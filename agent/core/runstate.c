@@ -80,10 +80,11 @@ static json_t *paths_json(const struct nm_agent *a)
 {
 	const struct nm_fastpaths *fp = &a->paths;
 
-	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 			 "kernel_path", path_json(&fp->kernel_path),
 			 "ktls", path_json(&fp->ktls),
 			 "agent_records", path_json(&fp->agent_records),
+			 "ec_builtin", path_json(&fp->ec_builtin),
 			 "relay", path_json(&fp->relay),
 			 "tunnel_pool", path_json(&fp->tunnel_pool),
 			 "busy_poll", path_json(&fp->busy_poll));

@@ -24,6 +24,8 @@ struct nm_fastpaths {
 	struct nm_path_state kernel_path; /* same-node connect4/6 rewrite */
 	struct nm_path_state ktls;        /* TLS record layer in the kernel */
 	struct nm_path_state agent_records; /* or in the agent (no kTLS) */
+	struct nm_path_state ec_builtin;  /* certificate keys: OpenSSL's built-in
+					   * EC code, not its decoders (ecmeth.h) */
 	struct nm_path_state relay;       /* plaintext legs: sockmap, splice, copy */
 	struct nm_path_state tunnel_pool; /* pre-established mTLS connections */
 	struct nm_path_state busy_poll;   /* SO_BUSY_POLL on the agent's sockets */
@@ -46,7 +48,8 @@ static inline void nm_path_set(struct nm_path_state *p, bool active,
 static inline bool nm_fastpaths_changed(struct nm_fastpaths *fp)
 {
 	uint64_t sum = fp->kernel_path.flows + fp->ktls.flows +
-		       fp->agent_records.flows + fp->relay.flows +
+		       fp->agent_records.flows + fp->ec_builtin.flows +
+		       fp->relay.flows +
 		       fp->tunnel_pool.flows + fp->busy_poll.flows;
 
 	if (sum == fp->reported)

@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "mesh/ecmeth.h"
 #include "mesh/proxy.h"
 #include "mesh/flow.h"
 #include "mesh/route.h"
@@ -1200,9 +1201,11 @@ static int flow_step_handshake(struct nm_flow *f)
 				&f->peer_id, &why);
 	if (err)
 		goto fail;
-	if (!f->pooled) /* a pooled tunnel's handshake was counted by the pool */
+	if (!f->pooled) { /* a pooled tunnel's handshake was counted by the pool */
 		nm_tel_tls_handshake(a->tel, f->dir == NM_DIR_OUTBOUND, true,
 				     SSL_session_reused(s->ssl));
+		nm_ecmeth_count(&a->paths.ec_builtin, s->ssl);
+	}
 	/* Outbound the slot ends with the handshake; inbound it also covers
 	 * the wait for the preamble, so connections that completed a
 	 * handshake and then idle are capped too. */

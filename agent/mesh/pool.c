@@ -16,6 +16,7 @@
 
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "mesh/ecmeth.h"
 #include "mesh/pool.h"
 #include "mesh/proxy.h"
 #include "telemetry/hooks.h"
@@ -219,6 +220,7 @@ static void conn_handshake(struct nm_pool *p, struct nm_pool_conn *c)
 		return;
 	}
 	nm_tel_tls_handshake(a->tel, true, true, SSL_session_reused(c->ssl));
+	nm_ecmeth_count(&a->paths.ec_builtin, c->ssl);
 	nm_limits_put_handshake(&a->limits);
 	c->held_handshake = false;
 	c->state = PC_IDLE;

@@ -252,6 +252,7 @@ struct nm_mesh_cfg {
 				    * straight to the backend, default true */
 	bool ktls_off;             /* "ktls": "auto" (default) or "off" */
 	bool tls_records_openssl;  /* "tlsRecords": "auto" (default) or "openssl" */
+	bool tls_ec_provider;      /* "tlsEcMethods": "auto" (default) or "provider" */
 	uint32_t busy_poll_us;     /* "busyPoll": loop spin and SO_BUSY_POLL us, 0 = off */
 	int64_t cert_expiry_warning; /* "certExpiryWarning" s; -1 default, 0 off */
 	enum nm_inbound_mode default_mode; /* "defaultMode", default PERMISSIVE */

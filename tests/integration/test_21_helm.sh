@@ -54,6 +54,7 @@ for s in "${sets[@]}"; do
 done
 for neg in "broken:-f:$VALS/broken.yaml" "bidirectional-unprivileged:--set:bpffs.mountPropagation=Bidirectional" \
 	"busypoll-negative:--set:mesh.busyPoll=-1" "relay-unknown:--set:mesh.relay=fast" "records-unknown:--set:mesh.tlsRecords=kernel" \
+	"ec-methods-unknown:--set:mesh.tlsEcMethods=engine" \
 	"pool-idle-too-long:--set:mesh.tunnelPool.idleTimeoutMs=10000"; do
 	IFS=: read -r name flag val <<<"$neg"
 	if out=$("$HELM" template t "$CHART" "$flag" "$val" 2>&1); then
@@ -129,9 +130,9 @@ fact crd-istio-present "$WORK/istio-present.yaml" 'Object.keys(o).filter((k) => 
 fact full-options "$WORK/full.yaml" 'Object.keys(o).sort().join(" ") + " " + pod.spec.priorityClassName + " " + c.image' "ClusterRole/nodemesh-agent ClusterRoleBinding/nodemesh-agent ConfigMap/nodemesh-agent CustomResourceDefinition/authorizationpolicies.security.istio.io DaemonSet/nodemesh-agent PriorityClass/nodemesh-critical Service/nodemesh-agent-metrics ServiceAccount/nodemesh-sa ServiceMonitor/nodemesh-agent nodemesh-critical registry.example/nodemesh:0.1.0-test"
 
 # The fast paths' settings reach the agent's config (defaults = the agent's).
-cfg_mesh='(m => JSON.stringify([m.kernelPath, m.relay, m.ktls, m.tlsRecords, m.busyPoll, m.tunnelPool]))(JSON.parse(Object.values(o).find((x) => x.kind === "ConfigMap").data["config.json"]).mesh)'
-fact fastpaths-default "$d" "$cfg_mesh" '[true,"auto","auto","auto",0,{"idleTimeoutMs":8000,"maxConnections":256,"size":2}]'
-fact fastpaths-full "$WORK/full.yaml" "$cfg_mesh" '[false,"copy","off","openssl",50,{"idleTimeoutMs":5000,"maxConnections":512,"size":4}]'
+cfg_mesh='(m => JSON.stringify([m.kernelPath, m.relay, m.ktls, m.tlsRecords, m.tlsEcMethods, m.busyPoll, m.tunnelPool]))(JSON.parse(Object.values(o).find((x) => x.kind === "ConfigMap").data["config.json"]).mesh)'
+fact fastpaths-default "$d" "$cfg_mesh" '[true,"auto","auto","auto","auto",0,{"idleTimeoutMs":8000,"maxConnections":256,"size":2}]'
+fact fastpaths-full "$WORK/full.yaml" "$cfg_mesh" '[false,"copy","off","openssl","provider",50,{"idleTimeoutMs":5000,"maxConnections":512,"size":4}]'
 
 # The ConfigMap's config.json in nodemesh's own (strict) parser.
 mkdir -p "$WORK/policies"

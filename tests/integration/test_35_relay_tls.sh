@@ -32,6 +32,15 @@
 #   relay-records-mixed   node-1 on OpenSSL's records, node-2 on the
 #                         agent's (the same TLS 1.3 on the wire): 4 MiB
 #                         echo byte for byte, and the close checks above
+#   relay-ec-builtin      certificate keys through OpenSSL 3.0's built-in
+#                         EC code (mesh/ecmeth.h): on OpenSSL 3.0 both
+#                         agents report ec_builtin active, mode builtin,
+#                         and count full handshakes (> 0); on another
+#                         OpenSSL inactive, mode provider
+#   relay-ec-provider     node-1 restarted (with the openssl records above)
+#                         with mesh.tlsEcMethods provider: status says so,
+#                         and node-2, still on the built-in code, counts the
+#                         new full handshakes of the mixed echo
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -186,6 +195,28 @@ else
 	nm_fail relay-agent-records "kernel tls ULP=$have_ktls;$bad"
 fi
 
+# --- certificate keys through OpenSSL 3.0's built-in EC code ---------------------
+ossl_30=0
+[[ $(openssl version 2>/dev/null) == *"Library: OpenSSL 3.0."* ||
+	$(openssl version 2>/dev/null) == "OpenSSL 3.0."* ]] && ossl_30=1
+bad=""
+for n in 1 2; do
+	row=$(path_row "$n" ec_builtin)
+	read -r _ active mode flows reason <<<"$row"
+	if ((ossl_30)); then
+		[[ $active == yes && $mode == builtin && $flows =~ ^[0-9]+$ ]] && ((flows > 0)) ||
+			bad+=" node-$n: '$row'"
+	else
+		[[ $active == no && $mode == provider ]] || bad+=" node-$n: '$row'"
+	fi
+done
+if [[ -z $bad ]]; then
+	nm_pass relay-ec-builtin
+else
+	nm_fail relay-ec-builtin "OpenSSL 3.0=$ossl_30;$bad"
+fi
+read -r _ _ _ ec2_before _ <<<"$(path_row 2 ec_builtin)"
+
 # --- busy polling on node-1 ----------------------------------------------------
 sed 's/"failMode": "closed"/"failMode": "closed", "busyPoll": 50/' "$NM_STATE/cluster.json" \
 	>"$NM_STATE/cluster-bp.json"
@@ -211,8 +242,8 @@ else
 fi
 
 # --- node-1 on OpenSSL's records, node-2 on the agent's --------------------------
-sed 's/"failMode": "closed"/"failMode": "closed", "tlsRecords": "openssl"/' "$NM_STATE/cluster.json" \
-	>"$NM_STATE/cluster-ossl.json"
+sed 's/"failMode": "closed"/"failMode": "closed", "tlsRecords": "openssl", "tlsEcMethods": "provider"/' \
+	"$NM_STATE/cluster.json" >"$NM_STATE/cluster-ossl.json"
 nm_agent_stop 1
 nm_agent_start 1 --config "$NM_STATE/cluster-ossl.json" ||
 	nm_fail relay-records-openssl "node-1 did not restart with tlsRecords openssl"
@@ -231,6 +262,17 @@ if [[ $(nm_json "$out" match) == true && $(nm_json "$out" bytes_received) == 419
 	nm_pass relay-records-mixed
 else
 	nm_fail relay-records-mixed "send: $out; halfclose: $HC; reset: $RST; server: $(tail -n 1 "$NM_STATE/closer-echo.out")"
+fi
+row=$(path_row 1 ec_builtin)
+read -r _ active mode flows reason <<<"$row"
+row2=$(path_row 2 ec_builtin)
+read -r _ _ _ ec2_after _ <<<"$row2"
+if [[ $active == no && $mode == provider && $flows == 0 &&
+	$reason == "mesh.tlsEcMethods is provider" ]] &&
+	{ ((!ossl_30)) || ((ec2_after > ec2_before)); }; then
+	nm_pass relay-ec-provider
+else
+	nm_fail relay-ec-provider "node-1: '$row'; node-2: '$row2' (before: $ec2_before)"
 fi
 
 ((NM_FAILS)) && nm_dump_logs

@@ -1363,6 +1363,15 @@ START_TEST(test_ktls_busy_poll)
 			 NAME ": mesh.tlsRecords: \"agent\" is not \"auto\" or \"openssl\"");
 	ck_assert_ptr_nonnull(strstr(load_err("{" HDR ",'mesh':{'tlsRecords':1}}"),
 				     "mesh.tlsRecords"));
+	/* mesh.tlsEcMethods: auto (default) or provider. */
+	ck_assert_msg(load("{" HDR "}", &c, err) == 0, "%s", err);
+	ck_assert(!c->mesh.tls_ec_provider);
+	nm_cluster_free(c);
+	ck_assert_msg(load("{" HDR ",'mesh':{'tlsEcMethods':'provider'}}", &c, err) == 0, "%s", err);
+	ck_assert(c->mesh.tls_ec_provider);
+	nm_cluster_free(c);
+	ck_assert_str_eq(load_err("{" HDR ",'mesh':{'tlsEcMethods':'builtin'}}"),
+			 NAME ": mesh.tlsEcMethods: \"builtin\" is not \"auto\" or \"provider\"");
 }
 END_TEST
 

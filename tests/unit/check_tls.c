@@ -30,6 +30,7 @@
 #include "tools/devca.h"
 #include "lib/spiffe.h"
 #include "nm_check.h"
+#include "mesh/ecmeth.h"
 #include "mesh/ktls.h"
 #include "mesh/records.h"
 #include "mesh/relay.h"
@@ -330,16 +331,32 @@ static EVP_PKEY *read_key(const char *path)
 	return k;
 }
 
-/* A certificate from spec, issued by CA 1 unless spec names an issuer. */
+/* Set by the "handshake-builtin" case's fixture (mesh/ecmeth.h). */
+static bool ecmeth_on;
+
+/*
+ * A certificate from spec, issued by CA 1 unless spec names an issuer.
+ * Minted with the EC engine off: X509_sign() cannot take a provider key
+ * through 3.0's built-in EC method (it asks the method for the algorithm
+ * identifier), and issuing is the CA's job, not the agent's; the agent's
+ * side of every handshake below still runs under the engine.
+ */
 static X509 *mint(struct nm_ca_craft sp)
 {
+	struct nm_path_state st = { 0 };
 	X509 *x = NULL;
+	int ret;
 
 	if (!sp.issuer) {
 		sp.issuer = ca1.cert;
 		sp.issuer_key = ca1.key;
 	}
-	ck_assert_int_eq(nm_ca_craft(&sp, &x), 0);
+	if (ecmeth_on)
+		nm_ecmeth_teardown();
+	ret = nm_ca_craft(&sp, &x);
+	if (ecmeth_on)
+		ck_assert_int_eq(nm_ecmeth_setup(false, &st), 0);
+	ck_assert_int_eq(ret, 0);
 	return x;
 }
 
@@ -1969,40 +1986,147 @@ START_TEST(test_ca_files)
 }
 END_TEST
 
+/*
+ * mesh/ecmeth.h: with the engine, both peers' certificate keys take
+ * OpenSSL's built-in EC code (no provider behind them) and the handshake,
+ * identities and data are as without it; each full handshake counts once,
+ * a resumed one not at all. Without it (or with "provider") the keys stay
+ * on the providers. The whole handshake case also runs again under the
+ * engine ("handshake-builtin" below).
+ */
+START_TEST(test_ecmeth_builtin_keys)
+{
+	struct nm_path_state st = { 0 };
+	struct nm_tls *t1, *t2;
+	const char *why = NULL;
+	struct pair p;
+
+	/* Before the engine: provider keys. */
+	t1 = load(n1_dir);
+	t2 = load(n2_dir);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!nm_ecmeth_peer_builtin(p.c));
+	ck_assert(!nm_ecmeth_peer_builtin(p.s));
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+
+	ck_assert_int_eq(nm_ecmeth_setup(true, &st), 0);
+	ck_assert(!st.active);
+	ck_assert_str_eq(st.mode, "provider");
+	ck_assert_str_eq(st.reason, "mesh.tlsEcMethods is provider");
+
+	ck_assert_int_eq(nm_ecmeth_setup(false, &st), 0);
+	ck_assert_msg(st.active, "engine not registered: %s", st.reason);
+	ck_assert_str_eq(st.mode, "builtin");
+	t1 = load(n1_dir); /* own certificates parsed under the engine too */
+	t2 = load(n2_dir);
+	nm_tls_set_resumption(t1, true);
+	nm_tls_set_resumption(t2, true);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(nm_ecmeth_peer_builtin(p.c));
+	ck_assert(nm_ecmeth_peer_builtin(p.s));
+	ck_assert_msg(nm_tls_check_peer(p.c, &id_server, NULL, &why) == 0, "%s", why);
+	ck_assert_msg(nm_tls_check_peer(p.s, &id_client, NULL, &why) == 0, "%s", why);
+	nm_ecmeth_count(&st, p.c);
+	nm_ecmeth_count(&st, p.s);
+	ck_assert_uint_eq(st.flows, 2);
+	ck_assert(transfer(p.c, p.s, "over the built-in EC code"));
+	ck_assert(transfer(p.s, p.c, "and back"));
+	pair_close(&p);
+	/* Resumed: no certificate parsed, nothing counted. */
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.c_st, 1);
+	ck_assert(SSL_session_reused(p.c));
+	nm_ecmeth_count(&st, p.c);
+	ck_assert_uint_eq(st.flows, 2);
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+
+	/* Torn down: parsing is back on the providers. */
+	nm_ecmeth_teardown();
+	t1 = load(n1_dir);
+	t2 = load(n2_dir);
+	connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+	ck_assert_int_eq(p.s_st, 1);
+	ck_assert(!nm_ecmeth_peer_builtin(p.c));
+	pair_close(&p);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+/* Checked fixture of "handshake-builtin": each test runs under the engine. */
+static void setup_ecmeth(void)
+{
+	struct nm_path_state st = { 0 };
+
+	ck_assert_int_eq(nm_ecmeth_setup(false, &st), 0);
+	ck_assert_msg(st.active, "engine not registered: %s", st.reason);
+	ecmeth_on = true;
+}
+
+static void teardown_ecmeth(void)
+{
+	ecmeth_on = false;
+	nm_ecmeth_teardown();
+}
+
+/* The handshake tests, run with and without the EC engine. */
+static void add_handshake_tests(TCase *tc)
+{
+	tcase_add_test(tc, test_create_loads_tree);
+	tcase_add_test(tc, test_handshake_ids_both_ways);
+	tcase_add_test(tc, test_default_identity_without_sni);
+	tcase_add_test(tc, test_server_with_unexpected_identity);
+	tcase_add_test(tc, test_client_from_other_ca_refused);
+	tcase_add_test(tc, test_server_from_other_ca_refused);
+	tcase_add_test(tc, test_client_without_cert_refused);
+	tcase_add_test(tc, test_client_two_uri_sans_refused);
+	tcase_add_test(tc, test_client_foreign_trust_domain_refused);
+	tcase_add_test(tc, test_client_without_alpn_refused);
+	tcase_add_test(tc, test_resumption);
+	tcase_add_test(tc, test_ktls_rx_keys);
+	tcase_add_test(tc, test_ktls_tcp_push_sends_held_bytes);
+	tcase_add_test(tc, test_tlsrec_seal_open);
+	tcase_add_test(tc, test_tlsrec_padding);
+	tcase_add_test(tc, test_records_interop);
+	tcase_add_test(tc, test_records_refusals);
+	tcase_add_test(tc, test_resumption_per_node);
+	tcase_add_test(tc, test_new_errors);
+	tcase_add_test(tc, test_ca_leaf_refused_both_ways);
+	tcase_add_test(tc, test_leaf_signed_chain_refused);
+	tcase_add_test(tc, test_good_chain_accepted);
+	tcase_add_test(tc, test_odd_sans_and_expired_refused);
+	tcase_add_test(tc, test_free_while_handshaking);
+}
+
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
 	TCase *hs = tcase_create("handshake");
+	TCase *hsb = tcase_create("handshake-builtin");
 	TCase *ld = tcase_create("load");
 	TCase *ca = tcase_create("ca");
 
 	tcase_add_unchecked_fixture(hs, setup_all, NULL);
 	tcase_set_timeout(hs, 30);
-	tcase_add_test(hs, test_create_loads_tree);
-	tcase_add_test(hs, test_handshake_ids_both_ways);
-	tcase_add_test(hs, test_default_identity_without_sni);
-	tcase_add_test(hs, test_server_with_unexpected_identity);
-	tcase_add_test(hs, test_client_from_other_ca_refused);
-	tcase_add_test(hs, test_server_from_other_ca_refused);
-	tcase_add_test(hs, test_client_without_cert_refused);
-	tcase_add_test(hs, test_client_two_uri_sans_refused);
-	tcase_add_test(hs, test_client_foreign_trust_domain_refused);
-	tcase_add_test(hs, test_client_without_alpn_refused);
-	tcase_add_test(hs, test_resumption);
-	tcase_add_test(hs, test_ktls_rx_keys);
-	tcase_add_test(hs, test_ktls_tcp_push_sends_held_bytes);
-	tcase_add_test(hs, test_tlsrec_seal_open);
-	tcase_add_test(hs, test_tlsrec_padding);
-	tcase_add_test(hs, test_records_interop);
-	tcase_add_test(hs, test_records_refusals);
-	tcase_add_test(hs, test_resumption_per_node);
-	tcase_add_test(hs, test_new_errors);
-	tcase_add_test(hs, test_ca_leaf_refused_both_ways);
-	tcase_add_test(hs, test_leaf_signed_chain_refused);
-	tcase_add_test(hs, test_good_chain_accepted);
-	tcase_add_test(hs, test_odd_sans_and_expired_refused);
-	tcase_add_test(hs, test_free_while_handshaking);
+	add_handshake_tests(hs);
+	tcase_add_test(hs, test_ecmeth_builtin_keys);
 	suite_add_tcase(s, hs);
+
+	/* The same handshakes under OpenSSL's built-in EC code, the agent's
+	 * default on OpenSSL 3.0 (mesh/ecmeth.h). */
+	tcase_add_unchecked_fixture(hsb, setup_all, NULL);
+	tcase_add_checked_fixture(hsb, setup_ecmeth, teardown_ecmeth);
+	tcase_set_timeout(hsb, 30);
+	add_handshake_tests(hsb);
+	suite_add_tcase(s, hsb);
 
 	tcase_add_unchecked_fixture(ld, setup_all, NULL);
 	tcase_add_test(ld, test_create_key_mismatch);

@@ -79,6 +79,7 @@ and limits left at 0 (= derived) are left out.
 {{- $_ := set $mesh "relay" $m.relay -}}
 {{- $_ := set $mesh "ktls" $m.ktls -}}
 {{- $_ := set $mesh "tlsRecords" $m.tlsRecords -}}
+{{- $_ := set $mesh "tlsEcMethods" $m.tlsEcMethods -}}
 {{- $_ := set $mesh "busyPoll" (int64 $m.busyPoll) -}}
 {{- $_ := set $mesh "tunnelPool" (dict "size" (int64 $tp.size) "idleTimeoutMs" (int64 $tp.idleTimeoutMs) "maxConnections" (int64 $tp.maxConnections)) -}}
 {{- $cfg := dict "trustDomain" $m.trustDomain "certDir" .Values.certs.mountPath "mesh" $mesh "policy" (dict "applyToExisting" .Values.policy.applyToExisting) -}}
