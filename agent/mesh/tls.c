@@ -110,6 +110,7 @@
 #include "lib/pem.h"
 #include "mesh/tls.h"
 #include "mesh/tunnel.h"
+#include "mesh/vcache.h"
 
 #define NM_TLS_CIPHERSUITES \
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
@@ -167,6 +168,8 @@ struct nm_tls {
 	X509_STORE *store;
 	SSL_CTX *client_ctx;
 	SSL_CTX *server_ctx;
+	struct nm_vcache *vc_client;   /* servers' chains the client verified */
+	struct nm_vcache *vc_server;   /* clients' chains the server verified */
 	struct nm_tls_cred *creds;
 	unsigned int n_creds;
 	bool resumption;
@@ -811,6 +814,46 @@ refuse:
 	return 0;
 }
 
+/*
+ * The whole verification of a peer's chain (cert_verify_callback): a chain
+ * this nm_tls accepted before for the same role, the same DER byte for
+ * byte, takes the stored verdict and issuers (mesh/vcache.h); any other
+ * goes through X509_verify_cert() with verify_cb, and is stored when it
+ * passes. A connection whose trust domain is not the nm_tls's own never
+ * uses the cache (verify_cb compares against the connection's).
+ */
+static int cert_verify_cb(X509_STORE_CTX *xctx, void *arg)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xctx,
+					      SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct nm_tls_conn *c = ssl ? conn_of(ssl) : NULL;
+	X509 *leaf = X509_STORE_CTX_get0_cert(xctx);
+	struct nm_vcache *vc = NULL;
+	struct nm_vcache_key k;
+	STACK_OF(X509) *chain;
+	time_t now = time(NULL);
+	int ok;
+
+	(void)arg;
+	if (c && c->tls && !strcmp(c->trust_domain, c->tls->trust_domain))
+		vc = SSL_is_server(ssl) ? c->tls->vc_server : c->tls->vc_client;
+	if (!vc || !leaf ||
+	    nm_vcache_key_make(&k, leaf, X509_STORE_CTX_get0_untrusted(xctx)))
+		return X509_verify_cert(xctx) > 0;
+	chain = nm_vcache_lookup(vc, &k, leaf, now);
+	if (chain) {
+		X509_STORE_CTX_set0_verified_chain(xctx, chain);
+		X509_STORE_CTX_set_error(xctx, X509_V_OK);
+		nm_vcache_key_release(&k);
+		return 1;
+	}
+	ok = X509_verify_cert(xctx) > 0;
+	if (ok)
+		nm_vcache_store(vc, &k, X509_STORE_CTX_get0_chain(xctx), now);
+	nm_vcache_key_release(&k);
+	return ok;
+}
+
 static int find_cred(const struct nm_tls *t, const char *ns, const char *sa)
 {
 	for (unsigned int i = 0; i < t->n_creds; i++)
@@ -982,6 +1025,7 @@ static SSL_CTX *new_ctx(const struct nm_tls *t, bool server)
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_clear_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify_depth(ctx, NM_TLS_VERIFY_DEPTH);
+	SSL_CTX_set_cert_verify_callback(ctx, cert_verify_cb, NULL);
 	if (server) {
 		SSL_CTX_set_verify(ctx,
 				   SSL_VERIFY_PEER |
@@ -1095,7 +1139,9 @@ int nm_tls_reload(const char *cert_dir, const char *trust_domain,
 
 	t->client_ctx = new_ctx(t, false);
 	t->server_ctx = new_ctx(t, true);
-	if (!t->client_ctx || !t->server_ctx) {
+	t->vc_client = nm_vcache_new();
+	t->vc_server = nm_vcache_new();
+	if (!t->client_ctx || !t->server_ctx || !t->vc_client || !t->vc_server) {
 		nm_set_err(err, errlen, "OpenSSL: cannot set up TLS 1.3 contexts: %s",
 			   ossl_reason(reason, sizeof(reason)));
 		ret = -ENOMEM;
@@ -1134,6 +1180,8 @@ static void tls_destroy(struct nm_tls *t)
 	flush_sessions(t);
 	SSL_CTX_free(t->client_ctx);
 	SSL_CTX_free(t->server_ctx);
+	nm_vcache_free(t->vc_client);
+	nm_vcache_free(t->vc_server);
 	X509_STORE_free(t->store);
 	for (unsigned int i = 0; i < t->n_creds; i++)
 		cred_release(&t->creds[i]);
@@ -1175,6 +1223,12 @@ unsigned int nm_tls_anchor_count(const struct nm_tls *t)
 unsigned int nm_tls_refused_count(const struct nm_tls *t)
 {
 	return t->refused;
+}
+
+void nm_tls_verify_cache_stats(const struct nm_tls *t, int server,
+			       struct nm_vcache_stats *out)
+{
+	nm_vcache_get_stats(server ? t->vc_server : t->vc_client, out);
 }
 
 /* The serial as `openssl x509 -serial` prints it (upper-case hex). */

@@ -100,6 +100,12 @@ unsigned int nm_tls_generation(const struct nm_tls *t);
 unsigned int nm_tls_anchor_count(const struct nm_tls *t);
 /* Files nm_tls_reload() refused (their last good content kept). */
 unsigned int nm_tls_refused_count(const struct nm_tls *t);
+
+/* The verified-chain caches of t (mesh/vcache.h): server != 0 for the
+ * chains of clients its server side verified, else of servers. */
+struct nm_vcache_stats;
+void nm_tls_verify_cache_stats(const struct nm_tls *t, int server,
+			       struct nm_vcache_stats *out);
 /* Same trust domain and the same set of trust anchors. */
 bool nm_tls_same_anchors(const struct nm_tls *a, const struct nm_tls *b);
 /* Same anchors and the same credentials (certificate, chain, key). */

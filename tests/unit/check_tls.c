@@ -22,15 +22,20 @@
 #include <netinet/tcp.h>
 #include <linux/sockios.h>
 #include <linux/tls.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "tools/devca.h"
 #include "lib/spiffe.h"
 #include "nm_check.h"
 #include "mesh/ecmeth.h"
+#include "mesh/vcache.h"
 #include "mesh/ktls.h"
 #include "mesh/records.h"
 #include "mesh/relay.h"
@@ -335,15 +340,28 @@ static EVP_PKEY *read_key(const char *path)
 static bool ecmeth_on;
 
 /*
- * A certificate from spec, issued by CA 1 unless spec names an issuer.
- * Minted with the EC engine off: X509_sign() cannot take a provider key
- * through 3.0's built-in EC method (it asks the method for the algorithm
- * identifier), and issuing is the CA's job, not the agent's; the agent's
- * side of every handshake below still runs under the engine.
+ * Test set-up that is a CA's job, not the agent's, runs with the EC engine
+ * off: X509_sign() and EVP_PKEY_fromdata() cannot take 3.0's built-in EC
+ * method with provider keys. The agent's side of every handshake still
+ * runs under the engine.
  */
-static X509 *mint(struct nm_ca_craft sp)
+static void ecmeth_pause(void)
+{
+	if (ecmeth_on)
+		nm_ecmeth_teardown();
+}
+
+static void ecmeth_resume(void)
 {
 	struct nm_path_state st = { 0 };
+
+	if (ecmeth_on)
+		ck_assert_int_eq(nm_ecmeth_setup(false, &st), 0);
+}
+
+/* A certificate from spec, issued by CA 1 unless spec names an issuer. */
+static X509 *mint(struct nm_ca_craft sp)
+{
 	X509 *x = NULL;
 	int ret;
 
@@ -351,11 +369,9 @@ static X509 *mint(struct nm_ca_craft sp)
 		sp.issuer = ca1.cert;
 		sp.issuer_key = ca1.key;
 	}
-	if (ecmeth_on)
-		nm_ecmeth_teardown();
+	ecmeth_pause();
 	ret = nm_ca_craft(&sp, &x);
-	if (ecmeth_on)
-		ck_assert_int_eq(nm_ecmeth_setup(false, &st), 0);
+	ecmeth_resume();
 	ck_assert_int_eq(ret, 0);
 	return x;
 }
@@ -2061,6 +2077,214 @@ START_TEST(test_ecmeth_builtin_keys)
 }
 END_TEST
 
+/*
+ * A key whose public half is cert's and whose private half is anyone's:
+ * OpenSSL's own consistency checks compare public keys only, so a client
+ * built with it presents cert and signs the handshake with the wrong key,
+ * as a thief holding only the certificate would.
+ */
+static EVP_PKEY *forged_key(X509 *cert)
+{
+	EVP_PKEY *pub = X509_get0_pubkey(cert), *out = NULL;
+	unsigned char *point = NULL, d[32];
+	OSSL_PARAM_BLD *bld;
+	OSSL_PARAM *params;
+	EVP_PKEY_CTX *ctx;
+	BIGNUM *priv;
+	size_t n;
+
+	ecmeth_pause();
+	n = EVP_PKEY_get1_encoded_public_key(pub, &point);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_int_eq(RAND_bytes(d, sizeof(d)), 1);
+	d[0] &= 0x7f; /* below the group order */
+	priv = BN_bin2bn(d, sizeof(d), NULL);
+	bld = OSSL_PARAM_BLD_new();
+	ck_assert(priv && bld);
+	ck_assert(OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+						  SN_X9_62_prime256v1, 0));
+	ck_assert(OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+						   point, n));
+	ck_assert(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, priv));
+	params = OSSL_PARAM_BLD_to_param(bld);
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	ck_assert(params && ctx);
+	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
+	ck_assert_int_eq(EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_KEYPAIR, params), 1);
+	ck_assert_int_eq(EVP_PKEY_eq(out, pub), 1); /* what OpenSSL checks */
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(priv);
+	OPENSSL_free(point);
+	ecmeth_resume();
+	return out;
+}
+
+/*
+ * mesh/vcache.h through the handshakes: the second full handshake with the
+ * same chain takes the stored verdict on both sides, still yields the
+ * verified chain (leaf, then CA 1) and the exact identities; a refused
+ * chain is never stored; the same leaf sent with another chain is a new
+ * entry; and a hit decides nothing about the key: a client presenting a
+ * cached certificate with a key that is not its own is refused.
+ */
+START_TEST(test_verify_cache)
+{
+	struct nm_tls *t1 = load(n1_dir), *t2 = load(n2_dir);
+	struct nm_vcache_stats cs, ss;
+	EVP_PKEY *key = NULL, *forged;
+	STACK_OF(X509) *chain;
+	const char *why = NULL;
+	struct pair p;
+	long vr;
+	X509 *x;
+
+	nm_tls_set_resumption(t1, false);
+	nm_tls_set_resumption(t2, false);
+	for (int i = 0; i < 3; i++) {
+		connect_pair(t1, t2, &id_server, NULL, NULL, &p);
+		ck_assert_int_eq(p.c_st, 1);
+		ck_assert_int_eq(p.s_st, 1);
+		ck_assert(!SSL_session_reused(p.c));
+		ck_assert_msg(nm_tls_check_peer(p.c, &id_server, NULL, &why) == 0, "%s", why);
+		ck_assert_msg(nm_tls_check_peer(p.s, &id_client, NULL, &why) == 0, "%s", why);
+		ck_assert_int_eq(nm_tls_check_peer(p.s, &id_other, NULL, &why), -EPERM);
+		for (int side = 0; side < 2; side++) {
+			chain = SSL_get0_verified_chain(side ? p.s : p.c);
+			ck_assert_int_eq(sk_X509_num(chain), 2);
+			ck_assert_int_eq(X509_cmp(sk_X509_value(chain, 1), ca1.cert), 0);
+			ck_assert_int_eq(X509_cmp(sk_X509_value(chain, 0),
+						  SSL_get0_peer_certificate(side ? p.s : p.c)), 0);
+		}
+		ck_assert(transfer(p.c, p.s, "cached"));
+		pair_close(&p);
+	}
+	nm_tls_verify_cache_stats(t1, 0, &cs);
+	nm_tls_verify_cache_stats(t2, 1, &ss);
+	ck_assert_uint_eq(cs.stored, 1);
+	ck_assert_uint_eq(cs.hits, 2);
+	ck_assert_uint_eq(ss.stored, 1);
+	ck_assert_uint_eq(ss.hits, 2);
+
+	/* Refused (a CA leaf) twice: verified twice, stored never. */
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+				       .ca = true,
+				       .key_usage = "critical,digitalSignature,keyCertSign,cRLSign",
+				       .ext_key_usage = "serverAuth,clientAuth" });
+	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
+	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
+	X509_free(x);
+	nm_tls_verify_cache_stats(t2, 1, &ss);
+	ck_assert_uint_eq(ss.stored, 1);
+	ck_assert_uint_eq(ss.hits, 2);
+
+	/* A good leaf: stored, then hit; sent with the CA behind it: another
+	 * chain, so verified and stored again. */
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT } });
+	ck_assert(!server_refuses_chain(t2, x, key, NULL, NULL));
+	ck_assert(!server_refuses_chain(t2, x, key, NULL, NULL));
+	nm_tls_verify_cache_stats(t2, 1, &ss);
+	ck_assert_uint_eq(ss.stored, 2);
+	ck_assert_uint_eq(ss.hits, 3);
+	ck_assert(!server_refuses_chain(t2, x, key, ca1.cert, NULL));
+	nm_tls_verify_cache_stats(t2, 1, &ss);
+	ck_assert_uint_eq(ss.stored, 3);
+
+	/* The cached certificate with a key that is not its own. */
+	forged = forged_key(x);
+	ck_assert(server_refuses_chain(t2, x, forged, NULL, NULL));
+	nm_tls_verify_cache_stats(t2, 1, &ss);
+	ck_assert_uint_eq(ss.hits, 4); /* the chain was known, the key was not */
+	EVP_PKEY_free(forged);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	nm_tls_free(t1);
+	nm_tls_free(t2);
+}
+END_TEST
+
+/* mesh/vcache.c on its own: byte-exact keys, the TTL and notAfter. */
+START_TEST(test_vcache_expiry)
+{
+	struct nm_vcache *vc = nm_vcache_new();
+	struct nm_vcache_key k, k2;
+	struct nm_vcache_stats st;
+	STACK_OF(X509) *chain = sk_X509_new_null(), *got;
+	time_t now = time(NULL);
+	EVP_PKEY *key = NULL;
+	X509 *x, *brief;
+
+	ck_assert_ptr_nonnull(vc);
+	ck_assert_int_eq(nm_ca_new_key(&key), 0);
+	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT } });
+	sk_X509_push(chain, x);
+	sk_X509_push(chain, ca1.cert);
+	ck_assert_int_eq(nm_vcache_key_make(&k, x, NULL), 0);
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k, x, now));
+	ck_assert_int_eq(nm_vcache_store(vc, &k, chain, now), 0);
+	ck_assert_ptr_null(k.der); /* the cache took the encoding */
+	ck_assert_int_eq(nm_vcache_key_make(&k, x, NULL), 0);
+	got = nm_vcache_lookup(vc, &k, x, now + NM_VCACHE_TTL_S - 1);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(sk_X509_num(got), 2);
+	ck_assert_ptr_eq(sk_X509_value(got, 0), x);
+	ck_assert_int_eq(X509_cmp(sk_X509_value(got, 1), ca1.cert), 0);
+	sk_X509_pop_free(got, X509_free);
+	/* One byte off is another chain. */
+	ck_assert_int_eq(nm_vcache_key_make(&k2, x, NULL), 0);
+	k2.der[k2.len - 1] ^= 1;
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k2, x, now));
+	k2.hash = k.hash; /* even in the same slot */
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k2, x, now));
+	nm_vcache_key_release(&k2);
+	/* Past the TTL: dropped. */
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k, x, now + NM_VCACHE_TTL_S));
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k, x, now));
+	nm_vcache_key_release(&k);
+
+	/* A leaf that expires in 60 s stays only until then. */
+	brief = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+					   .not_after = 60 });
+	sk_X509_set(chain, 0, brief);
+	ck_assert_int_eq(nm_vcache_key_make(&k, brief, NULL), 0);
+	ck_assert_int_eq(nm_vcache_store(vc, &k, chain, now), 0);
+	ck_assert_int_eq(nm_vcache_key_make(&k, brief, NULL), 0);
+	got = nm_vcache_lookup(vc, &k, brief, now + 30);
+	ck_assert_ptr_nonnull(got);
+	sk_X509_pop_free(got, X509_free);
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k, brief, now + 90));
+	nm_vcache_key_release(&k);
+	nm_vcache_get_stats(vc, &st);
+	ck_assert_uint_eq(st.stored, 2);
+	ck_assert_uint_eq(st.hits, 2);
+	ck_assert_uint_eq(st.expired, 2);
+
+	/* A full table replaces its oldest entry. */
+	X509_free(x);
+	for (int i = 0; i < NM_VCACHE_SLOTS + 1; i++) {
+		X509 *y = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT } });
+
+		sk_X509_set(chain, 0, y);
+		ck_assert_int_eq(nm_vcache_key_make(&k, y, NULL), 0);
+		ck_assert_int_eq(nm_vcache_store(vc, &k, chain, now + i), 0);
+		if (i == 0)
+			x = y, X509_up_ref(x); /* the first, evicted at the end */
+		X509_free(y);
+	}
+	ck_assert_int_eq(nm_vcache_key_make(&k, x, NULL), 0);
+	ck_assert_ptr_null(nm_vcache_lookup(vc, &k, x, now + NM_VCACHE_SLOTS + 1));
+	nm_vcache_key_release(&k);
+	X509_free(x);
+	X509_free(brief);
+	sk_X509_free(chain);
+	nm_vcache_free(vc);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
 /* Checked fixture of "handshake-builtin": each test runs under the engine. */
 static void setup_ecmeth(void)
 {
@@ -2104,6 +2328,8 @@ static void add_handshake_tests(TCase *tc)
 	tcase_add_test(tc, test_good_chain_accepted);
 	tcase_add_test(tc, test_odd_sans_and_expired_refused);
 	tcase_add_test(tc, test_free_while_handshaking);
+	tcase_add_test(tc, test_verify_cache);
+	tcase_add_test(tc, test_vcache_expiry);
 }
 
 static Suite *tls_suite(void)
