@@ -208,7 +208,15 @@ restart() { # NODE CONFIG
 }
 if ! grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null; then
 	read -r _ _ _ _ why <<<"$(path_row 1 ktls)"
-	echo "KTLS SKIP: no tls ULP in this kernel (agent: $why)"
+	# The fallback is the agent's own record layer (mesh/records.c): the
+	# byte-exact echoes above went through it on both nodes.
+	for n in 1 2; do
+		row=$(path_row "$n" agent_records)
+		read -r _ active mode flows _ <<<"$row"
+		[[ $active == yes && $mode == agent && $flows =~ ^[0-9]+$ ]] && ((flows > 0)) ||
+			ktls_fail "no tls ULP, and node-$n is not on the agent's records: '$row'"
+	done
+	echo "KTLS SKIP: no tls ULP in this kernel (agent: $why; both nodes on the agent's TLS records)"
 	exit 0
 fi
 for n in 1 2; do
