@@ -1357,6 +1357,16 @@ END_TEST
 #define URI_SERVER "spiffe://" TD "/ns/default/sa/server"
 #define URI_ADMIN "spiffe://" TD "/ns/default/sa/admin"
 
+/* A client "leaf" that is a CA (fault 3 of issue 8): CA:TRUE and
+ * keyCertSign, signed by the cluster CA. */
+static X509 *mint_ca_client_leaf(EVP_PKEY *key)
+{
+	return mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
+					  .ca = true,
+					  .key_usage = "critical,digitalSignature,keyCertSign,cRLSign",
+					  .ext_key_usage = "serverAuth,clientAuth" });
+}
+
 static int raw_alpn_cb(SSL *ssl, const unsigned char **out,
 		       unsigned char *outlen, const unsigned char *in,
 		       unsigned int inlen, void *arg)
@@ -1444,10 +1454,7 @@ START_TEST(test_ca_leaf_refused_both_ways)
 
 	ck_assert_int_eq(nm_ca_new_key(&key), 0);
 	/* Fault 3: CA:TRUE + keyCertSign, signed by the cluster CA. */
-	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
-				       .ca = true,
-				       .key_usage = "critical,digitalSignature,keyCertSign,cRLSign",
-				       .ext_key_usage = "serverAuth,clientAuth" });
+	x = mint_ca_client_leaf(key);
 	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
 	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
 	X509_free(x);
@@ -2169,10 +2176,7 @@ START_TEST(test_verify_cache)
 
 	/* Refused (a CA leaf) twice: verified twice, stored never. */
 	ck_assert_int_eq(nm_ca_new_key(&key), 0);
-	x = mint((struct nm_ca_craft){ .key = key, .uri = { URI_CLIENT },
-				       .ca = true,
-				       .key_usage = "critical,digitalSignature,keyCertSign,cRLSign",
-				       .ext_key_usage = "serverAuth,clientAuth" });
+	x = mint_ca_client_leaf(key);
 	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
 	ck_assert(server_refuses_chain(t2, x, key, NULL, &vr));
 	ck_assert_int_eq(vr, X509_V_ERR_APPLICATION_VERIFICATION);
