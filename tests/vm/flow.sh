@@ -208,8 +208,11 @@ restart() { # NODE CONFIG
 }
 if ! grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null; then
 	read -r _ _ _ _ why <<<"$(path_row 1 ktls)"
-	# The fallback is the agent's own record layer (mesh/records.c): the
-	# byte-exact echoes above went through it on both nodes.
+	# The fallback is the agent's own record layer (mesh/records.c): one
+	# more byte-exact echo through the tunnel (the relay checks above
+	# restarted node-1), and both nodes must count it.
+	echo_ok "$bytes" >/dev/null || ktls_fail "echo through the agent's records failed"
+	sleep 1.5 # the heartbeat rewrites agent.json at most once a second
 	for n in 1 2; do
 		row=$(path_row "$n" agent_records)
 		read -r _ active mode flows _ <<<"$row"
