@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fuzz-sources: agent/mesh/tls.c tools/devca.c lib/*.c
+// fuzz-sources: agent/mesh/tls.c agent/mesh/vcache.c tools/devca.c lib/*.c
 /*
  * fuzz_certdir.c - libFuzzer target for the certificate-directory loader's
  * PEM handling (agent/mesh/tls.c: nm_tls_create, nm_tls_reload), through
