@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <openssl/x509v3.h>
 
 #include "lib/spiffe.h"
@@ -476,4 +477,13 @@ int nm_x509_svid_issuer_check(X509 *cert, const char **why)
 	}
 	GENERAL_NAMES_free(names);
 	return ret;
+}
+
+int64_t nm_x509_time_secs(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
 }

@@ -10,6 +10,7 @@
 #define NM_IDENTITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/x509.h>
 
 #define NM_NAME_MAX 64   /* names, namespaces, service accounts, labels */
@@ -48,6 +49,10 @@ int nm_x509_spiffe_id(X509 *cert, struct nm_spiffe_id *out, const char **why);
  * with *why.
  */
 int nm_x509_svid_leaf_check(X509 *cert, const char **why);
+
+/* A certificate time (notBefore, notAfter) as seconds since the epoch, UTC;
+ * 0 when t is NULL or unreadable. */
+int64_t nm_x509_time_secs(const ASN1_TIME *t);
 /*
  * Rules for every certificate above the leaf in a verified chain (the
  * intermediates and the trust anchor): basicConstraints cA=TRUE (not merely

@@ -364,15 +364,6 @@ out:
 	return ret;
 }
 
-static int64_t asn1_time_secs(const ASN1_TIME *t)
-{
-	struct tm tm;
-
-	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
 /*
  * A credential we would present must be valid now: a peer refuses an
  * expired or not yet valid certificate anyway, and keeping the last good
@@ -382,8 +373,8 @@ static int check_validity(const char *path, X509 *cert, char *err,
 			  size_t errlen)
 {
 	int64_t now = (int64_t)time(NULL);
-	int64_t nb = asn1_time_secs(X509_get0_notBefore(cert));
-	int64_t na = asn1_time_secs(X509_get0_notAfter(cert));
+	int64_t nb = nm_x509_time_secs(X509_get0_notBefore(cert));
+	int64_t na = nm_x509_time_secs(X509_get0_notAfter(cert));
 
 	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
 		nm_set_err(err, errlen,
@@ -1256,8 +1247,8 @@ int nm_tls_cert_info(const struct nm_tls *t, unsigned int i,
 	out->id = c->id;
 	snprintf(out->file, sizeof(out->file), "%s", c->file);
 	format_serial(c->cert, out->serial, sizeof(out->serial));
-	out->not_before = asn1_time_secs(X509_get0_notBefore(c->cert));
-	out->not_after = asn1_time_secs(X509_get0_notAfter(c->cert));
+	out->not_before = nm_x509_time_secs(X509_get0_notBefore(c->cert));
+	out->not_after = nm_x509_time_secs(X509_get0_notAfter(c->cert));
 	return 0;
 }
 

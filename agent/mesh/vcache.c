@@ -13,6 +13,7 @@
 #include <string.h>
 #include <openssl/asn1.h>
 
+#include "lib/spiffe.h"
 #include "mesh/vcache.h"
 
 struct vcache_entry {
@@ -158,20 +159,6 @@ STACK_OF(X509) *nm_vcache_lookup(struct nm_vcache *vc,
 	return chain;
 }
 
-/* now + the time left until t, clamped to the range of time_t we use. */
-static time_t until(time_t now, const ASN1_TIME *t)
-{
-	int days = 0, secs = 0;
-
-	if (!t || !ASN1_TIME_diff(&days, &secs, NULL, t))
-		return now; /* unreadable: expires at once */
-	if (days < 0 || secs < 0)
-		return now;
-	if (days > 36500)
-		days = 36500;
-	return now + (time_t)days * 86400 + secs;
-}
-
 int nm_vcache_store(struct nm_vcache *vc, struct nm_vcache_key *k,
 		    STACK_OF(X509) *chain, time_t now)
 {
@@ -183,7 +170,9 @@ int nm_vcache_store(struct nm_vcache *vc, struct nm_vcache_key *k,
 	if (!k->der || n < 1)
 		return -EINVAL;
 	for (int i = 0; i < n; i++) {
-		time_t t = until(now, X509_get0_notAfter(sk_X509_value(chain, i)));
+		/* 0 (unreadable) expires at once. */
+		time_t t = (time_t)nm_x509_time_secs(
+			X509_get0_notAfter(sk_X509_value(chain, i)));
 
 		if (t < expires)
 			expires = t;
