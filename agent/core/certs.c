@@ -62,6 +62,7 @@ static void on_certs_ready(struct nm_loop *loop, int fd, unsigned int events,
 		return;
 	nm_tls_set_resumption(t, d->tls_resumption);
 	nm_tls_inherit(t, old);
+	nm_tls_carry_stats(t, old);
 	list_serials(old, t, serials, sizeof(serials));
 	pr_info("msg=\"certificates rotated\" dir=%s generation=%u identities=%u anchors=%u anchors_changed=%s refused=%u since_change_ms=%lld serials=\"%s\"",
 		a->cluster->cert_dir, nm_tls_generation(t),

@@ -434,6 +434,7 @@ int nm_daemon_apply(struct nm_daemon *d, struct nm_cluster *c)
 	if (tls) {
 		/* Pooled tunnels present the old certificates. */
 		nm_pool_flush(&a->tpool, "certificates changed");
+		nm_tls_carry_stats(tls, a->tls);
 		nm_tls_free(a->tls);
 		a->tls = tls;
 	}

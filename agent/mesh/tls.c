@@ -1222,6 +1222,14 @@ void nm_tls_verify_cache_stats(const struct nm_tls *t, int server,
 	nm_vcache_get_stats(server ? t->vc_server : t->vc_client, out);
 }
 
+void nm_tls_carry_stats(struct nm_tls *t, const struct nm_tls *old)
+{
+	if (!t || !old || t == old)
+		return;
+	nm_vcache_carry_stats(t->vc_client, old->vc_client);
+	nm_vcache_carry_stats(t->vc_server, old->vc_server);
+}
+
 /* The serial as `openssl x509 -serial` prints it (upper-case hex). */
 static void format_serial(X509 *x, char *buf, size_t len)
 {

@@ -106,6 +106,10 @@ unsigned int nm_tls_refused_count(const struct nm_tls *t);
 struct nm_vcache_stats;
 void nm_tls_verify_cache_stats(const struct nm_tls *t, int server,
 			       struct nm_vcache_stats *out);
+/* Before t replaces old (any reload): t's verify-cache counters start from
+ * old's, so nodemesh_tls_verify_cache_lookups_total never goes back. The
+ * entries are not carried (a new nm_tls verifies afresh). */
+void nm_tls_carry_stats(struct nm_tls *t, const struct nm_tls *old);
 /* Same trust domain and the same set of trust anchors. */
 bool nm_tls_same_anchors(const struct nm_tls *a, const struct nm_tls *b);
 /* Same anchors and the same credentials (certificate, chain, key). */

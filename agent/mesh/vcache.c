@@ -223,3 +223,11 @@ void nm_vcache_get_stats(const struct nm_vcache *vc,
 {
 	*out = vc->stats;
 }
+
+void nm_vcache_carry_stats(struct nm_vcache *vc, const struct nm_vcache *from)
+{
+	vc->stats.hits += from->stats.hits;
+	vc->stats.misses += from->stats.misses;
+	vc->stats.stored += from->stats.stored;
+	vc->stats.expired += from->stats.expired;
+}

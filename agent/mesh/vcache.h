@@ -68,5 +68,9 @@ int nm_vcache_store(struct nm_vcache *vc, struct nm_vcache_key *k,
 
 void nm_vcache_get_stats(const struct nm_vcache *vc,
 			 struct nm_vcache_stats *out);
+/* Adds from's counters to vc's (not its entries): a reload's new cache
+ * goes on counting where the old one stopped, so the exported counters
+ * never go back. */
+void nm_vcache_carry_stats(struct nm_vcache *vc, const struct nm_vcache *from);
 
 #endif

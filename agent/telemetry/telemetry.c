@@ -29,6 +29,8 @@
 #include "lib/log.h"
 #include "mesh/flow.h"
 #include "mesh/route.h"
+#include "mesh/tls.h"
+#include "mesh/vcache.h"
 #include "telemetry/flowlog.h"
 #include "telemetry/internal.h"
 #include "telemetry/metrics.h"
@@ -78,6 +80,7 @@ struct nm_telemetry {
 	struct nm_metric_family *tcp_opened, *tcp_closed, *tcp_sent, *tcp_recv;
 	struct nm_metric_family *policy, *tls, *cert_expiry, *flows_active;
 	struct nm_metric_family *tls_cpu;
+	struct nm_metric_family *vcache;
 	struct nm_metric_family *limit_refused, *limit_max, *limit_used;
 	/* The tunnel pool (mesh/pool.h). */
 	struct nm_metric_family *pool_hits, *pool_misses, *pool_discards,
@@ -739,6 +742,14 @@ static void update_gauges(struct nm_telemetry *t)
 		set_counter(t->pool_conns, "idle", (double)tp->idle);
 		set_counter(t->pool_conns, "connecting", (double)(tp->total - tp->idle));
 	}
+	for (int server = 0; a->tls && server <= 1; server++) {
+		const char *d = server ? "inbound" : "outbound";
+		struct nm_vcache_stats vs;
+
+		nm_tls_verify_cache_stats(a->tls, server, &vs);
+		nm_metric_set(nm_metric_getv(t->vcache, d, "hit"), (double)vs.hits);
+		nm_metric_set(nm_metric_getv(t->vcache, d, "miss"), (double)vs.misses);
+	}
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
 		set_counter(t->agent_events, events[i].name, (double)events[i].v);
 	for (unsigned int i = 0; !nm_tls_cred_info(a->tls, i, &id, &nb, &na); i++)
@@ -1117,6 +1128,10 @@ static int add_families(struct nm_telemetry *t)
 	t->tls_cpu = nm_metrics_add(m, "nodemesh_tls_handshake_cpu_seconds_total",
 				    "CPU time the agent spent inside TLS handshake steps, by direction",
 				    NM_METRIC_COUNTER, dir, 1, NULL, 0, 4);
+	t->vcache = nm_metrics_add(m, "nodemesh_tls_verify_cache_lookups_total",
+				   "Peer certificate chains looked up in the verified-chain cache, by direction (inbound: clients' chains) and result (hit: the stored verdict was used)",
+				   NM_METRIC_COUNTER, (const char *[]){ "direction", "result" },
+				   2, NULL, 0, 4);
 	t->cert_expiry = nm_metrics_add(m, "nodemesh_certificate_expiry_seconds",
 					"Seconds until the certificate of the identity expires (negative: expired)",
 					NM_METRIC_GAUGE, ident, 1, NULL, 0, cap);
@@ -1182,7 +1197,8 @@ static int add_families(struct nm_telemetry *t)
 	if (!t->map_entries || !t->map_capacity || !t->map_errors)
 		return -ENOMEM;
 	if (!t->tcp_opened || !t->tcp_closed || !t->tcp_recv || !t->tcp_sent ||
-	    !t->policy || !t->tls || !t->cert_expiry || !t->flows_active ||
+	    !t->policy || !t->tls || !t->tls_cpu || !t->vcache ||
+	    !t->cert_expiry || !t->flows_active ||
 	    !t->limit_refused || !t->limit_max || !t->limit_used ||
 	    !t->connect_lat || !t->srtt || !t->agent_events || !t->kernel_flows ||
 	    !t->flowlog || !t->overflow || !t->scrapes)

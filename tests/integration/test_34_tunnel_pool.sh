@@ -36,11 +36,6 @@ nm_pod_spawn echo closer-echo "$CLOSER" serve --port 9000
 nm_pod_info echo
 nm_wait_listen "$NM_P_NS" 9000 5 || nm_fail tunnel-pool "closer in echo did not listen"
 
-# metric N NAME [LABEL-MATCH]: sum of a metric's samples on node N.
-metric() {
-	nm_node_exec "$1" curl -sf "http://${NM_NODE_ADDR[$1]}:15020/metrics" 2>/dev/null |
-		awk -v n="$2" -v m="${3:-}" '$1 ~ "^"n"([{]|$)" && index($1, m) { s += $2 } END { printf "%d\n", s }'
-}
 pooled() { grep -c 'msg="flow open" dir=outbound.* pooled=yes' "$LOG1"; }
 unpooled() { grep -c 'msg="flow open" dir=outbound.* pooled=no' "$LOG1"; }
 send() { # send BYTES: one echo flow client -> echo; 0 when byte-exact
@@ -53,23 +48,23 @@ settle() { sleep 0.4; }
 wait_idle() {
 	settle
 	for _ in $(seq 30); do
-		(($(metric 1 nodemesh_tunnel_pool_connections 'state="idle"') >= $1)) && return 0
+		(($(nm_metric 1 nodemesh_tunnel_pool_connections 'state="idle"') >= $1)) && return 0
 		sleep 0.1
 	done
 	return 1
 }
-full_in() { metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="success",resumed="false"'; }
+full_in() { nm_metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="success",resumed="false"'; }
 
 # --- pooled flows ----------------------------------------------------------
 send 4096 || nm_fail pool-flows-pooled "first flow failed: $(cat "$NM_STATE/send.json")"
-wait_idle 2 || nm_fail pool-flows-pooled "pool not warmed after the first flow: $(metric 1 nodemesh_tunnel_pool_connections)"
-p0=$(pooled) h0=$(metric 1 nodemesh_tunnel_pool_hits_total) f0=$(full_in) bad=0
+wait_idle 2 || nm_fail pool-flows-pooled "pool not warmed after the first flow: $(nm_metric 1 nodemesh_tunnel_pool_connections)"
+p0=$(pooled) h0=$(nm_metric 1 nodemesh_tunnel_pool_hits_total) f0=$(full_in) bad=0
 for i in 1 2 3 4 5 6; do
 	send 4096 || bad=$((bad + 1))
 	wait_idle 2
 done
 settle
-p1=$(pooled) h1=$(metric 1 nodemesh_tunnel_pool_hits_total) f1=$(full_in)
+p1=$(pooled) h1=$(nm_metric 1 nodemesh_tunnel_pool_hits_total) f1=$(full_in)
 if ((bad == 0 && p1 - p0 >= 5 && h1 - h0 >= 5 && f1 == f0)); then
 	nm_pass "pool-flows-pooled (6 flows: $((p1 - p0)) pooled, hits +$((h1 - h0)), node-2 full handshakes +$((f1 - f0)))"
 else
@@ -119,7 +114,7 @@ fi
 
 # --- peer restart: dead pooled tunnels, fresh handshake -------------------------
 wait_idle 2
-d0=$(metric 1 nodemesh_tunnel_pool_discards_total)
+d0=$(nm_metric 1 nodemesh_tunnel_pool_discards_total)
 nm_agent_stop 2
 nm_agent_start 2 || { nm_dump_logs; nm_fail pool-peer-restart "node-2 agent did not restart"; exit 1; }
 u0=$(unpooled)
@@ -127,10 +122,10 @@ send 65536
 ok=$?
 settle
 if ((ok == 0 && $(unpooled) == u0 + 1)) &&
-	(($(metric 1 nodemesh_tunnel_pool_discards_total) >= d0 + 1)); then
+	(($(nm_metric 1 nodemesh_tunnel_pool_discards_total) >= d0 + 1)); then
 	nm_pass pool-peer-restart
 else
-	nm_fail pool-peer-restart "unpooled $u0 -> $(unpooled), discards $d0 -> $(metric 1 nodemesh_tunnel_pool_discards_total): $(cat "$NM_STATE/send.json")"
+	nm_fail pool-peer-restart "unpooled $u0 -> $(unpooled), discards $d0 -> $(nm_metric 1 nodemesh_tunnel_pool_discards_total): $(cat "$NM_STATE/send.json")"
 fi
 
 # --- config reloads: short idle timeout, then no pool ------------------------------
@@ -159,7 +154,7 @@ wait_idle 2 || nm_fail pool-idle-retire "pool not warmed"
 w0=$(grep -cE 'level=warn.*(malformed preamble|timed out before relaying)' "$LOG2")
 sleep 2.5
 settle
-idle=$(metric 1 nodemesh_tunnel_pool_connections 'state="idle"')
+idle=$(nm_metric 1 nodemesh_tunnel_pool_connections 'state="idle"')
 u0=$(unpooled)
 send 4096
 ok=$?
@@ -179,7 +174,7 @@ for i in 1 2 3; do
 done
 settle
 if ((bad == 0 && $(pooled) == p0)) &&
-	(($(metric 1 nodemesh_tunnel_pool_connections) == 0)) &&
+	(($(nm_metric 1 nodemesh_tunnel_pool_connections) == 0)) &&
 	status_is 'not p["active"] and "size is 0" in p["reason"]'; then
 	nm_pass pool-size-0
 else

@@ -41,6 +41,11 @@
 #                         with mesh.tlsEcMethods provider: status says so,
 #                         and node-2, still on the built-in code, counts the
 #                         new full handshakes of the mixed echo
+#   relay-verify-cache    node-1's restart made it do full handshakes again
+#                         with the client chain node-2 already verified:
+#                         node-2's nodemesh_tls_verify_cache_lookups_total
+#                         counts inbound hits for them, and never more
+#                         lookups than full inbound handshakes
 set -uo pipefail
 . "$(dirname "$0")/lib/cluster.sh"
 
@@ -216,6 +221,7 @@ else
 	nm_fail relay-ec-builtin "OpenSSL 3.0=$ossl_30;$bad"
 fi
 read -r _ _ _ ec2_before _ <<<"$(path_row 2 ec_builtin)"
+vc_hit_before=$(nm_metric 2 nodemesh_tls_verify_cache_lookups_total 'direction="inbound",result="hit"')
 
 # --- busy polling on node-1 ----------------------------------------------------
 sed 's/"failMode": "closed"/"failMode": "closed", "busyPoll": 50/' "$NM_STATE/cluster.json" \
@@ -273,6 +279,17 @@ if [[ $active == no && $mode == provider && $flows == 0 &&
 	nm_pass relay-ec-provider
 else
 	nm_fail relay-ec-provider "node-1: '$row'; node-2: '$row2' (before: $ec2_before)"
+fi
+# node-1 came back with no sessions to resume: its new tunnels are full
+# handshakes presenting the client chain node-2 verified before.
+vc_in() { nm_metric 2 nodemesh_tls_verify_cache_lookups_total "direction=\"inbound\",result=\"$1\""; }
+vc_hit=$(vc_in hit) vc_miss=$(vc_in miss)
+full2=$(($(nm_metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="success",resumed="false"') +
+	$(nm_metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="failure",resumed="false"')))
+if ((vc_hit > vc_hit_before && vc_hit + vc_miss <= full2 && vc_miss >= 1)); then
+	nm_pass "relay-verify-cache (node-2 inbound: hits $vc_hit_before -> $vc_hit, misses $vc_miss, full handshakes $full2)"
+else
+	nm_fail relay-verify-cache "node-2 inbound hits $vc_hit_before -> $vc_hit, misses $vc_miss, full handshakes $full2"
 fi
 
 ((NM_FAILS)) && nm_dump_logs

@@ -2203,6 +2203,33 @@ START_TEST(test_verify_cache)
 	nm_tls_verify_cache_stats(t2, 1, &ss);
 	ck_assert_uint_eq(ss.hits, 4); /* the chain was known, the key was not */
 	EVP_PKEY_free(forged);
+
+	/* A reload's nm_tls counts on from the old one's figures (the
+	 * metric never goes back) but verifies afresh: no entries carried. */
+	{
+		struct nm_tls *t3 = load(n2_dir);
+		struct nm_vcache_stats s3;
+
+		nm_tls_carry_stats(t3, t2);
+		nm_tls_verify_cache_stats(t3, 1, &s3);
+		ck_assert_uint_eq(s3.hits, ss.hits);
+		ck_assert_uint_eq(s3.misses, ss.misses);
+		ck_assert_uint_eq(s3.stored, ss.stored);
+		nm_tls_verify_cache_stats(t3, 0, &s3);
+		nm_tls_verify_cache_stats(t2, 0, &cs);
+		ck_assert_uint_eq(s3.hits, cs.hits);
+		ck_assert_uint_eq(s3.misses, cs.misses);
+		ck_assert(!server_refuses_chain(t3, x, key, NULL, NULL));
+		nm_tls_verify_cache_stats(t3, 1, &s3);
+		ck_assert_uint_eq(s3.hits, ss.hits);
+		ck_assert_uint_eq(s3.misses, ss.misses + 1);
+		ck_assert_uint_eq(s3.stored, ss.stored + 1);
+		nm_tls_carry_stats(t3, t3); /* itself: nothing doubles */
+		nm_tls_carry_stats(t3, NULL);
+		nm_tls_verify_cache_stats(t3, 1, &ss);
+		ck_assert_uint_eq(ss.misses, s3.misses);
+		nm_tls_free(t3);
+	}
 	X509_free(x);
 	EVP_PKEY_free(key);
 	nm_tls_free(t1);

@@ -530,6 +530,14 @@ nm_json() {
 	fi
 }
 
+# nm_metric N NAME [LABEL-MATCH] -> the sum of the samples of metric NAME on
+# node N's :15020/metrics whose label text contains LABEL-MATCH (an integer;
+# 0 when the agent does not answer). Published every 250 ms.
+nm_metric() {
+	nm_node_exec "$1" curl -sf "http://${NM_NODE_ADDR[$1]}:15020/metrics" 2>/dev/null |
+		awk -v n="$2" -v m="${3:-}" '$1 ~ "^"n"([{]|$)" && index($1, m) { s += $2 } END { printf "%d\n", s }'
+}
+
 # nm_log_line LOG MSG TIMEOUT_S KEY=VALUE...: the first `msg="MSG"` line in
 # LOG whose KEYs all equal their VALUEs exactly (waits up to TIMEOUT_S).
 nm_log_line() {
