@@ -90,8 +90,8 @@ ncpu=$(grep -c '^cpu[0-9]' /proc/stat)
 # (nm_pod_exec or nm_outside_exec) from the client to TO; a relay MODE's
 # flows must have run on it (their close lines on node-1). Prints the RELAY
 # line, its median into $ms.
-relay_measure() {
-	local mode=$1 exec=$2 to=$3 run out src line el a0 b0 t0 a1 b1 t1 u p t vs=
+relay_measure() { # MODE EXEC TO [LABEL: what the RELAY line calls it]
+	local mode=$1 exec=$2 to=$3 label=${4:-$1} run out src line el a0 b0 t0 a1 b1 t1 u p t vs=
 	local times= agent_us_mib= agent_pct= all_pct=
 
 	for ((run = 0; run < relay_runs; run++)); do
@@ -121,7 +121,7 @@ relay_measure() {
 	done
 	ms=$(median <<<"$times")
 	[[ -n $copy_ms ]] && vs=" vs_copy=$(ratio "$copy_ms" "$ms")x"
-	echo "RELAY mode=$mode bytes=$relay_bytes each way runs=$relay_runs elapsed_ms=$ms (all:$times)$vs" \
+	echo "RELAY mode=$label bytes=$relay_bytes each way runs=$relay_runs elapsed_ms=$ms (all:$times)$vs" \
 		"agent_cpu_us_per_mib=$(median <<<"$agent_us_mib") agent_of_vm_cpu=$(median <<<"$agent_pct")%" \
 		"vm_cpu=$(median <<<"$all_pct")%"
 }
@@ -132,6 +132,7 @@ nm_pod_info local-echo
 relay_measure direct nm_outside_exec "$NM_P_IP:8080"
 direct_ms=$ms
 for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
+	label=$mode
 	sed -i "s/\"failMode\": \"closed\"[^}]*}/\"failMode\": \"closed\", \"relay\": \"$mode\", \"kernelPath\": false }/" \
 		"$NM_STATE/cluster.json"
 	nm_agent_stop 1
@@ -142,13 +143,13 @@ for mode in ${NM_VM_RELAY_MODES-copy splice sockmap}; do
 	# then runs on splice like any fallback.
 	if [[ $mode == sockmap && $got == *'"mode":"splice"'* && $got == *kernelbefore5.13* ]]; then
 		echo "RELAY mode=sockmap not offered, spliced: $got"
-		mode=splice
+		mode=splice label=sockmap_as_splice
 	fi
 	[[ $got == *"\"mode\":\"$mode\""* ]] || flow_fail "mesh.relay $mode runs: $got"
 	# Every mode's 16 MiB echoes are checked byte for byte (nm_peer): for
 	# sockmap the workload on which overlapping retransmissions once came
 	# out twice (bpf/nm_relay.bpf.h, nm_relay_trim).
-	relay_measure "$mode" nm_pod_exec 198.19.0.11:80
+	relay_measure "$mode" nm_pod_exec 198.19.0.11:80 "$label"
 	if [[ $mode == copy ]]; then
 		copy_ms=$ms
 		echo "RELAY ceiling: unmeshed is $(ratio "$copy_ms" "$direct_ms")x the copy relay's throughput"

@@ -124,9 +124,10 @@ if [ -x "$R/flow/flow.sh" ]; then
 	cat "$W/flow.out"
 	if grep -q '^  | FLOW PASS' "$W/flow.out"; then
 		# The relay modes' median times (ms), e.g. copy:412,splice:260;
-		# a mode timed on another size says it (sockmap@786432:40)
-		rl=$(sed -n -e 's/^  | RELAY mode=\([a-z]*\) bytes=16777216 .* elapsed_ms=\([0-9]*\) .*/\1:\2/p' \
-			-e 's/^  | RELAY mode=\([a-z]*\) bytes=\([0-9]*\) .* elapsed_ms=\([0-9]*\) .*/\1@\2:\3/p' "$W/flow.out" |
+		# a mode timed on another size says it (sockmap@786432:40), and
+		# sockmap before 5.13 runs as splice (sockmap_as_splice:665)
+		rl=$(sed -n -e 's/^  | RELAY mode=\([a-z_]*\) bytes=16777216 .* elapsed_ms=\([0-9]*\) .*/\1:\2/p' \
+			-e 's/^  | RELAY mode=\([a-z_]*\) bytes=\([0-9]*\) .* elapsed_ms=\([0-9]*\) .*/\1@\2:\3/p' "$W/flow.out" |
 			tr '\n' ',' | sed 's/,$//')
 		result flow PASS "${rl:+relay_ms=$rl}"
 	else
