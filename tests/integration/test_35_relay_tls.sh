@@ -221,7 +221,9 @@ else
 	nm_fail relay-ec-builtin "OpenSSL 3.0=$ossl_30;$bad"
 fi
 read -r _ _ _ ec2_before _ <<<"$(path_row 2 ec_builtin)"
-vc_hit_before=$(nm_metric 2 nodemesh_tls_verify_cache_lookups_total 'direction="inbound",result="hit"')
+# node-2's inbound verify-cache lookups with RESULT (hit, miss).
+vc_in() { nm_metric 2 nodemesh_tls_verify_cache_lookups_total "direction=\"inbound\",result=\"$1\""; }
+vc_hit_before=$(vc_in hit)
 
 # --- busy polling on node-1 ----------------------------------------------------
 sed 's/"failMode": "closed"/"failMode": "closed", "busyPoll": 50/' "$NM_STATE/cluster.json" \
@@ -282,7 +284,6 @@ else
 fi
 # node-1 came back with no sessions to resume: its new tunnels are full
 # handshakes presenting the client chain node-2 verified before.
-vc_in() { nm_metric 2 nodemesh_tls_verify_cache_lookups_total "direction=\"inbound\",result=\"$1\""; }
 vc_hit=$(vc_in hit) vc_miss=$(vc_in miss)
 full2=$(($(nm_metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="success",resumed="false"') +
 	$(nm_metric 2 nodemesh_tls_handshakes_total 'direction="inbound",result="failure",resumed="false"')))
